@@ -60,8 +60,7 @@ impl BlobStore {
         let dest = self.path(&digest);
         if !dest.is_file() {
             let mut tmp = self.temp_file()?;
-            io::Write::write_all(&mut tmp, bytes)
-                .map_err(|e| Error::io("writing blob", e))?;
+            io::Write::write_all(&mut tmp, bytes).map_err(|e| Error::io("writing blob", e))?;
             self.commit(tmp, &digest)?;
         }
         Ok((digest, dest))
@@ -75,23 +74,36 @@ impl BlobStore {
 
 /// Hash a file and compare with the expected digest; returns its size.
 pub fn verify_file(path: &Path, expected: &Digest) -> Result<u64> {
-    let file = File::open(path).map_err(|e| Error::FileRead { path: path.to_path_buf(), source: e })?;
+    let file = File::open(path).map_err(|e| Error::FileRead {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
     let mut reader = HashingReader::new(file);
-    io::copy(&mut reader, &mut io::sink())
-        .map_err(|e| Error::FileRead { path: path.to_path_buf(), source: e })?;
+    io::copy(&mut reader, &mut io::sink()).map_err(|e| Error::FileRead {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
     let (actual, size) = reader.finish();
     if &actual != expected {
-        return Err(Error::DigestMismatch { expected: expected.to_string(), actual: actual.to_string() });
+        return Err(Error::DigestMismatch {
+            expected: expected.to_string(),
+            actual: actual.to_string(),
+        });
     }
     Ok(size)
 }
 
 /// Read a whole small blob (config, manifest) from a file.
 pub fn read_small(path: &Path) -> Result<Vec<u8>> {
-    let mut f = File::open(path).map_err(|e| Error::FileRead { path: path.to_path_buf(), source: e })?;
+    let mut f = File::open(path).map_err(|e| Error::FileRead {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
     let mut buf = Vec::new();
-    f.read_to_end(&mut buf)
-        .map_err(|e| Error::FileRead { path: path.to_path_buf(), source: e })?;
+    f.read_to_end(&mut buf).map_err(|e| Error::FileRead {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
     Ok(buf)
 }
 
@@ -107,6 +119,9 @@ mod tests {
         assert!(p.ends_with(d.hex()));
         assert_eq!(store.verify(&d).unwrap(), 2);
         std::fs::write(&p, b"{ }").unwrap();
-        assert!(matches!(store.verify(&d), Err(Error::DigestMismatch { .. })));
+        assert!(matches!(
+            store.verify(&d),
+            Err(Error::DigestMismatch { .. })
+        ));
     }
 }

@@ -59,7 +59,10 @@ impl Default for Hasher {
 
 impl Hasher {
     pub fn new() -> Self {
-        Hasher { ctx: ring::digest::Context::new(&ring::digest::SHA256), len: 0 }
+        Hasher {
+            ctx: ring::digest::Context::new(&ring::digest::SHA256),
+            len: 0,
+        }
     }
 
     pub fn update(&mut self, bytes: &[u8]) {
@@ -76,7 +79,10 @@ impl Hasher {
     }
 
     pub fn finish(self) -> Digest {
-        Digest(format!("sha256:{}", hex::encode(self.ctx.finish().as_ref())))
+        Digest(format!(
+            "sha256:{}",
+            hex::encode(self.ctx.finish().as_ref())
+        ))
     }
 }
 
@@ -88,7 +94,10 @@ pub struct HashingWriter<W> {
 
 impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
-        HashingWriter { inner, hasher: Hasher::new() }
+        HashingWriter {
+            inner,
+            hasher: Hasher::new(),
+        }
     }
 
     /// The wrapped writer, the digest and the byte count.
@@ -122,7 +131,10 @@ pub struct HashingReader<R> {
 
 impl<R: Read> HashingReader<R> {
     pub fn new(inner: R) -> Self {
-        HashingReader { inner, hasher: Hasher::new() }
+        HashingReader {
+            inner,
+            hasher: Hasher::new(),
+        }
     }
 
     pub fn finish(self) -> (Digest, u64) {
@@ -164,8 +176,17 @@ mod tests {
     #[test]
     fn parse_rejects_malformed_digests() {
         assert!(Digest::parse("sha256:abc").is_err());
-        assert!(Digest::parse("md5:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855").is_err());
-        assert!(Digest::parse("sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855").is_err());
-        assert!(Digest::parse("sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855").is_ok());
+        assert!(Digest::parse(
+            "md5:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        )
+        .is_err());
+        assert!(Digest::parse(
+            "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"
+        )
+        .is_err());
+        assert!(Digest::parse(
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        )
+        .is_ok());
     }
 }

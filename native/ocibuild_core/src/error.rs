@@ -21,11 +21,17 @@ pub enum Error {
 
     /// A `{file, HostPath}` source could not be read.
     #[error("cannot read {path}: {source}")]
-    FileRead { path: PathBuf, source: std::io::Error },
+    FileRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     /// Any other I/O failure, with what we were doing at the time.
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
 
     /// A blob's bytes do not hash to the digest they were stored or announced under.
     #[error("digest mismatch: expected {expected}, got {actual}")]
@@ -67,6 +73,9 @@ pub enum Error {
 impl Error {
     /// Wrap an I/O error with a short description of the operation.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { context: context.into(), source }
+        Error::Io {
+            context: context.into(),
+            source,
+        }
     }
 }

@@ -16,6 +16,8 @@ pub use platform::Platform;
 
 use crate::digest::Digest;
 use crate::layer::Layer;
+use crate::media_types::OCI_CONFIG;
+use crate::Result;
 
 /// The base an image was built on. `None` in [`Image::base`] means `scratch`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,4 +83,144 @@ pub struct Rendered {
 #[derive(Clone, Debug)]
 pub struct RenderOptions {
     pub created: u64,
+}
+
+/// Annotations ko and buildkit put on a manifest to say what it was built on.
+const ANNOTATION_BASE_NAME: &str = "org.opencontainers.image.base.name";
+const ANNOTATION_BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
+
+impl Image {
+    /// The platform this image is for: the one set on it, else its base's, else the host's.
+    pub fn effective_platform(&self) -> Result<Platform> {
+        if let Some(p) = &self.platform {
+            return Ok(p.clone());
+        }
+        if let Some(base) = &self.base {
+            let config = json::parse_object(&base.config, "base image config")?;
+            if let Some(p) = Platform::from_json(&config) {
+                return Ok(p);
+            }
+        }
+        Ok(Platform::host())
+    }
+
+    /// Every layer in manifest order: the base's, then ours.
+    pub fn all_layers(&self) -> Vec<Layer> {
+        let base = self.base.iter().flat_map(|b| b.layers.iter().cloned());
+        base.chain(self.layers.iter().map(|a| a.layer.clone()))
+            .collect()
+    }
+}
+
+/// Derive the config and manifest of `image`: the blobs every sink writes.
+pub fn render(image: &Image, opts: &RenderOptions) -> Result<Rendered> {
+    let platform = image.effective_platform()?;
+    let config_value = config::derive(
+        image.base.as_ref().map(|b| b.config.as_slice()),
+        &image.config,
+        &image.layers,
+        &platform,
+        opts.created,
+    )?;
+    let config = json::canonical(&config_value);
+    let config_digest = Digest::of(&config);
+    let layers = image.all_layers();
+
+    let mut annotations = BTreeMap::new();
+    if let Some(base) = &image.base {
+        annotations.insert(ANNOTATION_BASE_NAME.to_string(), base.reference.clone());
+        annotations.insert(
+            ANNOTATION_BASE_DIGEST.to_string(),
+            base.manifest_digest.to_string(),
+        );
+    }
+    annotations.extend(
+        image
+            .annotations
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+
+    let config_descriptor =
+        manifest::Descriptor::new(OCI_CONFIG, config_digest.clone(), config.len() as u64);
+    let manifest = json::canonical(&manifest::manifest_json(
+        &config_descriptor,
+        &layers,
+        &annotations,
+    ));
+    let manifest_digest = Digest::of(&manifest);
+    Ok(Rendered {
+        config,
+        config_digest,
+        manifest,
+        manifest_digest,
+        layers,
+        platform,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media_types::OCI_LAYER_ZSTD;
+
+    fn layer(n: u8) -> Layer {
+        Layer {
+            media_type: OCI_LAYER_ZSTD.into(),
+            digest: Digest::of(&[n, 1]),
+            diff_id: Digest::of(&[n, 2]),
+            size: 100 + n as u64,
+            blob: None,
+        }
+    }
+
+    #[test]
+    fn render_is_deterministic_and_digests_match_bytes() {
+        let mut image = Image::default();
+        image.layers.push(AddedLayer {
+            layer: layer(1),
+            layer_type: Some("app".into()),
+        });
+        image
+            .annotations
+            .insert("org.opencontainers.image.version".into(), "1.0".into());
+        let opts = RenderOptions { created: 42 };
+        let a = render(&image, &opts).unwrap();
+        let b = render(&image.clone(), &opts).unwrap();
+        assert_eq!(a.manifest, b.manifest);
+        assert_eq!(a.manifest_digest, Digest::of(&a.manifest));
+        assert_eq!(a.config_digest, Digest::of(&a.config));
+        assert_eq!(a.platform, Platform::host());
+        let m: serde_json::Value = serde_json::from_slice(&a.manifest).unwrap();
+        assert_eq!(m["config"]["digest"], a.config_digest.as_str());
+        assert_eq!(m["layers"][0]["size"], 101);
+        assert_eq!(m["annotations"]["org.opencontainers.image.version"], "1.0");
+    }
+
+    #[test]
+    fn base_layers_come_first_and_base_platform_is_inherited() {
+        let base = BaseImage {
+            reference: "localhost:5000/base:1".into(),
+            manifest: b"{}".to_vec(),
+            manifest_digest: Digest::of(b"{}"),
+            config: br#"{"os":"linux","architecture":"arm64","rootfs":{"type":"layers","diff_ids":["x"]}}"#.to_vec(),
+            layers: vec![layer(0)],
+        };
+        let image = Image {
+            base: Some(base),
+            layers: vec![AddedLayer {
+                layer: layer(1),
+                layer_type: None,
+            }],
+            ..Default::default()
+        };
+        let r = render(&image, &RenderOptions { created: 0 }).unwrap();
+        assert_eq!(r.layers, vec![layer(0), layer(1)]);
+        assert_eq!(r.platform, Platform::new("linux", "arm64", None));
+        let m: serde_json::Value = serde_json::from_slice(&r.manifest).unwrap();
+        assert_eq!(
+            m["annotations"][ANNOTATION_BASE_NAME],
+            "localhost:5000/base:1"
+        );
+    }
 }

@@ -35,7 +35,11 @@ pub struct FileEntry {
 
 impl FileEntry {
     pub fn new(path: impl Into<Vec<u8>>, content: Content, mode: u32) -> Self {
-        FileEntry { path: path.into(), content, mode }
+        FileEntry {
+            path: path.into(),
+            content,
+            mode,
+        }
     }
 }
 
@@ -51,13 +55,19 @@ pub struct LayerOptions {
 
 impl Default for LayerOptions {
     fn default() -> Self {
-        LayerOptions { compression: Compression::Zstd, mtime: 0, threads: default_threads() }
+        LayerOptions {
+            compression: Compression::Zstd,
+            mtime: 0,
+            threads: default_threads(),
+        }
     }
 }
 
 /// One thread per core, at least one.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// A layer as the image model sees it (ggcr's `v1.Layer`): the digest of the compressed bytes,

@@ -1,10 +1,264 @@
 //! Sinks and sources by medium: an OCI image layout as a directory, and as a (gzipped) tarball
 //! that podman, skopeo and docker load; plus reading a saved tarball back for a later push.
+//!
+//! Both sinks write the same file set, planned once by [`plan`]:
+//! - `oci-layout` and `index.json` (one entry, named by the `org.opencontainers.image.ref.name`
+//!   annotation; for several images it points at a nested index listing one manifest per
+//!   platform);
+//! - `blobs/sha256/<hex>` for every manifest, config and layer (shared blobs once);
+//! - for the Docker format, `manifest.json` so `docker load` accepts the tarball too.
 
 pub mod directory;
 pub mod load;
 pub mod tarball;
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+
 pub use directory::export_directory;
 pub use load::{load_tarball, LoadedImage, LoadedTarball};
-pub use tarball::{save_tarball, SaveFormat, SaveOptions};
+pub use tarball::save_tarball;
+
+use crate::digest::Digest;
+use crate::image::manifest::{index_json, Descriptor};
+use crate::image::{json::canonical, render, Image, RenderOptions};
+use crate::media_types::{ANNOTATION_REF_NAME, OCI_INDEX, OCI_MANIFEST};
+use crate::{Error, Result};
+
+/// Whether a saved tarball also carries Docker's `manifest.json`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SaveFormat {
+    /// OCI layout plus `manifest.json`: podman, skopeo and `docker load` all read it.
+    #[default]
+    Docker,
+    /// A pure OCI image layout.
+    Oci,
+}
+
+/// Options shared by both sinks.
+#[derive(Clone, Debug, Default)]
+pub struct SaveOptions {
+    /// `name:tag` recorded as the layout's ref name (and Docker `RepoTags`).
+    pub tag: Option<String>,
+    pub format: SaveFormat,
+    /// Epoch seconds for the config's `created` and the tarball's mtimes.
+    pub created: u64,
+}
+
+/// Where a planned file's bytes come from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    Bytes(Vec<u8>),
+    /// A layer blob on disk, with the digest and size it must have.
+    Blob {
+        path: PathBuf,
+        digest: Digest,
+        size: u64,
+    },
+}
+
+/// One file of a layout, at a path relative to the layout root.
+#[derive(Clone, Debug)]
+pub struct PlannedFile {
+    pub path: String,
+    pub source: Source,
+}
+
+pub(crate) const OCI_LAYOUT_FILE: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
+pub(crate) fn blob_path(digest: &Digest) -> String {
+    format!("blobs/sha256/{}", digest.hex())
+}
+
+/// Every file of the layout for `images`, sorted by path, each blob once.
+pub fn plan(images: &[Image], opts: &SaveOptions) -> Result<Vec<PlannedFile>> {
+    if images.is_empty() {
+        return Err(Error::InvalidOption {
+            name: "images",
+            why: "no image to write".into(),
+        });
+    }
+    let render_opts = RenderOptions {
+        created: opts.created,
+    };
+    let mut files: BTreeMap<String, Source> = BTreeMap::new();
+    let mut descriptors = Vec::new();
+    let mut docker_entries = Vec::new();
+
+    for image in images {
+        let rendered = render(image, &render_opts)?;
+        for layer in &rendered.layers {
+            let path = layer
+                .blob
+                .clone()
+                .ok_or_else(|| Error::BlobMissing(layer.digest.to_string()))?;
+            files.insert(
+                blob_path(&layer.digest),
+                Source::Blob {
+                    path,
+                    digest: layer.digest.clone(),
+                    size: layer.size,
+                },
+            );
+        }
+        files.insert(
+            blob_path(&rendered.config_digest),
+            Source::Bytes(rendered.config.clone()),
+        );
+        files.insert(
+            blob_path(&rendered.manifest_digest),
+            Source::Bytes(rendered.manifest.clone()),
+        );
+
+        let mut d = Descriptor::new(
+            OCI_MANIFEST,
+            rendered.manifest_digest.clone(),
+            rendered.manifest.len() as u64,
+        );
+        d.platform = Some(rendered.platform.clone());
+        descriptors.push(d);
+
+        let repo_tags: Vec<&str> = match (&opts.tag, docker_entries.is_empty()) {
+            // One image per tag in Docker's world: later platforms load untagged.
+            (Some(tag), true) => vec![tag.as_str()],
+            _ => vec![],
+        };
+        docker_entries.push(json!({
+            "Config": blob_path(&rendered.config_digest),
+            "RepoTags": repo_tags,
+            "Layers": rendered.layers.iter().map(|l| blob_path(&l.digest)).collect::<Vec<_>>(),
+        }));
+    }
+
+    let ref_name: BTreeMap<String, String> = opts
+        .tag
+        .iter()
+        .map(|t| (ANNOTATION_REF_NAME.to_string(), t.clone()))
+        .collect();
+    let top = if images.len() == 1 {
+        let mut d = descriptors.remove(0);
+        d.annotations = ref_name;
+        d
+    } else {
+        let nested = canonical(&index_json(&descriptors, &BTreeMap::new()));
+        let digest = Digest::of(&nested);
+        let mut d = Descriptor::new(OCI_INDEX, digest.clone(), nested.len() as u64);
+        d.annotations = ref_name;
+        files.insert(blob_path(&digest), Source::Bytes(nested));
+        d
+    };
+    files.insert(
+        "index.json".into(),
+        Source::Bytes(canonical(&index_json(&[top], &BTreeMap::new()))),
+    );
+    files.insert("oci-layout".into(), Source::Bytes(OCI_LAYOUT_FILE.to_vec()));
+    if opts.format == SaveFormat::Docker {
+        files.insert(
+            "manifest.json".into(),
+            Source::Bytes(canonical(&Value::Array(docker_entries))),
+        );
+    }
+    Ok(files
+        .into_iter()
+        .map(|(path, source)| PlannedFile { path, source })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::{AddedLayer, Platform};
+    use crate::layer::Layer;
+    use crate::media_types::OCI_LAYER_GZIP;
+
+    pub(crate) fn image_with_blob(dir: &std::path::Path, platform: Option<Platform>) -> Image {
+        let bytes = b"not really gzip".to_vec();
+        let digest = Digest::of(&bytes);
+        let path = dir.join(digest.hex());
+        std::fs::write(&path, &bytes).unwrap();
+        Image {
+            layers: vec![AddedLayer {
+                layer: Layer {
+                    media_type: OCI_LAYER_GZIP.into(),
+                    digest,
+                    diff_id: Digest::of(b"tar"),
+                    size: bytes.len() as u64,
+                    blob: Some(path),
+                },
+                layer_type: Some("app".into()),
+            }],
+            platform,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn single_image_plan_has_the_layout_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = SaveOptions {
+            tag: Some("app:1".into()),
+            ..Default::default()
+        };
+        let files = plan(&[image_with_blob(dir.path(), None)], &opts).unwrap();
+        let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths
+                .iter()
+                .filter(|p| p.starts_with("blobs/sha256/"))
+                .count(),
+            3
+        );
+        assert!(paths.ends_with(&["index.json", "manifest.json", "oci-layout"]));
+        let mut sorted = paths.clone();
+        sorted.sort();
+        assert_eq!(paths, sorted);
+    }
+
+    #[test]
+    fn multi_image_plan_nests_an_index_and_shares_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = [
+            image_with_blob(dir.path(), Some(Platform::new("linux", "amd64", None))),
+            image_with_blob(dir.path(), Some(Platform::new("linux", "arm64", None))),
+        ];
+        let opts = SaveOptions {
+            tag: Some("app:1".into()),
+            format: SaveFormat::Oci,
+            created: 0,
+        };
+        let files = plan(&images, &opts).unwrap();
+        // one shared layer, two configs, two manifests, one nested index
+        assert_eq!(
+            files
+                .iter()
+                .filter(|f| f.path.starts_with("blobs/"))
+                .count(),
+            6
+        );
+        assert!(!files.iter().any(|f| f.path == "manifest.json"));
+        let index = files.iter().find(|f| f.path == "index.json").unwrap();
+        let Source::Bytes(bytes) = &index.source else {
+            panic!("index.json is bytes")
+        };
+        let v: Value = serde_json::from_slice(bytes).unwrap();
+        assert_eq!(v["manifests"][0]["mediaType"], OCI_INDEX);
+        assert_eq!(
+            v["manifests"][0]["annotations"][ANNOTATION_REF_NAME],
+            "app:1"
+        );
+    }
+
+    #[test]
+    fn a_layer_without_local_bytes_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut image = image_with_blob(dir.path(), None);
+        image.layers[0].layer.blob = None;
+        assert!(matches!(
+            plan(&[image], &SaveOptions::default()),
+            Err(Error::BlobMissing(_))
+        ));
+        assert!(plan(&[], &SaveOptions::default()).is_err());
+    }
+}

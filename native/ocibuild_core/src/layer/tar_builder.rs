@@ -1,0 +1,640 @@
+//! The uncompressed layer tar: validation, normalisation, ordering and the bytes themselves.
+//!
+//! The same file list must always give the same tar, whatever order the caller listed the files
+//! in and whatever the host's owners and clocks say. So [`plan`] normalises every path, adds the
+//! parent directories nobody listed, sorts everything bytewise and rejects anything ambiguous;
+//! [`write_tar`] then writes ustar headers with uid/gid 0, empty owner names and one fixed mtime.
+//! A path longer than the 100-byte name field gets a PAX `path` record (never a truncated name,
+//! never a GNU long-link entry), which every OCI runtime reads.
+//!
+//! ```
+//! use ocibuild_core::layer::{tar_builder, Content, FileEntry};
+//! let files = vec![FileEntry::new("/app/bin/run", Content::Bytes(b"#!/bin/sh\n".to_vec()), 0o755)];
+//! let plan = tar_builder::plan(&files)?;
+//! let mut tar = Vec::new();
+//! tar_builder::write_tar(&plan, 0, &mut tar)?;
+//! assert_eq!(plan.iter().map(|e| e.path()).collect::<Vec<_>>(), [&b"app"[..], b"app/bin", b"app/bin/run"]);
+//! # Ok::<(), ocibuild_core::Error>(())
+//! ```
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use super::{Content, FileEntry};
+use crate::{Error, Result};
+
+/// Mode of the parent directories the builder adds on its own.
+pub const IMPLIED_DIR_MODE: u32 = 0o755;
+
+const BLOCK: usize = 512;
+const NAME_LEN: usize = 100;
+/// The largest value an 11-digit octal header field holds (8 GiB - 1; year 2242 for mtime).
+const MAX_OCTAL_11: u64 = 0o77_777_777_777;
+
+/// One tar member in its final position: a normalised path (no leading or trailing `/`) and
+/// what goes there.
+#[derive(Debug)]
+pub struct TarEntry<'a> {
+    path: Vec<u8>,
+    kind: EntryKind<'a>,
+    mode: u32,
+}
+
+#[derive(Debug)]
+enum EntryKind<'a> {
+    Dir,
+    File(&'a Content),
+}
+
+impl TarEntry<'_> {
+    /// The normalised path, without the trailing `/` a directory gets in the tar itself.
+    pub fn path(&self) -> &[u8] {
+        &self.path
+    }
+
+    pub fn is_dir(&self) -> bool {
+        matches!(self.kind, EntryKind::Dir)
+    }
+
+    pub fn mode(&self) -> u32 {
+        self.mode
+    }
+}
+
+/// Normalise a path inside the image: strip leading `/`, fold `//` and `.` components.
+/// Rejects empty paths, NUL bytes and `..` components (a layer must never write outside its
+/// root, and `..` would make two spellings of one path).
+pub fn normalize_path(path: &[u8]) -> Result<Vec<u8>> {
+    let invalid = |why| Error::InvalidPath {
+        path: String::from_utf8_lossy(path).into_owned(),
+        why,
+    };
+    if path.contains(&0) {
+        return Err(invalid("nul_byte"));
+    }
+    let mut out = Vec::with_capacity(path.len());
+    for component in path.split(|&b| b == b'/') {
+        match component {
+            b"" | b"." => continue,
+            b".." => return Err(invalid("parent_component")),
+            _ => {
+                if !out.is_empty() {
+                    out.push(b'/');
+                }
+                out.extend_from_slice(component);
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(invalid("empty"));
+    }
+    Ok(out)
+}
+
+/// Validate the entries and put them in tar order: every file plus its implied parent
+/// directories, sorted bytewise by path (a prefix sorts first, so a directory always precedes
+/// what it contains).
+pub fn plan(entries: &[FileEntry]) -> Result<Vec<TarEntry<'_>>> {
+    let mut files = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let path = normalize_path(&entry.path)?;
+        if entry.mode > 0o7777 {
+            return Err(Error::InvalidMode {
+                path: String::from_utf8_lossy(&entry.path).into_owned(),
+                mode: entry.mode,
+            });
+        }
+        files.push(TarEntry {
+            path,
+            kind: EntryKind::File(&entry.content),
+            mode: entry.mode,
+        });
+    }
+    files.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    if let Some(pair) = files.windows(2).find(|w| w[0].path == w[1].path) {
+        return Err(Error::DuplicatePath(image_path(&pair[0].path)));
+    }
+
+    let mut dirs = BTreeSet::new();
+    for file in &files {
+        let mut end = file.path.len();
+        while let Some(slash) = file.path[..end].iter().rposition(|&b| b == b'/') {
+            // Parents of a path share its prefix, so once one is known all of its own are too.
+            if !dirs.insert(&file.path[..slash]) {
+                break;
+            }
+            end = slash;
+        }
+    }
+    // A file whose path is also some other entry's directory cannot be both in one tar.
+    if let Some(clash) = files.iter().find(|f| dirs.contains(f.path.as_slice())) {
+        return Err(Error::DuplicatePath(image_path(&clash.path)));
+    }
+
+    let mut all: Vec<TarEntry> = dirs
+        .into_iter()
+        .map(|d| TarEntry {
+            path: d.to_vec(),
+            kind: EntryKind::Dir,
+            mode: IMPLIED_DIR_MODE,
+        })
+        .collect();
+    all.extend(files);
+    all.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    Ok(all)
+}
+
+/// Write the tar for planned entries to `out`, every header stamped with `mtime`. File contents
+/// are streamed: `Content::File` is read from disk in chunks while being written.
+pub fn write_tar<W: Write>(entries: &[TarEntry], mtime: u64, out: &mut W) -> Result<()> {
+    let write_err = |e| Error::io("writing layer tar", e);
+    let mut buf = vec![0u8; 256 * 1024];
+    for entry in entries {
+        match entry.kind {
+            EntryKind::Dir => {
+                let mut name = entry.path.clone();
+                name.push(b'/');
+                write_header(out, &name, b'5', entry.mode, 0, mtime).map_err(write_err)?;
+            }
+            EntryKind::File(Content::Bytes(bytes)) => {
+                let size = bytes.len() as u64;
+                write_header(out, &entry.path, b'0', entry.mode, size, mtime).map_err(write_err)?;
+                out.write_all(bytes).map_err(write_err)?;
+                write_padding(out, size).map_err(write_err)?;
+            }
+            EntryKind::File(Content::File(host_path)) => {
+                write_file(out, entry, host_path, mtime, &mut buf)?;
+            }
+        }
+    }
+    out.write_all(&[0u8; 2 * BLOCK]).map_err(write_err)
+}
+
+/// Stream one host file into the tar. The size in the header comes from the open file, and
+/// the copy must produce exactly that many bytes: a file that changes while we read it would
+/// otherwise leave a corrupt tar behind.
+fn write_file<W: Write>(
+    out: &mut W,
+    entry: &TarEntry,
+    host_path: &Path,
+    mtime: u64,
+    buf: &mut [u8],
+) -> Result<()> {
+    let read_err = |source| Error::FileRead {
+        path: host_path.to_path_buf(),
+        source,
+    };
+    let write_err = |e| Error::io("writing layer tar", e);
+    let mut file = File::open(host_path).map_err(read_err)?;
+    let meta = file.metadata().map_err(read_err)?;
+    if !meta.is_file() {
+        return Err(read_err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    let size = meta.len();
+    write_header(out, &entry.path, b'0', entry.mode, size, mtime).map_err(write_err)?;
+    let mut left = size;
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = match file.read(&mut buf[..want]) {
+            Ok(0) => return Err(read_err(changed("shrank"))),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_err(e)),
+        };
+        out.write_all(&buf[..n]).map_err(write_err)?;
+        left -= n as u64;
+    }
+    loop {
+        match file.read(&mut buf[..1]) {
+            Ok(0) => break,
+            Ok(_) => return Err(read_err(changed("grew"))),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_err(e)),
+        }
+    }
+    write_padding(out, size).map_err(write_err)
+}
+
+fn changed(how: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("file {how} while it was being read"),
+    )
+}
+
+/// A ustar header, preceded by a PAX extended header when a value does not fit its field.
+fn write_header<W: Write>(
+    out: &mut W,
+    name: &[u8],
+    typeflag: u8,
+    mode: u32,
+    size: u64,
+    mtime: u64,
+) -> io::Result<()> {
+    let mut pax = Vec::new();
+    if name.len() > NAME_LEN {
+        pax_record(&mut pax, b"path", name);
+    }
+    if size > MAX_OCTAL_11 {
+        pax_record(&mut pax, b"size", size.to_string().as_bytes());
+    }
+    if mtime > MAX_OCTAL_11 {
+        pax_record(&mut pax, b"mtime", mtime.to_string().as_bytes());
+    }
+    if !pax.is_empty() {
+        let pax_name = pax_header_name(name);
+        let pax_size = pax.len() as u64;
+        out.write_all(&ustar_header(
+            &pax_name,
+            b'x',
+            0o644,
+            pax_size,
+            mtime.min(MAX_OCTAL_11),
+        ))?;
+        out.write_all(&pax)?;
+        write_padding(out, pax_size)?;
+    }
+    // When PAX carries the path, the name field holds its first 100 bytes for readers that
+    // predate PAX; PAX-aware readers (all container runtimes) use the record.
+    let short_name = &name[..name.len().min(NAME_LEN)];
+    out.write_all(&ustar_header(
+        short_name,
+        typeflag,
+        mode,
+        size,
+        mtime.min(MAX_OCTAL_11),
+    ))
+}
+
+/// Go's archive/tar naming for PAX headers (`<dir>/PaxHeaders.0/<base>`), cut to the field.
+fn pax_header_name(name: &[u8]) -> Vec<u8> {
+    let trimmed = name.strip_suffix(b"/").unwrap_or(name);
+    let (dir, base) = match trimmed.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&trimmed[..=i], &trimmed[i + 1..]),
+        None => (&b""[..], trimmed),
+    };
+    let mut pax_name = [dir, b"PaxHeaders.0/", base].concat();
+    pax_name.truncate(NAME_LEN);
+    pax_name
+}
+
+/// `"<len> <key>=<value>\n"`, where `<len>` counts the whole record including its own digits.
+fn pax_record(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    let rest = 1 + key.len() + 1 + value.len() + 1;
+    let mut len = rest + 1;
+    while len != rest + len.to_string().len() {
+        len = rest + len.to_string().len();
+    }
+    out.extend_from_slice(len.to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(key);
+    out.push(b'=');
+    out.extend_from_slice(value);
+    out.push(b'\n');
+}
+
+fn ustar_header(name: &[u8], typeflag: u8, mode: u32, size: u64, mtime: u64) -> [u8; BLOCK] {
+    let mut h = [0u8; BLOCK];
+    h[..name.len()].copy_from_slice(name);
+    octal(&mut h[100..108], u64::from(mode));
+    octal(&mut h[108..116], 0); // uid
+    octal(&mut h[116..124], 0); // gid
+    if size > MAX_OCTAL_11 {
+        // GNU base-256 form, for readers that ignore the PAX `size` record.
+        h[124] = 0x80;
+        h[128..136].copy_from_slice(&size.to_be_bytes());
+    } else {
+        octal(&mut h[124..136], size);
+    }
+    octal(&mut h[136..148], mtime);
+    h[156] = typeflag;
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    octal(&mut h[329..337], 0); // devmajor
+    octal(&mut h[337..345], 0); // devminor
+                                // The checksum is computed with its own field read as eight spaces.
+    h[148..156].fill(b' ');
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    h[148..154].copy_from_slice(format!("{sum:06o}").as_bytes());
+    h[154] = 0;
+    h
+}
+
+/// Zero-padded octal filling all but the last byte of the field, then a NUL.
+fn octal(field: &mut [u8], value: u64) {
+    let digits = field.len() - 1;
+    field[..digits].copy_from_slice(format!("{value:0digits$o}").as_bytes());
+    field[digits] = 0;
+}
+
+fn write_padding<W: Write>(out: &mut W, size: u64) -> io::Result<()> {
+    let rem = (size % BLOCK as u64) as usize;
+    if rem == 0 {
+        return Ok(());
+    }
+    out.write_all(&[0u8; BLOCK][..BLOCK - rem])
+}
+
+/// A normalised path as users write it in errors: absolute, as in the image.
+fn image_path(path: &[u8]) -> String {
+    format!("/{}", String::from_utf8_lossy(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(path: &str, data: &[u8], mode: u32) -> FileEntry {
+        FileEntry::new(path, Content::Bytes(data.to_vec()), mode)
+    }
+
+    fn tar_of(entries: &[FileEntry], mtime: u64) -> Vec<u8> {
+        let plan = plan(entries).unwrap();
+        let mut out = Vec::new();
+        write_tar(&plan, mtime, &mut out).unwrap();
+        out
+    }
+
+    /// (path, type, mode, uid, gid, uname, gname, mtime, contents) of every member.
+    type Member = (
+        Vec<u8>,
+        tar::EntryType,
+        u32,
+        u64,
+        u64,
+        Vec<u8>,
+        Vec<u8>,
+        u64,
+        Vec<u8>,
+    );
+
+    fn read_back(tar_bytes: &[u8]) -> Vec<Member> {
+        let mut archive = tar::Archive::new(tar_bytes);
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let h = e.header().clone();
+                let path = e.path_bytes().into_owned();
+                let mut data = Vec::new();
+                e.read_to_end(&mut data).unwrap();
+                (
+                    path,
+                    h.entry_type(),
+                    h.mode().unwrap(),
+                    h.uid().unwrap(),
+                    h.gid().unwrap(),
+                    h.username_bytes().unwrap_or_default().to_vec(),
+                    h.groupname_bytes().unwrap_or_default().to_vec(),
+                    h.mtime().unwrap(),
+                    data,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn normalizes_paths() {
+        assert_eq!(normalize_path(b"/app//bin/./run").unwrap(), b"app/bin/run");
+        assert_eq!(normalize_path(b"app/").unwrap(), b"app");
+        assert_eq!(normalize_path(b"./a").unwrap(), b"a");
+    }
+
+    #[test]
+    fn rejects_unusable_paths() {
+        let why = |p: &[u8]| match normalize_path(p) {
+            Err(Error::InvalidPath { why, .. }) => why,
+            other => panic!("expected InvalidPath for {p:?}, got {other:?}"),
+        };
+        assert_eq!(why(b""), "empty");
+        assert_eq!(why(b"/"), "empty");
+        assert_eq!(why(b"/./"), "empty");
+        assert_eq!(why(b"/app/a\0b"), "nul_byte");
+        assert_eq!(why(b"/app/../etc/passwd"), "parent_component");
+        assert_eq!(why(b".."), "parent_component");
+    }
+
+    #[test]
+    fn plan_reports_the_bad_entry() {
+        let err = plan(&[bytes("/ok", b"", 0o644), bytes("/x/../y", b"", 0o644)]).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidPath { ref path, why: "parent_component" } if path == "/x/../y")
+        );
+    }
+
+    #[test]
+    fn rejects_duplicates_after_normalisation() {
+        let err =
+            plan(&[bytes("/app/a", b"1", 0o644), bytes("app//./a", b"2", 0o644)]).unwrap_err();
+        assert!(
+            matches!(err, Error::DuplicatePath(ref p) if p == "/app/a"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn rejects_a_file_that_is_also_a_parent_directory() {
+        let err = plan(&[
+            bytes("/app", b"file", 0o644),
+            bytes("/app/lib/x", b"", 0o644),
+        ])
+        .unwrap_err();
+        assert!(
+            matches!(err, Error::DuplicatePath(ref p) if p == "/app"),
+            "{err:?}"
+        );
+        let err = plan(&[
+            bytes("/app/lib", b"file", 0o644),
+            bytes("/app/lib/x", b"", 0o644),
+        ])
+        .unwrap_err();
+        assert!(
+            matches!(err, Error::DuplicatePath(ref p) if p == "/app/lib"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn rejects_modes_above_0o7777() {
+        let err = plan(&[bytes("/a", b"", 0o10000)]).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidMode { ref path, mode: 0o10000 } if path == "/a"),
+            "{err:?}"
+        );
+        assert!(plan(&[bytes("/a", b"", 0o7777)]).is_ok());
+    }
+
+    #[test]
+    fn writes_sorted_entries_with_parents_first_and_fixed_metadata() {
+        let files = [
+            bytes("/z/last", b"zz", 0o600),
+            bytes("/app/bin/run", b"#!/bin/sh\n", 0o755),
+            bytes("/app-config", b"cfg", 0o644),
+            bytes("/app/a.txt", b"hello", 0o4755),
+        ];
+        let tar_bytes = tar_of(&files, 1_700_000_000);
+        assert_eq!(tar_bytes.len() % BLOCK, 0);
+        let members = read_back(&tar_bytes);
+        let summary: Vec<(&[u8], tar::EntryType, u32, &[u8])> = members
+            .iter()
+            .map(|m| (m.0.as_slice(), m.1, m.2, m.8.as_slice()))
+            .collect();
+        use tar::EntryType::{Directory as D, Regular as F};
+        assert_eq!(
+            summary,
+            vec![
+                (&b"app/"[..], D, 0o755, &b""[..]),
+                (b"app-config", F, 0o644, b"cfg"),
+                (b"app/a.txt", F, 0o4755, b"hello"),
+                (b"app/bin/", D, 0o755, b""),
+                (b"app/bin/run", F, 0o755, b"#!/bin/sh\n"),
+                (b"z/", D, 0o755, b""),
+                (b"z/last", F, 0o600, b"zz"),
+            ]
+        );
+        for m in &members {
+            assert_eq!((m.3, m.4), (0, 0), "uid/gid of {:?}", m.0);
+            assert!(m.5.is_empty() && m.6.is_empty(), "owner names of {:?}", m.0);
+            assert_eq!(m.7, 1_700_000_000, "mtime of {:?}", m.0);
+        }
+    }
+
+    #[test]
+    fn input_order_does_not_matter() {
+        let a = [bytes("/b", b"2", 0o644), bytes("/a/x", b"1", 0o644)];
+        let b = [bytes("/a/x", b"1", 0o644), bytes("/b", b"2", 0o644)];
+        assert_eq!(tar_of(&a, 0), tar_of(&b, 0));
+    }
+
+    #[test]
+    fn name_of_exactly_100_bytes_needs_no_pax() {
+        let name = format!("d/{}", "n".repeat(98));
+        assert_eq!(name.len(), 100);
+        let tar_bytes = tar_of(&[bytes(&name, b"x", 0o644)], 0);
+        let members = read_back(&tar_bytes);
+        assert_eq!(members[1].0, name.as_bytes());
+        // dir header, file header, one data block, two end blocks: no PAX header anywhere.
+        assert_eq!(tar_bytes.len(), 5 * BLOCK);
+        assert!(!contains(&tar_bytes, b"path="));
+    }
+
+    #[test]
+    fn long_paths_get_a_pax_path_record() {
+        // The directory alone (101 bytes, 102 with its slash) is already too long for the field.
+        let dir = format!("app/{}", "d".repeat(97));
+        let name = format!("{dir}/{}", "f".repeat(60));
+        assert!(name.len() >= 150);
+        let tar_bytes = tar_of(&[bytes(&name, b"data", 0o644)], 0);
+        let members = read_back(&tar_bytes);
+        let paths: Vec<&[u8]> = members.iter().map(|m| m.0.as_slice()).collect();
+        let dir_entry = format!("{dir}/");
+        assert_eq!(
+            paths,
+            vec![&b"app/"[..], dir_entry.as_bytes(), name.as_bytes()]
+        );
+        assert_eq!(members[2].8, b"data");
+        // " path=" + name + "\n", plus the three digits of the length itself.
+        let record = format!("{} path={name}\n", name.len() + 7 + 3);
+        assert!(
+            contains(&tar_bytes, record.as_bytes()),
+            "PAX record for the file"
+        );
+        let record = format!("{} path={dir_entry}\n", dir_entry.len() + 7 + 3);
+        assert!(
+            contains(&tar_bytes, record.as_bytes()),
+            "PAX record for the directory"
+        );
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn pax_record_length_includes_its_digits() {
+        for value_len in [0usize, 1, 88, 89, 90, 91, 985, 986, 995, 996, 997] {
+            let mut rec = Vec::new();
+            pax_record(&mut rec, b"path", &vec![b'a'; value_len]);
+            let space = rec.iter().position(|&b| b == b' ').unwrap();
+            let declared: usize = std::str::from_utf8(&rec[..space]).unwrap().parse().unwrap();
+            assert_eq!(declared, rec.len(), "value length {value_len}");
+        }
+    }
+
+    #[test]
+    fn streams_host_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().join("big.bin");
+        let data: Vec<u8> = (0..700_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&host, &data).unwrap();
+        let files = [FileEntry::new("/data/big.bin", Content::File(host), 0o640)];
+        let members = read_back(&tar_of(&files, 0));
+        assert_eq!(members[1].0, b"data/big.bin");
+        assert_eq!(members[1].2, 0o640);
+        assert_eq!(members[1].8, data);
+    }
+
+    #[test]
+    fn missing_host_file_is_a_file_read_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let files = [FileEntry::new("/a", Content::File(missing.clone()), 0o644)];
+        let plan = plan(&files).unwrap();
+        let err = write_tar(&plan, 0, &mut Vec::new()).unwrap_err();
+        match err {
+            Error::FileRead { path, source } => {
+                assert_eq!(path, missing);
+                assert_eq!(source.kind(), io::ErrorKind::NotFound);
+            }
+            other => panic!("expected FileRead, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_directory_as_content_is_a_file_read_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = [FileEntry::new(
+            "/a",
+            Content::File(dir.path().to_path_buf()),
+            0o644,
+        )];
+        let plan = plan(&files).unwrap();
+        let err = write_tar(&plan, 0, &mut Vec::new()).unwrap_err();
+        assert!(matches!(err, Error::FileRead { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_file_longer_than_its_metadata_says_is_an_error() {
+        // procfs files report size 0 but yield bytes: the same as a file growing mid-read.
+        let proc_file = Path::new("/proc/self/status");
+        if !proc_file.is_file() {
+            eprintln!("no procfs; skipping");
+            return;
+        }
+        let files = [FileEntry::new(
+            "/status",
+            Content::File(proc_file.to_path_buf()),
+            0o644,
+        )];
+        let err = write_tar(&plan(&files).unwrap(), 0, &mut Vec::new()).unwrap_err();
+        assert!(
+            matches!(err, Error::FileRead { ref source, .. } if source.to_string().contains("grew")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn large_mtime_goes_through_pax() {
+        let mtime = MAX_OCTAL_11 + 1;
+        let members = read_back(&tar_of(&[bytes("/a", b"", 0o644)], mtime));
+        assert_eq!(members[0].7, MAX_OCTAL_11, "the header field saturates");
+        let tar_bytes = tar_of(&[bytes("/a", b"", 0o644)], mtime);
+        assert!(contains(&tar_bytes, format!("mtime={mtime}\n").as_bytes()));
+    }
+}

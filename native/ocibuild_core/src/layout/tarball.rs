@@ -1,0 +1,114 @@
+//! The OCI image layout as a gzip-compressed tarball (`ocibuild:save/2,3`), which `podman
+//! load`, `skopeo copy oci-archive:` and (with the Docker `manifest.json`) `docker load` read.
+//!
+//! The tar is built by the same deterministic writer as layers (sorted entries, uid/gid 0, one
+//! mtime) and compressed with the fixed-block gzip writer, so two saves of the same input are
+//! byte-identical files. It is written to a temp file beside the target and renamed into place.
+
+use std::fs;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use super::{plan, SaveOptions, Source};
+use crate::image::Image;
+use crate::layer::{default_threads, tar_builder, Compression, Content, FileEntry};
+use crate::{Error, Result};
+
+const FILE_MODE: u32 = 0o644;
+
+/// Write `images` (one, or several for a multi-platform index) as a tarball at `path`.
+pub fn save_tarball(images: &[Image], path: &Path, opts: &SaveOptions) -> Result<()> {
+    let files = plan(images, opts)?;
+    let mut entries = Vec::with_capacity(files.len());
+    for file in files {
+        let content = match file.source {
+            Source::Bytes(bytes) => Content::Bytes(bytes),
+            Source::Blob {
+                path: blob,
+                digest,
+                size,
+            } => {
+                // The tar header takes its size from the file, so check it matches the
+                // descriptor before we commit to writing anything.
+                let actual = fs::metadata(&blob)
+                    .map_err(|e| Error::FileRead {
+                        path: blob.clone(),
+                        source: e,
+                    })?
+                    .len();
+                if actual != size {
+                    return Err(Error::InvalidLayout(format!(
+                        "layer {digest} is {actual} bytes on disk but {size} in its descriptor"
+                    )));
+                }
+                Content::File(blob)
+            }
+        };
+        entries.push(FileEntry::new(
+            format!("/{}", file.path),
+            content,
+            FILE_MODE,
+        ));
+    }
+    let tar_plan = tar_builder::plan(&entries)?;
+
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => Path::new(".").to_path_buf(),
+    };
+    fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".ocibuild-save-")
+        .tempfile_in(&dir)
+        .map_err(|e| Error::io(format!("creating a temp file in {}", dir.display()), e))?;
+    {
+        let out = BufWriter::with_capacity(256 * 1024, tmp.as_file());
+        let mut gz = Compression::Gzip.writer(out, default_threads())?;
+        tar_builder::write_tar(&tar_plan, opts.created, &mut gz)?;
+        let mut out = gz.finish()?;
+        out.flush()
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    }
+    tmp.persist(path)
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e.error))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::tests::image_with_blob;
+
+    #[test]
+    fn two_saves_are_byte_identical_and_nothing_is_left_on_failure() {
+        let tmp = tempfile::tempdir().unwrap();
+        let image = image_with_blob(tmp.path(), None);
+        let opts = SaveOptions {
+            tag: Some("x:1".into()),
+            created: 1_700_000_000,
+            ..Default::default()
+        };
+        let a = tmp.path().join("a.tar.gz");
+        let b = tmp.path().join("b.tar.gz");
+        save_tarball(&[image.clone()], &a, &opts).unwrap();
+        save_tarball(&[image.clone()], &b, &opts).unwrap();
+        let bytes = fs::read(&a).unwrap();
+        assert_eq!(&bytes[..2], &[0x1f, 0x8b]);
+        assert_eq!(bytes, fs::read(&b).unwrap());
+
+        fs::remove_file(image.layers[0].layer.blob.as_ref().unwrap()).unwrap();
+        let c = tmp.path().join("c.tar.gz");
+        assert!(matches!(
+            save_tarball(&[image], &c, &opts),
+            Err(Error::FileRead { .. })
+        ));
+        let names: Vec<_> = fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(!c.exists());
+        assert!(names
+            .iter()
+            .all(|n| !n.to_string_lossy().starts_with(".ocibuild-save-")));
+    }
+}
