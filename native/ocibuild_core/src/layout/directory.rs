@@ -80,9 +80,8 @@ fn write_file(root: &Path, file: &PlannedFile) -> Result<()> {
     let out =
         File::create(&dest).map_err(|e| Error::io(format!("creating {}", dest.display()), e))?;
     match &file.source {
-        Source::Bytes(bytes) => io::BufWriter::new(out)
+        Source::Bytes(bytes) => (&out)
             .write_all(bytes)
-            .and_then(|_| Ok(()))
             .map_err(|e| Error::io(format!("writing {}", dest.display()), e)),
         Source::Blob { path, digest, size } => {
             // Copy through a hasher: a blob store file damaged since it was built must not
@@ -149,7 +148,7 @@ mod tests {
             tag: Some("x:1".into()),
             ..Default::default()
         };
-        export_directory(&[image.clone()], &out, &opts).unwrap();
+        export_directory(std::slice::from_ref(&image), &out, &opts).unwrap();
         assert!(out.join("oci-layout").is_file());
         assert!(out.join("index.json").is_file());
         assert_eq!(fs::read_dir(out.join("blobs/sha256")).unwrap().count(), 3);
@@ -166,7 +165,8 @@ mod tests {
         let busy = tmp.path().join("busy");
         fs::create_dir(&busy).unwrap();
         fs::write(busy.join("precious.txt"), b"keep").unwrap();
-        let err = export_directory(&[image.clone()], &busy, &SaveOptions::default()).unwrap_err();
+        let err = export_directory(std::slice::from_ref(&image), &busy, &SaveOptions::default())
+            .unwrap_err();
         assert!(matches!(err, Error::InvalidOption { name: "dir", .. }));
         assert!(busy.join("precious.txt").is_file());
 

@@ -353,7 +353,7 @@ mod tests {
         };
 
         let single = tmp.path().join("one.tar.gz");
-        save_tarball(&[amd.clone()], &single, &opts).unwrap();
+        save_tarball(std::slice::from_ref(&amd), &single, &opts).unwrap();
         let loaded = load_tarball(&single, &tmp.path().join("x1")).unwrap();
         assert_eq!(loaded.tag.as_deref(), Some("app:2"));
         assert!(!loaded.is_multi_platform);
@@ -397,11 +397,13 @@ mod tests {
         b.into_inner().unwrap()
     }
 
+    type Case<'a> = (&'a [(&'a str, &'a [u8])], fn(&Error) -> bool);
+
     #[test]
     fn rejects_traversal_bad_digests_and_non_layouts() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("t.tar");
-        let cases: [(&[(&str, &[u8])], fn(&Error) -> bool); 4] = [
+        let cases: [Case; 4] = [
             (&[("../evil", b"x")], |e| {
                 matches!(e, Error::InvalidLayout(_))
             }),

@@ -90,10 +90,12 @@ pub fn plan(images: &[Image], opts: &SaveOptions) -> Result<Vec<PlannedFile>> {
     for image in images {
         let rendered = render(image, &render_opts)?;
         for layer in &rendered.layers {
-            let path = layer
-                .blob
-                .clone()
-                .ok_or_else(|| Error::BlobMissing(layer.digest.to_string()))?;
+            // A layer whose bytes are not on this machine (a base layer never fetched, a
+            // blob store cleaned since the build) cannot be written out.
+            let path = match &layer.blob {
+                Some(p) if p.is_file() => p.clone(),
+                _ => return Err(Error::BlobMissing(layer.digest.to_string())),
+            };
             files.insert(
                 blob_path(&layer.digest),
                 Source::Blob {

@@ -90,8 +90,8 @@ mod tests {
         };
         let a = tmp.path().join("a.tar.gz");
         let b = tmp.path().join("b.tar.gz");
-        save_tarball(&[image.clone()], &a, &opts).unwrap();
-        save_tarball(&[image.clone()], &b, &opts).unwrap();
+        save_tarball(std::slice::from_ref(&image), &a, &opts).unwrap();
+        save_tarball(std::slice::from_ref(&image), &b, &opts).unwrap();
         let bytes = fs::read(&a).unwrap();
         assert_eq!(&bytes[..2], &[0x1f, 0x8b]);
         assert_eq!(bytes, fs::read(&b).unwrap());
@@ -100,7 +100,7 @@ mod tests {
         let c = tmp.path().join("c.tar.gz");
         assert!(matches!(
             save_tarball(&[image], &c, &opts),
-            Err(Error::FileRead { .. })
+            Err(Error::BlobMissing(_))
         ));
         let names: Vec<_> = fs::read_dir(tmp.path())
             .unwrap()

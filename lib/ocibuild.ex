@@ -1,0 +1,115 @@
+defmodule Ocibuild do
+  @moduledoc """
+  Build OCI container images from Elixir, without Docker or any container runtime.
+
+  A thin layer over the Erlang module `:ocibuild`: images are plain maps, every function
+  returns a new image, and the config, manifest and digests are derived when the image is
+  written with `export/2` or `save/3`.
+
+      {:ok, image} = Ocibuild.scratch()
+
+      image =
+        image
+        |> Ocibuild.copy([{"myapp", {:file, "_build/myapp"}}], "/app")
+        |> Ocibuild.entrypoint(["/app/myapp", "start"])
+        |> Ocibuild.env(%{"PORT" => "4000"})
+        |> Ocibuild.expose(4000)
+
+      :ok = Ocibuild.save(image, "myapp.tar.gz", %{tag: "myapp:1.0"})
+
+  The image map is `%{base: :none, layers: [layer], config: config, annotations: %{},
+  platform: nil | platform}` (see `t:image/0`); a layer is `%{media_type: _, digest: _,
+  diff_id: _, size: _, blob: path}` with its compressed bytes in the on-disk blob store
+  (`$OCIBUILD_CACHE_DIR`, else `_build/ocibuild_cache`). Set `:platform` on the map to build
+  for another platform; a list of such images saves as one multi-platform index.
+
+  Builder functions raise `ErlangError` with a tagged reason on bad input, e.g.
+  `{:invalid_path, "a/../b", :parent_component}` or `{:invalid_option, :expose, 0}`; `export`
+  and `save` return `{:error, reason}`.
+  """
+
+  @typedoc "An image value; see the module doc and `:ocibuild` for the shape."
+  @type image :: :ocibuild.image()
+  @typedoc "A layer map: media type, digest, diff_id, size and the blob's path."
+  @type layer :: :ocibuild.layer()
+  @typedoc "`%{os: \"linux\", architecture: \"arm64\"}`, with an optional `:variant`."
+  @type platform :: :ocibuild.platform()
+  @typedoc "`{path, content, mode}`; content is a binary, an iolist or `{:file, host_path}`."
+  @type file_entry :: :ocibuild_layer.file_entry()
+  @type text :: binary() | charlist()
+
+  @doc "An empty image with no base."
+  @spec scratch() :: {:ok, image()}
+  defdelegate scratch(), to: :ocibuild
+
+  @doc """
+  Add a layer built from `[{path, content, mode}]`.
+
+  Options: `:compression` (`:gzip`, `:zstd` or `:auto`, the default), `:layer_type` (an atom
+  shown in the image history), `:mtime` (default `SOURCE_DATE_EPOCH`, else 0).
+  """
+  @spec add_layer(image(), [file_entry()], map()) :: image()
+  defdelegate add_layer(image, files, opts \\ %{}), to: :ocibuild
+
+  @doc """
+  Add a layer placing each `{name, content}` (or `{name, content, mode}`) under `dest`.
+  Data gets mode `0o644`; `{:file, host_path}` keeps the host file's permissions.
+  """
+  @spec copy(image(), [{text(), term()} | file_entry()], text()) :: image()
+  defdelegate copy(image, files, dest), to: :ocibuild
+
+  @doc "Set the entrypoint: the command run when the container starts."
+  @spec entrypoint(image(), [text()]) :: image()
+  defdelegate entrypoint(image, args), to: :ocibuild
+
+  @doc "Set the default arguments to the entrypoint."
+  @spec cmd(image(), [text()]) :: image()
+  defdelegate cmd(image, args), to: :ocibuild
+
+  @doc """
+  Set environment variables. A name already set keeps its position and takes the new value;
+  new names are appended in sorted order.
+  """
+  @spec env(image(), %{optional(text()) => text()}) :: image()
+  defdelegate env(image, vars), to: :ocibuild
+
+  @doc "Set the working directory."
+  @spec workdir(image(), text()) :: image()
+  defdelegate workdir(image, dir), to: :ocibuild
+
+  @doc ~S'Expose a port: an integer (TCP) or `"port/proto"` (`tcp`, `udp` or `sctp`).'
+  @spec expose(image(), 1..65535 | text()) :: image()
+  defdelegate expose(image, port), to: :ocibuild
+
+  @doc "Add a label to the image config."
+  @spec label(image(), text(), text()) :: image()
+  defdelegate label(image, key, value), to: :ocibuild
+
+  @doc "Set the user the container runs as."
+  @spec user(image(), text()) :: image()
+  defdelegate user(image, user), to: :ocibuild
+
+  @doc "Add an annotation to the image manifest."
+  @spec annotation(image(), text(), text()) :: image()
+  defdelegate annotation(image, key, value), to: :ocibuild
+
+  @doc "Write the image (or a list of platform images) as an OCI layout directory."
+  @spec export(image() | [image()], Path.t()) :: :ok | {:error, term()}
+  defdelegate export(image, dir), to: :ocibuild
+
+  @doc """
+  Save the image (or a list of platform images) as a tarball for `podman load`,
+  `docker load` or `skopeo`. Options: `:tag` (e.g. `"myapp:1.0"`), `:format` (`:docker`, the
+  default, or `:oci`).
+  """
+  @spec save(image() | [image()], Path.t(), map()) :: :ok | {:error, term()}
+  defdelegate save(image, path, opts \\ %{}), to: :ocibuild
+
+  @doc ~S'Parse `"os/arch"` or `"os/arch/variant"` into a platform map.'
+  @spec parse_platform(text()) :: {:ok, platform()} | {:error, {:invalid_platform, term()}}
+  defdelegate parse_platform(spec), to: :ocibuild
+
+  @doc ~S'Parse a comma-separated list such as `"linux/amd64,linux/arm64"`.'
+  @spec parse_platforms(text()) :: {:ok, [platform()]} | {:error, {:invalid_platform, term()}}
+  defdelegate parse_platforms(specs), to: :ocibuild
+end

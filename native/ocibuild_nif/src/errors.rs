@@ -1,0 +1,106 @@
+//! Core errors as tagged Erlang reasons, so callers can match on what went wrong:
+//!
+//! | core `Error`              | Erlang reason                                             |
+//! |---------------------------|-----------------------------------------------------------|
+//! | `InvalidPath`             | `{invalid_path, Path, empty \| nul_byte \| parent_component}` |
+//! | `DuplicatePath`           | `{duplicate_path, Path}`                                  |
+//! | `InvalidMode`             | `{invalid_mode, Path, Mode}`                              |
+//! | `FileRead`                | `{file_read, HostPath, Posix}` (`enoent`, `eacces`, ...)  |
+//! | `Io`                      | `{io_error, Context, Message}`                            |
+//! | `DigestMismatch`          | `{digest_mismatch, #{expected => D, actual => D}}`        |
+//! | `InvalidDigest`           | `{invalid_digest, D}`                                     |
+//! | `InvalidPlatform`         | `{invalid_platform, P}`                                   |
+//! | `InvalidJson`             | `{invalid_json, What, Why}`                               |
+//! | `InvalidLayout`           | `{invalid_layout, Why}`                                   |
+//! | `BlobMissing`             | `{blob_missing, Digest}`                                  |
+//! | `InvalidSourceDateEpoch`  | `{invalid_source_date_epoch, V}`                          |
+//! | `InvalidOption`           | `{invalid_option, Name, Why}`                             |
+//! | `Compression`             | `{compression_failed, Why}`                               |
+//!
+//! Strings and paths are binaries; `why`/`name` words that form a closed set are atoms.
+
+use std::io;
+
+use ocibuild_core::Error;
+use rustler::{Atom, Encoder, Env, Term};
+
+use crate::atoms;
+use crate::terms;
+
+/// The `Reason` of `{error, Reason}` for a core error.
+pub fn reason<'a>(env: Env<'a>, err: &Error) -> Term<'a> {
+    let text = |s: &str| s.encode(env);
+    match err {
+        Error::InvalidPath { path, why } => {
+            (atoms::invalid_path(), text(path), word(env, why)).encode(env)
+        }
+        Error::DuplicatePath(path) => (atoms::duplicate_path(), text(path)).encode(env),
+        Error::InvalidMode { path, mode } => (atoms::invalid_mode(), text(path), *mode).encode(env),
+        Error::FileRead { path, source } => (
+            atoms::file_read(),
+            terms::encode_path(env, path),
+            word(env, posix(source)),
+        )
+            .encode(env),
+        Error::Io { context, source } => {
+            (atoms::io_error(), text(context), text(&source.to_string())).encode(env)
+        }
+        Error::DigestMismatch { expected, actual } => {
+            let detail = terms::map(
+                env,
+                &[
+                    (atoms::expected(), text(expected)),
+                    (atoms::actual(), text(actual)),
+                ],
+            );
+            (atoms::digest_mismatch(), detail).encode(env)
+        }
+        Error::InvalidDigest(d) => (atoms::invalid_digest(), text(d)).encode(env),
+        Error::InvalidPlatform(p) => (atoms::invalid_platform(), text(p)).encode(env),
+        Error::InvalidJson { what, why } => {
+            (atoms::invalid_json(), text(what), text(why)).encode(env)
+        }
+        Error::InvalidLayout(why) => (atoms::invalid_layout(), text(why)).encode(env),
+        Error::BlobMissing(d) => (atoms::blob_missing(), text(d)).encode(env),
+        Error::InvalidSourceDateEpoch(v) => {
+            (atoms::invalid_source_date_epoch(), text(v)).encode(env)
+        }
+        Error::InvalidOption { name, why } => {
+            (atoms::invalid_option(), word(env, name), text(why)).encode(env)
+        }
+        Error::Compression(why) => (atoms::compression_failed(), text(why)).encode(env),
+    }
+}
+
+/// A closed-set word (`empty`, `enoent`, an option name) as an atom. Atom creation only fails
+/// for names over 255 bytes, which none of ours are; fall back to a binary rather than panic.
+fn word<'a>(env: Env<'a>, s: &str) -> Term<'a> {
+    match Atom::from_str(env, s) {
+        Ok(atom) => atom.encode(env),
+        Err(_) => s.encode(env),
+    }
+}
+
+/// The POSIX error name Erlang's `file` module would report for this I/O error.
+fn posix(err: &io::Error) -> &'static str {
+    use io::ErrorKind::*;
+    match err.kind() {
+        NotFound => "enoent",
+        PermissionDenied => "eacces",
+        AlreadyExists => "eexist",
+        NotADirectory => "enotdir",
+        IsADirectory => "eisdir",
+        DirectoryNotEmpty => "enotempty",
+        ReadOnlyFilesystem => "erofs",
+        StorageFull => "enospc",
+        QuotaExceeded => "edquot",
+        InvalidFilename => "enametoolong",
+        CrossesDevices => "exdev",
+        TooManyLinks => "emlink",
+        FileTooLarge => "efbig",
+        ResourceBusy => "ebusy",
+        InvalidInput => "einval",
+        Interrupted => "eintr",
+        _ => "eio",
+    }
+}

@@ -1,0 +1,16 @@
+//! Erlang NIF glue for `ocibuild_core`: term conversion and dirty-scheduler placement only.
+//!
+//! Every NIF is named `<noun>_<verb>` and returns `{ok, _}` / `ok` or `{error, Reason}` with a
+//! tagged reason from [`errors`]; the Erlang module `ocibuild_nif` loads this library and the
+//! modules `ocibuild`, `ocibuild_layer` and `ocibuild_layout` give the functions friendly names.
+
+mod atoms;
+mod errors;
+mod image;
+mod layer;
+mod platform;
+mod reply;
+mod tarball;
+mod terms;
+
+rustler::init!("ocibuild_nif");

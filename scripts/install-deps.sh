@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Install what building and testing ocibuild needs on a fresh Debian 12 machine (as root).
+# Idempotent and fast on reruns: apt runs only when a package is missing.
+#
+#   bash scripts/install-deps.sh
+#
+# The Rust toolchain is not installed here: it comes with the machine (rustup) and cannot be
+# downloaded on our network. This script only checks that cargo, rustfmt and clippy are there.
+set -euo pipefail
+source "$(dirname -- "${BASH_SOURCE[0]}")/common.sh"
+root=$(repo_root)
+
+packages=(
+    erlang elixir rebar3          # the BEAM, Mix and rebar3
+    git                           # rebar3 git dependencies (test/deps)
+    skopeo umoci podman runc      # independent readers of the images we write (test/e2e)
+    uidmap fuse-overlayfs conmon  # podman's helpers
+    busybox-static                # a static binary to run inside a scratch image
+    jq gzip zstd                  # inspecting JSON and layer blobs in the tests
+)
+
+ensure_packages "${packages[@]}"
+
+# podman without systemd: keep a containers.conf of our own unless someone wrote theirs.
+conf=/etc/containers/containers.conf
+if [ "$(id -u)" = 0 ]; then
+    if [ ! -e "$conf" ] || grep -q 'scripts/install-deps.sh installs this file' "$conf"; then
+        mkdir -p /etc/containers
+        if ! cmp -s "$root/test/e2e/containers.conf" "$conf"; then
+            cp "$root/test/e2e/containers.conf" "$conf"
+            echo "install-deps: wrote $conf"
+        fi
+    else
+        echo "install-deps: leaving the existing $conf alone (tests use CONTAINERS_CONF)"
+    fi
+fi
+
+# The Rust toolchain: preinstalled by rustup, with the lint components.
+require_rust
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    echo "install-deps: adding rustfmt and clippy with rustup"
+    rustup component add rustfmt clippy ||
+        die "rustfmt/clippy are missing and rustup could not add them (no network to the Rust servers?)"
+fi
+echo "install-deps: $(cargo --version), $(cargo clippy --version), $(cargo fmt --version)"
+echo "install-deps: $(erl -noshell -eval 'io:format("OTP ~s", [erlang:system_info(otp_release)]), halt().'), $(elixir --version | tail -n 1), $(rebar3 version)"

@@ -1,0 +1,120 @@
+%% @doc OCI image layers: a list of files becomes a deterministic tar, compressed and hashed in
+%% one streaming pass by the native core and stored in the blob store (see
+%% `ocibuild_blob_store'). A layer is a small map pointing at its compressed bytes:
+%%
+%% ```
+%% #{media_type => <<"application/vnd.oci.image.layer.v1.tar+zstd">>,
+%%   digest     => <<"sha256:...">>,   % sha256 of the compressed bytes (manifest, transfer)
+%%   diff_id    => <<"sha256:...">>,   % sha256 of the uncompressed tar (config rootfs)
+%%   size       => 1234,               % compressed size in bytes
+%%   blob       => <<"/abs/path/blobs/sha256/...">>,  % where the compressed bytes live
+%%   layer_type => app}                % only when given in the options
+%% '''
+%%
+%% Unlike ocibuild 0.10 there is no `data' key: read the bytes from `blob' if you need them.
+%%
+%% The tar is reproducible: parent directories are implied (mode 8#755), entries are sorted by
+%% path, owners are 0, and every mtime is `SOURCE_DATE_EPOCH' if set, else 0.
+%%
+%% ```
+%% {ok, Layer} = ocibuild_layer:create([{<<"/app/hello.txt">>, <<"hi\n">>, 8#644},
+%%                                      {<<"/app/run">>, {file, "bin/run"}, 8#755}],
+%%                                     #{compression => gzip}).
+%% '''
+-module(ocibuild_layer).
+
+-export([create/1, create/2]).
+
+-export_type([layer/0, file_entry/0, content/0, compression/0, options/0]).
+
+-type layer() :: #{
+    media_type := binary(),
+    digest := binary(),
+    diff_id := binary(),
+    size := non_neg_integer(),
+    blob := binary(),
+    layer_type => atom()
+}.
+%% A layer's compressed bytes are the file at `blob', named by its digest.
+
+-type content() :: binary() | iolist() | {file, HostPath :: file:filename_all()}.
+%% `{file, HostPath}' is streamed from disk while the tar is written.
+
+-type file_entry() :: {Path :: binary() | string(), content(), Mode :: non_neg_integer()}.
+%% Path is absolute inside the image (a leading `/' is optional); Mode is at most 8#7777.
+
+-type compression() :: gzip | zstd | auto.
+%% `auto' is zstd.
+
+-type options() :: #{
+    mtime => non_neg_integer(),
+    layer_type => atom(),
+    compression => compression()
+}.
+
+%% @equiv create(Files, #{})
+-spec create([file_entry()]) -> {ok, layer()} | {error, term()}.
+create(Files) ->
+    create(Files, #{}).
+
+%% @doc Create a layer from `[{Path, Content, Mode}]'.
+%%
+%% Options: `mtime' (default `SOURCE_DATE_EPOCH', else 0), `layer_type' (an atom such as `app',
+%% kept in the layer map and shown in the image history), `compression' (`gzip', `zstd' or
+%% `auto'; default `auto'). Unknown keys are ignored.
+%%
+%% Errors: `{invalid_path, Path, empty | nul_byte | parent_component}', `{duplicate_path, Path}',
+%% `{invalid_mode, Path, Mode}', `{file_read, HostPath, Posix}', `{invalid_option, Name, Value}',
+%% `{invalid_source_date_epoch, Value}', `{io_error, Context, Message}'.
+-spec create([file_entry()], options()) -> {ok, layer()} | {error, term()}.
+create(Files, Opts) when is_map(Opts) ->
+    case nif_options(Opts) of
+        {ok, NifOpts} ->
+            case ocibuild_input:files(Files) of
+                {ok, Entries} -> build(Entries, NifOpts, maps:find(layer_type, Opts));
+                {error, _} = Error -> Error
+            end;
+        {error, _} = Error ->
+            Error
+    end;
+create(_Files, Opts) ->
+    {error, {invalid_option, options, Opts}}.
+
+build(Entries, NifOpts, LayerType) ->
+    case ocibuild_nif:layer_create(Entries, NifOpts) of
+        {ok, Layer} ->
+            {ok, with_layer_type(Layer, LayerType)};
+        {error, _} = Error ->
+            Error
+    end.
+
+with_layer_type(Layer, {ok, Type}) -> Layer#{layer_type => Type};
+with_layer_type(Layer, error) -> Layer.
+
+nif_options(Opts) ->
+    case check_options(Opts) of
+        ok ->
+            case mtime(Opts) of
+                {ok, Mtime} ->
+                    {ok, #{
+                        compression => maps:get(compression, Opts, auto),
+                        mtime => Mtime,
+                        store => ocibuild_blob_store:root()
+                    }};
+                {error, _} = Error ->
+                    Error
+            end;
+        {error, _} = Error ->
+            Error
+    end.
+
+check_options(Opts) ->
+    Checks = [
+        {compression, fun(C) -> lists:member(C, [gzip, zstd, auto]) end},
+        {layer_type, fun erlang:is_atom/1},
+        {mtime, fun(M) -> is_integer(M) andalso M >= 0 andalso M < 1 bsl 64 end}
+    ],
+    ocibuild_input:check_options(Checks, Opts).
+
+mtime(#{mtime := Mtime}) -> {ok, Mtime};
+mtime(_) -> ocibuild_reproducible:layer_mtime().

@@ -1,0 +1,200 @@
+%% @doc OCI image layouts, as a directory or a tarball, and reading a saved tarball back.
+%%
+%% ```
+%% myimage/
+%% ├── oci-layout          {"imageLayoutVersion":"1.0.0"}
+%% ├── index.json          entry point; tagged with org.opencontainers.image.ref.name
+%% ├── manifest.json       (tarball, format docker only) for `docker load'
+%% └── blobs/sha256/...    manifests, configs, layers
+%% '''
+%%
+%% One image writes one manifest; a list of images (each with its `platform' set) writes an
+%% image index with one manifest per platform. Output is written beside its destination and
+%% renamed into place at the end, so a failed save never leaves a partial file. With
+%% `SOURCE_DATE_EPOCH' set, two saves of the same image are byte-identical.
+%%
+%% ```
+%% ok = ocibuild_layout:export_directory(Image, "./myimage"),
+%% ok = ocibuild_layout:save_tarball([Amd64, Arm64], "myimage.tar.gz", #{tag => <<"myapp:1.0">>}),
+%% {ok, #{images := [_, _], cleanup := Cleanup}} = ocibuild_layout:load_tarball_for_push("myimage.tar.gz"),
+%% ok = Cleanup().
+%% '''
+-module(ocibuild_layout).
+
+-export([
+    export_directory/2,
+    save_tarball/2,
+    save_tarball/3,
+    load_tarball_for_push/1,
+    load_tarball_for_push/2
+]).
+
+-export_type([loaded_image/0, loaded_layer/0, loaded/0, save_options/0]).
+
+-type save_options() :: #{tag => binary() | string(), format => docker | oci}.
+
+-type loaded_layer() :: #{
+    media_type := binary(),
+    digest := binary(),
+    diff_id := binary(),
+    size := non_neg_integer(),
+    path := binary(),
+    get_data := fun(() -> {ok, binary()} | {error, term()})
+}.
+%% `path' is the verified blob extracted from the tarball; `get_data' reads it.
+
+-type loaded_image() :: #{
+    manifest := binary(),
+    manifest_digest := binary(),
+    config := binary(),
+    config_digest := binary(),
+    layers := [loaded_layer()],
+    platform := ocibuild:platform() | undefined,
+    annotations := #{binary() => binary()}
+}.
+
+-type loaded() :: #{
+    images := [loaded_image()],
+    tag := binary() | undefined,
+    is_multi_platform := boolean(),
+    cleanup := fun(() -> ok)
+}.
+
+%% @doc Write the image (or a list of platform images) as an OCI layout directory at `Dir'.
+-spec export_directory(ocibuild:image() | [ocibuild:image()], file:filename_all()) ->
+    ok | {error, term()}.
+export_directory(ImageOrImages, Dir) ->
+    with_target(ImageOrImages, Dir, dir, fun(Images, DirBin, Created) ->
+        ocibuild_nif:image_export(Images, DirBin, #{tag => undefined, created => Created})
+    end).
+
+%% @equiv save_tarball(ImageOrImages, Path, #{})
+-spec save_tarball(ocibuild:image() | [ocibuild:image()], file:filename_all()) ->
+    ok | {error, term()}.
+save_tarball(ImageOrImages, Path) ->
+    save_tarball(ImageOrImages, Path, #{}).
+
+%% @doc Write the image (or a list of platform images) as a gzip-compressed tarball that
+%% `podman load', `docker load' and `skopeo' read.
+%%
+%% Options: `tag' (e.g. `<<"myapp:1.0">>', written as the ref.name annotation and, for docker
+%% format, as `RepoTags'), `format' (`docker', the default, adds `manifest.json'; `oci' writes
+%% the OCI layout only).
+-spec save_tarball(ocibuild:image() | [ocibuild:image()], file:filename_all(), save_options()) ->
+    ok | {error, term()}.
+save_tarball(ImageOrImages, Path, Opts) when is_map(Opts) ->
+    case save_options(Opts) of
+        {ok, NifOpts} ->
+            with_target(ImageOrImages, Path, path, fun(Images, PathBin, Created) ->
+                ocibuild_nif:image_save(Images, PathBin, NifOpts#{created => Created})
+            end);
+        {error, _} = Error ->
+            Error
+    end;
+save_tarball(_ImageOrImages, _Path, Opts) ->
+    {error, {invalid_option, options, Opts}}.
+
+%% @equiv load_tarball_for_push(Path, #{})
+-spec load_tarball_for_push(file:filename_all()) -> {ok, loaded()} | {error, term()}.
+load_tarball_for_push(Path) ->
+    load_tarball_for_push(Path, #{}).
+
+%% @doc Read a tarball written by `save_tarball/3' (single or multi-platform) for a push.
+%%
+%% Every blob is extracted into a fresh temporary directory and verified against its digest;
+%% layers carry the extracted `path' and a `get_data' fun. Call `cleanup' when done to delete
+%% the directory. `memory_threshold' (a positive integer) is accepted for compatibility with
+%% ocibuild 0.10; blobs are always extracted to disk, so memory use stays flat.
+-spec load_tarball_for_push(file:filename_all(), #{memory_threshold => pos_integer()}) ->
+    {ok, loaded()} | {error, term()}.
+load_tarball_for_push(Path, Opts) when is_map(Opts) ->
+    Checks = [{memory_threshold, fun(T) -> is_integer(T) andalso T > 0 end}],
+    case {ocibuild_input:check_options(Checks, Opts), ocibuild_input:host_path(Path)} of
+        {{error, _} = Error, _} -> Error;
+        {ok, error} -> {error, {invalid_option, path, Path}};
+        {ok, {ok, PathBin}} -> load(PathBin)
+    end;
+load_tarball_for_push(_Path, Opts) ->
+    {error, {invalid_option, options, Opts}}.
+
+load(PathBin) ->
+    case make_extract_dir() of
+        {ok, Dir} ->
+            Cleanup = fun() -> remove_dir(Dir) end,
+            case ocibuild_nif:tarball_load(PathBin, Dir) of
+                {ok, #{images := Images} = Loaded} ->
+                    {ok, Loaded#{images := [with_layer_data(I) || I <- Images], cleanup => Cleanup}};
+                {error, _} = Error ->
+                    Cleanup(),
+                    Error
+            end;
+        {error, _} = Error ->
+            Error
+    end.
+
+with_layer_data(#{layers := Layers} = Image) ->
+    Image#{layers := [loaded_layer(L) || L <- Layers]}.
+
+loaded_layer(#{blob := Path} = Layer) ->
+    (maps:remove(blob, Layer))#{path => Path, get_data => fun() -> file:read_file(Path) end}.
+
+make_extract_dir() ->
+    Tmp =
+        case os:getenv("TMPDIR") of
+            Env when Env =:= false; Env =:= "" -> "/tmp";
+            Env -> Env
+        end,
+    Name = io_lib:format("ocibuild-load-~s-~b", [os:getpid(), erlang:unique_integer([positive])]),
+    Dir = filename:join(filename:absname(Tmp), Name),
+    case file:make_dir(Dir) of
+        ok -> ocibuild_input:host_path(Dir);
+        {error, Posix} -> {error, {io_error, <<"creating extract directory">>, atom_to_binary(Posix)}}
+    end.
+
+%% Cleanup is best effort and idempotent: a second call, or a directory already removed by
+%% the caller, is fine.
+remove_dir(Dir) ->
+    _ = file:del_dir_r(Dir),
+    ok.
+
+save_options(Opts) ->
+    Checks = [
+        {tag, fun(T) -> ocibuild_input:text(T) =/= error end},
+        {format, fun(F) -> F =:= docker orelse F =:= oci end}
+    ],
+    case ocibuild_input:check_options(Checks, Opts) of
+        ok ->
+            Tag =
+                case maps:find(tag, Opts) of
+                    {ok, T} -> element(2, ocibuild_input:text(T));
+                    error -> undefined
+                end,
+            {ok, #{tag => Tag, format => maps:get(format, Opts, docker)}};
+        {error, _} = Error ->
+            Error
+    end.
+
+%% Shared by export and save: one image or a non-empty list of images, a host path for the
+%% output, and the `created' time.
+with_target(ImageOrImages, Target, TargetName, Write) ->
+    case {images(ImageOrImages), ocibuild_input:host_path(Target)} of
+        {error, _} ->
+            {error, {invalid_option, images, ImageOrImages}};
+        {_, error} ->
+            {error, {invalid_option, TargetName, Target}};
+        {{ok, Images}, {ok, TargetBin}} ->
+            case ocibuild_reproducible:created() of
+                {ok, Created} -> Write(Images, TargetBin, Created);
+                {error, _} = Error -> Error
+            end
+    end.
+
+images(Image) when is_map(Image) ->
+    {ok, [Image]};
+images([_ | _] = Images) ->
+    case lists:all(fun erlang:is_map/1, Images) of
+        true -> {ok, Images};
+        false -> error
+    end;
+images(_) ->
+    error.

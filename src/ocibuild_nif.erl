@@ -1,0 +1,35 @@
+%% @doc The native library: loads `priv/ocibuild_nif.so' when this module is loaded.
+%%
+%% Internal: call `ocibuild', `ocibuild_layer' and `ocibuild_layout' instead. Every function
+%% here is replaced by the Rust implementation in `native/ocibuild_nif'; the Erlang bodies only
+%% run if the library failed to load. File and CPU work runs on dirty schedulers.
+-module(ocibuild_nif).
+
+-export([layer_create/2, image_export/3, image_save/3, tarball_load/2, platform_parse/1]).
+
+-on_load(init/0).
+
+-define(LIBNAME, "ocibuild_nif").
+
+init() ->
+    erlang:load_nif(filename:join(priv_dir(), ?LIBNAME), 0).
+
+%% code:priv_dir/1 finds the app under rebar3, mix and releases; from a source checkout used
+%% with `erl -pa ebin' the app directory is not named ocibuild, so look next to ebin/.
+priv_dir() ->
+    case code:priv_dir(ocibuild) of
+        {error, bad_name} ->
+            filename:join(filename:dirname(filename:dirname(code:which(?MODULE))), "priv");
+        Dir ->
+            Dir
+    end.
+
+layer_create(_Files, _Opts) -> erlang:nif_error(nif_not_loaded).
+
+image_export(_Images, _Dir, _Opts) -> erlang:nif_error(nif_not_loaded).
+
+image_save(_Images, _Path, _Opts) -> erlang:nif_error(nif_not_loaded).
+
+tarball_load(_Path, _ExtractDir) -> erlang:nif_error(nif_not_loaded).
+
+platform_parse(_Spec) -> erlang:nif_error(nif_not_loaded).

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Dependency tests: throwaway projects that depend on this repository build and save an image.
+#
+#   bash test/deps/run.sh
+#
+#   mix      {:ocibuild, path: REPO}; `mix run -e` builds with the Elixir API.
+#   rebar3   ocibuild as a git dependency (file:// URL) and as a project_plugin; `rebar3 compile`
+#            must run cargo and install the NIF in the dependency's priv/, then `erl` builds.
+#
+# The git URL points at a temporary commit of the current working tree (tracked files plus
+# untracked ones that are not ignored), so the test sees uncommitted work and never touches the
+# repository's own git state. hex.pm is unreachable: the projects have no hex dependencies, and
+# HEX_CDN points at a closed loopback port so any attempt to reach hex fails at once (and the
+# check "no hex registry access" below catches it). CARGO_TARGET_DIR is the repo's target/, so
+# the crates.io dependencies compiled once are reused by every project.
+set -euo pipefail
+here=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
+root=$(CDPATH='' cd -- "$here/../.." && pwd)
+source "$root/scripts/common.sh"
+source "$root/test/support/assert.sh"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/ocibuild-deps.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
+export HEX_CDN=http://127.0.0.1:9 HEX_MIRROR=http://127.0.0.1:9
+# Keep rebar3's and mix's global state (hex index, plugins, caches) out of the user's home.
+export REBAR_CACHE_DIR=$work/rebar3-cache MIX_HOME=$work/mix-home HEX_HOME=$work/hex-home
+unset SOURCE_DATE_EPOCH MIX_ENV
+
+# run LOG CMD...: run CMD with its output in LOG; on failure show the log's tail.
+run() {
+    local log=$1
+    shift
+    if "$@" >"$log" 2>&1; then
+        return 0
+    else
+        local status=$?
+        tail -n 60 "$log"
+        return "$status"
+    fi
+}
+
+# image_ok NAME TARBALL TAG ENTRYPOINT: the saved file exists and skopeo reads the expected config.
+image_ok() {
+    local name=$1 tarball=$2 tag=$3 entrypoint=$4 inspect
+    check "$name: saved $(basename "$tarball")" test -s "$tarball"
+    inspect=$(skopeo --insecure-policy inspect --config "docker-archive:$tarball" 2>&1) || true
+    check_eq "$name: skopeo reads the entrypoint" "$entrypoint" "$(jq -c .config.Entrypoint <<<"$inspect" 2>&1)"
+    check_eq "$name: tag in manifest.json" "[\"$tag\"]" "$(tar -xzOf "$tarball" manifest.json 2>&1 | jq -c '.[0].RepoTags' 2>&1)"
+}
+
+no_hex() {
+    ! grep -Eqi 'hex\.pm|hexpm|package registry|127\.0\.0\.1:9' "$@"
+}
+
+section "deps: a mix project with {:ocibuild, path: ...}"
+mixapp=$work/mix_app
+mkdir -p "$mixapp/lib"
+cat >"$mixapp/mix.exs" <<EOF
+defmodule MixApp.MixProject do
+  use Mix.Project
+
+  def project do
+    [app: :mix_app, version: "0.1.0", elixir: "~> 1.14", deps: [{:ocibuild, path: "$root"}]]
+  end
+end
+EOF
+cat >"$mixapp/build.exs" <<'EOF'
+{:ok, image} = Ocibuild.scratch()
+image = Ocibuild.copy(image, [{"hello.txt", "hello from a mix dependency\n"}], "/app")
+image = Ocibuild.entrypoint(image, ["/app/hello"])
+:ok = Ocibuild.save(image, "mix_app.tar.gz", %{tag: "deps-mix:1.0"})
+IO.puts("saved mix_app.tar.gz")
+EOF
+check "mix compile (builds the NIF through the path dependency)" \
+    run "$work/mix-compile.log" bash -c "cd '$mixapp' && mix compile"
+check "no hex registry access (mix)" no_hex "$work/mix-compile.log"
+check "mix run builds and saves an image" run "$work/mix-run.log" bash -c "cd '$mixapp' && mix run build.exs"
+image_ok "mix" "$mixapp/mix_app.tar.gz" "deps-mix:1.0" '["/app/hello"]'
+
+section "deps: a snapshot git repository of the working tree"
+snapshot=$work/ocibuild.git
+mkdir -p "$snapshot"
+# Tracked and untracked-but-not-ignored files that exist (a deleted tracked file is skipped).
+(cd "$root" && git ls-files -z --cached --others --exclude-standard) |
+    (cd "$root" && while IFS= read -r -d '' f; do [ -f "$f" ] && printf '%s\0' "$f"; done) |
+    (cd "$root" && tar --null -T - -cf -) | tar -xf - -C "$snapshot"
+check "git snapshot commit" run "$work/git.log" bash -c \
+    "cd '$snapshot' && git init -q && git add -A && git -c user.name=t -c user.email=t@ocibuild.invalid commit -q -m snapshot"
+sha=$(git -C "$snapshot" rev-parse HEAD 2>/dev/null || echo none)
+url=file://$snapshot
+
+# A module that builds and saves an image with the Erlang API; used by both rebar3 projects.
+erl_build() {
+    local dir=$1 tarball=$2 tag=$3
+    local eval="
+        {ok, I0} = ocibuild:scratch(),
+        I1 = ocibuild:add_layer(I0, [{<<\"/app/hello.txt\">>, <<\"hello from rebar3\\n\">>, 8#644}]),
+        I2 = ocibuild:entrypoint(I1, [<<\"/app/hello\">>]),
+        ok = ocibuild:save(I2, \"$tarball\", #{tag => <<\"$tag\">>}),
+        halt()."
+    (cd "$dir" && erl -noshell -pa "$dir"/_build/default/lib/*/ebin -pa "$dir"/_build/default/plugins/*/ebin -eval "$eval")
+}
+
+section "deps: a rebar3 project with ocibuild as a git dependency"
+rebarapp=$work/rebar_app
+mkdir -p "$rebarapp/src"
+cat >"$rebarapp/rebar.config" <<EOF
+{deps, [{ocibuild, {git, "$url", {ref, "$sha"}}}]}.
+EOF
+cat >"$rebarapp/src/rebar_app.app.src" <<'EOF'
+{application, rebar_app, [{description, "depends on ocibuild"}, {vsn, "0.1.0"}, {applications, [kernel, stdlib, ocibuild]}]}.
+EOF
+check "rebar3 compile (fetches the git dependency, builds the NIF)" \
+    run "$work/rebar-compile.log" bash -c "cd '$rebarapp' && rebar3 compile"
+check "no hex registry access (rebar3 git dependency)" no_hex "$work/rebar-compile.log"
+check "the NIF is in the dependency's priv/" test -f "$rebarapp/_build/default/lib/ocibuild/priv/ocibuild_nif.so"
+check "erl builds and saves an image" run "$work/rebar-run.log" \
+    erl_build "$rebarapp" "$rebarapp/rebar_app.tar.gz" "deps-rebar:1.0"
+image_ok "rebar3" "$rebarapp/rebar_app.tar.gz" "deps-rebar:1.0" '["/app/hello"]'
+
+section "deps: a rebar3 project with ocibuild as a project_plugin"
+pluginapp=$work/plugin_app
+mkdir -p "$pluginapp/src"
+cat >"$pluginapp/rebar.config" <<EOF
+{project_plugins, [{ocibuild, {git, "$url", {ref, "$sha"}}}]}.
+EOF
+cat >"$pluginapp/src/plugin_app.app.src" <<'EOF'
+{application, plugin_app, [{description, "uses ocibuild as a plugin"}, {vsn, "0.1.0"}, {applications, [kernel, stdlib]}]}.
+EOF
+check "rebar3 compile (fetches and compiles the plugin)" \
+    run "$work/plugin-compile.log" bash -c "cd '$pluginapp' && rebar3 compile"
+check "no hex registry access (rebar3 plugin)" no_hex "$work/plugin-compile.log"
+check "the plugin's beams are compiled" test -f "$pluginapp/_build/default/plugins/ocibuild/ebin/ocibuild.beam"
+check "the NIF is in the plugin's priv/" test -f "$pluginapp/_build/default/plugins/ocibuild/priv/ocibuild_nif.so"
+check "erl builds and saves an image with the plugin's code" run "$work/plugin-run.log" \
+    erl_build "$pluginapp" "$pluginapp/plugin_app.tar.gz" "deps-plugin:1.0"
+image_ok "plugin" "$pluginapp/plugin_app.tar.gz" "deps-plugin:1.0" '["/app/hello"]'
+
+summary deps

@@ -1,0 +1,199 @@
+defmodule OcibuildTest do
+  use ExUnit.Case, async: false
+
+  # A private directory per test, outside the repository (ExUnit's :tmp_dir tag would write
+  # under ./tmp).
+  setup do
+    tmp = Path.join(System.tmp_dir!(), "ocibuild-test-#{System.unique_integer([:positive])}")
+    File.mkdir_p!(tmp)
+    on_exit(fn -> File.rm_rf!(tmp) end)
+    %{tmp_dir: tmp}
+  end
+
+  defp sha256(bin), do: "sha256:" <> Base.encode16(:crypto.hash(:sha256, bin), case: :lower)
+
+  defp app_image do
+    {:ok, image} = Ocibuild.scratch()
+
+    image
+    |> Ocibuild.add_layer([{"/app/bin/app", "#!/bin/sh\n", 0o755}], %{compression: :gzip})
+    |> Ocibuild.entrypoint(["/app/bin/app"])
+    |> Ocibuild.cmd(["start"])
+    |> Ocibuild.env(%{"PORT" => "4000"})
+    |> Ocibuild.workdir("/app")
+    |> Ocibuild.expose(4000)
+    |> Ocibuild.label("org.opencontainers.image.title", "app")
+    |> Ocibuild.user("nobody")
+    |> Ocibuild.annotation("org.opencontainers.image.version", "1.0")
+  end
+
+  test "scratch is an empty image value" do
+    assert {:ok,
+            %{base: :none, layers: [], annotations: %{}, platform: :undefined, config: config}} =
+             Ocibuild.scratch()
+
+    assert config.env == []
+    assert config.entrypoint == :undefined
+  end
+
+  test "builders set the config and env merges by name" do
+    image = app_image()
+    assert image.config.entrypoint == ["/app/bin/app"]
+    assert image.config.cmd == ["start"]
+    assert image.config.workdir == "/app"
+    assert image.config.exposed_ports == ["4000/tcp"]
+    assert image.config.labels == %{"org.opencontainers.image.title" => "app"}
+    assert image.config.user == "nobody"
+    assert image.annotations == %{"org.opencontainers.image.version" => "1.0"}
+
+    merged = Ocibuild.env(image, %{"PORT" => "5000", "LANG" => "C.UTF-8"})
+    assert merged.config.env == [{"PORT", "5000"}, {"LANG", "C.UTF-8"}]
+  end
+
+  test "layers point at their blob in the cache" do
+    %{layers: [layer]} = app_image()
+
+    assert %{
+             media_type: "application/vnd.oci.image.layer.v1.tar+gzip",
+             digest: digest,
+             diff_id: diff_id,
+             size: size,
+             blob: blob
+           } = layer
+
+    data = File.read!(blob)
+    assert sha256(data) == digest
+    assert byte_size(data) == size
+    assert sha256(:zlib.gunzip(data)) == diff_id
+    assert String.starts_with?(blob, System.fetch_env!("OCIBUILD_CACHE_DIR"))
+  end
+
+  test "copy, Ocibuild.Layer and content from files", %{tmp_dir: tmp} do
+    host = Path.join(tmp, "hello.txt")
+    File.write!(host, "hello")
+    {:ok, image} = Ocibuild.scratch()
+
+    image =
+      Ocibuild.copy(image, [{"hello.txt", {:file, host}}, {"inline", ["io", ?l, "ist"]}], "/srv")
+
+    assert [%{media_type: "application/vnd.oci.image.layer.v1.tar+zstd"}] = image.layers
+
+    assert {:ok, %{diff_id: diff_id}} =
+             Ocibuild.Layer.create(
+               [{"/srv/hello.txt", {:file, host}, 0o644}, {"/srv/inline", "iolist", 0o644}],
+               %{compression: :gzip}
+             )
+
+    assert [%{diff_id: ^diff_id}] = image.layers
+  end
+
+  test "bad files raise tagged reasons" do
+    {:ok, image} = Ocibuild.scratch()
+    add = fun_add(image)
+
+    assert_raise ErlangError, ~r/invalid_path, "", :empty/, fn -> add.([{"", "x", 0o644}]) end
+    assert catch_error(add.([{"a\0b", "x", 0o644}])) == {:invalid_path, "a\0b", :nul_byte}
+
+    assert catch_error(add.([{"/a/../b", "x", 0o644}])) ==
+             {:invalid_path, "/a/../b", :parent_component}
+
+    assert catch_error(add.([{"/a/b", "1", 0o644}, {"a//b", "2", 0o644}])) ==
+             {:duplicate_path, "/a/b"}
+
+    assert catch_error(add.([{"/x", "x", 0o10000}])) == {:invalid_mode, "/x", 0o10000}
+
+    assert {:file_read, "/nonexistent/ocibuild", :enoent} =
+             catch_error(add.([{"/x", {:file, "/nonexistent/ocibuild"}, 0o644}]))
+
+    assert catch_error(Ocibuild.add_layer(image, [{"/x", "x", 0o644}], %{compression: :lz4})) ==
+             {:invalid_option, :compression, :lz4}
+
+    assert catch_error(Ocibuild.expose(image, 0)) == {:invalid_option, :expose, 0}
+
+    assert catch_error(Ocibuild.env(image, %{"A=B" => "1"})) ==
+             {:invalid_option, :env, {"A=B", "1"}}
+  end
+
+  defp fun_add(image), do: &Ocibuild.add_layer(image, &1)
+
+  test "bad SOURCE_DATE_EPOCH is reported" do
+    System.put_env("SOURCE_DATE_EPOCH", "not-a-number")
+
+    try do
+      assert Ocibuild.Layer.create([{"/x", "x", 0o644}]) ==
+               {:error, {:invalid_source_date_epoch, "not-a-number"}}
+    after
+      System.delete_env("SOURCE_DATE_EPOCH")
+    end
+  end
+
+  test "platforms parse" do
+    assert Ocibuild.parse_platform("linux/arm64/v8") ==
+             {:ok, %{os: "linux", architecture: "arm64", variant: "v8"}}
+
+    assert Ocibuild.parse_platforms("linux/amd64,linux/arm64") ==
+             {:ok, [%{os: "linux", architecture: "amd64"}, %{os: "linux", architecture: "arm64"}]}
+
+    assert Ocibuild.parse_platform("linux") == {:error, {:invalid_platform, "linux"}}
+    assert Ocibuild.parse_platforms("linux/amd64,") == {:error, {:invalid_platform, ""}}
+  end
+
+  test "export writes an OCI layout", %{tmp_dir: tmp} do
+    dir = Path.join(tmp, "layout")
+    assert :ok = Ocibuild.export(app_image(), dir)
+    assert File.read!(Path.join(dir, "oci-layout")) == ~s({"imageLayoutVersion":"1.0.0"})
+
+    for blob <- File.ls!(Path.join(dir, "blobs/sha256")) do
+      assert sha256(File.read!(Path.join([dir, "blobs/sha256", blob]))) == "sha256:" <> blob
+    end
+  end
+
+  test "save and load a multi-platform tarball", %{tmp_dir: tmp} do
+    path = Path.join(tmp, "multi.tar.gz")
+    image = app_image()
+    amd = %{image | platform: %{os: "linux", architecture: "amd64"}}
+    arm = %{image | platform: %{os: "linux", architecture: "arm64"}}
+    assert :ok = Ocibuild.save([amd, arm], path, %{tag: "app:1"})
+
+    assert {:ok, %{images: [a, b], tag: "app:1", is_multi_platform: true, cleanup: cleanup}} =
+             Ocibuild.Layout.load_tarball_for_push(path)
+
+    assert a.platform == %{os: "linux", architecture: "amd64"}
+    assert b.platform == %{os: "linux", architecture: "arm64"}
+    assert [%{get_data: get_data, digest: digest}] = a.layers
+    assert {:ok, data} = get_data.()
+    assert sha256(data) == digest
+    assert :ok = cleanup.()
+  end
+
+  test "two saves with SOURCE_DATE_EPOCH are identical", %{tmp_dir: tmp} do
+    System.put_env("SOURCE_DATE_EPOCH", "1700000000")
+
+    try do
+      [a, b] = for name <- ["a.tar.gz", "b.tar.gz"], do: Path.join(tmp, name)
+      assert :ok = Ocibuild.save(app_image(), a, %{tag: "r:1"})
+      assert :ok = Ocibuild.save(app_image(), b, %{tag: "r:1"})
+      assert File.read!(a) == File.read!(b)
+    after
+      System.delete_env("SOURCE_DATE_EPOCH")
+    end
+  end
+
+  test "bad save arguments return errors and write nothing", %{tmp_dir: tmp} do
+    image = app_image()
+    not_a_dir = Path.join(tmp, "plain-file")
+    File.write!(not_a_dir, "x")
+    assert {:error, {:io_error, _, _}} = Ocibuild.save(image, Path.join(not_a_dir, "out.tar.gz"))
+
+    out = Path.join(tmp, "out.tar.gz")
+
+    assert Ocibuild.save(image, out, %{format: :tar}) ==
+             {:error, {:invalid_option, :format, :tar}}
+
+    assert {:error, {:invalid_platform, _}} =
+             Ocibuild.save(%{image | platform: %{os: "linux", architecture: ""}}, out)
+
+    assert Ocibuild.Layout.save_tarball([], out) == {:error, {:invalid_option, :images, []}}
+    refute File.exists?(out)
+  end
+end
