@@ -55,6 +55,7 @@ app(Src) ->
         {<<"/app/bin/run.sh">>, {file, Src ++ "/run.sh"}, 8#755},
         {<<"/app/etc/data.txt">>, {file, Src ++ "/data.txt"}, 8#644},
         {<<"/app/etc/secret">>, <<"s3cret\n">>, 8#600},
+        {<<"/app/share/numbers.txt">>, {file, Src ++ "/numbers.txt"}, 8#644},
         {long_path(), <<"long path\n">>, 8#644},
         {pax_path(), <<"pax path\n">>, 8#644}
     ],
