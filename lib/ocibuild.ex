@@ -18,7 +18,7 @@ defmodule Ocibuild do
       :ok = Ocibuild.save(image, "myapp.tar.gz", %{tag: "myapp:1.0"})
 
   The image map is `%{base: :none, layers: [layer], config: config, annotations: %{},
-  platform: nil | platform}` (see `t:image/0`); a layer is `%{media_type: _, digest: _,
+  platform: :undefined | platform}` (see `t:image/0`); a layer is `%{media_type: _, digest: _,
   diff_id: _, size: _, blob: path}` with its compressed bytes in the on-disk blob store
   (`$OCIBUILD_CACHE_DIR`, else `_build/ocibuild_cache`). Set `:platform` on the map to build
   for another platform; a list of such images saves as one multi-platform index.
