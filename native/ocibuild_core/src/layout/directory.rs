@@ -8,7 +8,7 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::Path;
 
-use super::{plan, PlannedFile, SaveOptions, Source};
+use super::{check_blob_size, parent_dir, plan, PlannedFile, SaveOptions, Source};
 use crate::digest::HashingWriter;
 use crate::image::Image;
 use crate::{Error, Result};
@@ -17,7 +17,7 @@ use crate::{Error, Result};
 pub fn export_directory(images: &[Image], dir: &Path, opts: &SaveOptions) -> Result<()> {
     let files = plan(images, opts)?;
     check_replaceable(dir)?;
-    let parent = parent_of(dir);
+    let parent = parent_dir(dir);
     fs::create_dir_all(&parent)
         .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
     let staging = tempfile::Builder::new()
@@ -33,13 +33,6 @@ pub fn export_directory(images: &[Image], dir: &Path, opts: &SaveOptions) -> Res
         write_file(staging.path(), file)?;
     }
     replace_dir(staging, dir)
-}
-
-fn parent_of(dir: &Path) -> std::path::PathBuf {
-    match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => Path::new(".").to_path_buf(),
-    }
 }
 
 /// A target we may replace: absent, an empty directory, or a directory holding an OCI layout.
@@ -102,12 +95,7 @@ fn write_file(root: &Path, file: &PlannedFile) -> Result<()> {
                     actual: actual.to_string(),
                 });
             }
-            if n != *size {
-                return Err(Error::InvalidLayout(format!(
-                    "layer {digest} is {n} bytes on disk but {size} in its descriptor"
-                )));
-            }
-            Ok(())
+            check_blob_size(digest, n, *size)
         }
     }
 }
@@ -121,7 +109,7 @@ fn replace_dir(staging: tempfile::TempDir, dir: &Path) -> Result<()> {
     };
     if fs::symlink_metadata(dir).is_ok() {
         // Rename the old layout aside first so the swap is two renames, then delete it.
-        let old = parent_of(dir).join(format!(".ocibuild-old-{}", std::process::id()));
+        let old = parent_dir(dir).join(format!(".ocibuild-old-{}", std::process::id()));
         fs::rename(dir, &old).map_err(|e| fail(e, "moving aside the old layout at"))?;
         if let Err(e) = fs::rename(&staged, dir) {
             let _ = fs::rename(&old, dir);

@@ -13,6 +13,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use super::check_blob_size;
 use crate::blob_store::{read_small, BlobStore};
 use crate::digest::{Digest, HashingWriter};
 use crate::image::json;
@@ -266,12 +267,7 @@ fn read_blob(store: &BlobStore, digest: &Digest, size: u64) -> Result<Vec<u8>> {
         )));
     }
     let bytes = read_small(&path)?;
-    if bytes.len() as u64 != size {
-        return Err(Error::InvalidLayout(format!(
-            "{digest} is {} bytes, its descriptor says {size}",
-            bytes.len()
-        )));
-    }
+    check_blob_size(digest, bytes.len() as u64, size)?;
     Ok(bytes)
 }
 
@@ -306,12 +302,7 @@ fn load_image(store: &BlobStore, d: &Desc) -> Result<LoadedImage> {
         let on_disk = std::fs::metadata(&path)
             .map_err(|_| Error::BlobMissing(l.digest.to_string()))?
             .len();
-        if on_disk != l.size {
-            return Err(Error::InvalidLayout(format!(
-                "layer {} is {on_disk} bytes, its descriptor says {}",
-                l.digest, l.size
-            )));
-        }
+        check_blob_size(&l.digest, on_disk, l.size)?;
         layers.push(Layer {
             media_type: l.media_type,
             digest: l.digest,

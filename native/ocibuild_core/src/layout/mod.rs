@@ -13,7 +13,7 @@ pub mod load;
 pub mod tarball;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
@@ -70,6 +70,26 @@ pub(crate) const OCI_LAYOUT_FILE: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
 pub(crate) fn blob_path(digest: &Digest) -> String {
     format!("blobs/sha256/{}", digest.hex())
+}
+
+/// The directory an output file or layout goes in (`.` for a bare name), where its temp file
+/// or staging directory is made so the final rename stays on one file system.
+pub(crate) fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Fail unless a blob's actual size is the one its descriptor gives.
+pub(crate) fn check_blob_size(digest: &Digest, actual: u64, expected: u64) -> Result<()> {
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(Error::InvalidLayout(format!(
+            "blob {digest} is {actual} bytes, its descriptor says {expected}"
+        )))
+    }
 }
 
 /// Every file of the layout for `images`, sorted by path, each blob once.

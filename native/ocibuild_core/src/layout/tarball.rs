@@ -9,7 +9,7 @@ use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use super::{plan, SaveOptions, Source};
+use super::{check_blob_size, parent_dir, plan, SaveOptions, Source};
 use crate::image::Image;
 use crate::layer::{default_threads, tar_builder, Compression, Content, FileEntry};
 use crate::{Error, Result};
@@ -36,11 +36,7 @@ pub fn save_tarball(images: &[Image], path: &Path, opts: &SaveOptions) -> Result
                         source: e,
                     })?
                     .len();
-                if actual != size {
-                    return Err(Error::InvalidLayout(format!(
-                        "layer {digest} is {actual} bytes on disk but {size} in its descriptor"
-                    )));
-                }
+                check_blob_size(&digest, actual, size)?;
                 Content::File(blob)
             }
         };
@@ -52,10 +48,7 @@ pub fn save_tarball(images: &[Image], path: &Path, opts: &SaveOptions) -> Result
     }
     let tar_plan = tar_builder::plan(&entries)?;
 
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => Path::new(".").to_path_buf(),
-    };
+    let dir = parent_dir(path);
     fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let tmp = tempfile::Builder::new()
         .prefix(".ocibuild-save-")
