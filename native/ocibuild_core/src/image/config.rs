@@ -14,22 +14,21 @@ use super::{AddedLayer, ConfigOverrides, Platform};
 use crate::reproducible::rfc3339;
 use crate::{Error, Result};
 
-/// Build the config for an image with `base_config` (the base's exact config bytes, or `None`
-/// for scratch), returning the JSON value (serialise with [`super::json::canonical`]).
+/// Build the config for an image from `base_config` (the base's config, parsed with
+/// [`super::json::parse_object`], or `None` for scratch), returning the JSON value (serialise
+/// with [`super::json::canonical`]).
 pub fn derive(
-    base_config: Option<&[u8]>,
+    base_config: Option<Value>,
     overrides: &ConfigOverrides,
     added: &[AddedLayer],
     platform: &Platform,
     created: u64,
 ) -> Result<Value> {
-    let mut root = match base_config {
-        Some(bytes) => super::json::parse_object(bytes, "base image config")?,
-        None => json!({}),
-    };
-    let obj = root
-        .as_object_mut()
-        .expect("parse_object returns an object");
+    let mut root = base_config.unwrap_or_else(|| json!({}));
+    let obj = root.as_object_mut().ok_or_else(|| Error::InvalidJson {
+        what: "base image config".into(),
+        why: "expected a JSON object".into(),
+    })?;
     let created = rfc3339(created);
 
     obj.insert("created".into(), json!(created));
@@ -168,6 +167,17 @@ mod tests {
         }
     }
 
+    /// `derive` on a base config given as the bytes a registry would serve.
+    fn derive_from_bytes(
+        base: &[u8],
+        o: &ConfigOverrides,
+        added: &[AddedLayer],
+        created: u64,
+    ) -> Result<Value> {
+        let parsed = crate::image::json::parse_object(base, "base image config")?;
+        derive(Some(parsed), o, added, &linux_amd64(), created)
+    }
+
     fn linux_amd64() -> Platform {
         Platform::new("linux", "amd64", None)
     }
@@ -221,14 +231,7 @@ mod tests {
             labels: [("k".to_string(), "v".to_string())].into(),
             ..Default::default()
         };
-        let v = derive(
-            Some(base),
-            &o,
-            &[added(b"x", None)],
-            &linux_amd64(),
-            1_700_000_000,
-        )
-        .unwrap();
+        let v = derive_from_bytes(base, &o, &[added(b"x", None)], 1_700_000_000).unwrap();
         assert_eq!(v["config"]["Env"], json!(["PATH=/bin"]));
         assert!(
             v["config"].get("Cmd").is_none(),
@@ -250,14 +253,7 @@ mod tests {
             b"{\"history\": {}}",
             b"nope",
         ] {
-            assert!(derive(
-                Some(bad),
-                &ConfigOverrides::default(),
-                &[],
-                &linux_amd64(),
-                0
-            )
-            .is_err());
+            assert!(derive_from_bytes(bad, &ConfigOverrides::default(), &[], 0).is_err());
         }
     }
 }

@@ -90,20 +90,6 @@ const ANNOTATION_BASE_NAME: &str = "org.opencontainers.image.base.name";
 const ANNOTATION_BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
 
 impl Image {
-    /// The platform this image is for: the one set on it, else its base's, else the host's.
-    pub fn effective_platform(&self) -> Result<Platform> {
-        if let Some(p) = &self.platform {
-            return Ok(p.clone());
-        }
-        if let Some(base) = &self.base {
-            let config = json::parse_object(&base.config, "base image config")?;
-            if let Some(p) = Platform::from_json(&config) {
-                return Ok(p);
-            }
-        }
-        Ok(Platform::host())
-    }
-
     /// Every layer in manifest order: the base's, then ours.
     pub fn all_layers(&self) -> Vec<Layer> {
         let base = self.base.iter().flat_map(|b| b.layers.iter().cloned());
@@ -114,9 +100,19 @@ impl Image {
 
 /// Derive the config and manifest of `image`: the blobs every sink writes.
 pub fn render(image: &Image, opts: &RenderOptions) -> Result<Rendered> {
-    let platform = image.effective_platform()?;
+    // The base config is parsed once: it gives the default platform and the config to extend.
+    let base_config = match &image.base {
+        Some(base) => Some(json::parse_object(&base.config, "base image config")?),
+        None => None,
+    };
+    // The platform set on the image, else its base's, else the host's.
+    let platform = image
+        .platform
+        .clone()
+        .or_else(|| base_config.as_ref().and_then(Platform::from_json))
+        .unwrap_or_else(Platform::host);
     let config_value = config::derive(
-        image.base.as_ref().map(|b| b.config.as_slice()),
+        base_config,
         &image.config,
         &image.layers,
         &platform,
