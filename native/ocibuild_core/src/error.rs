@@ -57,10 +57,6 @@ pub enum Error {
     #[error("blob {0} is not available locally")]
     BlobMissing(String),
 
-    /// `SOURCE_DATE_EPOCH` set to something that is not a non-negative integer.
-    #[error("SOURCE_DATE_EPOCH must be a non-negative integer, got {0:?}")]
-    InvalidSourceDateEpoch(String),
-
     /// A caller-supplied option is out of range or of the wrong kind.
     #[error("invalid option {name}: {why}")]
     InvalidOption { name: &'static str, why: String },

@@ -1,27 +1,6 @@
-//! Reproducible-build inputs: `SOURCE_DATE_EPOCH` and the timestamps derived from it.
-
-use crate::{Error, Result};
-
-/// The value of `SOURCE_DATE_EPOCH`, if set and non-empty.
-pub fn source_date_epoch() -> Result<Option<u64>> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if v.trim().is_empty() => Ok(None),
-        Ok(v) => v
-            .trim()
-            .parse::<u64>()
-            .map(Some)
-            .map_err(|_| Error::InvalidSourceDateEpoch(v)),
-        Err(_) => Ok(None),
-    }
-}
-
-/// Seconds since the epoch, now.
-pub fn now_epoch() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+//! Timestamps for reproducible builds. `SOURCE_DATE_EPOCH` itself is read on the Erlang side
+//! (`ocibuild_reproducible`), which sees the VM's environment as `os:putenv/2` left it, and is
+//! passed down as plain epoch seconds.
 
 /// RFC 3339 UTC timestamp (`1970-01-01T00:00:00Z`) for an epoch second, as the OCI config wants.
 pub fn rfc3339(epoch: u64) -> String {

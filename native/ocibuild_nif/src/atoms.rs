@@ -66,7 +66,6 @@ rustler::atoms! {
     invalid_json,
     invalid_layout,
     blob_missing,
-    invalid_source_date_epoch,
     invalid_option,
     compression_failed,
 }

@@ -13,7 +13,6 @@
 //! | `InvalidJson`             | `{invalid_json, What, Why}`                               |
 //! | `InvalidLayout`           | `{invalid_layout, Why}`                                   |
 //! | `BlobMissing`             | `{blob_missing, Digest}`                                  |
-//! | `InvalidSourceDateEpoch`  | `{invalid_source_date_epoch, V}`                          |
 //! | `InvalidOption`           | `{invalid_option, Name, Why}`                             |
 //! | `Compression`             | `{compression_failed, Why}`                               |
 //!
@@ -62,9 +61,6 @@ pub fn reason<'a>(env: Env<'a>, err: &Error) -> Term<'a> {
         }
         Error::InvalidLayout(why) => (atoms::invalid_layout(), text(why)).encode(env),
         Error::BlobMissing(d) => (atoms::blob_missing(), text(d)).encode(env),
-        Error::InvalidSourceDateEpoch(v) => {
-            (atoms::invalid_source_date_epoch(), text(v)).encode(env)
-        }
         Error::InvalidOption { name, why } => {
             (atoms::invalid_option(), word(env, name), text(why)).encode(env)
         }
