@@ -38,6 +38,42 @@ defmodule Ocibuild do
   @type file_entry :: :ocibuild_layer.file_entry()
   @type text :: binary() | charlist()
 
+  @typedoc """
+  Registry credentials: `%{username: u, password: p}`, `%{token: t}` (a ready bearer token),
+  or `%{}` to use `~/.docker/config.json` / podman's `auth.json`.
+  """
+  @type auth :: :ocibuild.auth()
+  @typedoc "A reference string (`\"alpine:3.19\"`) or `{registry, repo, tag_or_digest}`."
+  @type base_ref :: text() | :ocibuild.base_ref()
+
+  @doc """
+  Start from a base image in a registry, e.g. `"alpine:3.19"`, `"ghcr.io/org/app:v1"` or
+  `{"localhost:5000", "base", "1"}`. Layers are fetched only when a sink needs them.
+
+  Options: `:platform` (`"linux/arm64"` or a map; default: the host's), `:platforms` (a list:
+  returns `{:ok, [image]}`), `:progress` (a 1-arity fun receiving
+  `%{phase: _, bytes_received: _, total_bytes: _, digest: _}`).
+  """
+  @spec from(base_ref(), auth(), map()) :: {:ok, image()} | {:ok, [image()]} | {:error, term()}
+  defdelegate from(ref, auth \\ %{}, opts \\ %{}), to: :ocibuild
+
+  @doc """
+  Push the image to `registry` (`"ghcr.io"`, `"localhost:5000"`, `"ghcr.io/org"`) as
+  `repo_tag` (`"myapp:1.0"`); returns `{:ok, manifest_digest}`.
+
+  Options: `:tags` (more tags), `:chunk_size` (default 5 MB), `:max_concurrency` (default 4),
+  `:progress`.
+  """
+  @spec push(image(), text(), text(), auth(), map()) :: {:ok, binary()} | {:error, term()}
+  defdelegate push(image, registry, repo_tag, auth \\ %{}, opts \\ %{}), to: :ocibuild
+
+  @doc """
+  Push platform images (each with `:platform` set) as one multi-platform image; returns
+  `{:ok, index_digest}`. Options as `push/5`.
+  """
+  @spec push_multi([image()], text(), text(), auth(), map()) :: {:ok, binary()} | {:error, term()}
+  defdelegate push_multi(images, registry, repo_tag, auth, opts \\ %{}), to: :ocibuild
+
   @doc "An empty image with no base."
   @spec scratch() :: {:ok, image()}
   defdelegate scratch(), to: :ocibuild

@@ -13,7 +13,7 @@
 %%
 %% The image map:
 %% ```
-%% #{base        => none,                 % scratch (a pulled base map once `from' exists)
+%% #{base        => none | base(),        % none: scratch; base(): set by `from/1,2,3'
 %%   layers      => [ocibuild_layer:layer()],   % ours, in order, after the base's
 %%   config      => #{entrypoint    => undefined | [binary()],
 %%                    cmd           => undefined | [binary()],
@@ -36,6 +36,14 @@
 
 -export([
     scratch/0,
+    from/1,
+    from/2,
+    from/3,
+    push/3,
+    push/4,
+    push/5,
+    push_multi/4,
+    push_multi/5,
     add_layer/2,
     add_layer/3,
     copy/3,
@@ -54,7 +62,7 @@
     parse_platforms/1
 ]).
 
--export_type([image/0, layer/0, platform/0, config/0, base/0]).
+-export_type([image/0, layer/0, platform/0, config/0, base/0, base_ref/0, auth/0]).
 
 -type layer() :: ocibuild_layer:layer().
 
@@ -75,9 +83,17 @@
     manifest := binary(),
     manifest_digest := binary(),
     config := binary(),
-    layers := [map()]
+    layers := [map()],
+    source := #{registry := binary(), repository := binary(), auth := fun(() -> map())}
 }.
-%% A pulled base image (set by `from', a later addition).
+%% A pulled base image: the exact manifest bytes the registry served and their digest (the
+%% base's identity), its config, and its layers. Layer `blob's stay `undefined' until a sink
+%% needs the bytes: `save'/`export' fetch them into the cache, a push to a registry that has
+%% or can mount them never downloads them. `source.auth' holds the pull credentials behind a
+%% fun so that printing an image never shows them.
+
+-type base_ref() :: {Registry :: binary(), Repo :: binary(), TagOrDigest :: binary()}.
+-type auth() :: ocibuild_registry:auth().
 
 -type image() :: #{
     base := none | base(),
@@ -102,6 +118,101 @@ scratch() ->
         user => undefined
     },
     {ok, #{base => none, layers => [], config => Config, annotations => #{}, platform => undefined}}.
+
+%% @equiv from(Ref, #{}, #{})
+-spec from(binary() | string() | base_ref()) -> {ok, image()} | {error, term()}.
+from(Ref) ->
+    from(Ref, #{}, #{}).
+
+%% @equiv from(Ref, Auth, #{})
+-spec from(binary() | string() | base_ref(), auth()) -> {ok, image()} | {error, term()}.
+from(Ref, Auth) ->
+    from(Ref, Auth, #{}).
+
+%% @doc Start from a base image in a registry: `<<"alpine:3.19">>' (Docker Hub),
+%% `<<"ghcr.io/org/app:v1">>', `<<"localhost:5000/x@sha256:...">>' or
+%% `{Registry, Repo, TagOrDigest}'. Reads the manifest (an index picks the platform) and the
+%% config; layers are fetched only when a sink needs them.
+%%
+%% Options: `platform' (a map or `<<"linux/arm64">>'; default: the host's), `platforms' (a
+%% list: returns `{ok, [Image]}', one per platform), `progress' (a fun receiving
+%% `#{phase, bytes_received, total_bytes, digest}' maps). `Auth' as in `ocibuild_registry'.
+%%
+%% Errors: `{invalid_reference, Ref}', `{no_matching_platform, #{wanted, available}}',
+%% `{digest_mismatch, ...}' (a pinned digest the registry did not serve),
+%% `{unauthorized, #{registry, scope, status}}', `{registry_error, #{status, code, ...}}',
+%% `{http_error, Registry, Why}'.
+-spec from(binary() | string() | base_ref(), auth(), map()) ->
+    {ok, image()} | {ok, [image()]} | {error, term()}.
+from(Ref, Auth, Opts) when is_map(Opts) ->
+    case ocibuild_registry:pull(Ref, Auth, Opts) of
+        {ok, Pulled} ->
+            {ok, Stored} = ocibuild_registry:check_auth(Auth),
+            AuthFun = fun() -> Stored end,
+            Images = [pulled_image(P, AuthFun) || P <- Pulled],
+            case maps:is_key(platforms, Opts) of
+                true -> {ok, Images};
+                false -> {ok, hd(Images)}
+            end;
+        {error, _} = Error ->
+            Error
+    end;
+from(_Ref, _Auth, Opts) ->
+    {error, {invalid_option, options, Opts}}.
+
+pulled_image(#{base := #{source := Source} = Base, platform := Platform}, AuthFun) ->
+    {ok, Image} = scratch(),
+    Image#{base := Base#{source := Source#{auth => AuthFun}}, platform := Platform}.
+
+%% @equiv push(Image, Registry, RepoTag, #{}, #{})
+-spec push(image(), text(), text()) -> {ok, binary()} | {error, term()}.
+push(Image, Registry, RepoTag) ->
+    push(Image, Registry, RepoTag, #{}, #{}).
+
+%% @equiv push(Image, Registry, RepoTag, Auth, #{})
+-spec push(image(), text(), text(), auth()) -> {ok, binary()} | {error, term()}.
+push(Image, Registry, RepoTag, Auth) ->
+    push(Image, Registry, RepoTag, Auth, #{}).
+
+%% @doc Push the image to `Registry' (`<<"ghcr.io">>', `<<"localhost:5000">>', or with a
+%% namespace, `<<"ghcr.io/org">>') as `RepoTag' (`<<"myapp:1.0">>'). Returns the manifest
+%% digest.
+%%
+%% Blobs go first (HEAD, cross-repository mount for a base on the same registry, then upload);
+%% the manifest is put only once every blob is in, so a failed push never leaves a tag on a
+%% broken image. Options: `tags' (more tags for the same manifest), `chunk_size' (default
+%% 5 MB; larger blobs are uploaded in chunks), `max_concurrency' (default 4), `progress'.
+%% Plain HTTP is used for loopback registries and those in `OCIBUILD_INSECURE_REGISTRIES'.
+-spec push(image(), text(), text(), auth(), map()) -> {ok, binary()} | {error, term()}.
+push(Image, Registry, RepoTag, Auth, Opts) when is_map(Image), is_map(Opts) ->
+    digest_of(ocibuild_registry:push([Image], Registry, RepoTag, Auth, Opts));
+push(Image, _Registry, _RepoTag, _Auth, Opts) when is_map(Image) ->
+    {error, {invalid_option, options, Opts}};
+push(Image, _Registry, _RepoTag, _Auth, _Opts) ->
+    {error, {invalid_option, image, Image}}.
+
+%% @equiv push_multi(Images, Registry, RepoTag, Auth, #{})
+-spec push_multi([image()], text(), text(), auth()) -> {ok, binary()} | {error, term()}.
+push_multi(Images, Registry, RepoTag, Auth) ->
+    push_multi(Images, Registry, RepoTag, Auth, #{}).
+
+%% @doc Push platform images as one multi-platform image: each manifest by digest, then an
+%% image index under the tag. Every image needs its `platform' set (as `from' with
+%% `platforms' does). Returns the index digest. Options as `push/5'.
+-spec push_multi([image()], text(), text(), auth(), map()) -> {ok, binary()} | {error, term()}.
+push_multi([_ | _] = Images, Registry, RepoTag, Auth, Opts) when is_map(Opts) ->
+    Unset = [I || I <- Images, not is_map(I) orelse maps:get(platform, I, undefined) =:= undefined],
+    case Unset of
+        [] -> digest_of(ocibuild_registry:push(Images, Registry, RepoTag, Auth, Opts#{index => true}));
+        _ -> {error, {invalid_option, platform, <<"every image of push_multi needs a platform">>}}
+    end;
+push_multi(Images, _Registry, _RepoTag, _Auth, Opts) when is_map(Opts) ->
+    {error, {invalid_option, images, Images}};
+push_multi(_Images, _Registry, _RepoTag, _Auth, Opts) ->
+    {error, {invalid_option, options, Opts}}.
+
+digest_of({ok, #{digest := Digest}}) -> {ok, Digest};
+digest_of({error, _} = Error) -> Error.
 
 %% @equiv add_layer(Image, Files, #{})
 -spec add_layer(image(), [ocibuild_layer:file_entry()]) -> image().

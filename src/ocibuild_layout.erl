@@ -183,9 +183,15 @@ with_target(ImageOrImages, Target, TargetName, Write) ->
         {_, error} ->
             {error, {invalid_option, TargetName, Target}};
         {{ok, Images}, {ok, TargetBin}} ->
-            case ocibuild_reproducible:created() of
-                {ok, Created} -> Write(Images, TargetBin, Created);
-                {error, _} = Error -> Error
+            %% Base layers pulled by `ocibuild:from' are fetched (or found in the cache) now,
+            %% when their bytes are first needed.
+            case {ocibuild_reproducible:created(), ocibuild_registry:fetch_base_layers(Images)} of
+                {{ok, Created}, {ok, Local}} ->
+                    Write(ocibuild_registry:nif_images(Local), TargetBin, Created);
+                {{error, _} = Error, _} ->
+                    Error;
+                {_, {error, _} = Error} ->
+                    Error
             end
     end.
 

@@ -64,6 +64,56 @@ pub enum Error {
     /// Compression failed inside the codec.
     #[error("compression failed: {0}")]
     Compression(String),
+
+    /// An image reference such as `alpine:3.19` or `host:5000/a/b@sha256:...` that does not parse.
+    #[error("invalid image reference {0:?}")]
+    InvalidReference(String),
+
+    /// An index or manifest list has no manifest for the wanted platform.
+    #[error("no manifest for platform {wanted} (available: {})", available.join(", "))]
+    NoMatchingPlatform {
+        wanted: String,
+        available: Vec<String>,
+    },
+
+    /// The registry answered with an error status we do not retry (after retries for those we do).
+    /// `code` is the first OCI error code of the body (`MANIFEST_UNKNOWN`, `DENIED`, ...).
+    #[error("registry {registry} answered {status} to {action}{}", code.as_ref().map(|c| format!(" ({c}: {message})")).unwrap_or_default())]
+    Registry {
+        registry: String,
+        action: String,
+        status: u16,
+        code: Option<String>,
+        message: String,
+    },
+
+    /// The registry refused our credentials (or anonymous access) with 401/403.
+    #[error("registry {registry} refused access to {scope} ({status}): check the credentials")]
+    Unauthorized {
+        registry: String,
+        scope: String,
+        status: u16,
+    },
+
+    /// The connection failed (refused, reset, timed out, TLS) and retries ran out.
+    #[error("cannot reach registry {registry}: {why}")]
+    Http { registry: String, why: String },
+
+    /// A token server or auth challenge we cannot use (plain-HTTP realm, malformed challenge, ...).
+    #[error("authentication with {registry} failed: {why}")]
+    Auth { registry: String, why: String },
+
+    /// A credentials file or credential helper could not be used.
+    #[error("credentials from {source_name}: {why}")]
+    Credentials { source_name: String, why: String },
+
+    /// The registry served a manifest type we cannot use.
+    #[error("unsupported media type {0:?}")]
+    UnsupportedMediaType(String),
+
+    /// The job was cancelled because its caller went away.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 impl Error {

@@ -20,6 +20,7 @@ pub mod image;
 pub mod layer;
 pub mod layout;
 pub mod media_types;
+pub mod registry;
 pub mod reproducible;
 
 pub use error::{Error, Result};

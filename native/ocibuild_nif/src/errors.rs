@@ -15,6 +15,15 @@
 //! | `BlobMissing`             | `{blob_missing, Digest}`                                  |
 //! | `InvalidOption`           | `{invalid_option, Name, Why}`                             |
 //! | `Compression`             | `{compression_failed, Why}`                               |
+//! | `InvalidReference`        | `{invalid_reference, Ref}`                                |
+//! | `NoMatchingPlatform`      | `{no_matching_platform, #{wanted => P, available => [P]}}` |
+//! | `Registry`                | `{registry_error, #{registry, action, status, code, message}}` |
+//! | `Unauthorized`            | `{unauthorized, #{registry, scope, status}}`              |
+//! | `Http`                    | `{http_error, Registry, Why}`                             |
+//! | `Auth`                    | `{auth_error, Registry, Why}`                             |
+//! | `Credentials`             | `{credentials_error, Source, Why}`                        |
+//! | `UnsupportedMediaType`    | `{unsupported_media_type, MediaType}`                     |
+//! | `Cancelled`               | `cancelled`                                               |
 //!
 //! Strings and paths are binaries; `why`/`name` words that form a closed set are atoms.
 
@@ -65,6 +74,67 @@ pub fn reason<'a>(env: Env<'a>, err: &Error) -> Term<'a> {
             (atoms::invalid_option(), word(env, name), text(why)).encode(env)
         }
         Error::Compression(why) => (atoms::compression_failed(), text(why)).encode(env),
+        Error::InvalidReference(r) => (atoms::invalid_reference(), text(r)).encode(env),
+        Error::NoMatchingPlatform { wanted, available } => {
+            let available: Vec<Term> = available.iter().map(|p| text(p)).collect();
+            let detail = terms::map(
+                env,
+                &[
+                    (atoms::wanted(), text(wanted)),
+                    (atoms::available(), available.encode(env)),
+                ],
+            );
+            (atoms::no_matching_platform(), detail).encode(env)
+        }
+        Error::Registry {
+            registry,
+            action,
+            status,
+            code,
+            message,
+        } => {
+            let code = match code {
+                Some(c) => text(c),
+                None => atoms::undefined().encode(env),
+            };
+            let detail = terms::map(
+                env,
+                &[
+                    (atoms::registry(), text(registry)),
+                    (atoms::action(), text(action)),
+                    (atoms::status(), status.encode(env)),
+                    (atoms::code(), code),
+                    (atoms::message(), text(message)),
+                ],
+            );
+            (atoms::registry_error(), detail).encode(env)
+        }
+        Error::Unauthorized {
+            registry,
+            scope,
+            status,
+        } => {
+            let detail = terms::map(
+                env,
+                &[
+                    (atoms::registry(), text(registry)),
+                    (atoms::scope(), text(scope)),
+                    (atoms::status(), status.encode(env)),
+                ],
+            );
+            (atoms::unauthorized(), detail).encode(env)
+        }
+        Error::Http { registry, why } => {
+            (atoms::http_error(), text(registry), text(why)).encode(env)
+        }
+        Error::Auth { registry, why } => {
+            (atoms::auth_error(), text(registry), text(why)).encode(env)
+        }
+        Error::Credentials { source_name, why } => {
+            (atoms::credentials_error(), text(source_name), text(why)).encode(env)
+        }
+        Error::UnsupportedMediaType(m) => (atoms::unsupported_media_type(), text(m)).encode(env),
+        Error::Cancelled => atoms::cancelled().encode(env),
     }
 }
 

@@ -7,8 +7,10 @@
 mod atoms;
 mod errors;
 mod image;
+mod jobs;
 mod layer;
 mod platform;
+mod registry;
 mod reply;
 mod tarball;
 mod terms;

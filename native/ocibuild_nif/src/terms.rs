@@ -14,8 +14,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use ocibuild_core::digest::Digest;
-use ocibuild_core::image::{AddedLayer, BaseImage, ConfigOverrides, Image, Platform};
+use ocibuild_core::image::{AddedLayer, BaseImage, BaseSource, ConfigOverrides, Image, Platform};
 use ocibuild_core::layer::{Content, FileEntry, Layer};
+use ocibuild_core::registry::{Credentials, Progress};
 use ocibuild_core::{Error, Result};
 use rustler::types::tuple::get_tuple;
 use rustler::{Atom, Binary, Encoder, Env, MapIterator, NewBinary, Term};
@@ -77,7 +78,7 @@ pub fn word(term: Term, name: &'static str) -> Result<String> {
     }
 }
 
-fn list<'a>(term: Term<'a>, name: &'static str) -> Result<Vec<Term<'a>>> {
+pub fn list<'a>(term: Term<'a>, name: &'static str) -> Result<Vec<Term<'a>>> {
     term.decode::<Vec<Term>>()
         .map_err(|_| invalid(name, "expected a list"))
 }
@@ -187,7 +188,53 @@ fn decode_base(term: Term) -> Result<BaseImage> {
             .into_iter()
             .map(decode_layer)
             .collect::<Result<_>>()?,
+        source: match field(term, atoms::source()) {
+            Some(src) => Some(decode_source(src)?),
+            None => None,
+        },
     })
+}
+
+/// `#{registry, repository, auth => Auth | undefined}`: where a pulled base came from.
+fn decode_source(term: Term) -> Result<BaseSource> {
+    Ok(BaseSource {
+        registry: string(required(term, atoms::registry(), "source")?, "registry")?,
+        repository: string(required(term, atoms::repository(), "source")?, "repository")?,
+        credentials: match field(term, atoms::auth()) {
+            Some(a) => decode_auth(a)?,
+            None => None,
+        },
+    })
+}
+
+/// `#{username, password}` → Basic (both empty: anonymous), `#{token}` → a ready bearer
+/// token, `#{}` → `None` (look the registry up in docker/podman config files).
+pub fn decode_auth(term: Term) -> Result<Option<Credentials>> {
+    if is_absent(term) {
+        return Ok(None);
+    }
+    if MapIterator::new(term).is_none() {
+        return Err(invalid("auth", "expected a map"));
+    }
+    if let Some(token) = field(term, atoms::token()) {
+        let token = string(token, "auth")?;
+        return Ok(Some(if token.is_empty() {
+            Credentials::Anonymous
+        } else {
+            Credentials::Bearer(token)
+        }));
+    }
+    match (
+        field(term, atoms::username()),
+        field(term, atoms::password()),
+    ) {
+        (None, None) => Ok(None),
+        (Some(u), Some(p)) => Ok(Some(Credentials::basic(
+            &string(u, "auth")?,
+            &string(p, "auth")?,
+        ))),
+        _ => Err(invalid("auth", "username and password go together")),
+    }
 }
 
 fn digest(term: Term) -> Result<Digest> {
@@ -309,6 +356,32 @@ pub fn encode_platform<'a>(env: Env<'a>, p: &Platform) -> Term<'a> {
     ];
     if let Some(v) = &p.variant {
         pairs.push((atoms::variant(), v.encode(env)));
+    }
+    map(env, &pairs)
+}
+
+/// `#{phase, digest, bytes_received, total_bytes}` (push events add `bytes_sent`, the same
+/// count: `bytes_received` is kept on every event so one progress fun serves pulls and pushes).
+pub fn encode_progress<'a>(env: Env<'a>, p: &Progress) -> Term<'a> {
+    let phase = Atom::from_str(env, p.phase.name())
+        .map(|a| a.encode(env))
+        .unwrap_or_else(|_| p.phase.name().encode(env));
+    let digest = match &p.digest {
+        Some(d) => d.as_str().encode(env),
+        None => atoms::undefined().encode(env),
+    };
+    let total = match p.total {
+        Some(t) => t.encode(env),
+        None => atoms::undefined().encode(env),
+    };
+    let mut pairs = vec![
+        (atoms::phase(), phase),
+        (atoms::digest(), digest),
+        (atoms::bytes_received(), p.bytes.encode(env)),
+        (atoms::total_bytes(), total),
+    ];
+    if p.phase.is_push() {
+        pairs.push((atoms::bytes_sent(), p.bytes.encode(env)));
     }
     map(env, &pairs)
 }

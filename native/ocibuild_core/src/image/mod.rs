@@ -31,6 +31,19 @@ pub struct BaseImage {
     pub config: Vec<u8>,
     /// The base's layers, from its manifest, with `blob` set once the bytes are local.
     pub layers: Vec<Layer>,
+    /// Where the base was pulled from, so its layers can be fetched or mounted later.
+    /// `None` for bases that did not come from a registry.
+    pub source: Option<BaseSource>,
+}
+
+/// The registry repository a base image was pulled from, and the credentials to read it
+/// (`None`: look them up in docker/podman config files when needed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BaseSource {
+    /// Canonical registry name (`docker.io`, `ghcr.io`, `localhost:5000`).
+    pub registry: String,
+    pub repository: String,
+    pub credentials: Option<crate::registry::Credentials>,
 }
 
 /// A layer added by us, with the label shown in history and progress (`app`, `deps`, ...).
@@ -201,6 +214,7 @@ mod tests {
             manifest_digest: Digest::of(b"{}"),
             config: br#"{"os":"linux","architecture":"arm64","rootfs":{"type":"layers","diff_ids":["x"]}}"#.to_vec(),
             layers: vec![layer(0)],
+            source: None,
         };
         let image = Image {
             base: Some(base),

@@ -1,0 +1,39 @@
+//! Talking to OCI registries (distribution spec v1.1): pulling base images and pushing images.
+//!
+//! - `reference`: parsing `alpine:3.19`, `host:5000/a/b@sha256:...` and push targets.
+//! - `credentials`: explicit credentials and the ones docker/podman config files hold.
+//! - `challenge`: `WWW-Authenticate` parsing.
+//! - `retry`: which failures are retried, and how long to wait.
+//! - `transport`: TLS roots, plain HTTP for loopback/insecure hosts, one client per registry.
+//! - `client`: a registry endpoint: auth negotiation (cached per scope), retries, errors.
+//! - `pull`: manifests, platform choice, configs, and base layers into the verified cache.
+//! - `upload`: one blob to one repository: HEAD, mount, monolithic or chunked with resume.
+//! - `push`: images and indexes: blobs in parallel, then manifests, then extra tags.
+//! - `progress`: the events long jobs report.
+//!
+//! Everything here is async and runs on a tokio runtime the caller owns (the NIF owns one).
+
+pub mod challenge;
+pub mod client;
+pub mod credentials;
+pub mod progress;
+pub mod pull;
+pub mod push;
+pub mod reference;
+pub mod retry;
+pub mod transport;
+pub mod upload;
+
+pub use client::{Registries, RegistryClient};
+pub use credentials::{CredentialSources, Credentials};
+pub use progress::{Phase, Progress, ProgressSink};
+pub use reference::Reference;
+
+/// The host that serves a registry's API: Docker Hub's is not `docker.io` itself.
+pub fn api_host(registry: &str) -> &str {
+    if registry == reference::DOCKER_HUB {
+        reference::DOCKER_HUB_API_HOST
+    } else {
+        registry
+    }
+}

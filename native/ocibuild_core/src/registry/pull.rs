@@ -1,0 +1,578 @@
+//! Pulling: resolve a reference to one manifest per wanted platform, read its config, and
+//! (only when a sink needs the bytes) fetch base layers into the verified blob cache.
+//!
+//! The manifest bytes are kept exactly as served and digested as such: that digest is the
+//! base's real identity (re-encoding the JSON would change it). A reference that pins a
+//! digest is checked against those bytes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+
+use super::client::{read_capped, Access, Body, RegistryClient, Scopes};
+use super::progress::{Phase, ProgressSink, Throttled};
+use super::{Credentials, Reference, Registries};
+use crate::blob_store::BlobStore;
+use crate::digest::{Digest, Hasher};
+use crate::image::{BaseImage, BaseSource, Platform};
+use crate::layer::Layer;
+use crate::media_types::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
+use crate::{Error, Result};
+
+/// Manifests and configs are small; a registry serving more is misbehaving.
+const MAX_MANIFEST: usize = 4 << 20;
+const MAX_CONFIG: usize = 16 << 20;
+
+const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+
+/// One pulled image: the base (manifest, config, layer descriptors) and its platform.
+#[derive(Clone, Debug)]
+pub struct PulledImage {
+    pub base: BaseImage,
+    pub platform: Platform,
+}
+
+/// Which platforms to pull. `Default`: the host's, without insisting when the reference is
+/// a single-platform manifest (as `docker pull` does).
+#[derive(Clone, Debug, Default)]
+pub struct PlatformChoice {
+    /// Explicitly asked for: every one must be found.
+    pub wanted: Vec<Platform>,
+}
+
+/// A manifest as served: bytes, digest and media type.
+#[derive(Clone, Debug)]
+pub struct Fetched {
+    pub bytes: Vec<u8>,
+    pub digest: Digest,
+    pub media_type: String,
+}
+
+pub async fn pull(
+    registries: &Registries,
+    reference: &Reference,
+    credentials: &Credentials,
+    choice: &PlatformChoice,
+    progress: &ProgressSink,
+) -> Result<Vec<PulledImage>> {
+    let client = registries.client(&reference.registry, reference.api_host())?;
+    let access = Access {
+        credentials: credentials.clone(),
+        scopes: Scopes::pull(&reference.repository),
+    };
+    let repo = &reference.repository;
+    let top = get_manifest(&client, &access, repo, &reference.reference(), progress).await?;
+    if let Some(pinned) = &reference.digest {
+        if &top.digest != pinned {
+            return Err(Error::DigestMismatch {
+                expected: pinned.to_string(),
+                actual: top.digest.to_string(),
+            });
+        }
+    }
+    let explicit = !choice.wanted.is_empty();
+    let wanted = if explicit {
+        choice.wanted.clone()
+    } else {
+        vec![Platform::host()]
+    };
+
+    let manifests: Vec<Fetched> = if is_index(&top.media_type) {
+        let index = parse_json(&top.bytes, "image index")?;
+        let mut chosen = Vec::new();
+        for platform in &wanted {
+            let descriptor = choose(&index, platform)?;
+            let digest = Digest::parse(
+                descriptor
+                    .get("digest")
+                    .and_then(Value::as_str)
+                    .unwrap_or(""),
+            )?;
+            let m = get_manifest(&client, &access, repo, digest.as_str(), progress).await?;
+            if m.digest != digest {
+                return Err(Error::DigestMismatch {
+                    expected: digest.to_string(),
+                    actual: m.digest.to_string(),
+                });
+            }
+            chosen.push(m);
+        }
+        chosen
+    } else {
+        vec![top]
+    };
+
+    let mut images = Vec::new();
+    for (i, m) in manifests.into_iter().enumerate() {
+        if is_index(&m.media_type) {
+            return Err(Error::UnsupportedMediaType(format!(
+                "{} (an index inside an index)",
+                m.media_type
+            )));
+        }
+        let image = image_from_manifest(&client, &access, reference, m, progress).await?;
+        if explicit && !platform_matches(&wanted[i], &image.platform) {
+            return Err(Error::NoMatchingPlatform {
+                wanted: wanted[i].to_string(),
+                available: vec![image.platform.to_string()],
+            });
+        }
+        images.push(image);
+    }
+    Ok(images)
+}
+
+async fn image_from_manifest(
+    client: &RegistryClient,
+    access: &Access,
+    reference: &Reference,
+    m: Fetched,
+    progress: &ProgressSink,
+) -> Result<PulledImage> {
+    let manifest = parse_json(&m.bytes, "image manifest")?;
+    let config_desc = manifest
+        .get("config")
+        .ok_or_else(|| invalid_json("image manifest", "no config descriptor"))?;
+    let config_digest = descriptor_digest(config_desc, "image manifest")?;
+    let config = fetch_small_blob(
+        client,
+        access,
+        &reference.repository,
+        &config_digest,
+        progress,
+    )
+    .await?;
+    let config_json = parse_json(&config, "base image config")?;
+    let diff_ids: Vec<&str> = config_json
+        .pointer("/rootfs/diff_ids")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let layer_descs = manifest
+        .get("layers")
+        .and_then(Value::as_array)
+        .ok_or_else(|| invalid_json("image manifest", "no layers array"))?;
+    if layer_descs.len() != diff_ids.len() {
+        return Err(invalid_json(
+            "base image config",
+            &format!(
+                "{} layers in the manifest but {} diff_ids in the config",
+                layer_descs.len(),
+                diff_ids.len()
+            ),
+        ));
+    }
+    let mut layers = Vec::with_capacity(layer_descs.len());
+    for (desc, diff_id) in layer_descs.iter().zip(diff_ids) {
+        layers.push(Layer {
+            media_type: desc
+                .get("mediaType")
+                .and_then(Value::as_str)
+                .ok_or_else(|| invalid_json("image manifest", "layer without mediaType"))?
+                .to_string(),
+            digest: descriptor_digest(desc, "image manifest")?,
+            diff_id: Digest::parse(diff_id)?,
+            size: desc
+                .get("size")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| invalid_json("image manifest", "layer without size"))?,
+            blob: None,
+        });
+    }
+    let platform = Platform::from_json(&config_json).unwrap_or_else(Platform::host);
+    Ok(PulledImage {
+        base: BaseImage {
+            reference: reference.to_string(),
+            manifest: m.bytes,
+            manifest_digest: m.digest,
+            config,
+            layers,
+            source: Some(BaseSource {
+                registry: reference.registry.clone(),
+                repository: reference.repository.clone(),
+                credentials: Some(access.credentials.clone()),
+            }),
+        },
+        platform,
+    })
+}
+
+/// GET a manifest by tag or digest with every media type we read in `Accept`.
+pub async fn get_manifest(
+    client: &RegistryClient,
+    access: &Access,
+    repository: &str,
+    reference: &str,
+    progress: &ProgressSink,
+) -> Result<Fetched> {
+    let url = client.url(repository, &format!("manifests/{reference}"));
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        ACCEPT,
+        HeaderValue::from_static(
+            "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json",
+        ),
+    );
+    let action = format!("GET manifest {repository}:{reference}");
+    let response = client
+        .send(access, Method::GET, &url, &headers, &Body::Empty, &action)
+        .await?;
+    let response = client
+        .expect(response, &[StatusCode::OK], access, &action)
+        .await?;
+    let header_type = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
+    let bytes = read_capped(response, MAX_MANIFEST)
+        .await
+        .map_err(|why| Error::Http {
+            registry: client.registry.clone(),
+            why: format!("{action}: {why}"),
+        })?;
+    let digest = Digest::of(&bytes);
+    // The body's own mediaType wins: some registries serve manifests as application/json.
+    let body_type = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| {
+        v.get("mediaType")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
+    let media_type = body_type.or(header_type).unwrap_or_default();
+    match media_type.as_str() {
+        OCI_MANIFEST | OCI_INDEX | DOCKER_MANIFEST | DOCKER_MANIFEST_LIST => {}
+        DOCKER_SCHEMA1 | "application/vnd.docker.distribution.manifest.v1+json" => {
+            return Err(Error::UnsupportedMediaType(format!(
+                "{media_type} (Docker schema 1 is obsolete; re-push the base image)"
+            )))
+        }
+        // An OCI manifest may omit mediaType; tell manifest from index by its fields.
+        _ => {
+            let v = parse_json(&bytes, "manifest")?;
+            let guessed = if v.get("manifests").is_some() {
+                OCI_INDEX
+            } else if v.get("config").is_some() {
+                OCI_MANIFEST
+            } else {
+                return Err(Error::UnsupportedMediaType(media_type));
+            };
+            progress_done(progress, Phase::Manifest, &digest, bytes.len());
+            return Ok(Fetched {
+                bytes,
+                digest,
+                media_type: guessed.to_string(),
+            });
+        }
+    }
+    progress_done(progress, Phase::Manifest, &digest, bytes.len());
+    Ok(Fetched {
+        bytes,
+        digest,
+        media_type,
+    })
+}
+
+fn progress_done(progress: &ProgressSink, phase: Phase, digest: &Digest, len: usize) {
+    progress(super::Progress {
+        phase,
+        digest: Some(digest.clone()),
+        bytes: len as u64,
+        total: Some(len as u64),
+    });
+}
+
+/// A config-sized blob into memory, verified.
+async fn fetch_small_blob(
+    client: &RegistryClient,
+    access: &Access,
+    repository: &str,
+    digest: &Digest,
+    progress: &ProgressSink,
+) -> Result<Vec<u8>> {
+    let url = client.url(repository, &format!("blobs/{digest}"));
+    let action = format!("GET config {digest}");
+    let response = client
+        .send(
+            access,
+            Method::GET,
+            &url,
+            &HeaderMap::new(),
+            &Body::Empty,
+            &action,
+        )
+        .await?;
+    let response = client
+        .expect(response, &[StatusCode::OK], access, &action)
+        .await?;
+    let bytes = read_capped(response, MAX_CONFIG)
+        .await
+        .map_err(|why| Error::Http {
+            registry: client.registry.clone(),
+            why: format!("{action}: {why}"),
+        })?;
+    let actual = Digest::of(&bytes);
+    if &actual != digest {
+        return Err(Error::DigestMismatch {
+            expected: digest.to_string(),
+            actual: actual.to_string(),
+        });
+    }
+    progress_done(progress, Phase::Config, digest, bytes.len());
+    Ok(bytes)
+}
+
+/// A blob to fetch into the cache: which repository serves it, and what it should be.
+#[derive(Clone, Debug)]
+pub struct BlobRequest {
+    pub source: BaseSource,
+    pub digest: Digest,
+    pub size: Option<u64>,
+}
+
+/// Make sure `digest` is in `store`, verified, and return its path. A cached copy is
+/// re-hashed before use; a corrupt one is deleted and fetched again. A download is hashed
+/// as it is written and only committed when digest (and size, if known) match, so a bad
+/// download leaves nothing behind.
+pub async fn fetch_blob(
+    registries: &Registries,
+    request: &BlobRequest,
+    credentials: &Credentials,
+    store: &BlobStore,
+    progress: &ProgressSink,
+) -> Result<PathBuf> {
+    let digest = &request.digest;
+    if store.contains(digest) {
+        let (s, d) = (store.clone(), digest.clone());
+        let verified = tokio::task::spawn_blocking(move || s.verify(&d))
+            .await
+            .map_err(|e| Error::io("verifying a cached blob", std::io::Error::other(e)))?;
+        match verified {
+            Ok(_) => return Ok(store.path(digest)),
+            Err(Error::DigestMismatch { .. }) | Err(Error::FileRead { .. }) => {
+                // Corrupt cache entry: discard it and download again.
+                let _ = std::fs::remove_file(store.path(digest));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let source = &request.source;
+    let client = registries.client(&source.registry, super::api_host(&source.registry))?;
+    let access = Access {
+        credentials: credentials.clone(),
+        scopes: Scopes::pull(&source.repository),
+    };
+    let url = client.url(&source.repository, &format!("blobs/{digest}"));
+    let action = format!("GET blob {digest}");
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match download_once(&client, &access, &url, request, store, progress, &action).await {
+            Ok(path) => return Ok(path),
+            // A connection dropped mid-body: start again (bounded).
+            Err(Error::Http { .. }) if attempt < client.retry.max_attempts => {
+                tokio::time::sleep(client.retry.delay(attempt, None)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn download_once(
+    client: &RegistryClient,
+    access: &Access,
+    url: &url::Url,
+    request: &BlobRequest,
+    store: &BlobStore,
+    progress: &ProgressSink,
+    action: &str,
+) -> Result<PathBuf> {
+    let digest = &request.digest;
+    let mut response = client
+        .send(
+            access,
+            Method::GET,
+            url,
+            &HeaderMap::new(),
+            &Body::Empty,
+            action,
+        )
+        .await?;
+    if response.status() != StatusCode::OK {
+        return Err(client.error_from(response, access, action).await);
+    }
+    let total = request.size.or(response.content_length());
+    let tmp = store.temp_file()?;
+    let std_file = tmp
+        .reopen()
+        .map_err(|e| Error::io("opening a download temp file", e))?;
+    let mut file = tokio::fs::File::from_std(std_file);
+    let mut hasher = Hasher::new();
+    let mut throttled = Throttled::new(
+        Arc::clone(progress),
+        Phase::Layer,
+        Some(digest.clone()),
+        total,
+    );
+    throttled.update(0);
+    loop {
+        let chunk = match response.chunk().await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(e) => return Err(client.http_error(action, &e)),
+        };
+        hasher.update(&chunk);
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| Error::io("writing a downloaded blob", e))?;
+        throttled.update(hasher.len());
+        if let Some(expected) = request.size {
+            if hasher.len() > expected {
+                return Err(Error::DigestMismatch {
+                    expected: digest.to_string(),
+                    actual: format!("more than the {expected} bytes announced"),
+                });
+            }
+        }
+    }
+    file.flush()
+        .await
+        .map_err(|e| Error::io("writing a downloaded blob", e))?;
+    drop(file);
+    let size = hasher.len();
+    let actual = hasher.finish();
+    if &actual != digest {
+        return Err(Error::DigestMismatch {
+            expected: digest.to_string(),
+            actual: actual.to_string(),
+        });
+    }
+    if let Some(expected) = request.size {
+        if size != expected {
+            return Err(Error::DigestMismatch {
+                expected: format!("{digest} ({expected} bytes)"),
+                actual: format!("{actual} ({size} bytes)"),
+            });
+        }
+    }
+    store.commit(tmp, digest)
+}
+
+fn is_index(media_type: &str) -> bool {
+    media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
+}
+
+fn parse_json(bytes: &[u8], what: &str) -> Result<Value> {
+    serde_json::from_slice(bytes).map_err(|e| invalid_json(what, &e.to_string()))
+}
+
+fn invalid_json(what: &str, why: &str) -> Error {
+    Error::InvalidJson {
+        what: what.to_string(),
+        why: why.to_string(),
+    }
+}
+
+fn descriptor_digest(desc: &Value, what: &str) -> Result<Digest> {
+    let d = desc
+        .get("digest")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid_json(what, "descriptor without digest"))?;
+    Digest::parse(d)
+}
+
+/// Does an image of platform `have` satisfy a request for `want`? A wanted variant must
+/// match, except that `arm64` and `arm64/v8` are the same thing.
+pub fn platform_matches(want: &Platform, have: &Platform) -> bool {
+    let norm = |p: &Platform| -> Option<String> {
+        match (p.architecture.as_str(), p.variant.as_deref()) {
+            ("arm64", Some("v8")) => None,
+            (_, v) => v.map(str::to_string),
+        }
+    };
+    want.os == have.os
+        && want.architecture == have.architecture
+        && (want.variant.is_none() || norm(want) == norm(have))
+}
+
+/// Pick the index entry for `want`, skipping attestation manifests and `unknown/unknown`
+/// entries. Among several matches, an exact variant match wins, then the first.
+pub fn choose<'a>(index: &'a Value, want: &Platform) -> Result<&'a Value> {
+    let entries = index
+        .get("manifests")
+        .and_then(Value::as_array)
+        .ok_or_else(|| invalid_json("image index", "no manifests array"))?;
+    let usable: Vec<(&Value, Platform)> = entries
+        .iter()
+        .filter(|d| {
+            d.pointer("/annotations/vnd.docker.reference.type")
+                .and_then(Value::as_str)
+                != Some("attestation-manifest")
+        })
+        .filter_map(|d| Some((d, Platform::from_json(d.get("platform")?)?)))
+        .filter(|(_, p)| p.os != "unknown")
+        .collect();
+    let exact = usable.iter().find(|(_, p)| p == want);
+    let loose = usable.iter().find(|(_, p)| platform_matches(want, p));
+    match exact.or(loose) {
+        Some((d, _)) => Ok(d),
+        None => Err(Error::NoMatchingPlatform {
+            wanted: want.to_string(),
+            available: usable.iter().map(|(_, p)| p.to_string()).collect(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn index() -> Value {
+        json!({"manifests": [
+            {"digest": "sha256:aa", "platform": {"os": "linux", "architecture": "amd64"}},
+            {"digest": "sha256:bb", "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+            {"digest": "sha256:cc", "platform": {"os": "unknown", "architecture": "unknown"},
+             "annotations": {"vnd.docker.reference.type": "attestation-manifest"}},
+            {"digest": "sha256:dd", "platform": {"os": "linux", "architecture": "arm", "variant": "v6"}},
+            {"digest": "sha256:ee", "platform": {"os": "linux", "architecture": "arm", "variant": "v7"}}
+        ]})
+    }
+
+    #[test]
+    fn chooses_by_platform_and_variant() {
+        let i = index();
+        let pick = |s: &str| {
+            choose(&i, &Platform::parse(s).unwrap())
+                .map(|d| d["digest"].as_str().unwrap().to_string())
+        };
+        assert_eq!(pick("linux/amd64").unwrap(), "sha256:aa");
+        assert_eq!(pick("linux/arm64").unwrap(), "sha256:bb");
+        assert_eq!(pick("linux/arm64/v8").unwrap(), "sha256:bb");
+        assert_eq!(pick("linux/arm/v7").unwrap(), "sha256:ee");
+        assert_eq!(pick("linux/arm").unwrap(), "sha256:dd");
+    }
+
+    #[test]
+    fn no_match_lists_what_is_available_without_attestations() {
+        let err = choose(&index(), &Platform::parse("linux/s390x").unwrap()).unwrap_err();
+        match err {
+            Error::NoMatchingPlatform { wanted, available } => {
+                assert_eq!(wanted, "linux/s390x");
+                assert_eq!(
+                    available,
+                    vec![
+                        "linux/amd64",
+                        "linux/arm64/v8",
+                        "linux/arm/v6",
+                        "linux/arm/v7"
+                    ]
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! How we reach a registry: which scheme, which TLS roots, one HTTP client (and so one
+//! keep-alive connection pool) per registry.
+//!
+//! HTTPS with the system's roots is the default. Plain HTTP is used only for loopback hosts
+//! (`localhost`, `127.0.0.0/8`, `::1`) and for hosts the user lists in
+//! `OCIBUILD_INSECURE_REGISTRIES` (comma separated, `host` or `host:port`). `SSL_CERT_FILE`
+//! adds a CA bundle to the system roots (for a private registry's CA) rather than replacing them.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+
+use crate::{Error, Result};
+
+pub const INSECURE_ENV: &str = "OCIBUILD_INSECURE_REGISTRIES";
+
+/// Where Debian, Fedora and Alpine keep the system CA bundle; read even when `SSL_CERT_FILE`
+/// is set so that variable only adds a CA.
+const SYSTEM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+];
+
+/// The host part of `host`, `host:port`, `[::1]:port`.
+pub fn host_only(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match authority.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => authority,
+    }
+}
+
+/// `localhost`, `127.0.0.0/8` or `::1`: a registry on this machine, where TLS adds nothing.
+pub fn is_loopback(authority: &str) -> bool {
+    let host = host_only(authority);
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `http` for loopback registries and those listed in `insecure` (exact `host:port` or bare
+/// host entries), `https` for everything else.
+pub fn scheme_for(authority: &str, insecure: &[String]) -> &'static str {
+    let host = host_only(authority);
+    let listed = insecure
+        .iter()
+        .any(|entry| entry.eq_ignore_ascii_case(authority) || entry.eq_ignore_ascii_case(host));
+    if is_loopback(authority) || listed {
+        "http"
+    } else {
+        "https"
+    }
+}
+
+/// `OCIBUILD_INSECURE_REGISTRIES` as a list (empty entries and whitespace dropped).
+pub fn insecure_from_env() -> Vec<String> {
+    std::env::var(INSECURE_ENV)
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A rustls config trusting the system roots plus `SSL_CERT_FILE`, with ring as the provider.
+pub fn tls_config() -> Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    // rustls-native-certs reads SSL_CERT_FILE instead of the system store when it is set.
+    let native = rustls_native_certs::load_native_certs();
+    let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+    let mut total = added;
+    for bundle in SYSTEM_BUNDLES {
+        if Path::new(bundle).is_file() {
+            total += add_pem_file(&mut roots, Path::new(bundle));
+        }
+    }
+    if let Ok(extra) = std::env::var("SSL_CERT_FILE") {
+        let path = Path::new(&extra);
+        if !path.is_file() {
+            return Err(Error::InvalidOption {
+                name: "SSL_CERT_FILE",
+                why: format!("{extra} is not a readable file"),
+            });
+        }
+        if add_pem_file(&mut roots, path) == 0 {
+            return Err(Error::InvalidOption {
+                name: "SSL_CERT_FILE",
+                why: format!("{extra} holds no PEM certificate"),
+            });
+        }
+        total += 1;
+    }
+    let _ = total; // an empty store still serves plain-HTTP registries; HTTPS then fails clearly
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Http {
+            registry: String::new(),
+            why: format!("TLS setup: {e}"),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
+}
+
+fn add_pem_file(roots: &mut rustls::RootCertStore, path: &Path) -> usize {
+    match CertificateDer::pem_file_iter(path) {
+        Ok(iter) => roots.add_parsable_certificates(iter.flatten()).0,
+        Err(_) => 0,
+    }
+}
+
+/// One HTTP client: keep-alive pool, bounded connect/read timeouts, redirects that never
+/// downgrade HTTPS to HTTP. reqwest drops `Authorization` on redirects to another host, so a
+/// blob redirect to a CDN never carries our credentials.
+pub fn http_client(tls: rustls::ClientConfig) -> Result<reqwest::Client> {
+    let redirects = reqwest::redirect::Policy::custom(|attempt| {
+        let downgrade = attempt
+            .previous()
+            .last()
+            .is_some_and(|prev| prev.scheme() == "https")
+            && attempt.url().scheme() == "http"
+            && !attempt.url().host_str().is_some_and(is_loopback);
+        if attempt.previous().len() >= 10 {
+            attempt.error("too many redirects")
+        } else if downgrade {
+            attempt.error("refusing a redirect from HTTPS to plain HTTP")
+        } else {
+            attempt.follow()
+        }
+    });
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .redirect(redirects)
+        .connect_timeout(Duration::from_secs(30))
+        .read_timeout(Duration::from_secs(120))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(16)
+        .user_agent(concat!("ocibuild/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| Error::Http {
+            registry: String::new(),
+            why: format!("building the HTTP client: {e}"),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_use_plain_http() {
+        for h in [
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.8.9.1",
+            "[::1]:5000",
+            "LOCALHOST",
+        ] {
+            assert!(is_loopback(h), "{h}");
+            assert_eq!(scheme_for(h, &[]), "http");
+        }
+        for h in [
+            "ghcr.io",
+            "registry.local:5000",
+            "10.0.0.1:5000",
+            "localhost.evil.com",
+        ] {
+            assert!(!is_loopback(h), "{h}");
+            assert_eq!(scheme_for(h, &[]), "https");
+        }
+    }
+
+    #[test]
+    fn insecure_list_matches_host_or_host_port() {
+        let list = vec!["registry.local".to_string(), "10.0.0.1:5000".to_string()];
+        assert_eq!(scheme_for("registry.local:5000", &list), "http");
+        assert_eq!(scheme_for("10.0.0.1:5000", &list), "http");
+        assert_eq!(scheme_for("10.0.0.1:6000", &list), "https");
+    }
+
+    #[test]
+    fn host_only_strips_ports_and_brackets() {
+        assert_eq!(host_only("a.b:5000"), "a.b");
+        assert_eq!(host_only("[::1]:5000"), "::1");
+        assert_eq!(host_only("ghcr.io"), "ghcr.io");
+    }
+
+    #[test]
+    fn tls_config_builds_with_system_roots() {
+        tls_config().unwrap();
+    }
+}

@@ -1,0 +1,438 @@
+//! One blob into one repository, the way the distribution spec allows:
+//! HEAD (already there?), cross-repository mount, then a monolithic PUT for small blobs or
+//! chunked PATCHes for large ones.
+//!
+//! Chunked uploads honour `OCI-Chunk-Min-Length`, fall back to a monolithic upload when the
+//! registry answers 416 (it does not do chunks the way we send them), and survive a dropped
+//! connection: we ask the registry how much it has (GET on the upload URL, `Range: 0-N`) and
+//! carry on from there instead of starting over.
+
+use std::io::{Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_RANGE, CONTENT_TYPE, RANGE};
+use reqwest::{Method, Response, StatusCode};
+use tokio_util::io::ReaderStream;
+use url::Url;
+
+use super::client::{Access, Body, RegistryClient};
+use super::progress::{Phase, ProgressSink, Throttled};
+use crate::digest::Digest;
+use crate::{Error, Result};
+
+/// Bytes to upload, in memory or in a file (a built layer, a cached base layer).
+#[derive(Clone, Debug)]
+pub enum LocalData {
+    Bytes(bytes::Bytes),
+    File(PathBuf),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The repository already had it.
+    Existed,
+    /// Mounted from another repository of the same registry: no bytes sent.
+    Mounted,
+    /// Sent, with how many bytes went over the wire (resumed chunks count once).
+    Uploaded(u64),
+}
+
+/// How many times a chunked upload asks for its offset and resumes before giving up.
+const MAX_RESUMES: u32 = 8;
+
+const OCTET_STREAM: HeaderValue = HeaderValue::from_static("application/octet-stream");
+
+/// Is the blob already in the repository?
+pub async fn exists(
+    client: &RegistryClient,
+    access: &Access,
+    repo: &str,
+    digest: &Digest,
+) -> Result<bool> {
+    let url = client.url(repo, &format!("blobs/{digest}"));
+    let action = format!("HEAD blob {digest}");
+    let response = client
+        .send(
+            access,
+            Method::HEAD,
+            &url,
+            &HeaderMap::new(),
+            &Body::Empty,
+            &action,
+        )
+        .await?;
+    match response.status() {
+        StatusCode::OK => Ok(true),
+        StatusCode::NOT_FOUND => Ok(false),
+        _ => Err(client.error_from(response, access, &action).await),
+    }
+}
+
+/// Try to mount `digest` from `from` (same registry). `Ok(None)`: mounted. `Ok(Some(url))`:
+/// the registry declined but opened an upload session we can use.
+pub async fn mount(
+    client: &RegistryClient,
+    access: &Access,
+    repo: &str,
+    digest: &Digest,
+    from: &str,
+) -> Result<Option<Url>> {
+    let mut url = client.url(repo, "blobs/uploads/");
+    url.query_pairs_mut()
+        .append_pair("mount", digest.as_str())
+        .append_pair("from", from);
+    let action = format!("mount blob {digest} from {from}");
+    let response = client
+        .send(
+            access,
+            Method::POST,
+            &url,
+            &HeaderMap::new(),
+            &Body::Empty,
+            &action,
+        )
+        .await?;
+    match response.status() {
+        StatusCode::CREATED => Ok(None),
+        StatusCode::ACCEPTED => Ok(Some(client.location(&response, &action)?)),
+        _ => Err(client.error_from(response, access, &action).await),
+    }
+}
+
+/// Upload bytes we hold locally. `session` is an upload URL already opened (by a declined
+/// mount); otherwise one is opened here.
+#[allow(clippy::too_many_arguments)]
+pub async fn upload(
+    client: &RegistryClient,
+    access: &Access,
+    repo: &str,
+    digest: &Digest,
+    size: u64,
+    data: &LocalData,
+    session: Option<Url>,
+    chunk_size: u64,
+    progress: &ProgressSink,
+) -> Result<u64> {
+    let (session, min_chunk) = match session {
+        Some(url) => (url, None),
+        None => start_session(client, access, repo, digest).await?,
+    };
+    let chunk = chunk_size.max(min_chunk.unwrap_or(0)).max(1);
+    if size < chunk_size {
+        return monolithic(
+            client,
+            access,
+            repo,
+            digest,
+            size,
+            data,
+            Some(session),
+            progress,
+        )
+        .await;
+    }
+    match chunked(client, access, digest, size, data, session, chunk, progress).await? {
+        Chunked::Done(sent) => Ok(sent),
+        Chunked::RangeNotSatisfiable(sent) => {
+            let again =
+                monolithic(client, access, repo, digest, size, data, None, progress).await?;
+            Ok(sent + again)
+        }
+    }
+}
+
+/// POST a new upload session: its URL, and the registry's minimum chunk size if it has one.
+async fn start_session(
+    client: &RegistryClient,
+    access: &Access,
+    repo: &str,
+    digest: &Digest,
+) -> Result<(Url, Option<u64>)> {
+    let url = client.url(repo, "blobs/uploads/");
+    let action = format!("start upload of {digest}");
+    let response = client
+        .send(
+            access,
+            Method::POST,
+            &url,
+            &HeaderMap::new(),
+            &Body::Empty,
+            &action,
+        )
+        .await?;
+    let response = client
+        .expect(response, &[StatusCode::ACCEPTED], access, &action)
+        .await?;
+    let min = response
+        .headers()
+        .get("OCI-Chunk-Min-Length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    Ok((client.location(&response, &action)?, min))
+}
+
+/// The whole blob in one PUT. A failure that may have spoiled the session (a dropped
+/// connection, an unknown-upload answer) is retried with a fresh session.
+#[allow(clippy::too_many_arguments)]
+async fn monolithic(
+    client: &RegistryClient,
+    access: &Access,
+    repo: &str,
+    digest: &Digest,
+    size: u64,
+    data: &LocalData,
+    session: Option<Url>,
+    progress: &ProgressSink,
+) -> Result<u64> {
+    let mut session = session;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let url = match session.take() {
+            Some(u) => u,
+            None => start_session(client, access, repo, digest).await?.0,
+        };
+        let url = with_digest(url, digest);
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, OCTET_STREAM);
+        let body = body_for(data, 0, size, progress, digest, size)?;
+        let action = format!("upload blob {digest}");
+        let result = client
+            .send(access, Method::PUT, &url, &headers, &body, &action)
+            .await;
+        let failure = match result {
+            Ok(r) if r.status() == StatusCode::CREATED => return Ok(size),
+            Ok(r) => client.error_from(r, access, &action).await,
+            Err(e) => e,
+        };
+        let retry = match &failure {
+            Error::Http { .. } => true,
+            Error::Registry { status, .. } => *status == 404 || *status >= 500,
+            _ => false,
+        };
+        if !retry || attempt >= client.retry.max_attempts {
+            return Err(failure);
+        }
+        tokio::time::sleep(client.retry.delay(attempt, None)).await;
+    }
+}
+
+enum Chunked {
+    Done(u64),
+    /// The registry refused a chunk with 416; bytes sent so far are reported.
+    RangeNotSatisfiable(u64),
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn chunked(
+    client: &RegistryClient,
+    access: &Access,
+    digest: &Digest,
+    size: u64,
+    data: &LocalData,
+    mut session: Url,
+    chunk: u64,
+    progress: &ProgressSink,
+) -> Result<Chunked> {
+    let mut offset = 0u64;
+    let mut sent = 0u64;
+    let mut resumes = 0u32;
+    while offset < size {
+        let len = chunk.min(size - offset);
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, OCTET_STREAM);
+        let range = format!("{}-{}", offset, offset + len - 1);
+        headers.insert(
+            CONTENT_RANGE,
+            HeaderValue::from_str(&range).expect("digits and a dash"),
+        );
+        let body = body_for(data, offset, len, progress, digest, size)?;
+        let action = format!("upload chunk {range} of {digest}");
+        let result = client
+            .send_once(access, Method::PATCH, &session, &headers, &body, &action)
+            .await;
+        sent += len;
+        let failure = match result {
+            Ok(r) if r.status() == StatusCode::ACCEPTED => {
+                let next = client.location(&r, &action)?;
+                offset = range_end(&r).map(|end| end + 1).unwrap_or(offset + len);
+                session = next;
+                continue;
+            }
+            Ok(r) if r.status() == StatusCode::RANGE_NOT_SATISFIABLE => {
+                return Ok(Chunked::RangeNotSatisfiable(sent));
+            }
+            Ok(r) => client.error_from(r, access, &action).await,
+            Err(e) => e,
+        };
+        let resumable = match &failure {
+            Error::Http { .. } => true,
+            Error::Registry { status, .. } => *status == 408 || *status == 429 || *status >= 500,
+            _ => false,
+        };
+        resumes += 1;
+        if !resumable || resumes > MAX_RESUMES {
+            return Err(failure);
+        }
+        tokio::time::sleep(client.retry.delay(resumes, None)).await;
+        // Ask the registry where the upload stands and carry on from there.
+        let (url, next_offset) = upload_status(client, access, &session, digest).await?;
+        session = url;
+        offset = next_offset;
+    }
+    let url = with_digest(session, digest);
+    let action = format!("finish upload of {digest}");
+    let response = client
+        .send(
+            access,
+            Method::PUT,
+            &url,
+            &HeaderMap::new(),
+            &Body::Empty,
+            &action,
+        )
+        .await?;
+    client
+        .expect(response, &[StatusCode::CREATED], access, &action)
+        .await?;
+    Ok(Chunked::Done(sent))
+}
+
+/// GET on an upload URL: the registry says how many bytes it holds (`Range: 0-N`).
+async fn upload_status(
+    client: &RegistryClient,
+    access: &Access,
+    session: &Url,
+    digest: &Digest,
+) -> Result<(Url, u64)> {
+    let action = format!("query upload of {digest}");
+    let response = client
+        .send(
+            access,
+            Method::GET,
+            session,
+            &HeaderMap::new(),
+            &Body::Empty,
+            &action,
+        )
+        .await?;
+    let response = client
+        .expect(
+            response,
+            &[StatusCode::NO_CONTENT, StatusCode::OK],
+            access,
+            &action,
+        )
+        .await?;
+    let offset = range_end(&response).map(|end| end + 1).unwrap_or(0);
+    let url = client
+        .location(&response, &action)
+        .unwrap_or_else(|_| session.clone());
+    Ok((url, offset))
+}
+
+/// The inclusive end of a `Range: 0-N` header (`bytes=0-N` too). `0--1`, which some
+/// registries send for an empty upload, means nothing is there yet.
+fn range_end(response: &Response) -> Option<u64> {
+    let value = response.headers().get(RANGE)?.to_str().ok()?;
+    parse_range_end(value)
+}
+
+fn parse_range_end(value: &str) -> Option<u64> {
+    let value = value.trim().trim_start_matches("bytes=");
+    let (_, end) = value.split_once('-')?;
+    if end.starts_with('-') {
+        return None;
+    }
+    end.trim().parse().ok()
+}
+
+fn with_digest(mut url: Url, digest: &Digest) -> Url {
+    url.query_pairs_mut().append_pair("digest", digest.as_str());
+    url
+}
+
+/// A request body for bytes `[offset, offset+len)` of the data, re-made on every attempt,
+/// reporting progress as the bytes are handed to the connection.
+fn body_for(
+    data: &LocalData,
+    offset: u64,
+    len: u64,
+    progress: &ProgressSink,
+    digest: &Digest,
+    total: u64,
+) -> Result<Body> {
+    match data {
+        LocalData::Bytes(b) => {
+            let slice = b.slice(offset as usize..(offset + len) as usize);
+            let mut t = Throttled::new(
+                Arc::clone(progress),
+                Phase::Upload,
+                Some(digest.clone()),
+                Some(total),
+            );
+            t.update(offset + len);
+            Ok(Body::Bytes(slice))
+        }
+        LocalData::File(path) => {
+            let path = path.clone();
+            let progress = Arc::clone(progress);
+            let digest = digest.clone();
+            Ok(Body::Stream(Box::new(move || {
+                let mut file = std::fs::File::open(&path).map_err(|e| Error::FileRead {
+                    path: path.clone(),
+                    source: e,
+                })?;
+                file.seek(SeekFrom::Start(offset))
+                    .map_err(|e| Error::FileRead {
+                        path: path.clone(),
+                        source: e,
+                    })?;
+                let reader = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), len);
+                let mut throttled = Throttled::new(
+                    Arc::clone(&progress),
+                    Phase::Upload,
+                    Some(digest.clone()),
+                    Some(total),
+                );
+                let mut done = offset;
+                let stream = ReaderStream::with_capacity(reader, 256 * 1024).map(move |chunk| {
+                    if let Ok(c) = &chunk {
+                        done += c.len() as u64;
+                        throttled.update(done);
+                    }
+                    chunk
+                });
+                Ok((reqwest::Body::wrap_stream(stream), len))
+            })))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_headers_parse() {
+        assert_eq!(parse_range_end("0-1023"), Some(1023));
+        assert_eq!(parse_range_end("bytes=0-5"), Some(5));
+        assert_eq!(parse_range_end("0--1"), None);
+        assert_eq!(parse_range_end("garbage"), None);
+    }
+
+    #[test]
+    fn digest_is_appended_to_existing_query() {
+        let d = Digest::of(b"x");
+        let url = with_digest(
+            Url::parse("http://r/v2/a/blobs/uploads/u?_state=abc").unwrap(),
+            &d,
+        );
+        assert_eq!(
+            url.query(),
+            Some(&format!("_state=abc&digest=sha256%3A{}", d.hex())[..])
+        );
+    }
+}

@@ -1,0 +1,390 @@
+//! Registry jobs (see `jobs` for how they run and report):
+//!
+//! - `registry_pull(Ref, Auth, Opts)`: Ref is a binary or `{Registry, Repo, TagOrDigest}`;
+//!   Opts `#{platforms => [Platform]}` (empty: the host's). Result: `[#{base, platform}]`.
+//! - `registry_fetch(Images, Opts)`: fetch the base layers of `Images` that have no local blob
+//!   into the cache. Opts `#{cache_dir, max_concurrency}`. Result: `#{Digest => Path}`.
+//! - `registry_push(Images, Target, Opts)`: push image maps. Target
+//!   `#{registry, repo_tag, tags => [binary()], auth}`; Opts `#{created, chunk_size,
+//!   max_concurrency, cache_dir, index => boolean()}`. Result: a report map with `digest`.
+//! - `registry_push_loaded(Loaded, Target, Opts)`: the same for images read back from a
+//!   saved tarball (`ocibuild_layout:load_tarball_for_push/1`).
+//!
+//! Auth: `#{username, password}` (both empty: anonymous), `#{token}` (a ready bearer token),
+//! or `undefined` / `#{}`: look the registry up in docker/podman config files.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures_util::{StreamExt, TryStreamExt};
+use ocibuild_core::blob_store::BlobStore;
+use ocibuild_core::image::{self, BaseSource, Image, RenderOptions};
+use ocibuild_core::layout::LoadedImage;
+use ocibuild_core::registry::pull::{self, BlobRequest, PlatformChoice, PulledImage};
+use ocibuild_core::registry::push::{
+    self, PushImage, PushOptions, PushReport, PushTarget, SourceCredentials,
+};
+use ocibuild_core::registry::{CredentialSources, Credentials, Reference};
+use ocibuild_core::{Error, Result};
+use rustler::types::tuple::get_tuple;
+use rustler::{Encoder, Env, Term};
+
+use crate::jobs::{self, registries};
+use crate::terms::{self, field, invalid, map, required};
+use crate::{atoms, errors};
+
+fn error_term<'a>(env: Env<'a>, e: &Error) -> Term<'a> {
+    (atoms::error(), errors::reason(env, e)).encode(env)
+}
+
+#[rustler::nif]
+fn registry_pull<'a>(
+    env: Env<'a>,
+    reference: Term<'a>,
+    auth: Term<'a>,
+    opts: Term<'a>,
+) -> Term<'a> {
+    let args = (|| {
+        let reference = decode_reference(reference)?;
+        let auth = terms::decode_auth(auth)?;
+        let wanted = match field(opts, atoms::platforms()) {
+            Some(list) => terms::list(list, "platforms")?
+                .into_iter()
+                .map(terms::decode_platform)
+                .collect::<Result<Vec<_>>>()?,
+            None => Vec::new(),
+        };
+        Ok((reference, auth, PlatformChoice { wanted }))
+    })();
+    let (reference, auth, choice) = match args {
+        Ok(a) => a,
+        Err(e) => return error_term(env, &e),
+    };
+    jobs::start(
+        env,
+        move |progress| async move {
+            let creds = resolve(auth, reference.registry.clone()).await?;
+            pull::pull(registries(), &reference, &creds, &choice, &progress).await
+        },
+        encode_pulled,
+    )
+}
+
+#[rustler::nif]
+fn registry_fetch<'a>(env: Env<'a>, images: Term<'a>, opts: Term<'a>) -> Term<'a> {
+    let args = (|| {
+        let images = terms::decode_images(images)?;
+        let store = BlobStore::open(terms::path(
+            required(opts, atoms::cache_dir(), "cache_dir")?,
+            "cache_dir",
+        )?)?;
+        let concurrency = max_concurrency(opts)?;
+        let mut requests: BTreeMap<String, BlobRequest> = BTreeMap::new();
+        for image in &images {
+            let Some(base) = &image.base else { continue };
+            for layer in base.layers.iter().filter(|l| l.blob.is_none()) {
+                let source = base
+                    .source
+                    .clone()
+                    .ok_or_else(|| Error::BlobMissing(layer.digest.to_string()))?;
+                requests
+                    .entry(layer.digest.to_string())
+                    .or_insert(BlobRequest {
+                        source,
+                        digest: layer.digest.clone(),
+                        size: Some(layer.size),
+                    });
+            }
+        }
+        Ok((
+            requests.into_values().collect::<Vec<_>>(),
+            store,
+            concurrency,
+        ))
+    })();
+    let (requests, store, concurrency) = match args {
+        Ok(a) => a,
+        Err(e) => return error_term(env, &e),
+    };
+    jobs::start(
+        env,
+        move |progress| async move {
+            let creds_for = source_credentials();
+            let fetches: Vec<_> = requests
+                .iter()
+                .map(|r| fetch_one(r, &store, &progress, &creds_for))
+                .collect();
+            let fetched = futures_util::stream::iter(fetches)
+                .buffer_unordered(concurrency)
+                .try_collect::<Vec<_>>()
+                .await?;
+            Ok(fetched)
+        },
+        encode_fetched,
+    )
+}
+
+async fn fetch_one(
+    request: &BlobRequest,
+    store: &BlobStore,
+    progress: &ocibuild_core::registry::ProgressSink,
+    creds_for: &SourceCredentials,
+) -> Result<(String, std::path::PathBuf)> {
+    let creds = match &request.source.credentials {
+        Some(c) => c.clone(),
+        None => creds_for(&request.source)?,
+    };
+    let path = pull::fetch_blob(registries(), request, &creds, store, progress).await?;
+    Ok((request.digest.to_string(), path))
+}
+
+fn encode_fetched<'a>(env: Env<'a>, fetched: Vec<(String, std::path::PathBuf)>) -> Term<'a> {
+    let keys: Vec<Term> = fetched.iter().map(|(d, _)| d.encode(env)).collect();
+    let values: Vec<Term> = fetched
+        .iter()
+        .map(|(_, p)| terms::encode_path(env, p))
+        .collect();
+    Term::map_from_term_arrays(env, &keys, &values).unwrap_or_else(|_| Term::map_new(env))
+}
+
+#[rustler::nif]
+fn registry_push<'a>(env: Env<'a>, images: Term<'a>, target: Term<'a>, opts: Term<'a>) -> Term<'a> {
+    let args = (|| {
+        let images = terms::decode_images(images)?;
+        let created = terms::u64_field(required(opts, atoms::created(), "created")?, "created")?;
+        let push_images = images
+            .iter()
+            .map(|image: &Image| {
+                let rendered = image::render(image, &RenderOptions { created })?;
+                PushImage::from_rendered(image, &rendered)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((push_images, decode_target(target)?, push_options(opts)?))
+    })();
+    start_push(env, args)
+}
+
+#[rustler::nif]
+fn registry_push_loaded<'a>(
+    env: Env<'a>,
+    loaded: Term<'a>,
+    target: Term<'a>,
+    opts: Term<'a>,
+) -> Term<'a> {
+    let args = (|| {
+        let images = terms::list(loaded, "images")?
+            .into_iter()
+            .map(|t| PushImage::from_loaded(&decode_loaded(t)?))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((images, decode_target(target)?, push_options(opts)?))
+    })();
+    start_push(env, args)
+}
+
+fn start_push<'a>(
+    env: Env<'a>,
+    args: Result<(
+        Vec<PushImage>,
+        (PushTarget, Option<Credentials>),
+        PushOptions,
+    )>,
+) -> Term<'a> {
+    let (images, (mut target, auth), opts) = match args {
+        Ok(a) => a,
+        Err(e) => return error_term(env, &e),
+    };
+    jobs::start(
+        env,
+        move |progress| async move {
+            target.credentials = resolve(auth, target.registry.clone()).await?;
+            let creds_for = source_credentials();
+            push::push(registries(), &images, &target, &opts, &creds_for, &progress).await
+        },
+        encode_report,
+    )
+}
+
+/// Explicit credentials, else the config files' (read on a blocking thread: it may run a
+/// credential helper).
+async fn resolve(explicit: Option<Credentials>, registry: String) -> Result<Credentials> {
+    match explicit {
+        Some(c) => Ok(c),
+        None => {
+            tokio::task::spawn_blocking(move || CredentialSources::from_env().lookup(&registry))
+                .await
+                .map_err(|e| Error::io("looking up credentials", std::io::Error::other(e)))?
+        }
+    }
+}
+
+/// For base layers pulled without explicit credentials. Called from async code, but only
+/// when a base layer must really be fetched, so a short blocking read is acceptable.
+fn source_credentials() -> SourceCredentials {
+    Arc::new(|src: &BaseSource| CredentialSources::from_env().lookup(&src.registry))
+}
+
+fn decode_reference(term: Term) -> Result<Reference> {
+    if let Ok(elems) = get_tuple(term) {
+        if elems.len() == 3 {
+            let part = |t: Term| terms::string(t, "reference").map_err(|_| bad_reference(term));
+            return Reference::from_parts(&part(elems[0])?, &part(elems[1])?, &part(elems[2])?);
+        }
+        return Err(bad_reference(term));
+    }
+    let text = terms::string(term, "reference").map_err(|_| bad_reference(term))?;
+    Reference::parse(&text)
+}
+
+fn bad_reference(term: Term) -> Error {
+    Error::InvalidReference(format!("{term:?}"))
+}
+
+/// `#{registry, repo_tag, tags => [Extra], auth}`: `repo_tag` (`org/app:v1`) is resolved
+/// against `registry` (which may carry a path prefix, `ghcr.io/org`); extra tags follow.
+fn decode_target(term: Term) -> Result<(PushTarget, Option<Credentials>)> {
+    let registry = terms::string(required(term, atoms::registry(), "target")?, "registry")?;
+    let repo_tag = terms::string(required(term, atoms::repo_tag(), "target")?, "repo_tag")?;
+    let reference = ocibuild_core::registry::reference::parse_target(&registry, &repo_tag)?;
+    let mut tags = vec![reference.reference()];
+    if let Some(extra) = field(term, atoms::tags()) {
+        for t in terms::list(extra, "tags")? {
+            let tag = terms::string(t, "tags")?;
+            // A tag is validated the way a reference's tag is.
+            Reference::from_parts(&reference.registry, &reference.repository, &tag)?;
+            if !tags.contains(&tag) {
+                tags.push(tag);
+            }
+        }
+    }
+    let auth = match field(term, atoms::auth()) {
+        Some(a) => terms::decode_auth(a)?,
+        None => None,
+    };
+    Ok((
+        PushTarget {
+            registry: reference.registry,
+            repository: reference.repository,
+            tags,
+            credentials: Credentials::Anonymous,
+        },
+        auth,
+    ))
+}
+
+fn max_concurrency(opts: Term) -> Result<usize> {
+    match field(opts, atoms::max_concurrency()) {
+        Some(t) => {
+            let n = terms::u64_field(t, "max_concurrency")?;
+            if n == 0 || n > 64 {
+                return Err(invalid(
+                    "max_concurrency",
+                    "expected an integer from 1 to 64",
+                ));
+            }
+            Ok(n as usize)
+        }
+        None => Ok(push::DEFAULT_MAX_CONCURRENCY),
+    }
+}
+
+fn push_options(opts: Term) -> Result<PushOptions> {
+    let chunk_size = match field(opts, atoms::chunk_size()) {
+        Some(t) => terms::u64_field(t, "chunk_size")?.max(1),
+        None => push::DEFAULT_CHUNK_SIZE,
+    };
+    let index = match field(opts, atoms::index()) {
+        Some(t) => t
+            .decode::<bool>()
+            .map_err(|_| invalid("index", "expected a boolean"))?,
+        None => false,
+    };
+    Ok(PushOptions {
+        chunk_size,
+        max_concurrency: max_concurrency(opts)?,
+        cache: BlobStore::open(terms::path(
+            required(opts, atoms::cache_dir(), "cache_dir")?,
+            "cache_dir",
+        )?)?,
+        index,
+    })
+}
+
+fn decode_loaded(term: Term) -> Result<LoadedImage> {
+    let digest = |key, name| -> Result<ocibuild_core::digest::Digest> {
+        ocibuild_core::digest::Digest::parse(&terms::string(required(term, key, name)?, name)?)
+    };
+    Ok(LoadedImage {
+        manifest: terms::bytes(required(term, atoms::manifest(), "image")?, "manifest")?.to_vec(),
+        manifest_digest: digest(atoms::manifest_digest(), "manifest_digest")?,
+        config: terms::bytes(required(term, atoms::config(), "image")?, "config")?.to_vec(),
+        config_digest: digest(atoms::config_digest(), "config_digest")?,
+        layers: terms::list(required(term, atoms::layers(), "image")?, "layers")?
+            .into_iter()
+            .map(terms::decode_layer)
+            .collect::<Result<_>>()?,
+        platform: match field(term, atoms::platform()) {
+            Some(p) => Some(terms::decode_platform(p)?),
+            None => None,
+        },
+        annotations: BTreeMap::new(),
+    })
+}
+
+fn encode_pulled<'a>(env: Env<'a>, images: Vec<PulledImage>) -> Term<'a> {
+    let list: Vec<Term> = images
+        .iter()
+        .map(|p| {
+            let base = &p.base;
+            let layers: Vec<Term> = base
+                .layers
+                .iter()
+                .map(|l| terms::encode_layer(env, l))
+                .collect();
+            let source = match &base.source {
+                Some(s) => map(
+                    env,
+                    &[
+                        (atoms::registry(), s.registry.encode(env)),
+                        (atoms::repository(), s.repository.encode(env)),
+                    ],
+                ),
+                None => atoms::undefined().encode(env),
+            };
+            let base_map = map(
+                env,
+                &[
+                    (atoms::reference(), base.reference.encode(env)),
+                    (atoms::manifest(), terms::binary(env, &base.manifest)),
+                    (
+                        atoms::manifest_digest(),
+                        base.manifest_digest.as_str().encode(env),
+                    ),
+                    (atoms::config(), terms::binary(env, &base.config)),
+                    (atoms::layers(), layers.encode(env)),
+                    (atoms::source(), source),
+                ],
+            );
+            map(
+                env,
+                &[
+                    (atoms::base(), base_map),
+                    (atoms::platform(), terms::encode_platform(env, &p.platform)),
+                ],
+            )
+        })
+        .collect();
+    list.encode(env)
+}
+
+fn encode_report<'a>(env: Env<'a>, report: PushReport) -> Term<'a> {
+    map(
+        env,
+        &[
+            (atoms::digest(), report.digest.as_str().encode(env)),
+            (atoms::uploaded_bytes(), report.uploaded_bytes.encode(env)),
+            (atoms::uploaded(), report.uploaded.encode(env)),
+            (atoms::existing(), report.existing.encode(env)),
+            (atoms::mounted(), report.mounted.encode(env)),
+        ],
+    )
+}

@@ -1,0 +1,346 @@
+%% @doc Registry work: pulling base images, fetching their layers, pushing images.
+%%
+%% The network work runs on a runtime inside the native library, never on a BEAM scheduler.
+%% Each function here starts a job and waits for it in `receive', turning the job's progress
+%% messages into calls of the caller's `progress' fun, so it may be called from any process,
+%% from many at once. If the calling process dies, its job is cancelled and its temp files
+%% are removed.
+%%
+%% Auth (`auth()'):
+%% <ul>
+%% <li>`#{username => U, password => P}': Basic, or the bearer token a token server gives for
+%%     them; both empty means anonymous.</li>
+%% <li>`#{token => T}': a ready bearer token.</li>
+%% <li>`#{}': look the registry up in `~/.docker/config.json' (or `$DOCKER_CONFIG'): `auths',
+%%     `credHelpers', `credsStore'; then podman's `auth.json' (`$REGISTRY_AUTH_FILE'). Nothing
+%%     found means anonymous.</li>
+%% </ul>
+%% Credentials are never part of an error term or a progress report.
+-module(ocibuild_registry).
+
+-export([
+    pull/3,
+    fetch_base_layers/1,
+    nif_images/1,
+    push/5,
+    push_loaded/5,
+    check_auth/1,
+    progress_option/1
+]).
+
+-export_type([auth/0, progress_fun/0, progress/0, push_report/0]).
+
+-type auth() :: #{username => binary() | string(), password => binary() | string(),
+                  token => binary() | string()}.
+
+-type progress() :: #{
+    phase := manifest | config | layer | upload | exists | mounted | manifest_put,
+    digest := binary() | undefined,
+    bytes_received := non_neg_integer(),
+    bytes_sent => non_neg_integer(),
+    total_bytes := non_neg_integer() | undefined
+}.
+%% Pull phases: `manifest', `config', `layer' (a base layer downloaded into the cache).
+%% Push phases: `upload' (bytes of one blob), `exists' (the registry had it), `mounted'
+%% (mounted from another repository), `manifest_put'. Push events carry `bytes_sent' too.
+
+-type progress_fun() :: fun((progress()) -> term()).
+
+-type push_report() :: #{
+    digest := binary(),
+    uploaded_bytes := non_neg_integer(),
+    uploaded := non_neg_integer(),
+    existing := non_neg_integer(),
+    mounted := non_neg_integer()
+}.
+
+-define(DEFAULT_CHUNK_SIZE, 5 * 1024 * 1024).
+
+%% @doc Resolve `Ref' (a binary reference or `{Registry, Repo, TagOrDigest}') to one base per
+%% platform: `#{base := Base, platform := Platform}' maps. Options: `platforms' (a list; empty
+%% or absent means the host's), `progress'.
+-spec pull(binary() | string() | {term(), term(), term()}, auth(), map()) ->
+    {ok, [#{base := map(), platform := ocibuild:platform()}]} | {error, term()}.
+pull(Ref, Auth, Opts) ->
+    maybe_job(
+        [fun() -> check_auth(Auth) end, fun() -> reference(Ref) end, fun() -> platforms(Opts) end],
+        fun([NifAuth, NifRef, Platforms]) ->
+            ocibuild_nif:registry_pull(NifRef, NifAuth, #{platforms => Platforms})
+        end,
+        Opts
+    ).
+
+%% @doc Make sure every base layer of `Images' has a local, verified blob in the cache,
+%% fetching the missing ones from the registry the base came from. Returns the images with
+%% `blob' set on every base layer. Images without a base pass through.
+-spec fetch_base_layers([ocibuild:image()]) -> {ok, [ocibuild:image()]} | {error, term()}.
+fetch_base_layers(Images) ->
+    fetch_base_layers(Images, #{}).
+
+fetch_base_layers(Images, Opts) ->
+    case [I || I <- Images, needs_fetch(I)] of
+        [] ->
+            {ok, Images};
+        Missing ->
+            Start = fun() ->
+                ocibuild_nif:registry_fetch(nif_images(Missing), #{
+                    cache_dir => ocibuild_blob_store:root(),
+                    max_concurrency => maps:get(max_concurrency, Opts, 4)
+                })
+            end,
+            case run(Start, progress_fun(Opts)) of
+                {ok, Paths} -> {ok, [with_blobs(I, Paths) || I <- Images]};
+                {error, _} = Error -> Error
+            end
+    end.
+
+needs_fetch(#{base := #{layers := Layers}}) ->
+    lists:any(fun(L) -> maps:get(blob, L, undefined) =:= undefined end, Layers);
+needs_fetch(_) ->
+    false.
+
+with_blobs(#{base := #{layers := Layers} = Base} = Image, Paths) ->
+    Filled = [
+        case maps:get(blob, L, undefined) of
+            undefined -> L#{blob => maps:get(D, Paths, undefined)};
+            _ -> L
+        end
+     || #{digest := D} = L <- Layers
+    ],
+    Image#{base := Base#{layers := Filled}};
+with_blobs(Image, _Paths) ->
+    Image.
+
+%% @doc Push images to `Registry' as `RepoTag'. One image puts its manifest under the tag;
+%% with `index => true' (or several images) each manifest is put by digest and an image index
+%% under the tag. Options: `tags' (extra tags: the same manifest re-put, no blob traffic),
+%% `chunk_size' (bytes, default 5 MB: larger blobs go in chunks), `max_concurrency' (parallel
+%% blob uploads, default 4), `progress'. Returns a report whose `digest' is the manifest's (or
+%% the index's).
+-spec push([ocibuild:image()], binary() | string(), binary() | string(), auth(), map()) ->
+    {ok, push_report()} | {error, term()}.
+push(Images, Registry, RepoTag, Auth, Opts) ->
+    maybe_job(
+        [
+            fun() -> images(Images) end,
+            fun() -> target(Registry, RepoTag, Auth, Opts) end,
+            fun() -> push_options(Opts) end,
+            fun() -> ocibuild_reproducible:created() end
+        ],
+        fun([NifImages, Target, NifOpts, Created]) ->
+            ocibuild_nif:registry_push(NifImages, Target, NifOpts#{created => Created})
+        end,
+        Opts
+    ).
+
+%% @doc Push images read back from a saved tarball (`ocibuild_layout:load_tarball_for_push/1'),
+%% their bytes exactly as saved. `RepoTag' `undefined' uses the tag saved in the tarball.
+%% A multi-platform tarball is pushed as an index. Options as `push/5'.
+-spec push_loaded(ocibuild_layout:loaded(), binary() | string(), binary() | string() | undefined,
+                  auth(), map()) ->
+    {ok, push_report()} | {error, term()}.
+push_loaded(#{images := [_ | _] = Loaded} = Tarball, Registry, RepoTag0, Auth, Opts) ->
+    RepoTag =
+        case RepoTag0 of
+            undefined -> maps:get(tag, Tarball, undefined);
+            _ -> RepoTag0
+        end,
+    case RepoTag of
+        undefined ->
+            {error, {invalid_option, tag, <<"the tarball has no tag; give one">>}};
+        _ ->
+            Multi = maps:get(is_multi_platform, Tarball, false) orelse length(Loaded) > 1,
+            maybe_job(
+                [
+                    fun() -> {ok, [loaded_image(I) || I <- Loaded]} end,
+                    fun() -> target(Registry, RepoTag, Auth, Opts) end,
+                    fun() -> push_options(Opts#{index => Multi}) end
+                ],
+                fun([NifImages, Target, NifOpts]) ->
+                    ocibuild_nif:registry_push_loaded(NifImages, Target, NifOpts)
+                end,
+                Opts
+            )
+    end;
+push_loaded(Tarball, _Registry, _RepoTag, _Auth, _Opts) ->
+    {error, {invalid_option, loaded, Tarball}}.
+
+loaded_image(#{layers := Layers} = Image) ->
+    Image#{layers := [L#{blob => maps:get(path, L, maps:get(blob, L, undefined))} || L <- Layers]}.
+
+%% @doc Check an auth map and normalise it for the native library: `undefined' means "look
+%% it up in the config files". Values are checked for type only; they are never echoed back
+%% in the error (it names the offending key).
+-spec check_auth(term()) -> {ok, undefined | map()} | {error, {invalid_option, auth, term()}}.
+check_auth(Auth) when is_map(Auth), map_size(Auth) =:= 0 ->
+    {ok, undefined};
+check_auth(#{token := Token} = Auth) when map_size(Auth) =:= 1 ->
+    case ocibuild_input:text(Token) of
+        {ok, T} -> {ok, #{token => T}};
+        error -> {error, {invalid_option, auth, token}}
+    end;
+check_auth(#{username := User, password := Pass} = Auth) when map_size(Auth) =:= 2 ->
+    case {ocibuild_input:text(User), ocibuild_input:text(Pass)} of
+        {{ok, U}, {ok, P}} -> {ok, #{username => U, password => P}};
+        {error, _} -> {error, {invalid_option, auth, username}};
+        {_, error} -> {error, {invalid_option, auth, password}}
+    end;
+check_auth(Auth) when is_map(Auth) ->
+    {error, {invalid_option, auth, {keys, lists:sort(maps:keys(Auth))}}};
+check_auth(_) ->
+    {error, {invalid_option, auth, not_a_map}}.
+
+%% @doc The `progress' option, checked: a fun of arity 1 or `undefined'.
+-spec progress_option(map()) -> {ok, progress_fun() | undefined} | {error, term()}.
+progress_option(Opts) ->
+    case maps:get(progress, Opts, undefined) of
+        undefined -> {ok, undefined};
+        F when is_function(F, 1) -> {ok, F};
+        Other -> {error, {invalid_option, progress, Other}}
+    end.
+
+%% Internal: argument checks, then the job.
+
+%% Run each check in order (each `{ok, V}' or `{error, R}'); with all values, start the job.
+maybe_job(Checks, Start, Opts) ->
+    case progress_option(Opts) of
+        {ok, Progress} ->
+            case collect(Checks, []) of
+                {ok, Values} -> run(fun() -> Start(Values) end, Progress);
+                {error, _} = Error -> Error
+            end;
+        {error, _} = Error ->
+            Error
+    end.
+
+collect([], Acc) ->
+    {ok, lists:reverse(Acc)};
+collect([Check | Rest], Acc) ->
+    case Check() of
+        {ok, V} -> collect(Rest, [V | Acc]);
+        {error, _} = Error -> Error
+    end.
+
+progress_fun(Opts) ->
+    case progress_option(Opts) of
+        {ok, F} -> F;
+        {error, _} -> undefined
+    end.
+
+%% Start a job and wait for it. The handle is passed along the wait loop and released only at
+%% the end: while this process holds it, the job runs; if this process dies, it is freed and
+%% the job is aborted.
+run(Start, Progress) ->
+    case Start() of
+        {ok, JobId, Handle} -> await(JobId, Handle, Progress);
+        {error, _} = Error -> Error
+    end.
+
+await(JobId, Handle, Progress) ->
+    receive
+        {ocibuild_job, JobId, {progress, Info}} ->
+            report(Progress, Info),
+            await(JobId, Handle, Progress);
+        {ocibuild_job, JobId, {done, Result}} ->
+            ok = ocibuild_nif:job_cancel(Handle),
+            Result
+    end.
+
+%% A progress fun that fails must not take the push down with it.
+report(undefined, _Info) ->
+    ok;
+report(Fun, Info) ->
+    try
+        Fun(Info)
+    catch
+        _:_ -> ok
+    end.
+
+reference({Registry, Repo, Ref} = Tuple) ->
+    case {ocibuild_input:text(Registry), ocibuild_input:text(Repo), ocibuild_input:text(Ref)} of
+        {{ok, A}, {ok, B}, {ok, C}} -> {ok, {A, B, C}};
+        _ -> {error, {invalid_reference, Tuple}}
+    end;
+reference(Ref) ->
+    case ocibuild_input:text(Ref) of
+        {ok, Bin} -> {ok, Bin};
+        error -> {error, {invalid_reference, Ref}}
+    end.
+
+platforms(Opts) ->
+    case {maps:get(platforms, Opts, undefined), maps:get(platform, Opts, undefined)} of
+        {undefined, undefined} -> {ok, []};
+        {undefined, P} -> platform_list([P]);
+        {Ps, _} when is_list(Ps) -> platform_list(Ps);
+        {Ps, _} -> {error, {invalid_option, platforms, Ps}}
+    end.
+
+platform_list(Ps) ->
+    Parsed = [platform(P) || P <- Ps],
+    case [E || {error, _} = E <- Parsed] of
+        [] -> {ok, [P || {ok, P} <- Parsed]};
+        [E | _] -> E
+    end.
+
+platform(#{os := _, architecture := _} = P) -> {ok, P};
+platform(P) when is_binary(P); is_list(P) -> ocibuild:parse_platform(P);
+platform(P) -> {error, {invalid_platform, P}}.
+
+images(Images) when is_list(Images), Images =/= [] ->
+    case lists:all(fun erlang:is_map/1, Images) of
+        true -> {ok, nif_images(Images)};
+        false -> {error, {invalid_option, images, Images}}
+    end;
+images(Images) ->
+    {error, {invalid_option, images, Images}}.
+
+%% @doc Images as the native library takes them. Base sources keep their pull credentials
+%% behind a fun (so printing an image shows no secret); the native library needs the map.
+-spec nif_images([ocibuild:image()]) -> [map()].
+nif_images(Images) ->
+    [nif_image(I) || I <- Images].
+
+nif_image(#{base := #{source := #{auth := AuthFun} = Source} = Base} = Image) when
+    is_function(AuthFun, 0)
+->
+    Image#{base := Base#{source := Source#{auth := AuthFun()}}};
+nif_image(Image) ->
+    Image.
+
+target(Registry, RepoTag, Auth, Opts) ->
+    Tags = maps:get(tags, Opts, []),
+    case {ocibuild_input:text(Registry), ocibuild_input:text(RepoTag), check_auth(Auth), texts(Tags)} of
+        {error, _, _, _} -> {error, {invalid_option, registry, Registry}};
+        {_, error, _, _} -> {error, {invalid_reference, RepoTag}};
+        {_, _, {error, _} = Error, _} -> Error;
+        {_, _, _, error} -> {error, {invalid_option, tags, Tags}};
+        {{ok, R}, {ok, RT}, {ok, A}, {ok, T}} ->
+            {ok, #{registry => R, repo_tag => RT, tags => T, auth => A}}
+    end.
+
+texts(List) when is_list(List) ->
+    Texts = [ocibuild_input:text(T) || T <- List],
+    case lists:member(error, Texts) of
+        true -> error;
+        false -> {ok, [T || {ok, T} <- Texts]}
+    end;
+texts(_) ->
+    error.
+
+push_options(Opts) ->
+    Checks = [
+        {chunk_size, fun(N) -> is_integer(N) andalso N > 0 end},
+        {max_concurrency, fun(N) -> is_integer(N) andalso N >= 1 andalso N =< 64 end},
+        {index, fun erlang:is_boolean/1}
+    ],
+    case ocibuild_input:check_options(Checks, Opts) of
+        ok ->
+            {ok, #{
+                chunk_size => maps:get(chunk_size, Opts, ?DEFAULT_CHUNK_SIZE),
+                max_concurrency => maps:get(max_concurrency, Opts, 4),
+                index => maps:get(index, Opts, false),
+                cache_dir => ocibuild_blob_store:root()
+            }};
+        {error, _} = Error ->
+            Error
+    end.
