@@ -181,14 +181,15 @@ fn registry_push_loaded<'a>(
     start_push(env, args)
 }
 
-fn start_push<'a>(
-    env: Env<'a>,
-    args: Result<(
-        Vec<PushImage>,
-        (PushTarget, Option<Credentials>),
-        PushOptions,
-    )>,
-) -> Term<'a> {
+/// What a push NIF decoded from its arguments: images, target (with explicit credentials,
+/// if any) and options.
+type PushArgs = (
+    Vec<PushImage>,
+    (PushTarget, Option<Credentials>),
+    PushOptions,
+);
+
+fn start_push<'a>(env: Env<'a>, args: Result<PushArgs>) -> Term<'a> {
     let (images, (mut target, auth), opts) = match args {
         Ok(a) => a,
         Err(e) => return error_term(env, &e),
