@@ -17,6 +17,8 @@ packages=(
     uidmap fuse-overlayfs conmon  # podman's helpers
     busybox-static                # a static binary to run inside a scratch image
     jq gzip zstd                  # inspecting JSON and layer blobs in the tests
+    docker-registry apache2-utils # real registries on loopback (test/registry): distribution 2.8, htpasswd
+    python3                       # test/registry's token server and fault proxy (stdlib only)
 )
 
 ensure_packages "${packages[@]}"
@@ -43,4 +45,18 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
         die "rustfmt/clippy are missing and rustup could not add them (no network to the Rust servers?)"
 fi
 echo "install-deps: $(cargo --version), $(cargo clippy --version), $(cargo fmt --version)"
+
+# ferro-oci-server: an OCI distribution 1.1 registry (referrers API) for test/registry, built
+# from crates.io once into a cache of our own (test/registry/lib.sh looks there too).
+tools=${OCIBUILD_TOOLS_DIR:-$HOME/.cache/ocibuild-tools}
+ferro_version=1.0.0
+if [ -x "$tools/bin/ferro-oci-server" ]; then
+    echo "install-deps: ferro-oci-server present in $tools/bin"
+else
+    echo "install-deps: building ferro-oci-server $ferro_version into $tools (cargo install, once: a few minutes)"
+    mkdir -p "$tools"
+    cargo install ferro-oci-server --version "=$ferro_version" --locked --root "$tools" \
+        >"$tools/cargo-install.log" 2>&1 ||
+        { tail -n 30 "$tools/cargo-install.log" >&2; die "cargo install ferro-oci-server failed (log: $tools/cargo-install.log)"; }
+fi
 echo "install-deps: $(erl -noshell -eval 'io:format("OTP ~s", [erlang:system_info(otp_release)]), halt().'), $(elixir --version | tail -n 1), $(rebar3 version)"

@@ -65,7 +65,7 @@ pull(Ref, Auth, Opts) ->
     maybe_job(
         [fun() -> check_auth(Auth) end, fun() -> reference(Ref) end, fun() -> platforms(Opts) end],
         fun([NifAuth, NifRef, Platforms]) ->
-            ocibuild_nif:registry_pull(NifRef, NifAuth, #{platforms => Platforms})
+            ocibuild_nif:registry_pull(NifRef, NifAuth, #{platforms => Platforms, env => env_vars()})
         end,
         Opts
     ).
@@ -85,7 +85,8 @@ fetch_base_layers(Images, Opts) ->
             Start = fun() ->
                 ocibuild_nif:registry_fetch(nif_images(Missing), #{
                     cache_dir => ocibuild_blob_store:root(),
-                    max_concurrency => maps:get(max_concurrency, Opts, 4)
+                    max_concurrency => maps:get(max_concurrency, Opts, 4),
+                    env => env_vars()
                 })
             end,
             case run(Start, progress_fun(Opts)) of
@@ -339,8 +340,20 @@ push_options(Opts) ->
                 chunk_size => maps:get(chunk_size, Opts, ?DEFAULT_CHUNK_SIZE),
                 max_concurrency => maps:get(max_concurrency, Opts, 4),
                 index => maps:get(index, Opts, false),
-                cache_dir => ocibuild_blob_store:root()
+                cache_dir => ocibuild_blob_store:root(),
+                env => env_vars()
             }};
         {error, _} = Error ->
             Error
     end.
+
+%% The variables registry work reads (credentials files, TLS roots, insecure registries,
+%% credential helpers on PATH), as this VM sees them: os:putenv/2 changes the VM's copy of
+%% the environment, which native code cannot see.
+env_vars() ->
+    Names = ["DOCKER_CONFIG", "HOME", "REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR", "PATH",
+             "SSL_CERT_FILE", "OCIBUILD_INSECURE_REGISTRIES"],
+    maps:from_list([
+        {list_to_binary(N), unicode:characters_to_binary(V, unicode, file:native_name_encoding())}
+     || N <- Names, V <- [os:getenv(N)], V =/= false
+    ]).

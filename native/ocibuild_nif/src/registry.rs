@@ -24,10 +24,11 @@ use ocibuild_core::registry::pull::{self, BlobRequest, PlatformChoice, PulledIma
 use ocibuild_core::registry::push::{
     self, PushImage, PushOptions, PushReport, PushTarget, SourceCredentials,
 };
-use ocibuild_core::registry::{CredentialSources, Credentials, Reference};
+use ocibuild_core::registry::{CredentialSources, Credentials, Environment, Reference};
 use ocibuild_core::{Error, Result};
 use rustler::types::tuple::get_tuple;
 use rustler::{Encoder, Env, Term};
+use std::os::unix::ffi::OsStrExt;
 
 use crate::jobs::{self, registries};
 use crate::terms::{self, field, invalid, map, required};
@@ -54,17 +55,22 @@ fn registry_pull<'a>(
                 .collect::<Result<Vec<_>>>()?,
             None => Vec::new(),
         };
-        Ok((reference, auth, PlatformChoice { wanted }))
+        Ok((
+            reference,
+            auth,
+            PlatformChoice { wanted },
+            decode_vars(opts)?,
+        ))
     })();
-    let (reference, auth, choice) = match args {
+    let (reference, auth, choice, vars) = match args {
         Ok(a) => a,
         Err(e) => return error_term(env, &e),
     };
     jobs::start(
         env,
         move |progress| async move {
-            let creds = resolve(auth, reference.registry.clone()).await?;
-            pull::pull(registries(), &reference, &creds, &choice, &progress).await
+            let creds = resolve(auth, reference.registry.clone(), &vars).await?;
+            pull::pull(registries(), &vars, &reference, &creds, &choice, &progress).await
         },
         encode_pulled,
     )
@@ -96,23 +102,25 @@ fn registry_fetch<'a>(env: Env<'a>, images: Term<'a>, opts: Term<'a>) -> Term<'a
                     });
             }
         }
+        let vars = decode_vars(opts)?;
         Ok((
             requests.into_values().collect::<Vec<_>>(),
             store,
             concurrency,
+            vars,
         ))
     })();
-    let (requests, store, concurrency) = match args {
+    let (requests, store, concurrency, vars) = match args {
         Ok(a) => a,
         Err(e) => return error_term(env, &e),
     };
     jobs::start(
         env,
         move |progress| async move {
-            let creds_for = source_credentials();
+            let creds_for = source_credentials(&vars);
             let fetches: Vec<_> = requests
                 .iter()
-                .map(|r| fetch_one(r, &store, &progress, &creds_for))
+                .map(|r| fetch_one(r, &vars, &store, &progress, &creds_for))
                 .collect();
             let fetched = futures_util::stream::iter(fetches)
                 .buffer_unordered(concurrency)
@@ -126,6 +134,7 @@ fn registry_fetch<'a>(env: Env<'a>, images: Term<'a>, opts: Term<'a>) -> Term<'a
 
 async fn fetch_one(
     request: &BlobRequest,
+    vars: &Environment,
     store: &BlobStore,
     progress: &ocibuild_core::registry::ProgressSink,
     creds_for: &SourceCredentials,
@@ -134,7 +143,7 @@ async fn fetch_one(
         Some(c) => c.clone(),
         None => creds_for(&request.source)?,
     };
-    let path = pull::fetch_blob(registries(), request, &creds, store, progress).await?;
+    let path = pull::fetch_blob(registries(), vars, request, &creds, store, progress).await?;
     Ok((request.digest.to_string(), path))
 }
 
@@ -186,7 +195,7 @@ fn registry_push_loaded<'a>(
 type PushArgs = (
     Vec<PushImage>,
     (PushTarget, Option<Credentials>),
-    PushOptions,
+    JobOptions,
 );
 
 fn start_push<'a>(env: Env<'a>, args: Result<PushArgs>) -> Term<'a> {
@@ -197,9 +206,20 @@ fn start_push<'a>(env: Env<'a>, args: Result<PushArgs>) -> Term<'a> {
     jobs::start(
         env,
         move |progress| async move {
-            target.credentials = resolve(auth, target.registry.clone()).await?;
-            let creds_for = source_credentials();
-            push::push(registries(), &images, &target, &opts, &creds_for, &progress).await
+            let vars = &opts.vars;
+            target.credentials = resolve(auth, target.registry.clone(), vars).await?;
+            let creds_for = source_credentials(vars);
+            let push_opts = &opts.push;
+            push::push(
+                registries(),
+                vars,
+                &images,
+                &target,
+                push_opts,
+                &creds_for,
+                &progress,
+            )
+            .await
         },
         encode_report,
     )
@@ -207,21 +227,42 @@ fn start_push<'a>(env: Env<'a>, args: Result<PushArgs>) -> Term<'a> {
 
 /// Explicit credentials, else the config files' (read on a blocking thread: it may run a
 /// credential helper).
-async fn resolve(explicit: Option<Credentials>, registry: String) -> Result<Credentials> {
+async fn resolve(
+    explicit: Option<Credentials>,
+    registry: String,
+    vars: &Environment,
+) -> Result<Credentials> {
+    let sources = CredentialSources::from_environment(vars);
     match explicit {
         Some(c) => Ok(c),
-        None => {
-            tokio::task::spawn_blocking(move || CredentialSources::from_env().lookup(&registry))
-                .await
-                .map_err(|e| Error::io("looking up credentials", std::io::Error::other(e)))?
-        }
+        None => tokio::task::spawn_blocking(move || sources.lookup(&registry))
+            .await
+            .map_err(|e| Error::io("looking up credentials", std::io::Error::other(e)))?,
     }
 }
 
 /// For base layers pulled without explicit credentials. Called from async code, but only
 /// when a base layer must really be fetched, so a short blocking read is acceptable.
-fn source_credentials() -> SourceCredentials {
-    Arc::new(|src: &BaseSource| CredentialSources::from_env().lookup(&src.registry))
+fn source_credentials(vars: &Environment) -> SourceCredentials {
+    let sources = CredentialSources::from_environment(vars);
+    Arc::new(move |src: &BaseSource| sources.lookup(&src.registry))
+}
+
+/// `#{env => #{Name => Value}}`: the variables the Erlang side read with `os:getenv/1` (so
+/// `os:putenv/2` counts); without it, the process environment.
+fn decode_vars(opts: Term) -> Result<Environment> {
+    let Some(map) = field(opts, atoms::env()) else {
+        return Ok(Environment::from_process());
+    };
+    let iter = rustler::MapIterator::new(map).ok_or_else(|| invalid("env", "expected a map"))?;
+    let pairs = iter
+        .map(|(k, v)| {
+            let name = terms::string(k, "env")?;
+            let value = std::ffi::OsStr::from_bytes(terms::bytes(v, "env")?).to_os_string();
+            Ok((name, value))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Environment::from_pairs(pairs))
 }
 
 fn decode_reference(term: Term) -> Result<Reference> {
@@ -288,7 +329,20 @@ fn max_concurrency(opts: Term) -> Result<usize> {
     }
 }
 
-fn push_options(opts: Term) -> Result<PushOptions> {
+/// Push options plus the environment the job reads.
+struct JobOptions {
+    push: PushOptions,
+    vars: Environment,
+}
+
+fn push_options(opts: Term) -> Result<JobOptions> {
+    Ok(JobOptions {
+        push: core_push_options(opts)?,
+        vars: decode_vars(opts)?,
+    })
+}
+
+fn core_push_options(opts: Term) -> Result<PushOptions> {
     let chunk_size = match field(opts, atoms::chunk_size()) {
         Some(t) => terms::u64_field(t, "chunk_size")?.max(1),
         None => push::DEFAULT_CHUNK_SIZE,

@@ -20,6 +20,7 @@ use url::Url;
 
 use super::challenge::{self, Challenge};
 use super::credentials::Credentials;
+use super::environment::Environment;
 use super::retry::{self, RetryPolicy};
 use super::transport;
 use crate::digest::Digest;
@@ -97,6 +98,8 @@ pub struct RegistryClient {
     pub retry: RetryPolicy,
     /// Token fetches made, for tests that check auth reuse.
     token_fetches: std::sync::atomic::AtomicU64,
+    /// Held while answering a challenge, so parallel requests negotiate once.
+    negotiating: tokio::sync::Mutex<()>,
 }
 
 /// Every registry we have talked to, so clients (pools, tokens) are shared by all jobs.
@@ -120,16 +123,23 @@ impl Registries {
     }
 
     /// The client for `registry` (canonical name; `docker.io` is reached at its API host).
-    pub fn client(&self, registry: &str, api_host: &str) -> Result<Arc<RegistryClient>> {
-        let scheme = transport::scheme_for(api_host, &transport::insecure_from_env());
-        let key = (scheme.to_string(), api_host.to_string());
+    /// Clients are shared per scheme, host and extra CA file.
+    pub fn client(
+        &self,
+        registry: &str,
+        api_host: &str,
+        env: &Environment,
+    ) -> Result<Arc<RegistryClient>> {
+        let scheme = transport::scheme_for(api_host, &transport::insecure_list(env));
+        let ca = env.var_string("SSL_CERT_FILE").unwrap_or_default();
+        let key = (format!("{scheme} {ca}"), api_host.to_string());
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = clients.get(&key) {
             return Ok(c.clone());
         }
         let base = Url::parse(&format!("{scheme}://{api_host}/"))
             .map_err(|_| Error::InvalidReference(registry.to_string()))?;
-        let http = transport::http_client(transport::tls_config()?).map_err(|e| match e {
+        let http = transport::http_client(transport::tls_config(env)?).map_err(|e| match e {
             Error::Http { why, .. } => Error::Http {
                 registry: registry.to_string(),
                 why,
@@ -143,6 +153,7 @@ impl Registries {
             auth: Mutex::default(),
             retry: self.retry.clone().unwrap_or_default(),
             token_fetches: Default::default(),
+            negotiating: tokio::sync::Mutex::new(()),
         });
         clients.insert(key, client.clone());
         Ok(client)
@@ -242,8 +253,9 @@ impl RegistryClient {
                 .http
                 .request(method.clone(), url.clone())
                 .headers(headers.clone());
-            if let Some(auth) = self.auth_header(access) {
-                request = request.header(AUTHORIZATION, auth);
+            let sent_auth = self.auth_header(access);
+            if let Some(auth) = &sent_auth {
+                request = request.header(AUTHORIZATION, auth.clone());
             }
             request = attach_body(request, body)?;
             let response = match request.send().await {
@@ -264,8 +276,8 @@ impl RegistryClient {
                     .filter_map(|v| v.to_str().ok())
                     .flat_map(challenge::parse)
                     .collect::<Vec<_>>();
-                self.forget_auth(access);
-                self.negotiate(access, &challenges, action).await?;
+                self.negotiate(access, &challenges, sent_auth.as_ref(), action)
+                    .await?;
                 attempt -= 1; // answering a challenge is not a failed attempt
                 continue;
             }
@@ -355,12 +367,23 @@ impl RegistryClient {
 
     /// Answer a 401's challenges: Basic with the credentials, or a bearer token from the
     /// realm. Fails with `Unauthorized` when there is nothing to answer with.
+    ///
+    /// Parallel requests of a push all meet the first 401 together; negotiation is serialised
+    /// and a request whose header was already replaced by another's negotiation just retries
+    /// with the new one, so one token serves them all.
     async fn negotiate(
         &self,
         access: &Access,
         challenges: &[Challenge],
+        sent: Option<&HeaderValue>,
         action: &str,
     ) -> Result<()> {
+        let _turn = self.negotiating.lock().await;
+        let current = self.auth_header(access);
+        if current.is_some() && current.as_ref() != sent {
+            return Ok(());
+        }
+        self.forget_auth(access);
         let unauthorized = || Error::Unauthorized {
             registry: self.registry.clone(),
             scope: access.scopes.describe(),

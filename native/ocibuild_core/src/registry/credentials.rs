@@ -153,6 +153,15 @@ impl CredentialSources {
         }
     }
 
+    /// [`CredentialSources::from_vars`] over an [`Environment`], whose `PATH` also finds
+    /// the credential helpers.
+    pub fn from_environment(env: &super::Environment) -> CredentialSources {
+        CredentialSources {
+            helper_path: env.var("PATH").map(|p| p.to_os_string()),
+            ..Self::from_vars(|name| env.var(name).map(|v| v.to_os_string()))
+        }
+    }
+
     /// The stored credentials for `registry` (`docker.io`, `ghcr.io`, `localhost:5000`), or
     /// `Anonymous` when no source has any. Missing files are skipped; broken ones are errors,
     /// since silently pulling anonymously would hide the real problem.
@@ -232,7 +241,12 @@ impl CredentialSources {
         };
         let output =
             run_with_timeout(&path, server_url, self.helper_timeout).map_err(helper_error)?;
-        if !output.status.success() {
+        // Without a status (reaped elsewhere), an answer that is not JSON counts as a failure.
+        let failed = match output.status {
+            Some(status) => !status.success(),
+            None => serde_json::from_slice::<Value>(&output.stdout).is_err(),
+        };
+        if failed {
             let said = format!(
                 "{}\n{}",
                 String::from_utf8_lossy(&output.stdout),
@@ -243,7 +257,9 @@ impl CredentialSources {
             }
             return Err(helper_error(format!(
                 "`get` failed ({}): {}",
-                output.status,
+                output
+                    .status
+                    .map_or_else(|| "no exit status".to_string(), |s| s.to_string()),
                 first_line(&said)
             )));
         }
@@ -446,13 +462,17 @@ fn is_executable(path: &Path) -> bool {
 }
 
 struct HelperOutput {
-    status: ExitStatus,
+    /// `None` when the child was reaped by someone else (see `ECHILD`).
+    status: Option<ExitStatus>,
     stdout: Vec<u8>,
     stderr: Vec<u8>,
 }
 
 /// Run `program get` with `input` on stdin, killing it after `timeout`. Output is read on
 /// threads so a chatty helper cannot block on a full pipe while we wait for it.
+/// `waitpid` on a child someone else reaped (Linux and macOS agree on the number).
+const ECHILD: i32 = 10;
+
 fn run_with_timeout(
     program: &Path,
     input: &str,
@@ -475,7 +495,7 @@ fn run_with_timeout(
     let mut pause = Duration::from_millis(1);
     let status = loop {
         match child.try_wait() {
-            Ok(Some(status)) => break status,
+            Ok(Some(status)) => break Some(status),
             Ok(None) if Instant::now() >= deadline => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -488,6 +508,9 @@ fn run_with_timeout(
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(50));
             }
+            // Inside the BEAM, SIGCHLD is ignored and the kernel reaps children itself, so
+            // there is no status to collect: the helper's output has to speak for it.
+            Err(e) if e.raw_os_error() == Some(ECHILD) => break None,
             Err(e) => return Err(format!("waiting for the credential helper: {e}")),
         }
     };

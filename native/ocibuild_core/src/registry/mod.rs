@@ -16,6 +16,7 @@
 pub mod challenge;
 pub mod client;
 pub mod credentials;
+pub mod environment;
 pub mod progress;
 pub mod pull;
 pub mod push;
@@ -26,6 +27,7 @@ pub mod upload;
 
 pub use client::{Registries, RegistryClient};
 pub use credentials::{CredentialSources, Credentials};
+pub use environment::Environment;
 pub use progress::{Phase, Progress, ProgressSink};
 pub use reference::Reference;
 

@@ -15,7 +15,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::client::{read_capped, Access, Body, RegistryClient, Scopes};
 use super::progress::{Phase, ProgressSink, Throttled};
-use super::{Credentials, Reference, Registries};
+use super::{Credentials, Environment, Reference, Registries};
 use crate::blob_store::BlobStore;
 use crate::digest::{Digest, Hasher};
 use crate::image::{BaseImage, BaseSource, Platform};
@@ -54,12 +54,13 @@ pub struct Fetched {
 
 pub async fn pull(
     registries: &Registries,
+    env: &Environment,
     reference: &Reference,
     credentials: &Credentials,
     choice: &PlatformChoice,
     progress: &ProgressSink,
 ) -> Result<Vec<PulledImage>> {
-    let client = registries.client(&reference.registry, reference.api_host())?;
+    let client = registries.client(&reference.registry, reference.api_host(), env)?;
     let access = Access {
         credentials: credentials.clone(),
         scopes: Scopes::pull(&reference.repository),
@@ -339,6 +340,7 @@ pub struct BlobRequest {
 /// download leaves nothing behind.
 pub async fn fetch_blob(
     registries: &Registries,
+    env: &Environment,
     request: &BlobRequest,
     credentials: &Credentials,
     store: &BlobStore,
@@ -360,7 +362,7 @@ pub async fn fetch_blob(
         }
     }
     let source = &request.source;
-    let client = registries.client(&source.registry, super::api_host(&source.registry))?;
+    let client = registries.client(&source.registry, super::api_host(&source.registry), env)?;
     let access = Access {
         credentials: credentials.clone(),
         scopes: Scopes::pull(&source.repository),

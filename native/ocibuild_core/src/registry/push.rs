@@ -19,7 +19,7 @@ use super::client::{Access, Body, RegistryClient, Scopes};
 use super::progress::{Phase, Progress, ProgressSink};
 use super::pull::{fetch_blob, BlobRequest};
 use super::upload::{self, LocalData, Outcome};
-use super::{Credentials, Registries};
+use super::{Credentials, Environment, Registries};
 use crate::blob_store::BlobStore;
 use crate::digest::Digest;
 use crate::image::json::canonical;
@@ -168,6 +168,7 @@ pub type SourceCredentials = Arc<dyn Fn(&BaseSource) -> Result<Credentials> + Se
 
 pub async fn push(
     registries: &Registries,
+    env: &Environment,
     images: &[PushImage],
     target: &PushTarget,
     opts: &PushOptions,
@@ -193,7 +194,7 @@ pub async fn push(
             why: "every image of a multi-platform push needs its platform set".into(),
         });
     }
-    let client = registries.client(&target.registry, super::api_host(&target.registry))?;
+    let client = registries.client(&target.registry, super::api_host(&target.registry), env)?;
 
     // Unique blobs, and the repositories on this registry we may mount from.
     let mut seen = HashSet::new();
@@ -217,6 +218,7 @@ pub async fn push(
     let stats = Stats::default();
     let job = BlobJob {
         registries,
+        env,
         client: &client,
         access: &access,
         target,
@@ -304,6 +306,7 @@ struct Stats {
 
 struct BlobJob<'a> {
     registries: &'a Registries,
+    env: &'a Environment,
     client: &'a RegistryClient,
     access: &'a Access,
     target: &'a PushTarget,
@@ -392,6 +395,7 @@ impl BlobJob<'_> {
                 };
                 let path = fetch_blob(
                     self.registries,
+                    self.env,
                     &request,
                     &creds,
                     &self.opts.cache,

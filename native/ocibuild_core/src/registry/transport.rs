@@ -14,6 +14,7 @@ use std::time::Duration;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
+use super::Environment;
 use crate::{Error, Result};
 
 pub const INSECURE_ENV: &str = "OCIBUILD_INSECURE_REGISTRIES";
@@ -59,8 +60,8 @@ pub fn scheme_for(authority: &str, insecure: &[String]) -> &'static str {
 }
 
 /// `OCIBUILD_INSECURE_REGISTRIES` as a list (empty entries and whitespace dropped).
-pub fn insecure_from_env() -> Vec<String> {
-    std::env::var(INSECURE_ENV)
+pub fn insecure_list(env: &Environment) -> Vec<String> {
+    env.var_string(INSECURE_ENV)
         .map(|v| {
             v.split(',')
                 .map(str::trim)
@@ -72,9 +73,10 @@ pub fn insecure_from_env() -> Vec<String> {
 }
 
 /// A rustls config trusting the system roots plus `SSL_CERT_FILE`, with ring as the provider.
-pub fn tls_config() -> Result<rustls::ClientConfig> {
+pub fn tls_config(env: &Environment) -> Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    // rustls-native-certs reads SSL_CERT_FILE instead of the system store when it is set.
+    // The platform's store (rustls-native-certs reads the process's SSL_CERT_FILE instead,
+    // when set; ours comes from `env` below).
     let native = rustls_native_certs::load_native_certs();
     let (added, _ignored) = roots.add_parsable_certificates(native.certs);
     let mut total = added;
@@ -83,7 +85,7 @@ pub fn tls_config() -> Result<rustls::ClientConfig> {
             total += add_pem_file(&mut roots, Path::new(bundle));
         }
     }
-    if let Ok(extra) = std::env::var("SSL_CERT_FILE") {
+    if let Some(extra) = env.var_string("SSL_CERT_FILE") {
         let path = Path::new(&extra);
         if !path.is_file() {
             return Err(Error::InvalidOption {
@@ -197,6 +199,6 @@ mod tests {
 
     #[test]
     fn tls_config_builds_with_system_roots() {
-        tls_config().unwrap();
+        tls_config(&Environment::default()).unwrap();
     }
 }

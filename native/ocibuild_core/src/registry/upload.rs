@@ -40,7 +40,10 @@ pub enum Outcome {
 }
 
 /// How many times a chunked upload asks for its offset and resumes before giving up.
-const MAX_RESUMES: u32 = 8;
+const MAX_RESUMES: u32 = 5;
+
+/// How many fresh sessions a monolithic upload opens after the registry lost one (404).
+const MAX_SESSIONS: u32 = 3;
 
 const OCTET_STREAM: HeaderValue = HeaderValue::from_static("application/octet-stream");
 
@@ -173,8 +176,8 @@ async fn start_session(
     Ok((client.location(&response, &action)?, min))
 }
 
-/// The whole blob in one PUT. A failure that may have spoiled the session (a dropped
-/// connection, an unknown-upload answer) is retried with a fresh session.
+/// The whole blob in one PUT. Connection failures and 5xx are retried by the client on the
+/// same session; when the registry then says the session is gone (404), a fresh one is opened.
 #[allow(clippy::too_many_arguments)]
 async fn monolithic(
     client: &RegistryClient,
@@ -207,12 +210,8 @@ async fn monolithic(
             Ok(r) => client.error_from(r, access, &action).await,
             Err(e) => e,
         };
-        let retry = match &failure {
-            Error::Http { .. } => true,
-            Error::Registry { status, .. } => *status == 404 || *status >= 500,
-            _ => false,
-        };
-        if !retry || attempt >= client.retry.max_attempts {
+        let session_lost = matches!(&failure, Error::Registry { status: 404, .. });
+        if !session_lost || attempt >= MAX_SESSIONS {
             return Err(failure);
         }
         tokio::time::sleep(client.retry.delay(attempt, None)).await;
@@ -237,6 +236,8 @@ async fn chunked(
     progress: &ProgressSink,
 ) -> Result<Chunked> {
     let mut offset = 0u64;
+    // The offset the registry last confirmed with a 202.
+    let mut acked = 0u64;
     let mut sent = 0u64;
     let mut resumes = 0u32;
     while offset < size {
@@ -258,6 +259,7 @@ async fn chunked(
             Ok(r) if r.status() == StatusCode::ACCEPTED => {
                 let next = client.location(&r, &action)?;
                 offset = range_end(&r).map(|end| end + 1).unwrap_or(offset + len);
+                acked = offset;
                 session = next;
                 continue;
             }
@@ -277,10 +279,16 @@ async fn chunked(
             return Err(failure);
         }
         tokio::time::sleep(client.retry.delay(resumes, None)).await;
-        // Ask the registry where the upload stands and carry on from there.
+        // Ask the registry where the upload stands and carry on from there. distribution
+        // answers `0-0` both for an empty session and for one holding a single byte; when
+        // nothing had been acknowledged, the empty reading is the right one.
         let (url, next_offset) = upload_status(client, access, &session, digest).await?;
         session = url;
-        offset = next_offset;
+        offset = if next_offset == 1 && acked == 0 {
+            0
+        } else {
+            next_offset
+        };
     }
     let url = with_digest(session, digest);
     let action = format!("finish upload of {digest}");
