@@ -194,6 +194,8 @@ run_case "a ticker keeps ticking during a 100 MB push" ticker "$REG_ADDR"
 printf '        %s\n' "$(grep -E '^(push_ms|ticks|max_gap_ms)=' "$work/a ticker keeps ticking during a 100 MB push.out" | tr '\n' ' ')"
 run_case "four processes push at once" concurrent "$REG_ADDR"
 run_case "saved tarballs pushed later (single, multi, tag override)" push_loaded "$REG_ADDR" "$work"
+check "the Elixir API: from, push, push_multi, Ocibuild.Registry.push and push_loaded" \
+    bash -c 'cd "$1" && mix run --no-deps-check test/registry/elixir_case.exs "$2" "$3"' _ "$root" "$REG_ADDR" "$work"
 
 section "registry: TLS on a non-loopback address"
 # Loopback registries are plain HTTP by design, so HTTPS needs an address that is not.
