@@ -731,4 +731,150 @@ mod tests {
         assert_eq!(code, None);
         assert_eq!(msg, "<html>bad gateway");
     }
+
+    /// A one-shot HTTP server on `ip`: answers each connection with `answer(request head)`
+    /// and hands every request head it saw to the returned receiver.
+    async fn serve(
+        ip: &str,
+        answer: impl Fn(&str) -> String + Send + Sync + 'static,
+    ) -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let answer = Arc::new(answer);
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let (tx, answer) = (tx.clone(), answer.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    let n = sock.read(&mut buf).await.unwrap_or(0);
+                    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                    let _ = sock.write_all(answer(&head).as_bytes()).await;
+                    let _ = tx.send(head);
+                });
+            }
+        });
+        (addr, rx)
+    }
+
+    fn access(creds: Credentials) -> Access {
+        Access {
+            credentials: creds,
+            scopes: Scopes::pull("a/b"),
+        }
+    }
+
+    // A registry may redirect a blob GET to storage elsewhere (S3, a CDN): the redirected
+    // request must not carry our credentials.
+    #[tokio::test]
+    async fn redirects_to_another_host_drop_the_authorization_header() {
+        let (storage, mut seen_by_storage) = serve("127.0.0.2", |_| {
+            "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nblob".into()
+        })
+        .await;
+        let target = format!("http://{storage}/blob");
+        let (registry, mut seen_by_registry) = serve("127.0.0.1", move |_| {
+            format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: {target}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        })
+        .await;
+        let registries = Registries::new();
+        let client = registries
+            .client(&registry, &registry, &Environment::default())
+            .unwrap();
+        let url = client.url("a/b", "blobs/sha256:00");
+        let creds = Credentials::Bearer("s3cret-token".into());
+        let response = client
+            .send(
+                &access(creds),
+                Method::GET,
+                &url,
+                &HeaderMap::new(),
+                &Body::Empty,
+                "GET blob",
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let to_registry = seen_by_registry.recv().await.unwrap();
+        let to_storage = seen_by_storage.recv().await.unwrap();
+        assert!(to_registry
+            .to_ascii_lowercase()
+            .contains("authorization: bearer s3cret-token"));
+        assert!(
+            !to_storage.to_ascii_lowercase().contains("authorization"),
+            "{to_storage}"
+        );
+    }
+
+    // Credentials go to a token realm only over HTTPS (plain HTTP only on loopback).
+    #[tokio::test]
+    async fn a_plain_http_realm_elsewhere_is_refused() {
+        let (registry, _seen) = serve("127.0.0.1", |_| {
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://auth.example.invalid/token\",service=\"r\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into()
+        })
+        .await;
+        let registries = Registries::new();
+        let client = registries
+            .client(&registry, &registry, &Environment::default())
+            .unwrap();
+        let url = client.url("a/b", "manifests/latest");
+        let creds = Credentials::Basic {
+            username: "u".into(),
+            password: "p".into(),
+        };
+        let err = client
+            .send(
+                &access(creds),
+                Method::GET,
+                &url,
+                &HeaderMap::new(),
+                &Body::Empty,
+                "GET manifest",
+            )
+            .await
+            .unwrap_err();
+        match err {
+            Error::Auth { why, .. } => assert!(why.contains("not HTTPS"), "{why}"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    // A 401 after the challenge was answered means the credentials are not good enough.
+    #[tokio::test]
+    async fn basic_challenge_is_answered_once_then_unauthorized() {
+        let (registry, mut seen) = serve("127.0.0.1", |_| {
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"r\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into()
+        })
+        .await;
+        let registries = Registries::new();
+        let client = registries
+            .client(&registry, &registry, &Environment::default())
+            .unwrap();
+        let url = client.url("a/b", "manifests/latest");
+        let creds = Credentials::Basic {
+            username: "u".into(),
+            password: "wrong".into(),
+        };
+        let response = client
+            .send(
+                &access(creds.clone()),
+                Method::GET,
+                &url,
+                &HeaderMap::new(),
+                &Body::Empty,
+                "GET",
+            )
+            .await
+            .unwrap();
+        let err = client.error_from(response, &access(creds), "GET").await;
+        assert!(
+            matches!(err, Error::Unauthorized { status: 401, .. }),
+            "{err:?}"
+        );
+        let first = seen.recv().await.unwrap();
+        let second = seen.recv().await.unwrap();
+        assert!(!first.to_ascii_lowercase().contains("authorization"));
+        assert!(second.contains("Basic dTp3cm9uZw=="));
+    }
 }
