@@ -219,6 +219,26 @@ impl RegistryClient {
         .await
     }
 
+    /// [`RegistryClient::send`] for a request with no body and no headers of its own.
+    pub async fn send_empty(
+        &self,
+        access: &Access,
+        method: Method,
+        url: &Url,
+        action: &str,
+    ) -> Result<Response> {
+        self.send(access, method, url, &HeaderMap::new(), &Body::Empty, action)
+            .await
+    }
+
+    /// A small body (manifest, config, token) into memory, refusing more than `cap` bytes.
+    pub async fn read_body(&self, response: Response, cap: usize, action: &str) -> Result<Vec<u8>> {
+        read_capped(response, cap).await.map_err(|why| Error::Http {
+            registry: self.registry.clone(),
+            why: format!("{action}: {why}"),
+        })
+    }
+
     /// [`RegistryClient::send`] without retries (a 401 is still answered): for chunk uploads,
     /// where the caller asks the registry how far it got before sending more.
     pub async fn send_once(
@@ -758,6 +778,12 @@ mod tests {
         (addr, rx)
     }
 
+    fn client_at(addr: &str) -> Arc<RegistryClient> {
+        Registries::new()
+            .client(addr, addr, &Environment::default())
+            .unwrap()
+    }
+
     fn access(creds: Credentials) -> Access {
         Access {
             credentials: creds,
@@ -778,10 +804,7 @@ mod tests {
             format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: {target}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
         })
         .await;
-        let registries = Registries::new();
-        let client = registries
-            .client(&registry, &registry, &Environment::default())
-            .unwrap();
+        let client = client_at(&registry);
         let url = client.url("a/b", "blobs/sha256:00");
         let creds = Credentials::Bearer("s3cret-token".into());
         let response = client
@@ -814,10 +837,7 @@ mod tests {
             "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://auth.example.invalid/token\",service=\"r\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into()
         })
         .await;
-        let registries = Registries::new();
-        let client = registries
-            .client(&registry, &registry, &Environment::default())
-            .unwrap();
+        let client = client_at(&registry);
         let url = client.url("a/b", "manifests/latest");
         let creds = Credentials::Basic {
             username: "u".into(),
@@ -847,10 +867,7 @@ mod tests {
             "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"r\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into()
         })
         .await;
-        let registries = Registries::new();
-        let client = registries
-            .client(&registry, &registry, &Environment::default())
-            .unwrap();
+        let client = client_at(&registry);
         let url = client.url("a/b", "manifests/latest");
         let creds = Credentials::Basic {
             username: "u".into(),

@@ -13,7 +13,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
-use super::client::{read_capped, Access, Body, RegistryClient, Scopes};
+use super::client::{Access, Body, RegistryClient, Scopes};
 use super::progress::{Phase, ProgressSink, Throttled};
 use super::{Credentials, Environment, Reference, Registries};
 use crate::blob_store::BlobStore;
@@ -230,12 +230,7 @@ pub async fn get_manifest(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
-    let bytes = read_capped(response, MAX_MANIFEST)
-        .await
-        .map_err(|why| Error::Http {
-            registry: client.registry.clone(),
-            why: format!("{action}: {why}"),
-        })?;
+    let bytes = client.read_body(response, MAX_MANIFEST, &action).await?;
     let digest = Digest::of(&bytes);
     // The body's own mediaType wins: some registries serve manifests as application/json.
     let body_type = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| {
@@ -297,24 +292,12 @@ async fn fetch_small_blob(
     let url = client.url(repository, &format!("blobs/{digest}"));
     let action = format!("GET config {digest}");
     let response = client
-        .send(
-            access,
-            Method::GET,
-            &url,
-            &HeaderMap::new(),
-            &Body::Empty,
-            &action,
-        )
+        .send_empty(access, Method::GET, &url, &action)
         .await?;
     let response = client
         .expect(response, &[StatusCode::OK], access, &action)
         .await?;
-    let bytes = read_capped(response, MAX_CONFIG)
-        .await
-        .map_err(|why| Error::Http {
-            registry: client.registry.clone(),
-            why: format!("{action}: {why}"),
-        })?;
+    let bytes = client.read_body(response, MAX_CONFIG, &action).await?;
     let actual = Digest::of(&bytes);
     if &actual != digest {
         return Err(Error::DigestMismatch {
@@ -393,16 +376,7 @@ async fn download_once(
     action: &str,
 ) -> Result<PathBuf> {
     let digest = &request.digest;
-    let mut response = client
-        .send(
-            access,
-            Method::GET,
-            url,
-            &HeaderMap::new(),
-            &Body::Empty,
-            action,
-        )
-        .await?;
+    let mut response = client.send_empty(access, Method::GET, url, action).await?;
     if response.status() != StatusCode::OK {
         return Err(client.error_from(response, access, action).await);
     }

@@ -258,33 +258,19 @@ pub async fn push(
             descriptors.push(d);
         }
         let index = canonical(&index_json(&descriptors, &BTreeMap::new()));
-        for tag in &target.tags {
-            put_manifest(
-                &client,
-                &access,
-                &target.repository,
-                tag,
-                &index,
-                OCI_INDEX,
-                progress,
-            )
-            .await?;
-        }
+        put_tags(&client, &access, target, &index, OCI_INDEX, progress).await?;
         Digest::of(&index)
     } else {
         let image = &images[0];
-        for tag in &target.tags {
-            put_manifest(
-                &client,
-                &access,
-                &target.repository,
-                tag,
-                &image.manifest,
-                &image.media_type,
-                progress,
-            )
-            .await?;
-        }
+        put_tags(
+            &client,
+            &access,
+            target,
+            &image.manifest,
+            &image.media_type,
+            progress,
+        )
+        .await?;
         image.manifest_digest.clone()
     };
     Ok(PushReport {
@@ -406,6 +392,30 @@ impl BlobJob<'_> {
             }
         })
     }
+}
+
+/// PUT the same manifest (or index) under every tag of the target, main tag first.
+async fn put_tags(
+    client: &RegistryClient,
+    access: &Access,
+    target: &PushTarget,
+    bytes: &[u8],
+    media_type: &str,
+    progress: &ProgressSink,
+) -> Result<()> {
+    for tag in &target.tags {
+        put_manifest(
+            client,
+            access,
+            &target.repository,
+            tag,
+            bytes,
+            media_type,
+            progress,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// PUT a manifest or index under a tag or digest, and check the digest the registry reports.

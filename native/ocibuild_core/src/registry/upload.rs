@@ -57,14 +57,7 @@ pub async fn exists(
     let url = client.url(repo, &format!("blobs/{digest}"));
     let action = format!("HEAD blob {digest}");
     let response = client
-        .send(
-            access,
-            Method::HEAD,
-            &url,
-            &HeaderMap::new(),
-            &Body::Empty,
-            &action,
-        )
+        .send_empty(access, Method::HEAD, &url, &action)
         .await?;
     match response.status() {
         StatusCode::OK => Ok(true),
@@ -88,14 +81,7 @@ pub async fn mount(
         .append_pair("from", from);
     let action = format!("mount blob {digest} from {from}");
     let response = client
-        .send(
-            access,
-            Method::POST,
-            &url,
-            &HeaderMap::new(),
-            &Body::Empty,
-            &action,
-        )
+        .send_empty(access, Method::POST, &url, &action)
         .await?;
     match response.status() {
         StatusCode::CREATED => Ok(None),
@@ -156,14 +142,7 @@ async fn start_session(
     let url = client.url(repo, "blobs/uploads/");
     let action = format!("start upload of {digest}");
     let response = client
-        .send(
-            access,
-            Method::POST,
-            &url,
-            &HeaderMap::new(),
-            &Body::Empty,
-            &action,
-        )
+        .send_empty(access, Method::POST, &url, &action)
         .await?;
     let response = client
         .expect(response, &[StatusCode::ACCEPTED], access, &action)
@@ -293,14 +272,7 @@ async fn chunked(
     let url = with_digest(session, digest);
     let action = format!("finish upload of {digest}");
     let response = client
-        .send(
-            access,
-            Method::PUT,
-            &url,
-            &HeaderMap::new(),
-            &Body::Empty,
-            &action,
-        )
+        .send_empty(access, Method::PUT, &url, &action)
         .await?;
     client
         .expect(response, &[StatusCode::CREATED], access, &action)
@@ -317,14 +289,7 @@ async fn upload_status(
 ) -> Result<(Url, u64)> {
     let action = format!("query upload of {digest}");
     let response = client
-        .send(
-            access,
-            Method::GET,
-            session,
-            &HeaderMap::new(),
-            &Body::Empty,
-            &action,
-        )
+        .send_empty(access, Method::GET, session, &action)
         .await?;
     let response = client
         .expect(
