@@ -110,10 +110,6 @@ pub enum Error {
     /// The registry served a manifest type we cannot use.
     #[error("unsupported media type {0:?}")]
     UnsupportedMediaType(String),
-
-    /// The job was cancelled because its caller went away.
-    #[error("cancelled")]
-    Cancelled,
 }
 
 impl Error {

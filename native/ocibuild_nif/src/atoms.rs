@@ -111,5 +111,4 @@ rustler::atoms! {
     auth_error,
     credentials_error,
     unsupported_media_type,
-    cancelled,
 }

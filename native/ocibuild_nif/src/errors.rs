@@ -23,7 +23,6 @@
 //! | `Auth`                    | `{auth_error, Registry, Why}`                             |
 //! | `Credentials`             | `{credentials_error, Source, Why}`                        |
 //! | `UnsupportedMediaType`    | `{unsupported_media_type, MediaType}`                     |
-//! | `Cancelled`               | `cancelled`                                               |
 //!
 //! Strings and paths are binaries; `why`/`name` words that form a closed set are atoms.
 
@@ -134,7 +133,6 @@ pub fn reason<'a>(env: Env<'a>, err: &Error) -> Term<'a> {
             (atoms::credentials_error(), text(source_name), text(why)).encode(env)
         }
         Error::UnsupportedMediaType(m) => (atoms::unsupported_media_type(), text(m)).encode(env),
-        Error::Cancelled => atoms::cancelled().encode(env),
     }
 }
 
