@@ -319,6 +319,30 @@ case_token([Reg0, TokenUrl]) ->
     say("digest", Digest),
     say("ready", ReadyDigest).
 
+%% token_variants Registry TokenUrl Work: a token server that answers with `access_token'
+%% only and 2-second tokens (renewed when they run out), and an identity token from docker's
+%% config.json (`docker login' with an OAuth2 registry), exchanged with a refresh-token POST.
+case_token_variants([Reg0, TokenUrl, Work]) ->
+    Reg = list_to_binary(Reg0),
+    User = env("REGISTRY_TEST_USER"),
+    Pass = env("REGISTRY_TEST_PASSWORD"),
+    Creds = #{username => User, password => Pass},
+    D1 = ok(ocibuild:push(app(0), Reg, <<"tokv/app:1">>, Creds)),
+    timer:sleep(2500),
+    D1 = ok(ocibuild:push(app(0), Reg, <<"tokv/app:2">>, Creds)),
+    {ok, _} = application:ensure_all_started(inets),
+    Url = TokenUrl ++ "?service=ocibuild-test&offline_token=true&scope=repository:tokv/app:pull",
+    Basic = "Basic " ++ binary_to_list(base64:encode(<<User/binary, ":", Pass/binary>>)),
+    {ok, {{_, 200, _}, _, Body}} = httpc:request(get, {Url, [{"authorization", Basic}]}, [], [{body_format, binary}]),
+    {match, [Refresh]} = re:run(Body, <<"\"refresh_token\"\\s*:\\s*\"([^\"]+)\"">>, [{capture, all_but_first, binary}]),
+    DockerDir = filename:join(Work, "docker-identity"),
+    ok = filelib:ensure_path(DockerDir),
+    write(filename:join(DockerDir, "config.json"),
+          ["{\"auths\": {\"", Reg, "\": {\"auth\": \"", base64:encode(<<"<token>:">>),
+           "\", \"identitytoken\": \"", Refresh, "\"}}}"]),
+    os:putenv("DOCKER_CONFIG", DockerDir),
+    D1 = ok(ocibuild:push(app(0), Reg, <<"tokv/app:3">>)).
+
 %% ferro Registry: an OCI 1.1 registry (ferro-oci-server): push, pull back, multi-platform.
 case_ferro([Reg0]) ->
     Reg = list_to_binary(Reg0),

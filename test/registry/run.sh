@@ -80,6 +80,7 @@ section "registry: start the registries and proxies"
 start "anonymous registry" registry_start anon REG
 start "htpasswd registry" registry_start basic BASIC
 start "token registry" registry_start token TOKEN
+start "token registry (access_token only, 2 s tokens)" registry_start token TOKEN2 --token-field access_token --expires-in 2
 start "ferro-oci-server" registry_start ferro FERRO
 start "plain proxy" fault_proxy_start PLAIN "$REG_ADDR"
 start "reset proxy" fault_proxy_start RESET "$REG_ADDR" --reset-mid-body 'PATCH:/blobs/uploads/:2'
@@ -181,6 +182,12 @@ check_eq "skopeo with the same credentials sees our digest" "$basic_digest" \
 run_case "Bearer token: push, anonymous pull, ready token" token "$TOKEN_ADDR" "$TOKEN_TOKEN_URL"
 check_eq "one token served the whole chunked push (auth reused)" 1 \
     "$(grep 'scope=repository:tok/app:pull,push' "$TOKEN_TOKEN_LOG" | grep -c "user=$REGISTRY_TEST_USER" || true)"
+run_case "access_token answers, expiring tokens, an identity token from config.json" token_variants \
+    "$TOKEN2_ADDR" "$TOKEN2_TOKEN_URL" "$work"
+check_eq "the expired token was fetched again (two pushes, two tokens)" 2 \
+    "$(grep 'method=GET' "$TOKEN2_TOKEN_LOG" | grep 'scope=repository:tokv/app:pull,push' | grep -c "user=$REGISTRY_TEST_USER" || true)"
+check_eq "the identity token was exchanged by a refresh-token POST" 1 \
+    "$(grep 'method=POST' "$TOKEN2_TOKEN_LOG" | grep -c 'status=200' || true)"
 run_case "ferro-oci-server (OCI 1.1): push, pull, multi-platform" ferro "$FERRO_ADDR"
 : >"$work/leak.out"
 run_case "failing pushes with a password" leak "$BASIC_ADDR" "$FAILING_ADDR"

@@ -14,21 +14,18 @@
 //! or `undefined` / `#{}`: look the registry up in docker/podman config files.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::os::unix::ffi::OsStrExt;
 
-use futures_util::{StreamExt, TryStreamExt};
 use ocibuild_core::blob_store::BlobStore;
-use ocibuild_core::image::{self, BaseSource, Image, RenderOptions};
+use ocibuild_core::digest::Digest;
+use ocibuild_core::image::{self, Image, RenderOptions};
 use ocibuild_core::layout::LoadedImage;
-use ocibuild_core::registry::pull::{self, BlobRequest, PlatformChoice, PulledImage};
-use ocibuild_core::registry::push::{
-    self, PushImage, PushOptions, PushReport, PushTarget, SourceCredentials,
-};
-use ocibuild_core::registry::{CredentialSources, Credentials, Environment, Reference};
+use ocibuild_core::registry::pull::{self, PlatformChoice, PulledImage};
+use ocibuild_core::registry::push::{self, PushImage, PushOptions, PushReport, PushTarget};
+use ocibuild_core::registry::{credentials, Credentials, Environment, Reference};
 use ocibuild_core::{Error, Result};
 use rustler::types::tuple::get_tuple;
 use rustler::{Encoder, Env, Term};
-use std::os::unix::ffi::OsStrExt;
 
 use crate::jobs::{self, registries};
 use crate::terms::{self, field, invalid, map, required};
@@ -69,7 +66,7 @@ fn registry_pull<'a>(
     jobs::start(
         env,
         move |progress| async move {
-            let creds = resolve(auth, reference.registry.clone(), &vars).await?;
+            let creds = credentials::resolve(auth, &reference.registry, &vars).await?;
             pull::pull(registries(), &vars, &reference, &creds, &choice, &progress).await
         },
         encode_pulled,
@@ -85,30 +82,9 @@ fn registry_fetch<'a>(env: Env<'a>, images: Term<'a>, opts: Term<'a>) -> Term<'a
             "cache_dir",
         )?)?;
         let concurrency = max_concurrency(opts)?;
-        let mut requests: BTreeMap<String, BlobRequest> = BTreeMap::new();
-        for image in &images {
-            let Some(base) = &image.base else { continue };
-            for layer in base.layers.iter().filter(|l| l.blob.is_none()) {
-                let source = base
-                    .source
-                    .clone()
-                    .ok_or_else(|| Error::BlobMissing(layer.digest.to_string()))?;
-                requests
-                    .entry(layer.digest.to_string())
-                    .or_insert(BlobRequest {
-                        source,
-                        digest: layer.digest.clone(),
-                        size: Some(layer.size),
-                    });
-            }
-        }
+        let requests = pull::missing_base_layers(&images)?;
         let vars = decode_vars(opts)?;
-        Ok((
-            requests.into_values().collect::<Vec<_>>(),
-            store,
-            concurrency,
-            vars,
-        ))
+        Ok((requests, store, concurrency, vars))
     })();
     let (requests, store, concurrency, vars) = match args {
         Ok(a) => a,
@@ -117,38 +93,25 @@ fn registry_fetch<'a>(env: Env<'a>, images: Term<'a>, opts: Term<'a>) -> Term<'a
     jobs::start(
         env,
         move |progress| async move {
-            let creds_for = source_credentials(&vars);
-            let fetches: Vec<_> = requests
-                .iter()
-                .map(|r| fetch_one(r, &vars, &store, &progress, &creds_for))
-                .collect();
-            let fetched = futures_util::stream::iter(fetches)
-                .buffer_unordered(concurrency)
-                .try_collect::<Vec<_>>()
-                .await?;
-            Ok(fetched)
+            pull::fetch_blobs(
+                registries(),
+                &vars,
+                &requests,
+                &store,
+                concurrency,
+                &progress,
+            )
+            .await
         },
         encode_fetched,
     )
 }
 
-async fn fetch_one(
-    request: &BlobRequest,
-    vars: &Environment,
-    store: &BlobStore,
-    progress: &ocibuild_core::registry::ProgressSink,
-    creds_for: &SourceCredentials,
-) -> Result<(String, std::path::PathBuf)> {
-    let creds = match &request.source.credentials {
-        Some(c) => c.clone(),
-        None => creds_for(&request.source)?,
-    };
-    let path = pull::fetch_blob(registries(), vars, request, &creds, store, progress).await?;
-    Ok((request.digest.to_string(), path))
-}
-
-fn encode_fetched<'a>(env: Env<'a>, fetched: Vec<(String, std::path::PathBuf)>) -> Term<'a> {
-    let keys: Vec<Term> = fetched.iter().map(|(d, _)| d.encode(env)).collect();
+fn encode_fetched<'a>(env: Env<'a>, fetched: Vec<(Digest, std::path::PathBuf)>) -> Term<'a> {
+    let keys: Vec<Term> = fetched
+        .iter()
+        .map(|(d, _)| d.as_str().encode(env))
+        .collect();
     let values: Vec<Term> = fetched
         .iter()
         .map(|(_, p)| terms::encode_path(env, p))
@@ -207,45 +170,11 @@ fn start_push<'a>(env: Env<'a>, args: Result<PushArgs>) -> Term<'a> {
         env,
         move |progress| async move {
             let vars = &opts.vars;
-            target.credentials = resolve(auth, target.registry.clone(), vars).await?;
-            let creds_for = source_credentials(vars);
-            let push_opts = &opts.push;
-            push::push(
-                registries(),
-                vars,
-                &images,
-                &target,
-                push_opts,
-                &creds_for,
-                &progress,
-            )
-            .await
+            target.credentials = credentials::resolve(auth, &target.registry, vars).await?;
+            push::push(registries(), vars, &images, &target, &opts.push, &progress).await
         },
         encode_report,
     )
-}
-
-/// Explicit credentials, else the config files' (read on a blocking thread: it may run a
-/// credential helper).
-async fn resolve(
-    explicit: Option<Credentials>,
-    registry: String,
-    vars: &Environment,
-) -> Result<Credentials> {
-    let sources = CredentialSources::from_environment(vars);
-    match explicit {
-        Some(c) => Ok(c),
-        None => tokio::task::spawn_blocking(move || sources.lookup(&registry))
-            .await
-            .map_err(|e| Error::io("looking up credentials", std::io::Error::other(e)))?,
-    }
-}
-
-/// For base layers pulled without explicit credentials. Called from async code, but only
-/// when a base layer must really be fetched, so a short blocking read is acceptable.
-fn source_credentials(vars: &Environment) -> SourceCredentials {
-    let sources = CredentialSources::from_environment(vars);
-    Arc::new(move |src: &BaseSource| sources.lookup(&src.registry))
 }
 
 /// `#{env => #{Name => Value}}`: the variables the Erlang side read with `os:getenv/1` (so
@@ -286,31 +215,20 @@ fn bad_reference(term: Term) -> Error {
 fn decode_target(term: Term) -> Result<(PushTarget, Option<Credentials>)> {
     let registry = terms::string(required(term, atoms::registry(), "target")?, "registry")?;
     let repo_tag = terms::string(required(term, atoms::repo_tag(), "target")?, "repo_tag")?;
-    let reference = ocibuild_core::registry::reference::parse_target(&registry, &repo_tag)?;
-    let mut tags = vec![reference.reference()];
-    if let Some(extra) = field(term, atoms::tags()) {
-        for t in terms::list(extra, "tags")? {
-            let tag = terms::string(t, "tags")?;
-            // A tag is validated the way a reference's tag is.
-            Reference::from_parts(&reference.registry, &reference.repository, &tag)?;
-            if !tags.contains(&tag) {
-                tags.push(tag);
-            }
-        }
-    }
+    let extra_tags = match field(term, atoms::tags()) {
+        Some(extra) => terms::list(extra, "tags")?
+            .into_iter()
+            .map(|t| terms::string(t, "tags"))
+            .collect::<Result<Vec<_>>>()?,
+        None => Vec::new(),
+    };
     let auth = match field(term, atoms::auth()) {
         Some(a) => terms::decode_auth(a)?,
         None => None,
     };
-    Ok((
-        PushTarget {
-            registry: reference.registry,
-            repository: reference.repository,
-            tags,
-            credentials: Credentials::Anonymous,
-        },
-        auth,
-    ))
+    // Credentials are resolved in the job (a credential helper may take a while).
+    let target = PushTarget::parse(&registry, &repo_tag, &extra_tags, Credentials::Anonymous)?;
+    Ok((target, auth))
 }
 
 fn max_concurrency(opts: Term) -> Result<usize> {

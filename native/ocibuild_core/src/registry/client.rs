@@ -380,8 +380,9 @@ impl RegistryClient {
 
     fn remember_auth(&self, access: &Access, header: HeaderValue, ttl: Option<Duration>) {
         let mut cache = self.auth.lock().unwrap_or_else(|p| p.into_inner());
-        // Renew a little early so a token does not expire mid-request.
-        let expires = ttl.map(|t| Instant::now() + t.saturating_sub(Duration::from_secs(10)));
+        // Renew a little early so a token does not expire mid-request: 10 s early, or half
+        // way through a token shorter-lived than 20 s.
+        let expires = ttl.map(|t| Instant::now() + t - (t / 2).min(Duration::from_secs(10)));
         cache.insert(Self::auth_key(access), CachedAuth { header, expires });
     }
 

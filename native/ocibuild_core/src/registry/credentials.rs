@@ -542,6 +542,23 @@ fn read_on_thread(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<Ve
     rx
 }
 
+/// Explicit credentials, else the ones the config files hold for `registry` (read on a
+/// blocking thread: a credential helper may take a while).
+pub async fn resolve(
+    explicit: Option<Credentials>,
+    registry: &str,
+    env: &super::Environment,
+) -> Result<Credentials> {
+    if let Some(c) = explicit {
+        return Ok(c);
+    }
+    let sources = CredentialSources::from_environment(env);
+    let registry = registry.to_string();
+    tokio::task::spawn_blocking(move || sources.lookup(&registry))
+        .await
+        .map_err(|e| crate::Error::io("looking up credentials", std::io::Error::other(e)))?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,10 @@
 //! base's real identity (re-encoding the JSON would change it). A reference that pins a
 //! digest is checked against those bytes.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+
+use futures_util::{StreamExt, TryStreamExt};
 use std::sync::Arc;
 
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE};
@@ -14,11 +17,12 @@ use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
 use super::client::{Access, Body, RegistryClient, Scopes};
+use super::credentials::resolve;
 use super::progress::{Phase, ProgressSink, Throttled};
 use super::{Credentials, Environment, Reference, Registries};
 use crate::blob_store::BlobStore;
 use crate::digest::{Digest, Hasher};
-use crate::image::{BaseImage, BaseSource, Platform};
+use crate::image::{BaseImage, BaseSource, Image, Platform};
 use crate::layer::Layer;
 use crate::media_types::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
 use crate::{Error, Result};
@@ -435,6 +439,66 @@ async fn download_once(
         }
     }
     store.commit(tmp, digest)
+}
+
+/// The base layers of `images` with no local blob yet, once each: what a sink must fetch.
+pub fn missing_base_layers(images: &[Image]) -> Result<Vec<BlobRequest>> {
+    let mut requests: BTreeMap<String, BlobRequest> = BTreeMap::new();
+    for base in images.iter().filter_map(|i| i.base.as_ref()) {
+        for layer in base.layers.iter().filter(|l| l.blob.is_none()) {
+            let source = base
+                .source
+                .clone()
+                .ok_or_else(|| Error::BlobMissing(layer.digest.to_string()))?;
+            requests
+                .entry(layer.digest.to_string())
+                .or_insert(BlobRequest {
+                    source,
+                    digest: layer.digest.clone(),
+                    size: Some(layer.size),
+                });
+        }
+    }
+    Ok(requests.into_values().collect())
+}
+
+/// [`fetch_blob`] for many blobs, `concurrency` at a time; each source's credentials are
+/// the ones it was pulled with, else the config files'.
+pub async fn fetch_blobs(
+    registries: &Registries,
+    env: &Environment,
+    requests: &[BlobRequest],
+    store: &BlobStore,
+    concurrency: usize,
+    progress: &ProgressSink,
+) -> Result<Vec<(Digest, PathBuf)>> {
+    // Collected first: a stream over a closure trips rustc's Send inference for a spawned
+    // caller ("FnOnce is not general enough").
+    let fetches: Vec<_> = requests
+        .iter()
+        .map(|r| fetch_one(registries, env, r, store, progress))
+        .collect();
+    futures_util::stream::iter(fetches)
+        .buffer_unordered(concurrency.max(1))
+        .try_collect()
+        .await
+}
+
+async fn fetch_one(
+    registries: &Registries,
+    env: &Environment,
+    request: &BlobRequest,
+    store: &BlobStore,
+    progress: &ProgressSink,
+) -> Result<(Digest, PathBuf)> {
+    let creds = resolve(
+        request.source.credentials.clone(),
+        &request.source.registry,
+        env,
+    )
+    .await?;
+    let path = fetch_blob(registries, env, request, &creds, store, progress).await?;
+    Ok((request.digest.clone(), path))
 }
 
 fn is_index(media_type: &str) -> bool {

@@ -8,7 +8,6 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use futures_util::{StreamExt, TryStreamExt};
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
@@ -16,10 +15,12 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use super::client::{Access, Body, RegistryClient, Scopes};
+use super::credentials::resolve;
 use super::progress::{Phase, Progress, ProgressSink};
 use super::pull::{fetch_blob, BlobRequest};
+use super::reference::parse_target;
 use super::upload::{self, LocalData, Outcome};
-use super::{Credentials, Environment, Registries};
+use super::{Credentials, Environment, Reference, Registries};
 use crate::blob_store::BlobStore;
 use crate::digest::Digest;
 use crate::image::json::canonical;
@@ -132,6 +133,33 @@ pub struct PushTarget {
     pub credentials: Credentials,
 }
 
+impl PushTarget {
+    /// `repo_tag` (`org/app:v1`) resolved against `registry` (which may carry a namespace,
+    /// `ghcr.io/org`), then `extra_tags`, each checked like a reference's tag; duplicates
+    /// are dropped.
+    pub fn parse(
+        registry: &str,
+        repo_tag: &str,
+        extra_tags: &[String],
+        credentials: Credentials,
+    ) -> Result<PushTarget> {
+        let reference = parse_target(registry, repo_tag)?;
+        let mut tags = vec![reference.reference()];
+        for tag in extra_tags {
+            Reference::from_parts(&reference.registry, &reference.repository, tag)?;
+            if !tags.contains(tag) {
+                tags.push(tag.clone());
+            }
+        }
+        Ok(PushTarget {
+            registry: reference.registry,
+            repository: reference.repository,
+            tags,
+            credentials,
+        })
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct PushOptions {
     /// Blobs at least this big are sent in chunks of this size.
@@ -163,16 +191,12 @@ impl Default for Digest {
     }
 }
 
-/// Credentials for a base source: the ones it was pulled with, else the config files'.
-pub type SourceCredentials = Arc<dyn Fn(&BaseSource) -> Result<Credentials> + Send + Sync>;
-
 pub async fn push(
     registries: &Registries,
     env: &Environment,
     images: &[PushImage],
     target: &PushTarget,
     opts: &PushOptions,
-    source_credentials: &SourceCredentials,
     progress: &ProgressSink,
 ) -> Result<PushReport> {
     if images.is_empty() {
@@ -223,7 +247,6 @@ pub async fn push(
         access: &access,
         target,
         opts,
-        source_credentials,
         progress,
         stats: &stats,
     };
@@ -297,7 +320,6 @@ struct BlobJob<'a> {
     access: &'a Access,
     target: &'a PushTarget,
     opts: &'a PushOptions,
-    source_credentials: &'a SourceCredentials,
     progress: &'a ProgressSink,
     stats: &'a Stats,
 }
@@ -370,10 +392,8 @@ impl BlobJob<'_> {
             BlobData::Bytes(b) => LocalData::Bytes(b.clone()),
             BlobData::File(p) => LocalData::File(p.clone()),
             BlobData::Base(src) => {
-                let creds = match &src.credentials {
-                    Some(c) => c.clone(),
-                    None => (self.source_credentials)(src)?,
-                };
+                // The credentials the base was pulled with, else the config files'.
+                let creds = resolve(src.credentials.clone(), &src.registry, self.env).await?;
                 let request = BlobRequest {
                     source: src.clone(),
                     digest: blob.digest.clone(),
