@@ -154,6 +154,9 @@ from(Ref, Auth, Opts) when is_map(Opts) ->
                 true -> {ok, Images};
                 false -> {ok, hd(Images)}
             end;
+        {error, {invalid_reference, _}} ->
+            %% The reference as the caller gave it (a tuple, a string), not as parsed.
+            {error, {invalid_reference, Ref}};
         {error, _} = Error ->
             Error
     end;

@@ -23,9 +23,11 @@ invalid_references_test_() ->
         [
             ?_assertMatch({error, {invalid_reference, _}}, ocibuild:from(42)),
             ?_assertMatch({error, {invalid_reference, _}}, ocibuild:from({<<"r">>, 1, <<"t">>})),
-            ?_assertMatch(
-                {error, {invalid_reference, _}}, ocibuild:from({<<"localhost:5000">>, <<"Bad">>, <<"t">>})
-            )
+            ?_assertEqual(
+                {error, {invalid_reference, {<<"localhost:5000">>, <<"Bad">>, <<"t">>}}},
+                ocibuild:from({<<"localhost:5000">>, <<"Bad">>, <<"t">>})
+            ),
+            ?_assertEqual({error, {invalid_reference, "a:b:c"}}, ocibuild:from("a:b:c"))
         ].
 
 invalid_auth_is_named_without_its_value_test() ->
