@@ -175,7 +175,7 @@ pub const DEFAULT_CHUNK_SIZE: u64 = 5 * 1024 * 1024;
 pub const DEFAULT_MAX_CONCURRENCY: usize = 4;
 
 /// What a push did, for callers and benchmarks.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PushReport {
     /// The manifest digest (index digest for a multi-platform push).
     pub digest: Digest,
@@ -185,12 +185,9 @@ pub struct PushReport {
     pub mounted: usize,
 }
 
-impl Default for Digest {
-    fn default() -> Self {
-        Digest::of(b"")
-    }
-}
-
+/// Push `images` to `target`: one image under its tags, or (with `opts.index`, or several
+/// images) each manifest by digest and an index under the tags. Blobs first, in parallel;
+/// manifests only once every blob is in.
 pub async fn push(
     registries: &Registries,
     env: &Environment,
