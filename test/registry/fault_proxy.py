@@ -53,6 +53,8 @@ joins their names with +).
   --corrupt-blob-get METHOD:REGEX[:N]
                                    pass the answer on with its first body byte inverted (same
                                    length), so the client sees a digest mismatch.
+  --cut-response METHOD:REGEX[:N]  pass the answer's head and about half its body on, then
+                                   reset the client (a download dropped mid-way).
   --throttle-get BYTES_PER_SEC     send the bodies of GET .../blobs/... answers at this rate.
   --delay MS:METHOD:REGEX[:N]      wait MS milliseconds before forwarding.
 
@@ -64,7 +66,7 @@ as in 200+client-gone, when the client left during the answer); upstream is the 
 status, - when the request was not forwarded, or `error`; req_bytes is the request body bytes
 read from the client, up_bytes what went upstream, resp_bytes the answer body bytes sent to
 the client; fault is - or the faults that fired, joined with + (status:503, reset-mid-body,
-drop-response, corrupt-blob-get, throttle:BPS, delay:MS); range is the upstream's Range
+drop-response, corrupt-blob-get, cut-response, throttle:BPS, delay:MS); range is the upstream's Range
 header when it sent one. The query
 string keeps only the values of digest, mount, from, n, last and artifactType: any other
 value (e.g. distribution's signed _state) is logged as <redacted>. Headers are never logged.
@@ -347,8 +349,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.status = str(status)
 
-    def relay(self, resp, corrupt=False, throttle=None):
-        """Pass the upstream answer on to the client, streaming its body."""
+    def relay(self, resp, corrupt=False, throttle=None, cut=False):
+        """Pass the upstream answer on to the client, streaming its body (with `cut`, only
+        about half of it, then reset the client)."""
         headers = []
         length = None
         for k, v in resp.getheaders():
@@ -371,6 +374,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         start = time.monotonic()
         sent = 0
+        cut_at = int(length) // 2 if cut and length else None
         piece = PIECE if not throttle else max(1, min(PIECE, throttle // 10))
         while True:
             data = resp.read(piece)
@@ -378,6 +382,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 break
             if corrupt and sent == 0:
                 data = bytes([data[0] ^ 0xFF]) + data[1:]
+            if cut_at is not None and sent + len(data) >= cut_at:
+                data = data[:max(0, cut_at - sent)]
+                self.wfile.write(data)
+                self.wfile.flush()
+                self.resp_bytes = sent + len(data)
+                self.reset_client()
+                return
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
             sent += len(data)
             self.resp_bytes = sent
@@ -457,6 +468,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     return
 
             drop = firing.get("drop-response")
+            cut = firing.get("cut-response")
+            if cut:
+                labels.append(cut.label)
             corrupt = firing.get("corrupt-blob-get") if method == "GET" else None
             throttle = None
             if args.throttle_get and method == "GET" and "/blobs/" in path_only:
@@ -482,7 +496,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 resp.read()
                 self.reset_client()
                 return
-            self.relay(resp, corrupt=bool(corrupt), throttle=throttle)
+            self.relay(resp, corrupt=bool(corrupt), throttle=throttle, cut=bool(cut))
         except ClientGone as e:
             self.close_connection = True
             self.status = "client-gone"
@@ -563,6 +577,7 @@ def main():
                    help="how much of a chunked body --reset-mid-body reads (default 1 MiB)")
     p.add_argument("--drop-response", action="append", default=[], metavar="METHOD:REGEX[:N]")
     p.add_argument("--corrupt-blob-get", action="append", default=[], metavar="METHOD:REGEX[:N]")
+    p.add_argument("--cut-response", action="append", default=[], metavar="METHOD:REGEX[:N]")
     p.add_argument("--throttle-get", type=int, metavar="BYTES_PER_SEC")
     p.add_argument("--delay", action="append", default=[], metavar="MS:METHOD:REGEX[:N]")
     args = p.parse_args()
@@ -578,6 +593,7 @@ def main():
         faults += [Fault("reset-mid-body", s) for s in args.reset_mid_body]
         faults += [Fault("drop-response", s) for s in args.drop_response]
         faults += [Fault("corrupt-blob-get", s) for s in args.corrupt_blob_get]
+        faults += [Fault("cut-response", s) for s in args.cut_response]
     except (ValueError, re.error) as e:
         p.error(str(e))
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use super::client::{Access, Body, RegistryClient, Scopes};
 use super::credentials::resolve;
@@ -356,89 +356,167 @@ pub async fn fetch_blob(
     };
     let url = client.url(&source.repository, &format!("blobs/{digest}"));
     let action = format!("GET blob {digest}");
+    let mut download = Download::start(store, digest, request.size, progress)?;
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match download_once(&client, &access, &url, request, store, progress, &action).await {
-            Ok(path) => return Ok(path),
-            // A connection dropped mid-body: start again (bounded).
+        match download.attempt(&client, &access, &url, &action).await {
+            Ok(()) => break,
+            // The connection dropped mid-body: ask for the rest (bounded).
             Err(Error::Http { .. }) if attempt < client.retry.max_attempts => {
                 tokio::time::sleep(client.retry.delay(attempt, None)).await;
             }
             Err(e) => return Err(e),
         }
     }
+    download.finish(store).await
 }
 
-async fn download_once(
-    client: &RegistryClient,
-    access: &Access,
-    url: &url::Url,
-    request: &BlobRequest,
-    store: &BlobStore,
-    progress: &ProgressSink,
-    action: &str,
-) -> Result<PathBuf> {
-    let digest = &request.digest;
-    let mut response = client.send_empty(access, Method::GET, url, action).await?;
-    if response.status() != StatusCode::OK {
-        return Err(client.error_from(response, access, action).await);
+/// A blob being downloaded into a temp file of the store, hashed as it arrives. After a
+/// dropped connection the next attempt asks for the remaining bytes (`Range`); a registry
+/// that answers with the whole blob again (200) simply starts it over.
+struct Download {
+    tmp: tempfile::NamedTempFile,
+    file: tokio::fs::File,
+    hasher: Hasher,
+    digest: Digest,
+    size: Option<u64>,
+    progress: Throttled,
+}
+
+impl Download {
+    fn start(
+        store: &BlobStore,
+        digest: &Digest,
+        size: Option<u64>,
+        progress: &ProgressSink,
+    ) -> Result<Download> {
+        let tmp = store.temp_file()?;
+        let file = tmp
+            .reopen()
+            .map_err(|e| Error::io("opening a download temp file", e))?;
+        let mut progress = Throttled::new(
+            Arc::clone(progress),
+            Phase::Layer,
+            Some(digest.clone()),
+            size,
+        );
+        progress.update(0);
+        Ok(Download {
+            tmp,
+            file: tokio::fs::File::from_std(file),
+            hasher: Hasher::new(),
+            digest: digest.clone(),
+            size,
+            progress,
+        })
     }
-    let total = request.size.or(response.content_length());
-    let tmp = store.temp_file()?;
-    let std_file = tmp
-        .reopen()
-        .map_err(|e| Error::io("opening a download temp file", e))?;
-    let mut file = tokio::fs::File::from_std(std_file);
-    let mut hasher = Hasher::new();
-    let mut throttled = Throttled::new(
-        Arc::clone(progress),
-        Phase::Layer,
-        Some(digest.clone()),
-        total,
-    );
-    throttled.update(0);
-    loop {
-        let chunk = match response.chunk().await {
-            Ok(Some(c)) => c,
-            Ok(None) => break,
-            Err(e) => return Err(client.http_error(action, &e)),
-        };
-        hasher.update(&chunk);
-        file.write_all(&chunk)
+
+    async fn attempt(
+        &mut self,
+        client: &RegistryClient,
+        access: &Access,
+        url: &url::Url,
+        action: &str,
+    ) -> Result<()> {
+        let have = self.hasher.len();
+        let mut headers = HeaderMap::new();
+        if have > 0 {
+            let range = HeaderValue::from_str(&format!("bytes={have}-")).expect("digits");
+            headers.insert(reqwest::header::RANGE, range);
+        }
+        let mut response = client
+            .send(access, Method::GET, url, &headers, &Body::Empty, action)
+            .await?;
+        match response.status() {
+            StatusCode::PARTIAL_CONTENT if have > 0 && range_start(&response) == Some(have) => {}
+            StatusCode::OK => self.restart().await?,
+            _ => return Err(client.error_from(response, access, action).await),
+        }
+        loop {
+            let chunk = match response.chunk().await {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => return Err(client.http_error(action, &e)),
+            };
+            self.hasher.update(&chunk);
+            self.file
+                .write_all(&chunk)
+                .await
+                .map_err(|e| Error::io("writing a downloaded blob", e))?;
+            self.progress.update(self.hasher.len());
+            if let Some(expected) = self.size {
+                if self.hasher.len() > expected {
+                    return Err(Error::DigestMismatch {
+                        expected: self.digest.to_string(),
+                        actual: format!("more than the {expected} bytes announced"),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Throw away what was received and start from byte 0.
+    async fn restart(&mut self) -> Result<()> {
+        if self.hasher.len() > 0 {
+            self.file
+                .set_len(0)
+                .await
+                .map_err(|e| Error::io("restarting a download", e))?;
+            self.file
+                .seek(std::io::SeekFrom::Start(0))
+                .await
+                .map_err(|e| Error::io("restarting a download", e))?;
+            self.hasher = Hasher::new();
+        }
+        Ok(())
+    }
+
+    /// Check digest and size, then move the blob into place. On a mismatch the temp file is
+    /// dropped, so nothing of it is cached.
+    async fn finish(self, store: &BlobStore) -> Result<PathBuf> {
+        let Download {
+            tmp,
+            mut file,
+            hasher,
+            digest,
+            size: expected_size,
+            ..
+        } = self;
+        file.flush()
             .await
             .map_err(|e| Error::io("writing a downloaded blob", e))?;
-        throttled.update(hasher.len());
-        if let Some(expected) = request.size {
-            if hasher.len() > expected {
+        drop(file);
+        let size = hasher.len();
+        let actual = hasher.finish();
+        if actual != digest {
+            return Err(Error::DigestMismatch {
+                expected: digest.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        if let Some(expected) = expected_size {
+            if size != expected {
                 return Err(Error::DigestMismatch {
-                    expected: digest.to_string(),
-                    actual: format!("more than the {expected} bytes announced"),
+                    expected: format!("{digest} ({expected} bytes)"),
+                    actual: format!("{actual} ({size} bytes)"),
                 });
             }
         }
+        store.commit(tmp, &digest)
     }
-    file.flush()
-        .await
-        .map_err(|e| Error::io("writing a downloaded blob", e))?;
-    drop(file);
-    let size = hasher.len();
-    let actual = hasher.finish();
-    if &actual != digest {
-        return Err(Error::DigestMismatch {
-            expected: digest.to_string(),
-            actual: actual.to_string(),
-        });
-    }
-    if let Some(expected) = request.size {
-        if size != expected {
-            return Err(Error::DigestMismatch {
-                expected: format!("{digest} ({expected} bytes)"),
-                actual: format!("{actual} ({size} bytes)"),
-            });
-        }
-    }
-    store.commit(tmp, digest)
+}
+
+/// The first byte of a `Content-Range: bytes START-END/TOTAL` answer.
+fn range_start(response: &reqwest::Response) -> Option<u64> {
+    let value = response
+        .headers()
+        .get(reqwest::header::CONTENT_RANGE)?
+        .to_str()
+        .ok()?;
+    let range = value.trim().strip_prefix("bytes")?.trim_start();
+    range.split('-').next()?.trim().parse().ok()
 }
 
 /// The base layers of `images` with no local blob yet, once each: what a sink must fetch.
