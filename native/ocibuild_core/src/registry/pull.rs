@@ -459,7 +459,7 @@ impl Download {
 
     /// Throw away what was received and start from byte 0.
     async fn restart(&mut self) -> Result<()> {
-        if self.hasher.len() > 0 {
+        if !self.hasher.is_empty() {
             self.file
                 .set_len(0)
                 .await
