@@ -18,7 +18,7 @@ use ocibuild_core::{Error, Result};
 use rustler::{Encoder, Env, LocalPid, OwnedEnv, ResourceArc, Term};
 use tokio::task::AbortHandle;
 
-use crate::{atoms, errors, terms};
+use crate::{atoms, reply, terms};
 
 static RUNTIME: OnceLock<std::result::Result<tokio::runtime::Runtime, String>> = OnceLock::new();
 static REGISTRIES: OnceLock<Registries> = OnceLock::new();
@@ -102,7 +102,7 @@ where
 {
     let rt = match runtime() {
         Ok(rt) => rt,
-        Err(e) => return (atoms::error(), errors::reason(env, &e)).encode(env),
+        Err(e) => return reply::error(env, &e),
     };
     let pid = env.pid();
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -115,7 +115,7 @@ where
         let _ = msg_env.send_and_clear(&pid, move |env| {
             let result = match outcome {
                 Ok(Ok(value)) => (atoms::ok(), encode(env, value)).encode(env),
-                Ok(Err(e)) => (atoms::error(), errors::reason(env, &e)).encode(env),
+                Ok(Err(e)) => reply::error(env, &e),
                 Err(panic) => {
                     let why = panic
                         .downcast_ref::<&str>()

@@ -29,11 +29,7 @@ use rustler::{Encoder, Env, Term};
 
 use crate::jobs::{self, registries};
 use crate::terms::{self, field, invalid, map, required};
-use crate::{atoms, errors};
-
-fn error_term<'a>(env: Env<'a>, e: &Error) -> Term<'a> {
-    (atoms::error(), errors::reason(env, e)).encode(env)
-}
+use crate::{atoms, reply};
 
 #[rustler::nif]
 fn registry_pull<'a>(
@@ -61,7 +57,7 @@ fn registry_pull<'a>(
     })();
     let (reference, auth, choice, vars) = match args {
         Ok(a) => a,
-        Err(e) => return error_term(env, &e),
+        Err(e) => return reply::error(env, &e),
     };
     jobs::start(
         env,
@@ -88,7 +84,7 @@ fn registry_fetch<'a>(env: Env<'a>, images: Term<'a>, opts: Term<'a>) -> Term<'a
     })();
     let (requests, store, concurrency, vars) = match args {
         Ok(a) => a,
-        Err(e) => return error_term(env, &e),
+        Err(e) => return reply::error(env, &e),
     };
     jobs::start(
         env,
@@ -164,7 +160,7 @@ type PushArgs = (
 fn start_push<'a>(env: Env<'a>, args: Result<PushArgs>) -> Term<'a> {
     let (images, (mut target, auth), opts) = match args {
         Ok(a) => a,
-        Err(e) => return error_term(env, &e),
+        Err(e) => return reply::error(env, &e),
     };
     jobs::start(
         env,

@@ -25,6 +25,7 @@ pub fn unit<'a>(env: Env<'a>, result: Result<()>) -> Term<'a> {
     }
 }
 
-fn error<'a>(env: Env<'a>, err: &ocibuild_core::Error) -> Term<'a> {
+/// `{error, Reason}`.
+pub fn error<'a>(env: Env<'a>, err: &ocibuild_core::Error) -> Term<'a> {
     (atoms::error(), errors::reason(env, err)).encode(env)
 }
