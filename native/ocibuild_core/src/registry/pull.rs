@@ -32,6 +32,7 @@ const MAX_MANIFEST: usize = 4 << 20;
 const MAX_CONFIG: usize = 16 << 20;
 
 const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+const DOCKER_SCHEMA1_UNSIGNED: &str = "application/vnd.docker.distribution.manifest.v1+json";
 
 /// One pulled image: the base (manifest, config, layer descriptors) and its platform.
 #[derive(Clone, Debug)]
@@ -237,37 +238,30 @@ pub async fn get_manifest(
     let bytes = client.read_body(response, MAX_MANIFEST, &action).await?;
     let digest = Digest::of(&bytes);
     // The body's own mediaType wins: some registries serve manifests as application/json.
-    let body_type = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| {
-        v.get("mediaType")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    });
-    let media_type = body_type.or(header_type).unwrap_or_default();
-    match media_type.as_str() {
-        OCI_MANIFEST | OCI_INDEX | DOCKER_MANIFEST | DOCKER_MANIFEST_LIST => {}
-        DOCKER_SCHEMA1 | "application/vnd.docker.distribution.manifest.v1+json" => {
+    let json = serde_json::from_slice::<Value>(&bytes);
+    let body_type = json
+        .as_ref()
+        .ok()
+        .and_then(|v| v.get("mediaType").and_then(Value::as_str));
+    let declared = body_type
+        .map(str::to_string)
+        .or(header_type)
+        .unwrap_or_default();
+    let media_type = match declared.as_str() {
+        OCI_MANIFEST | OCI_INDEX | DOCKER_MANIFEST | DOCKER_MANIFEST_LIST => declared,
+        DOCKER_SCHEMA1 | DOCKER_SCHEMA1_UNSIGNED => {
             return Err(Error::UnsupportedMediaType(format!(
-                "{media_type} (Docker schema 1 is obsolete; re-push the base image)"
+                "{declared} (Docker schema 1 is obsolete; re-push the base image)"
             )))
         }
         // An OCI manifest may omit mediaType; tell manifest from index by its fields.
-        _ => {
-            let v = parse_json(&bytes, "manifest")?;
-            let guessed = if v.get("manifests").is_some() {
-                OCI_INDEX
-            } else if v.get("config").is_some() {
-                OCI_MANIFEST
-            } else {
-                return Err(Error::UnsupportedMediaType(media_type));
-            };
-            progress_done(progress, Phase::Manifest, &digest, bytes.len());
-            return Ok(Fetched {
-                bytes,
-                digest,
-                media_type: guessed.to_string(),
-            });
-        }
-    }
+        _ => match &json {
+            Ok(v) if v.get("manifests").is_some() => OCI_INDEX.to_string(),
+            Ok(v) if v.get("config").is_some() => OCI_MANIFEST.to_string(),
+            Ok(_) => return Err(Error::UnsupportedMediaType(declared)),
+            Err(e) => return Err(invalid_json("manifest", &e.to_string())),
+        },
+    };
     progress_done(progress, Phase::Manifest, &digest, bytes.len());
     Ok(Fetched {
         bytes,
