@@ -19,8 +19,8 @@ use crate::{Error, Result};
 
 pub const INSECURE_ENV: &str = "OCIBUILD_INSECURE_REGISTRIES";
 
-/// Where Debian, Fedora and Alpine keep the system CA bundle; read even when `SSL_CERT_FILE`
-/// is set so that variable only adds a CA.
+/// Where Debian, Fedora and Alpine keep the system CA bundle; read when the process's
+/// `SSL_CERT_FILE` hid it from rustls-native-certs, so that variable only adds a CA.
 const SYSTEM_BUNDLES: &[&str] = &[
     "/etc/ssl/certs/ca-certificates.crt",
     "/etc/pki/tls/certs/ca-bundle.crt",
@@ -75,14 +75,16 @@ pub fn insecure_list(env: &Environment) -> Vec<String> {
 /// A rustls config trusting the system roots plus `SSL_CERT_FILE`, with ring as the provider.
 pub fn tls_config(env: &Environment) -> Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    // The platform's store (rustls-native-certs reads the process's SSL_CERT_FILE instead,
-    // when set; ours comes from `env` below).
-    let native = rustls_native_certs::load_native_certs();
-    let (added, _ignored) = roots.add_parsable_certificates(native.certs);
-    let mut total = added;
-    for bundle in SYSTEM_BUNDLES {
-        if Path::new(bundle).is_file() {
-            total += add_pem_file(&mut roots, Path::new(bundle));
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    // rustls-native-certs reads the process's SSL_CERT_FILE / SSL_CERT_DIR *instead of* the
+    // system store when they are set; the system bundle is then read here, so that those
+    // variables only ever add roots. (Ours come from `env` below.)
+    let overridden = ["SSL_CERT_FILE", "SSL_CERT_DIR"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
+    if overridden {
+        for bundle in SYSTEM_BUNDLES.iter().map(Path::new).filter(|b| b.is_file()) {
+            add_pem_file(&mut roots, bundle);
         }
     }
     if let Some(extra) = env.var_string("SSL_CERT_FILE") {
@@ -99,9 +101,8 @@ pub fn tls_config(env: &Environment) -> Result<rustls::ClientConfig> {
                 why: format!("{extra} holds no PEM certificate"),
             });
         }
-        total += 1;
     }
-    let _ = total; // an empty store still serves plain-HTTP registries; HTTPS then fails clearly
+    // An empty store still serves plain-HTTP registries; HTTPS then fails with a clear error.
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
