@@ -369,18 +369,16 @@ impl BlobJob<'_> {
             }
         }
         let local = self.local_data(blob).await?;
-        let sent = upload::upload(
+        let upload = upload::BlobUpload {
             client,
             access,
             repo,
-            &blob.digest,
-            blob.size,
-            &local,
-            session,
-            self.opts.chunk_size,
-            self.progress,
-        )
-        .await?;
+            digest: &blob.digest,
+            size: blob.size,
+            data: &local,
+            progress: self.progress,
+        };
+        let sent = upload.run(session, self.opts.chunk_size).await?;
         Ok(Outcome::Uploaded(sent))
     }
 

@@ -90,111 +90,15 @@ pub async fn mount(
     }
 }
 
-/// Upload bytes we hold locally. `session` is an upload URL already opened (by a declined
-/// mount); otherwise one is opened here.
-#[allow(clippy::too_many_arguments)]
-pub async fn upload(
-    client: &RegistryClient,
-    access: &Access,
-    repo: &str,
-    digest: &Digest,
-    size: u64,
-    data: &LocalData,
-    session: Option<Url>,
-    chunk_size: u64,
-    progress: &ProgressSink,
-) -> Result<u64> {
-    let (session, min_chunk) = match session {
-        Some(url) => (url, None),
-        None => start_session(client, access, repo, digest).await?,
-    };
-    let chunk = chunk_size.max(min_chunk.unwrap_or(0)).max(1);
-    if size < chunk_size {
-        return monolithic(
-            client,
-            access,
-            repo,
-            digest,
-            size,
-            data,
-            Some(session),
-            progress,
-        )
-        .await;
-    }
-    match chunked(client, access, digest, size, data, session, chunk, progress).await? {
-        Chunked::Done(sent) => Ok(sent),
-        Chunked::RangeNotSatisfiable(sent) => {
-            let again =
-                monolithic(client, access, repo, digest, size, data, None, progress).await?;
-            Ok(sent + again)
-        }
-    }
-}
-
-/// POST a new upload session: its URL, and the registry's minimum chunk size if it has one.
-async fn start_session(
-    client: &RegistryClient,
-    access: &Access,
-    repo: &str,
-    digest: &Digest,
-) -> Result<(Url, Option<u64>)> {
-    let url = client.url(repo, "blobs/uploads/");
-    let action = format!("start upload of {digest}");
-    let response = client
-        .send_empty(access, Method::POST, &url, &action)
-        .await?;
-    let response = client
-        .expect(response, &[StatusCode::ACCEPTED], access, &action)
-        .await?;
-    let min = response
-        .headers()
-        .get("OCI-Chunk-Min-Length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    Ok((client.location(&response, &action)?, min))
-}
-
-/// The whole blob in one PUT. Connection failures and 5xx are retried by the client on the
-/// same session; when the registry then says the session is gone (404), a fresh one is opened.
-#[allow(clippy::too_many_arguments)]
-async fn monolithic(
-    client: &RegistryClient,
-    access: &Access,
-    repo: &str,
-    digest: &Digest,
-    size: u64,
-    data: &LocalData,
-    session: Option<Url>,
-    progress: &ProgressSink,
-) -> Result<u64> {
-    let mut session = session;
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let url = match session.take() {
-            Some(u) => u,
-            None => start_session(client, access, repo, digest).await?.0,
-        };
-        let url = with_digest(url, digest);
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, OCTET_STREAM);
-        let body = body_for(data, 0, size, progress, digest, size)?;
-        let action = format!("upload blob {digest}");
-        let result = client
-            .send(access, Method::PUT, &url, &headers, &body, &action)
-            .await;
-        let failure = match result {
-            Ok(r) if r.status() == StatusCode::CREATED => return Ok(size),
-            Ok(r) => client.error_from(r, access, &action).await,
-            Err(e) => e,
-        };
-        let session_lost = matches!(&failure, Error::Registry { status: 404, .. });
-        if !session_lost || attempt >= MAX_SESSIONS {
-            return Err(failure);
-        }
-        tokio::time::sleep(client.retry.delay(attempt, None)).await;
-    }
+/// One blob we hold locally, on its way into one repository.
+pub struct BlobUpload<'a> {
+    pub client: &'a RegistryClient,
+    pub access: &'a Access,
+    pub repo: &'a str,
+    pub digest: &'a Digest,
+    pub size: u64,
+    pub data: &'a LocalData,
+    pub progress: &'a ProgressSink,
 }
 
 enum Chunked {
@@ -203,107 +107,216 @@ enum Chunked {
     RangeNotSatisfiable(u64),
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn chunked(
-    client: &RegistryClient,
-    access: &Access,
-    digest: &Digest,
-    size: u64,
-    data: &LocalData,
-    mut session: Url,
-    chunk: u64,
-    progress: &ProgressSink,
-) -> Result<Chunked> {
-    let mut offset = 0u64;
-    // The offset the registry last confirmed with a 202.
-    let mut acked = 0u64;
-    let mut sent = 0u64;
-    let mut resumes = 0u32;
-    while offset < size {
-        let len = chunk.min(size - offset);
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, OCTET_STREAM);
-        let range = format!("{}-{}", offset, offset + len - 1);
-        headers.insert(
-            CONTENT_RANGE,
-            HeaderValue::from_str(&range).expect("digits and a dash"),
-        );
-        let body = body_for(data, offset, len, progress, digest, size)?;
-        let action = format!("upload chunk {range} of {digest}");
-        let result = client
-            .send_once(access, Method::PATCH, &session, &headers, &body, &action)
-            .await;
-        sent += len;
-        let failure = match result {
-            Ok(r) if r.status() == StatusCode::ACCEPTED => {
-                let next = client.location(&r, &action)?;
-                offset = range_end(&r).map(|end| end + 1).unwrap_or(offset + len);
-                acked = offset;
-                session = next;
-                continue;
-            }
-            Ok(r) if r.status() == StatusCode::RANGE_NOT_SATISFIABLE => {
-                return Ok(Chunked::RangeNotSatisfiable(sent));
-            }
-            Ok(r) => client.error_from(r, access, &action).await,
-            Err(e) => e,
+impl BlobUpload<'_> {
+    /// Send the blob; returns the bytes that went over the wire. `session` is an upload URL
+    /// already opened (by a declined mount); otherwise one is opened here. Blobs of at least
+    /// `chunk_size` bytes go in chunks.
+    pub async fn run(&self, session: Option<Url>, chunk_size: u64) -> Result<u64> {
+        let (session, min_chunk) = match session {
+            Some(url) => (url, None),
+            None => self.start_session().await?,
         };
-        let resumable = match &failure {
-            Error::Http { .. } => true,
-            Error::Registry { status, .. } => *status == 408 || *status == 429 || *status >= 500,
-            _ => false,
-        };
-        resumes += 1;
-        if !resumable || resumes > MAX_RESUMES {
-            return Err(failure);
+        if self.size < chunk_size {
+            return self.monolithic(Some(session)).await;
         }
-        tokio::time::sleep(client.retry.delay(resumes, None)).await;
-        // Ask the registry where the upload stands and carry on from there. distribution
-        // answers `0-0` both for an empty session and for one holding a single byte; when
-        // nothing had been acknowledged, the empty reading is the right one.
-        let (url, next_offset) = upload_status(client, access, &session, digest).await?;
-        session = url;
-        offset = if next_offset == 1 && acked == 0 {
-            0
-        } else {
-            next_offset
-        };
+        let chunk = chunk_size.max(min_chunk.unwrap_or(0)).max(1);
+        match self.chunked(session, chunk).await? {
+            Chunked::Done(sent) => Ok(sent),
+            Chunked::RangeNotSatisfiable(sent) => Ok(sent + self.monolithic(None).await?),
+        }
     }
-    let url = with_digest(session, digest);
-    let action = format!("finish upload of {digest}");
-    let response = client
-        .send_empty(access, Method::PUT, &url, &action)
-        .await?;
-    client
-        .expect(response, &[StatusCode::CREATED], access, &action)
-        .await?;
-    Ok(Chunked::Done(sent))
-}
 
-/// GET on an upload URL: the registry says how many bytes it holds (`Range: 0-N`).
-async fn upload_status(
-    client: &RegistryClient,
-    access: &Access,
-    session: &Url,
-    digest: &Digest,
-) -> Result<(Url, u64)> {
-    let action = format!("query upload of {digest}");
-    let response = client
-        .send_empty(access, Method::GET, session, &action)
-        .await?;
-    let response = client
-        .expect(
-            response,
-            &[StatusCode::NO_CONTENT, StatusCode::OK],
-            access,
-            &action,
-        )
-        .await?;
-    let offset = range_end(&response).map(|end| end + 1).unwrap_or(0);
-    let url = client
-        .location(&response, &action)
-        .unwrap_or_else(|_| session.clone());
-    Ok((url, offset))
+    /// POST a new upload session: its URL, and the registry's minimum chunk size if it has
+    /// one.
+    async fn start_session(&self) -> Result<(Url, Option<u64>)> {
+        let (client, access) = (self.client, self.access);
+        let url = client.url(self.repo, "blobs/uploads/");
+        let action = format!("start upload of {}", self.digest);
+        let response = client
+            .send_empty(access, Method::POST, &url, &action)
+            .await?;
+        let response = client
+            .expect(response, &[StatusCode::ACCEPTED], access, &action)
+            .await?;
+        let min = response
+            .headers()
+            .get("OCI-Chunk-Min-Length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        Ok((client.location(&response, &action)?, min))
+    }
+
+    /// The whole blob in one PUT. Connection failures and 5xx are retried by the client on
+    /// the same session; when the registry then says the session is gone (404), a fresh one
+    /// is opened.
+    async fn monolithic(&self, mut session: Option<Url>) -> Result<u64> {
+        let (client, access, digest) = (self.client, self.access, self.digest);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let url = match session.take() {
+                Some(u) => u,
+                None => self.start_session().await?.0,
+            };
+            let url = with_digest(url, digest);
+            let mut headers = HeaderMap::new();
+            headers.insert(CONTENT_TYPE, OCTET_STREAM);
+            let body = self.body(0, self.size)?;
+            let action = format!("upload blob {digest}");
+            let result = client
+                .send(access, Method::PUT, &url, &headers, &body, &action)
+                .await;
+            let failure = match result {
+                Ok(r) if r.status() == StatusCode::CREATED => return Ok(self.size),
+                Ok(r) => client.error_from(r, access, &action).await,
+                Err(e) => e,
+            };
+            let session_lost = matches!(&failure, Error::Registry { status: 404, .. });
+            if !session_lost || attempt >= MAX_SESSIONS {
+                return Err(failure);
+            }
+            tokio::time::sleep(client.retry.delay(attempt, None)).await;
+        }
+    }
+
+    async fn chunked(&self, mut session: Url, chunk: u64) -> Result<Chunked> {
+        let (client, access, digest, size) = (self.client, self.access, self.digest, self.size);
+        let mut offset = 0u64;
+        // The offset the registry last confirmed with a 202.
+        let mut acked = 0u64;
+        let mut sent = 0u64;
+        let mut resumes = 0u32;
+        while offset < size {
+            let len = chunk.min(size - offset);
+            let mut headers = HeaderMap::new();
+            headers.insert(CONTENT_TYPE, OCTET_STREAM);
+            let range = format!("{}-{}", offset, offset + len - 1);
+            headers.insert(
+                CONTENT_RANGE,
+                HeaderValue::from_str(&range).expect("digits and a dash"),
+            );
+            let body = self.body(offset, len)?;
+            let action = format!("upload chunk {range} of {digest}");
+            let result = client
+                .send_once(access, Method::PATCH, &session, &headers, &body, &action)
+                .await;
+            sent += len;
+            let failure = match result {
+                Ok(r) if r.status() == StatusCode::ACCEPTED => {
+                    let next = client.location(&r, &action)?;
+                    offset = range_end(&r).map(|end| end + 1).unwrap_or(offset + len);
+                    acked = offset;
+                    session = next;
+                    continue;
+                }
+                Ok(r) if r.status() == StatusCode::RANGE_NOT_SATISFIABLE => {
+                    return Ok(Chunked::RangeNotSatisfiable(sent));
+                }
+                Ok(r) => client.error_from(r, access, &action).await,
+                Err(e) => e,
+            };
+            let resumable = match &failure {
+                Error::Http { .. } => true,
+                Error::Registry { status, .. } => {
+                    *status == 408 || *status == 429 || *status >= 500
+                }
+                _ => false,
+            };
+            resumes += 1;
+            if !resumable || resumes > MAX_RESUMES {
+                return Err(failure);
+            }
+            tokio::time::sleep(client.retry.delay(resumes, None)).await;
+            // Ask the registry where the upload stands and carry on from there. distribution
+            // answers `0-0` both for an empty session and for one holding a single byte; when
+            // nothing had been acknowledged, the empty reading is the right one.
+            let (url, next_offset) = self.status(&session).await?;
+            session = url;
+            offset = if next_offset == 1 && acked == 0 {
+                0
+            } else {
+                next_offset
+            };
+        }
+        let url = with_digest(session, digest);
+        let action = format!("finish upload of {digest}");
+        let response = client
+            .send_empty(access, Method::PUT, &url, &action)
+            .await?;
+        client
+            .expect(response, &[StatusCode::CREATED], access, &action)
+            .await?;
+        Ok(Chunked::Done(sent))
+    }
+
+    /// GET on an upload URL: the registry says how many bytes it holds (`Range: 0-N`).
+    async fn status(&self, session: &Url) -> Result<(Url, u64)> {
+        let (client, access) = (self.client, self.access);
+        let action = format!("query upload of {}", self.digest);
+        let response = client
+            .send_empty(access, Method::GET, session, &action)
+            .await?;
+        let response = client
+            .expect(
+                response,
+                &[StatusCode::NO_CONTENT, StatusCode::OK],
+                access,
+                &action,
+            )
+            .await?;
+        let offset = range_end(&response).map(|end| end + 1).unwrap_or(0);
+        let url = client
+            .location(&response, &action)
+            .unwrap_or_else(|_| session.clone());
+        Ok((url, offset))
+    }
+
+    /// A request body for bytes `[offset, offset+len)` of the data, re-made on every
+    /// attempt, reporting progress as the bytes are handed to the connection.
+    fn body(&self, offset: u64, len: u64) -> Result<Body> {
+        let (sink, digest, total) = (Arc::clone(self.progress), self.digest.clone(), self.size);
+        let throttled = move || {
+            Throttled::new(
+                Arc::clone(&sink),
+                Phase::Upload,
+                Some(digest.clone()),
+                Some(total),
+            )
+        };
+        match self.data {
+            LocalData::Bytes(b) => {
+                throttled().update(offset + len);
+                Ok(Body::Bytes(
+                    b.slice(offset as usize..(offset + len) as usize),
+                ))
+            }
+            LocalData::File(path) => {
+                let path = path.clone();
+                Ok(Body::Stream(Box::new(move || {
+                    let read_error = |e| Error::FileRead {
+                        path: path.clone(),
+                        source: e,
+                    };
+                    let mut file = std::fs::File::open(&path).map_err(read_error)?;
+                    file.seek(SeekFrom::Start(offset)).map_err(read_error)?;
+                    let reader =
+                        tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), len);
+                    // A fresh count for every attempt: a retried body starts again at `offset`.
+                    let mut progress = throttled();
+                    let mut done = offset;
+                    let stream =
+                        ReaderStream::with_capacity(reader, 256 * 1024).map(move |chunk| {
+                            if let Ok(c) = &chunk {
+                                done += c.len() as u64;
+                                progress.update(done);
+                            }
+                            chunk
+                        });
+                    Ok((reqwest::Body::wrap_stream(stream), len))
+                })))
+            }
+        }
+    }
 }
 
 /// The inclusive end of a `Range: 0-N` header (`bytes=0-N` too). `0--1`, which some
@@ -325,63 +338,6 @@ fn parse_range_end(value: &str) -> Option<u64> {
 fn with_digest(mut url: Url, digest: &Digest) -> Url {
     url.query_pairs_mut().append_pair("digest", digest.as_str());
     url
-}
-
-/// A request body for bytes `[offset, offset+len)` of the data, re-made on every attempt,
-/// reporting progress as the bytes are handed to the connection.
-fn body_for(
-    data: &LocalData,
-    offset: u64,
-    len: u64,
-    progress: &ProgressSink,
-    digest: &Digest,
-    total: u64,
-) -> Result<Body> {
-    match data {
-        LocalData::Bytes(b) => {
-            let slice = b.slice(offset as usize..(offset + len) as usize);
-            let mut t = Throttled::new(
-                Arc::clone(progress),
-                Phase::Upload,
-                Some(digest.clone()),
-                Some(total),
-            );
-            t.update(offset + len);
-            Ok(Body::Bytes(slice))
-        }
-        LocalData::File(path) => {
-            let path = path.clone();
-            let progress = Arc::clone(progress);
-            let digest = digest.clone();
-            Ok(Body::Stream(Box::new(move || {
-                let mut file = std::fs::File::open(&path).map_err(|e| Error::FileRead {
-                    path: path.clone(),
-                    source: e,
-                })?;
-                file.seek(SeekFrom::Start(offset))
-                    .map_err(|e| Error::FileRead {
-                        path: path.clone(),
-                        source: e,
-                    })?;
-                let reader = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), len);
-                let mut throttled = Throttled::new(
-                    Arc::clone(&progress),
-                    Phase::Upload,
-                    Some(digest.clone()),
-                    Some(total),
-                );
-                let mut done = offset;
-                let stream = ReaderStream::with_capacity(reader, 256 * 1024).map(move |chunk| {
-                    if let Ok(c) = &chunk {
-                        done += c.len() as u64;
-                        throttled.update(done);
-                    }
-                    chunk
-                });
-                Ok((reqwest::Body::wrap_stream(stream), len))
-            })))
-        }
-    }
 }
 
 #[cfg(test)]
