@@ -55,6 +55,7 @@
 }.
 
 -define(DEFAULT_CHUNK_SIZE, 5 * 1024 * 1024).
+-define(DEFAULT_MAX_CONCURRENCY, 4).
 
 %% @doc Resolve `Ref' (a binary reference or `{Registry, Repo, TagOrDigest}') to one base per
 %% platform: `#{base := Base, platform := Platform}' maps. Options: `platforms' (a list; empty
@@ -75,9 +76,6 @@ pull(Ref, Auth, Opts) ->
 %% `blob' set on every base layer. Images without a base pass through.
 -spec fetch_base_layers([ocibuild:image()]) -> {ok, [ocibuild:image()]} | {error, term()}.
 fetch_base_layers(Images) ->
-    fetch_base_layers(Images, #{}).
-
-fetch_base_layers(Images, Opts) ->
     case [I || I <- Images, needs_fetch(I)] of
         [] ->
             {ok, Images};
@@ -85,11 +83,11 @@ fetch_base_layers(Images, Opts) ->
             Start = fun() ->
                 ocibuild_nif:registry_fetch(nif_images(Missing), #{
                     cache_dir => ocibuild_blob_store:root(),
-                    max_concurrency => maps:get(max_concurrency, Opts, 4),
+                    max_concurrency => ?DEFAULT_MAX_CONCURRENCY,
                     env => env_vars()
                 })
             end,
-            case run(Start, progress_fun(Opts)) of
+            case run(Start, undefined) of
                 {ok, Paths} -> {ok, [with_blobs(I, Paths) || I <- Images]};
                 {error, _} = Error -> Error
             end
@@ -222,12 +220,6 @@ collect([Check | Rest], Acc) ->
         {error, _} = Error -> Error
     end.
 
-progress_fun(Opts) ->
-    case progress_option(Opts) of
-        {ok, F} -> F;
-        {error, _} -> undefined
-    end.
-
 %% Start a job and wait for it. The handle is passed along the wait loop and released only at
 %% the end: while this process holds it, the job runs; if this process dies, it is freed and
 %% the job is aborted.
@@ -338,7 +330,7 @@ push_options(Opts) ->
         ok ->
             {ok, #{
                 chunk_size => maps:get(chunk_size, Opts, ?DEFAULT_CHUNK_SIZE),
-                max_concurrency => maps:get(max_concurrency, Opts, 4),
+                max_concurrency => maps:get(max_concurrency, Opts, ?DEFAULT_MAX_CONCURRENCY),
                 index => maps:get(index, Opts, false),
                 cache_dir => ocibuild_blob_store:root(),
                 env => env_vars()
