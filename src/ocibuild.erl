@@ -62,6 +62,9 @@
     parse_platforms/1
 ]).
 
+%% rebar3 plugin entry point.
+-export([init/1]).
+
 -export_type([image/0, layer/0, platform/0, config/0, base/0, base_ref/0, auth/0]).
 
 -type layer() :: ocibuild_layer:layer().
@@ -105,6 +108,11 @@
 
 -type text() :: binary() | string().
 
+%% @doc The rebar3 plugin entry point: registers `rebar3 ocibuild' (see `ocibuild_rebar3').
+-spec init(rebar_state:t()) -> {ok, rebar_state:t()}.
+init(State) ->
+    ocibuild_rebar3:init(State).
+
 %% @doc An empty image with no base, for statically linked programs or full control.
 -spec scratch() -> {ok, image()}.
 scratch() ->
@@ -131,7 +139,8 @@ from(Ref, Auth) ->
 
 %% @doc Start from a base image in a registry: `<<"alpine:3.19">>' (Docker Hub),
 %% `<<"ghcr.io/org/app:v1">>', `<<"localhost:5000/x@sha256:...">>' or
-%% `{Registry, Repo, TagOrDigest}'. Reads the manifest (an index picks the platform) and the
+%% `{Registry, Repo, TagOrDigest}'; or from a tarball on disk, `<<"tar://base.tar.gz">>' (see
+%% `ocibuild_local_base'). Reads the manifest (an index picks the platform) and the
 %% config; layers are fetched only when a sink needs them.
 %%
 %% Options: `platform' (a map or `<<"linux/arm64">>'; default: the host's), `platforms' (a
@@ -145,7 +154,7 @@ from(Ref, Auth) ->
 -spec from(binary() | string() | base_ref(), auth(), map()) ->
     {ok, image()} | {ok, [image()]} | {error, term()}.
 from(Ref, Auth, Opts) when is_map(Opts) ->
-    case ocibuild_registry:pull(Ref, Auth, Opts) of
+    case pull(Ref, Auth, Opts) of
         {ok, Pulled} ->
             {ok, Stored} = ocibuild_registry:check_auth(Auth),
             AuthFun = fun() -> Stored end,
@@ -163,9 +172,24 @@ from(Ref, Auth, Opts) when is_map(Opts) ->
 from(_Ref, _Auth, Opts) ->
     {error, {invalid_option, options, Opts}}.
 
+%% `tar://PATH' is a base saved on disk (no network); anything else names a registry image.
+pull(Ref, Auth, Opts) ->
+    case ocibuild_local_base:is_local(Ref) of
+        true ->
+            case ocibuild_registry:platforms(Opts) of
+                {ok, Platforms} -> ocibuild_local_base:load(Ref, Platforms);
+                {error, _} = Error -> Error
+            end;
+        false ->
+            ocibuild_registry:pull(Ref, Auth, Opts)
+    end.
+
 pulled_image(#{base := #{source := Source} = Base, platform := Platform}, AuthFun) ->
     {ok, Image} = scratch(),
-    Image#{base := Base#{source := Source#{auth => AuthFun}}, platform := Platform}.
+    Image#{base := Base#{source := Source#{auth => AuthFun}}, platform := Platform};
+pulled_image(#{base := Base, platform := Platform}, _AuthFun) ->
+    {ok, Image} = scratch(),
+    Image#{base := Base, platform := Platform}.
 
 %% @equiv push(Image, Registry, RepoTag, #{}, #{})
 -spec push(image(), text(), text()) -> {ok, binary()} | {error, term()}.

@@ -25,7 +25,8 @@
     push/5,
     push_loaded/5,
     check_auth/1,
-    progress_option/1
+    progress_option/1,
+    platforms/1
 ]).
 
 -export_type([auth/0, progress_fun/0, progress/0, push_report/0]).
@@ -260,6 +261,8 @@ reference(Ref) ->
         error -> {error, {invalid_reference, Ref}}
     end.
 
+%% @doc The `platform' / `platforms' options as a list of platform maps (empty: the host's).
+-spec platforms(map()) -> {ok, [ocibuild:platform()]} | {error, term()}.
 platforms(Opts) ->
     case {maps:get(platforms, Opts, undefined), maps:get(platform, Opts, undefined)} of
         {undefined, undefined} -> {ok, []};

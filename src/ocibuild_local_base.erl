@@ -1,0 +1,118 @@
+%% @doc Base images from a tarball on disk (`tar://PATH'), so an image can be built with no
+%% registry and no network: an image saved by `ocibuild:save/3', or any OCI layout tarball
+%% (skopeo's `oci-archive:', gzip-compressed or not).
+%%
+%% Every blob is verified and stored in the blob cache, so the base stays usable after the
+%% tarball is gone, and a push uploads its layers from the cache like any base layer.
+%%
+%% ```
+%% {ok, Image} = ocibuild:from(<<"tar://_build/base.tar.gz">>).
+%% '''
+-module(ocibuild_local_base).
+
+-export([is_local/1, load/2]).
+
+-define(SCHEME, "tar://").
+
+%% @doc True for a `tar://' reference.
+-spec is_local(term()) -> boolean().
+is_local(Ref) ->
+    case ocibuild_input:text(Ref) of
+        {ok, <<?SCHEME, _/binary>>} -> true;
+        _ -> false
+    end.
+
+%% @doc One base per wanted platform, shaped like `ocibuild_registry:pull/3' results.
+%% `Platforms' empty means: the tarball's only image, or the one for the host.
+-spec load(binary() | string(), [ocibuild:platform()]) ->
+    {ok, [#{base := map(), platform := ocibuild:platform() | undefined}]} | {error, term()}.
+load(Ref, Platforms) ->
+    {ok, <<?SCHEME, Path/binary>> = RefBin} = ocibuild_input:text(Ref),
+    case Path of
+        <<>> ->
+            {error, {invalid_reference, Ref}};
+        _ ->
+            case ocibuild_nif:tarball_load(Path, ocibuild_blob_store:root()) of
+                {ok, #{images := Images}} -> choose(RefBin, Images, Platforms);
+                {error, _} = Error -> Error
+            end
+    end.
+
+choose(Ref, [Only], []) ->
+    {ok, [as_base(Ref, Only, platform_of(Only))]};
+choose(Ref, Images, []) ->
+    choose(Ref, Images, [host_platform()]);
+choose(Ref, Images, Wanted) ->
+    Found = [{W, [I || I <- Images, matches(W, platform_of(I))]} || W <- Wanted],
+    case [W || {W, []} <- Found] of
+        [] ->
+            {ok, [as_base(Ref, I, W) || {W, [I | _]} <- Found]};
+        [Missing | _] ->
+            {error, {no_matching_platform, #{
+                wanted => platform_text(Missing),
+                available => [platform_text(platform_of(I)) || I <- Images]
+            }}}
+    end.
+
+as_base(Ref, #{manifest := Manifest, manifest_digest := Digest, config := Config,
+               layers := Layers}, Platform) ->
+    #{
+        base => #{
+            reference => Ref,
+            manifest => Manifest,
+            manifest_digest => Digest,
+            config => Config,
+            layers => Layers
+        },
+        platform => Platform
+    }.
+
+%% The index descriptor's platform, else the one the config declares.
+platform_of(#{platform := #{os := _, architecture := _} = P}) ->
+    P;
+platform_of(#{config := Config}) ->
+    OS = json_string(Config, <<"os">>),
+    Arch = json_string(Config, <<"architecture">>),
+    case {OS, Arch} of
+        {undefined, _} -> undefined;
+        {_, undefined} -> undefined;
+        _ -> #{os => OS, architecture => Arch}
+    end.
+
+%% OTP 25 has no JSON module; a config's top-level "os" and "architecture" are plain strings.
+json_string(Json, Key) ->
+    Pattern = <<"\"", Key/binary, "\"\\s*:\\s*\"([^\"]*)\"">>,
+    case re:run(Json, Pattern, [{capture, all_but_first, binary}]) of
+        {match, [Value]} -> Value;
+        nomatch -> undefined
+    end.
+
+matches(#{os := OS, architecture := Arch} = Wanted, #{os := OS, architecture := Arch} = Have) ->
+    case maps:find(variant, Wanted) of
+        {ok, V} -> maps:get(variant, Have, undefined) =:= V;
+        error -> true
+    end;
+matches(_, _) ->
+    false.
+
+platform_text(undefined) ->
+    <<"unknown">>;
+platform_text(#{os := OS, architecture := Arch} = P) ->
+    case maps:find(variant, P) of
+        {ok, V} -> <<OS/binary, "/", Arch/binary, "/", V/binary>>;
+        error -> <<OS/binary, "/", Arch/binary>>
+    end.
+
+host_platform() ->
+    Arch =
+        case erlang:system_info(system_architecture) of
+            "x86_64" ++ _ -> <<"amd64">>;
+            "aarch64" ++ _ -> <<"arm64">>;
+            "arm" ++ _ -> <<"arm">>;
+            "i686" ++ _ -> <<"386">>;
+            "riscv64" ++ _ -> <<"riscv64">>;
+            "s390x" ++ _ -> <<"s390x">>;
+            "powerpc64le" ++ _ -> <<"ppc64le">>;
+            Other -> list_to_binary(hd(string:split(Other, "-")))
+        end,
+    #{os => <<"linux">>, architecture => Arch}.

@@ -1,0 +1,869 @@
+%% @doc Releases as images: the pipeline behind `mix ocibuild', `rebar3 ocibuild' and
+%% `Ocibuild.MixRelease.build_image/1', shared by every build tool through the
+%% `ocibuild_adapter' behaviour.
+%%
+%% `run/3' finds the release, splits it into layers (ERTS and OTP libraries, dependencies
+%% from the lock file, the application itself), puts them on the base image, and saves the
+%% image as a tarball or pushes it. Release files are never read into the VM: the native core
+%% streams each one from disk into its layer.
+%%
+%% The image: files under `workdir' (default `/app'), entrypoint
+%% `[<workdir>/bin/<release>, Cmd]' with Cmd the release script's foreground command
+%% (`foreground' for relx, `start' for Mix) unless `cmd' says otherwise, working directory
+%% `workdir', user `uid' (default 65534, nobody). Symlinks are handled as
+%% `ocibuild_release_files' describes.
+%%
+%% Errors are `{error, Reason}' with tagged reasons; `format_error/1' turns any of them into
+%% the one line the tasks print.
+-module(ocibuild_release).
+
+-export([
+    run/3,
+    resolve_config/2,
+    format_error/1,
+    build_image/2,
+    build_image/3,
+    build_release_layers/5,
+    collect_release_files/1,
+    collect_release_files/2,
+    partition_files_by_layer/5,
+    classify_file_layer/5,
+    check_for_native_code/1,
+    has_bundled_erts/1,
+    validate_multiplatform/2,
+    get_tags/4,
+    parse_tag/1,
+    expand_semicolon_tags/1,
+    get_push_auth/0,
+    get_pull_auth/0,
+    push_image/5,
+    push_tarball/4,
+    save_image/3,
+    is_tarball_path/1,
+    parse_kv_arg/1,
+    normalize_kv_map/1,
+    to_binary/1,
+    to_container_path/1,
+    make_relative_path/2,
+    get_file_mode/1,
+    format_bytes/1,
+    format_progress/2,
+    is_tty/0,
+    is_nil_or_undefined/1,
+    make_progress_callback/0,
+    start_progress_coordinator/0,
+    stop_progress_coordinator/0,
+    clear_progress_line/0,
+    stop_httpc/0
+]).
+
+-export_type([config/0]).
+
+-type config() :: ocibuild_release_config:config().
+-type file_entry() :: {binary(), binary() | {file, binary()}, non_neg_integer()}.
+-type dep() :: #{name := binary(), version := binary(), source := binary()}.
+
+%%% The pipeline
+
+%% @doc Build the image of the release `Adapter' finds and save or push it, as
+%% `Adapter:get_config(State)' says. `Opts' may override `cmd'. Returns `{ok, State}'.
+-spec run(module(), term(), map()) -> {ok, term()} | {error, term()}.
+run(Adapter, State, Opts) when is_atom(Adapter), is_map(Opts) ->
+    try
+        Config = maps:merge(Adapter:get_config(State), maps:with([cmd], Opts)),
+        case maps:get(tarball, Config, undefined) of
+            undefined ->
+                build_and_publish(Adapter, State, Config);
+            Tarball ->
+                PushOpts = #{
+                    registry => maps:get(push, Config),
+                    tags => maps:get(tags, Config, []),
+                    chunk_size => maps:get(chunk_size, Config, 5 * 1024 * 1024)
+                },
+                push_tarball(Adapter, State, Tarball, PushOpts)
+        end
+    catch
+        throw:{ocibuild_release, Reason} -> {error, Reason}
+    after
+        stop_progress_coordinator()
+    end.
+
+build_and_publish(Adapter, State, Config) ->
+    #{workdir := Workdir, platforms := Platforms} = Config,
+    {Name, Path} = check(find_release(Adapter, State, Config)),
+    Version = release_version(Adapter, State, Path),
+    Tags = release_tags(Config, Name, Version),
+    multi_platform_check(Adapter, Path, Platforms),
+    HasErts = has_bundled_erts(Path),
+    {Files, Warnings} = check(collect(Path, Workdir)),
+    [Adapter:error("~ts", [format_warning(W)]) || W <- Warnings],
+    Layers = release_layers(Adapter, Files, Path, dependencies(Adapter, State), #{
+        app_name => app_name(Config, Name),
+        workdir => Workdir,
+        has_erts => HasErts,
+        compression => maps:get(compression, Config)
+    }),
+    Bases = check(base_images(Adapter, Config)),
+    Cmd = start_command(Config, Path, Name),
+    Images = [configure(add_layers(B, Layers), Config, Name, Cmd) || B <- Bases],
+    publish(Adapter, State, Config, Images, Tags).
+
+check({ok, Value}) -> Value;
+check({ok, A, B}) -> {A, B};
+check({error, Reason}) -> throw({ocibuild_release, Reason}).
+
+find_release(Adapter, State, Config) ->
+    case Adapter:find_release(State, #{release => maps:get(release, Config, undefined)}) of
+        {ok, Name, Path} ->
+            {ok, to_binary(Name), Path};
+        {error, _} = Error ->
+            Error;
+        Other ->
+            {error, {bad_adapter_reply, Adapter, find_release, Other}}
+    end.
+
+%% The adapter's version, else the one `releases/start_erl.data' records (`ERTS_VSN REL_VSN').
+release_version(Adapter, State, Path) ->
+    FromAdapter =
+        case erlang:function_exported(Adapter, get_app_version, 1) of
+            true -> Adapter:get_app_version(State);
+            false -> undefined
+        end,
+    case is_nil_or_undefined(FromAdapter) of
+        false ->
+            to_binary(FromAdapter);
+        true ->
+            case file:read_file(filename:join([Path, "releases", "start_erl.data"])) of
+                {ok, Data} ->
+                    case string:lexemes(string:trim(Data), " ") of
+                        [_Erts, Vsn] -> Vsn;
+                        _ -> <<"latest">>
+                    end;
+                {error, _} ->
+                    <<"latest">>
+            end
+    end.
+
+release_tags(#{tags := [], tag_required := true}, _Name, _Version) ->
+    throw({ocibuild_release, missing_tag});
+release_tags(#{tags := Tags}, Name, Version) ->
+    get_tags([], Tags, Name, Version).
+
+multi_platform_check(Adapter, Path, Platforms) ->
+    case validate_multiplatform(Path, Platforms) of
+        ok ->
+            case length(Platforms) > 1 of
+                true -> warn_native_code(Adapter, Path, Platforms);
+                false -> ok
+            end;
+        {error, _} = Error ->
+            check(Error)
+    end.
+
+warn_native_code(Adapter, Path, Platforms) ->
+    case check_for_native_code(Path) of
+        {ok, []} ->
+            ok;
+        {warning, Found} ->
+            Names = lists:join(", ", [F || #{file := F} <- Found]),
+            Adapter:error(
+                "warning: native code built for this machine goes into every platform (~ts); "
+                "it will not load on ~ts unless built for each",
+                [Names, lists:join(", ", [platform_text(P) || P <- Platforms])]
+            )
+    end.
+
+collect(Path, Workdir) ->
+    case ocibuild_release_files:collect(Path, Workdir) of
+        {ok, Files, Warnings} -> {ok, Files, Warnings};
+        {error, _} = Error -> Error
+    end.
+
+dependencies(Adapter, State) ->
+    case erlang:function_exported(Adapter, get_dependencies, 1) of
+        false ->
+            undefined;
+        true ->
+            case Adapter:get_dependencies(State) of
+                {ok, Deps} when is_list(Deps) -> Deps;
+                undefined -> undefined;
+                nil -> undefined;
+                {error, Reason} -> throw({ocibuild_release, {lock_file, Reason}})
+            end
+    end.
+
+app_name(#{app_name := AppName}, _Release) when is_binary(AppName) -> AppName;
+app_name(_Config, Release) -> Release.
+
+%% Layers are built once and shared by every platform image.
+release_layers(Adapter, Files, _Path, Deps, Opts) ->
+    Groups = layer_groups(Files, Deps, Opts),
+    [
+        begin
+            Adapter:info("Building ~s layer (~b files)", [Type, length(Group)]),
+            Layer = check(ocibuild_layer:create(Group, #{
+                layer_type => Type,
+                compression => maps:get(compression, Opts, auto)
+            })),
+            #{digest := Digest, size := Size} = Layer,
+            Adapter:info("  ~s layer ~ts (~ts)", [Type, Digest, format_bytes(Size)]),
+            Layer
+        end
+     || {Type, Group} <- Groups
+    ].
+
+%% With a lock file: ERTS (and OTP libraries, when ERTS is bundled), dependencies, the
+%% application; empty groups are left out. Without one: a single layer.
+layer_groups([], _Deps, _Opts) ->
+    throw({ocibuild_release, empty_release});
+layer_groups(Files, undefined, _Opts) ->
+    [{release, Files}];
+layer_groups(Files, Deps, #{app_name := App, workdir := Workdir, has_erts := HasErts}) ->
+    {Erts, DepFiles, AppFiles} = partition_files_by_layer(Files, Deps, App, Workdir, HasErts),
+    [{Type, G} || {Type, G} <- [{erts, Erts}, {deps, DepFiles}, {app, AppFiles}], G =/= []].
+
+add_layers(#{layers := Existing} = Image, Layers) ->
+    Image#{layers := Existing ++ Layers}.
+
+base_images(Adapter, #{base_image := <<"scratch">>, platforms := Platforms}) ->
+    Adapter:info("Base image: scratch", []),
+    {ok, Image} = ocibuild:scratch(),
+    case Platforms of
+        [] -> {ok, [Image]};
+        _ -> {ok, [Image#{platform := P} || P <- Platforms]}
+    end;
+base_images(Adapter, #{base_image := Base, platforms := Platforms}) ->
+    Adapter:info("Base image: ~ts", [Base]),
+    Opts =
+        case Platforms of
+            [] -> #{};
+            [One] -> #{platform => One};
+            _ -> #{platforms => Platforms}
+        end,
+    case ocibuild:from(Base, get_pull_auth(), Opts#{progress => make_progress_callback()}) of
+        {ok, Images} when is_list(Images) -> {ok, Images};
+        {ok, Image} -> {ok, [Image]};
+        {error, Reason} -> {error, {base_image, Base, Reason}}
+    end.
+
+%% The release script's command that runs the release in the foreground: relx scripts have
+%% `foreground', Mix scripts `start' (which does not daemonize).
+start_command(#{cmd := Cmd}, _Path, _Name) when is_binary(Cmd) ->
+    Cmd;
+start_command(_Config, Path, Name) ->
+    case file:read_file(filename:join([Path, "bin", Name])) of
+        {ok, Script} ->
+            case binary:match(Script, <<"foreground">>) of
+                nomatch -> <<"start">>;
+                _ -> <<"foreground">>
+            end;
+        {error, _} ->
+            <<"foreground">>
+    end.
+
+configure(Image, Config, Name, Cmd) ->
+    #{workdir := Workdir, uid := Uid, env := Env, expose := Expose, labels := Labels} = Config,
+    I1 = ocibuild:entrypoint(Image, [<<Workdir/binary, "/bin/", Name/binary>>, Cmd]),
+    I2 = ocibuild:cmd(I1, []),
+    I3 = ocibuild:workdir(I2, Workdir),
+    I4 = ocibuild:user(I3, integer_to_binary(Uid)),
+    I5 =
+        case map_size(Env) of
+            0 -> I4;
+            _ -> ocibuild:env(I4, Env)
+        end,
+    I6 = lists:foldl(fun(P, Acc) -> ocibuild:expose(Acc, P) end, I5, Expose),
+    I7 = maps:fold(fun(K, V, Acc) -> ocibuild:label(Acc, K, V) end, I6, Labels),
+    maps:fold(fun(K, V, Acc) -> ocibuild:annotation(Acc, K, V) end, I7, annotations(Config)).
+
+annotations(#{annotations := Annotations, description := Description}) when
+    is_binary(Description)
+->
+    maps:merge(#{<<"org.opencontainers.image.description">> => Description}, Annotations);
+annotations(#{annotations := Annotations}) ->
+    Annotations.
+
+%% Without a push target the image is saved; with one it is pushed, and saved too when
+%% `output' was given.
+publish(Adapter, State, #{push := undefined} = Config, Images, [Tag | _] = Tags) ->
+    Output = output_path(Config, Tag),
+    save(Adapter, Images, Output, Tag),
+    [Adapter:info("Tagged: ~ts", [T]) || T <- Tags],
+    {ok, State};
+publish(Adapter, State, #{push := Registry} = Config, Images, Tags) ->
+    case maps:get(output, Config) of
+        undefined -> ok;
+        Output -> save(Adapter, Images, Output, hd(Tags))
+    end,
+    Auth = get_push_auth(),
+    Multi = length(Images) > 1,
+    Digests = [
+        push_repo(Adapter, Images, Registry, RepoTags, Auth, Config, Multi)
+     || RepoTags <- group_by_repo(Tags)
+    ],
+    [Adapter:info("Digest: ~ts", [D]) || D <- lists:usort(Digests)],
+    {ok, State}.
+
+save(Adapter, Images, Output, Tag) ->
+    Adapter:info("Saving image to ~ts", [Output]),
+    ok = check_ok(save_image(Images, Output, #{tag => Tag})).
+
+check_ok(ok) -> ok;
+check_ok({error, Reason}) -> throw({ocibuild_release, Reason}).
+
+output_path(#{output := Output}, _Tag) when is_binary(Output) ->
+    Output;
+output_path(_Config, Tag) ->
+    {Repo, Version} = parse_tag(Tag),
+    Name = lists:last(binary:split(Repo, <<"/">>, [global])),
+    <<Name/binary, "-", Version/binary, ".tar.gz">>.
+
+%% Tags for the same repository share one push: the first puts the manifest, the others
+%% only point at it.
+group_by_repo(Tags) ->
+    Repos = lists:usort([element(1, parse_tag(T)) || T <- Tags]),
+    Ordered = [R || R <- [element(1, parse_tag(T)) || T <- Tags], lists:member(R, Repos)],
+    [[T || T <- Tags, element(1, parse_tag(T)) =:= R] || R <- dedup(Ordered)].
+
+dedup(List) ->
+    lists:reverse(lists:foldl(fun(X, Acc) ->
+        case lists:member(X, Acc) of
+            true -> Acc;
+            false -> [X | Acc]
+        end
+    end, [], List)).
+
+push_repo(Adapter, Images, Registry, [First | Rest] = RepoTags, Auth, Config, Multi) ->
+    Adapter:info("Pushing to ~ts/~ts", [Registry, First]),
+    Opts = #{
+        tags => [element(2, parse_tag(T)) || T <- Rest],
+        chunk_size => maps:get(chunk_size, Config),
+        progress => make_progress_callback(),
+        index => Multi
+    },
+    Report = check(ocibuild_registry:push(Images, Registry, First, Auth, Opts)),
+    stop_progress_coordinator(),
+    report_push(Adapter, Report),
+    [Adapter:info("Tagged: ~ts/~ts", [Registry, T]) || T <- RepoTags],
+    maps:get(digest, Report).
+
+report_push(Adapter, #{uploaded := Up, uploaded_bytes := Bytes, existing := Existing,
+                       mounted := Mounted}) ->
+    Adapter:info("Uploaded ~ts in ~b blob(s); ~b already present, ~b mounted",
+                 [format_bytes(Bytes), Up, Existing, Mounted]).
+
+%%% Configuration
+
+%% @doc The command line and the project file as one config; see `ocibuild_release_config'.
+-spec resolve_config(map(), map() | list()) -> {ok, config()} | {error, term()}.
+resolve_config(Cli, Project) ->
+    ocibuild_release_config:resolve(Cli, Project).
+
+%%% Building blocks (the ocibuild 0.10 API)
+
+%% @equiv build_image(BaseImage, Files, #{})
+-spec build_image(binary(), [file_entry()]) -> {ok, ocibuild:image()} | {error, term()}.
+build_image(BaseImage, Files) ->
+    build_image(BaseImage, Files, #{}).
+
+%% @doc An image of `BaseImage' (`<<"scratch">>', a registry reference or `tar://PATH') plus
+%% one layer of `Files'. Options: `release_name' (sets the entrypoint
+%% `<workdir>/bin/<release_name> <cmd>'), `workdir' (`/app'), `env', `expose', `labels',
+%% `annotations', `cmd' (`foreground'), `uid' (65534), `auth' (for the base), `progress',
+%% `compression'.
+-spec build_image(binary(), [file_entry()], map()) -> {ok, ocibuild:image()} | {error, term()}.
+build_image(BaseImage, Files, Opts) when is_map(Opts) ->
+    try
+        Cli = maps:with([cmd, uid], Opts),
+        Project = maps:with([workdir, env, expose, labels, annotations, compression], Opts),
+        Config0 = check(resolve_config(Cli, Project#{base_image => BaseImage})),
+        Config = Config0#{cmd := maps:get(cmd, Config0, undefined)},
+        [Base | _] = check(build_base(BaseImage, Opts)),
+        Layer = check(ocibuild_layer:create(Files, #{
+            layer_type => app, compression => maps:get(compression, Config)
+        })),
+        Image = add_layers(Base, [Layer]),
+        {ok, case maps:find(release_name, Opts) of
+            {ok, Name} ->
+                Cmd = case maps:get(cmd, Config) of
+                    undefined -> <<"foreground">>;
+                    C -> C
+                end,
+                configure(Image, Config, to_binary(Name), Cmd);
+            error ->
+                configure_without_entrypoint(Image, Config)
+        end}
+    catch
+        throw:{ocibuild_release, Reason} -> {error, Reason};
+        error:{invalid_option, _, _} = Reason -> {error, Reason}
+    end.
+
+build_base(<<"scratch">>, _Opts) ->
+    {ok, Image} = ocibuild:scratch(),
+    {ok, [Image]};
+build_base(BaseImage, Opts) ->
+    Progress = maps:with([progress], Opts),
+    case ocibuild:from(BaseImage, maps:get(auth, Opts, get_pull_auth()), Progress) of
+        {ok, Image} -> {ok, [Image]};
+        {error, _} = Error -> Error
+    end.
+
+configure_without_entrypoint(Image, #{workdir := Workdir, uid := Uid} = Config) ->
+    I1 = ocibuild:user(ocibuild:workdir(Image, Workdir), integer_to_binary(Uid)),
+    I2 = ocibuild:env(I1, maps:get(env, Config)),
+    I3 = lists:foldl(fun(P, Acc) -> ocibuild:expose(Acc, P) end, I2, maps:get(expose, Config)),
+    I4 = maps:fold(fun(K, V, Acc) -> ocibuild:label(Acc, K, V) end, I3, maps:get(labels, Config)),
+    maps:fold(fun(K, V, Acc) -> ocibuild:annotation(Acc, K, V) end, I4, annotations(Config)).
+
+%% @doc Add the release's layers to `Image': with `Deps' (from the lock file) an ERTS layer
+%% (when `ReleasePath' bundles ERTS), a dependencies layer and an application layer; with no
+%% dependency information, one layer. Options: `app_name' (or `release_name'), `workdir'
+%% (`/app'), `compression'. Raises `error({ocibuild_release, Reason})' if a layer cannot be
+%% built (as `ocibuild:add_layer/3' raises).
+-spec build_release_layers(ocibuild:image(), [file_entry()], file:filename_all() | undefined,
+                           [dep()] | undefined, map()) -> ocibuild:image().
+build_release_layers(Image, Files, ReleasePath, Deps, Opts) ->
+    AppName = to_binary(maps:get(app_name, Opts, maps:get(release_name, Opts, <<>>))),
+    HasErts = ReleasePath =/= undefined andalso has_bundled_erts(ReleasePath),
+    LayerOpts = #{
+        app_name => AppName,
+        workdir => to_binary(maps:get(workdir, Opts, <<"/app">>)),
+        has_erts => HasErts
+    },
+    DepInfo =
+        case Deps of
+            [] -> undefined;
+            _ -> Deps
+        end,
+    try
+        Layers = [
+            check(ocibuild_layer:create(Group, #{
+                layer_type => Type, compression => maps:get(compression, Opts, auto)
+            }))
+         || {Type, Group} <- layer_groups(Files, DepInfo, LayerOpts)
+        ],
+        add_layers(Image, Layers)
+    catch
+        throw:{ocibuild_release, Reason} -> erlang:error({ocibuild_release, Reason})
+    end.
+
+%% @equiv collect_release_files(ReleasePath, #{})
+-spec collect_release_files(file:filename_all()) -> {ok, [file_entry()]} | {error, term()}.
+collect_release_files(ReleasePath) ->
+    collect_release_files(ReleasePath, #{}).
+
+%% @doc Every file of the release as `{ContainerPath, {file, HostPath}, Mode}', under
+%% `workdir' (default `/app'). Skipped links and special files are printed as warnings.
+-spec collect_release_files(file:filename_all(), map()) -> {ok, [file_entry()]} | {error, term()}.
+collect_release_files(ReleasePath, Opts) ->
+    case ocibuild_release_config:resolve(#{}, maps:with([workdir], Opts)) of
+        {ok, #{workdir := Workdir}} ->
+            case collect(ReleasePath, Workdir) of
+                {ok, Files, Warnings} ->
+                    [io:format(standard_error, "~ts~n", [format_warning(W)]) || W <- Warnings],
+                    {ok, Files};
+                {error, _} = Error ->
+                    Error
+            end;
+        {error, _} = Error ->
+            Error
+    end.
+
+%% @doc Split files into `{ErtsFiles, DepFiles, AppFiles}'; see `classify_file_layer/5'.
+-spec partition_files_by_layer([file_entry()], [dep()], binary(), binary(), boolean()) ->
+    {[file_entry()], [file_entry()], [file_entry()]}.
+partition_files_by_layer(Files, Deps, AppName, Workdir, HasErts) ->
+    ocibuild_release_files:partition(Files, Deps, to_binary(AppName), to_binary(Workdir), HasErts).
+
+%% @doc `lib/<app>-*' -> app; `lib/<dep>-*' (in the lock file) -> dep; other `lib/*' (OTP) ->
+%% erts when ERTS is bundled, else dep; `erts-*' -> erts; everything else (bin/, releases/) ->
+%% app.
+-spec classify_file_layer(binary(), sets:set(binary()), binary(), binary(), boolean()) ->
+    erts | dep | app.
+classify_file_layer(Path, DepNames, AppName, Workdir, HasErts) ->
+    ocibuild_release_files:classify(Path, DepNames, AppName, Workdir, HasErts).
+
+%% @doc Native shared libraries (NIFs, ports) under `lib/*/priv'.
+-spec check_for_native_code(file:filename_all()) ->
+    {ok, []} | {warning, [#{app := binary(), file := binary(), extension := binary()}]}.
+check_for_native_code(ReleasePath) ->
+    ocibuild_release_files:native_code(ReleasePath).
+
+%% @doc True when the release holds its own ERTS (`erts-*' at its root).
+-spec has_bundled_erts(file:filename_all()) -> boolean().
+has_bundled_erts(ReleasePath) ->
+    ocibuild_release_files:has_bundled_erts(ReleasePath).
+
+%% @doc More than one platform needs ERTS from the base image: a bundled ERTS runs only on
+%% the machine type it was built for.
+-spec validate_multiplatform(file:filename_all(), [ocibuild:platform()]) ->
+    ok | {error, {bundled_erts, binary()}}.
+validate_multiplatform(ReleasePath, Platforms) when length(Platforms) > 1 ->
+    case has_bundled_erts(ReleasePath) of
+        true ->
+            {error, {bundled_erts, <<
+                "multi-platform builds need ERTS from the base image, but the release bundles "
+                "its own (erts-* is built for this machine only); build the release with "
+                "include_erts: false (Mix) or {include_erts, false} (relx) and use a base "
+                "image that provides Erlang"
+            >>}};
+        false ->
+            ok
+    end;
+validate_multiplatform(_ReleasePath, _Platforms) ->
+    ok.
+
+%% @doc Command-line tags, else the config's, else `<DefaultRepo>:<DefaultVersion>';
+%% `;'-separated lists expand.
+-spec get_tags([binary()], [binary()], binary(), binary()) -> [binary()].
+get_tags(CliTags, ConfigTags, DefaultRepo, DefaultVersion) ->
+    Expand = fun(Tags) -> lists:append([expand_semicolon_tags(T) || T <- Tags]) end,
+    case {Expand(CliTags), Expand(ConfigTags)} of
+        {[_ | _] = Tags, _} -> Tags;
+        {[], [_ | _] = Tags} -> Tags;
+        {[], []} -> [<<(to_binary(DefaultRepo))/binary, ":", (to_binary(DefaultVersion))/binary>>]
+    end.
+
+%% @doc `<<"ghcr.io/org/app:v1">>' -> `{<<"ghcr.io/org/app">>, <<"v1">>}'; no tag means
+%% `latest'. A `:' before the last `/' is a registry port, not a tag.
+-spec parse_tag(binary() | string()) -> {binary(), binary()}.
+parse_tag(Tag0) ->
+    Tag = to_binary(Tag0),
+    {Name, _Digest} =
+        case binary:split(Tag, <<"@">>) of
+            [N, D] -> {N, D};
+            [N] -> {N, undefined}
+        end,
+    LastSlash =
+        case binary:matches(Name, <<"/">>) of
+            [] -> -1;
+            Matches -> element(1, lists:last(Matches))
+        end,
+    case binary:matches(Name, <<":">>) of
+        [] ->
+            {Name, <<"latest">>};
+        Colons ->
+            {Pos, _} = lists:last(Colons),
+            case Pos > LastSlash of
+                true -> {binary:part(Name, 0, Pos), binary:part(Name, Pos + 1, byte_size(Name) - Pos - 1)};
+                false -> {Name, <<"latest">>}
+            end
+    end.
+
+%% @doc `<<"a:1;a:latest">>' -> `[<<"a:1">>, <<"a:latest">>]'.
+-spec expand_semicolon_tags(binary()) -> [binary()].
+expand_semicolon_tags(Tags) ->
+    ocibuild_release_config:expand_semicolon_tags(Tags).
+
+%% @doc Push credentials from `OCIBUILD_PUSH_TOKEN' (first) or `OCIBUILD_PUSH_USERNAME' and
+%% `OCIBUILD_PUSH_PASSWORD'. Empty values count as unset; with none set, `#{}': the registry
+%% is looked up in the docker/podman credential files, else anonymous.
+-spec get_push_auth() -> map().
+get_push_auth() ->
+    auth_from_env("OCIBUILD_PUSH_").
+
+%% @doc Pull credentials, as `get_push_auth/0' from `OCIBUILD_PULL_*'.
+-spec get_pull_auth() -> map().
+get_pull_auth() ->
+    auth_from_env("OCIBUILD_PULL_").
+
+auth_from_env(Prefix) ->
+    Get = fun(Name) ->
+        case os:getenv(Prefix ++ Name) of
+            false -> undefined;
+            "" -> undefined;
+            V -> unicode:characters_to_binary(V)
+        end
+    end,
+    case {Get("TOKEN"), Get("USERNAME"), Get("PASSWORD")} of
+        {Token, _, _} when Token =/= undefined -> #{token => Token};
+        {_, User, Pass} when User =/= undefined, Pass =/= undefined ->
+            #{username => User, password => Pass};
+        _ -> #{}
+    end.
+
+%% @doc Push an image (or a list of platform images, as an index) and return the digest.
+%% Options: `tags' (more tags), `chunk_size', `progress' (default: the terminal display).
+-spec push_image(ocibuild:image() | [ocibuild:image()], binary(), binary(), map(), map()) ->
+    {ok, binary()} | {error, term()}.
+push_image(Image, Registry, RepoTag, Auth, Opts) ->
+    Images =
+        case Image of
+            L when is_list(L) -> L;
+            I -> [I]
+        end,
+    PushOpts0 = maps:merge(#{progress => make_progress_callback()}, Opts),
+    PushOpts = PushOpts0#{index => maps:get(index, Opts, length(Images) > 1)},
+    try ocibuild_registry:push(Images, Registry, RepoTag, Auth, PushOpts) of
+        {ok, #{digest := Digest}} -> {ok, Digest};
+        {error, _} = Error -> Error
+    after
+        stop_progress_coordinator()
+    end.
+
+%% @doc Push a tarball saved earlier (by `mix ocibuild', `rebar3 ocibuild' or
+%% `ocibuild:save/3') without rebuilding. Options: `registry' (required, `REGISTRY[/NS]'),
+%% `tags' (default: the tag saved in the tarball), `chunk_size'.
+-spec push_tarball(module(), term(), file:filename_all(), map()) -> {ok, term()} | {error, term()}.
+push_tarball(Adapter, State, TarballPath, Opts) ->
+    Registry = maps:get(registry, Opts, undefined),
+    case {Registry, filelib:is_regular(TarballPath)} of
+        {undefined, _} ->
+            {error, {tarball_without_push, to_binary(TarballPath)}};
+        {_, false} ->
+            {error, {tarball_not_found, to_binary(TarballPath)}};
+        {_, true} ->
+            Adapter:info("Loading ~ts", [TarballPath]),
+            case ocibuild_layout:load_tarball_for_push(TarballPath) of
+                {ok, #{cleanup := Cleanup} = Loaded} ->
+                    try
+                        push_loaded(Adapter, State, Loaded, Registry, Opts)
+                    after
+                        Cleanup(),
+                        stop_progress_coordinator()
+                    end;
+                {error, _} = Error ->
+                    Error
+            end
+    end.
+
+push_loaded(Adapter, State, Loaded, Registry, Opts) ->
+    Tags =
+        case lists:append([expand_semicolon_tags(T) || T <- maps:get(tags, Opts, [])]) of
+            [] ->
+                case maps:get(tag, Loaded, undefined) of
+                    undefined -> [];
+                    Saved -> [strip_registry(Saved)]
+                end;
+            Given ->
+                Given
+        end,
+    case Tags of
+        [] ->
+            {error, {invalid_option, tag, <<"the tarball has no tag; give one with --tag">>}};
+        _ ->
+            Results = [push_loaded_repo(Adapter, Loaded, Registry, G, Opts) || G <- group_by_repo(Tags)],
+            case [E || {error, _} = E <- Results] of
+                [] ->
+                    [Adapter:info("Digest: ~ts", [D]) || D <- lists:usort([D || {ok, D} <- Results])],
+                    {ok, State};
+                [Error | _] ->
+                    Error
+            end
+    end.
+
+push_loaded_repo(Adapter, Loaded, Registry, [First | Rest] = RepoTags, Opts) ->
+    Adapter:info("Pushing to ~ts/~ts", [Registry, First]),
+    PushOpts = #{
+        tags => [element(2, parse_tag(T)) || T <- Rest],
+        chunk_size => maps:get(chunk_size, Opts, 5 * 1024 * 1024),
+        progress => make_progress_callback()
+    },
+    case ocibuild_registry:push_loaded(Loaded, Registry, First, get_push_auth(), PushOpts) of
+        {ok, #{digest := Digest} = Report} ->
+            stop_progress_coordinator(),
+            report_push(Adapter, Report),
+            [Adapter:info("Tagged: ~ts/~ts", [Registry, T]) || T <- RepoTags],
+            {ok, Digest};
+        {error, _} = Error ->
+            Error
+    end.
+
+%% A tarball saved as `localhost:5000/app:1' is pushed as `app:1' under the target registry.
+strip_registry(Tag) ->
+    case binary:split(Tag, <<"/">>) of
+        [First, Rest] ->
+            case binary:match(First, [<<".">>, <<":">>]) =/= nomatch orelse First =:= <<"localhost">> of
+                true -> Rest;
+                false -> Tag
+            end;
+        [_] ->
+            Tag
+    end.
+
+%% @doc Save the image (or platform images) as a tarball for `podman load'. Options: `tag'.
+-spec save_image(ocibuild:image() | [ocibuild:image()], file:filename_all(), map()) ->
+    ok | {error, term()}.
+save_image(Image, OutputPath, Opts) ->
+    ocibuild:save(Image, OutputPath, maps:with([tag, format], Opts)).
+
+%% @doc True for `.tar.gz', `.tgz', `.tar.zst', `.tar.zstd' and `.tar' paths.
+-spec is_tarball_path(string() | binary()) -> boolean().
+is_tarball_path(Path) ->
+    Lower = string:lowercase(to_binary(Path)),
+    lists:any(
+        fun(Ext) -> string:find(Lower, Ext, trailing) =:= Ext end,
+        [<<".tar.gz">>, <<".tgz">>, <<".tar.zst">>, <<".tar.zstd">>, <<".tar">>]
+    ).
+
+%% @doc `"key=value"' -> `{ok, {<<"key">>, <<"value">>}}'.
+-spec parse_kv_arg(string()) -> {ok, {binary(), binary()}} | {error, term()}.
+parse_kv_arg(Arg) ->
+    ocibuild_release_config:parse_kv_arg(Arg).
+
+%% @doc Binary keys and values; `#{}' for anything but a map.
+-spec normalize_kv_map(term()) -> #{binary() => binary()}.
+normalize_kv_map(Map) ->
+    ocibuild_release_config:normalize_kv_map(Map).
+
+%% @doc Atoms, strings, charlists and numbers as a binary.
+-spec to_binary(term()) -> binary().
+to_binary(Value) ->
+    ocibuild_release_config:to_binary(Value).
+
+%% @doc A host path with forward slashes only.
+-spec to_container_path(file:filename_all()) -> binary().
+to_container_path(RelPath) ->
+    ocibuild_release_files:container_path(RelPath).
+
+%% @doc `FullPath' relative to `BasePath'.
+-spec make_relative_path(file:filename_all(), file:filename_all()) -> file:filename_all().
+make_relative_path(BasePath, FullPath) ->
+    ocibuild_release_files:relative_path(BasePath, FullPath).
+
+%% @doc A file's permission bits.
+-spec get_file_mode(file:filename_all()) -> non_neg_integer().
+get_file_mode(Path) ->
+    ocibuild_release_files:file_mode(Path).
+
+%%% Terminal output
+
+%% @doc `"1.5 MB"'.
+-spec format_bytes(non_neg_integer()) -> iolist().
+format_bytes(N) -> ocibuild_progress:format_bytes(N).
+
+%% @doc A progress bar with percentage and sizes.
+-spec format_progress(non_neg_integer(), non_neg_integer() | unknown) -> iolist().
+format_progress(Done, Total) -> ocibuild_progress:format_progress(Done, Total).
+
+%% @doc True when standard output is a terminal.
+-spec is_tty() -> boolean().
+is_tty() -> ocibuild_progress:is_tty().
+
+%% @doc True for `nil' (Elixir) and `undefined' (Erlang).
+-spec is_nil_or_undefined(term()) -> boolean().
+is_nil_or_undefined(nil) -> true;
+is_nil_or_undefined(undefined) -> true;
+is_nil_or_undefined(_) -> false.
+
+%% @doc A `progress' fun: live lines per blob on a terminal, one line per finished blob
+%% otherwise.
+-spec make_progress_callback() -> ocibuild_registry:progress_fun().
+make_progress_callback() -> ocibuild_progress:callback().
+
+%% @doc Start the terminal display (`undefined' when not on a terminal).
+-spec start_progress_coordinator() -> pid() | undefined.
+start_progress_coordinator() -> ocibuild_progress:start().
+
+%% @doc Draw the final progress state and stop the display.
+-spec stop_progress_coordinator() -> ok.
+stop_progress_coordinator() -> ocibuild_progress:stop().
+
+%% @doc Erase the live progress line.
+-spec clear_progress_line() -> ok.
+clear_progress_line() -> ocibuild_progress:clear_line().
+
+%% @doc Kept for ocibuild 0.10 callers, who call it so the VM can exit after a push. Here
+%% the network work runs in the native library, whose connections never keep the VM alive,
+%% so there is nothing to stop.
+-spec stop_httpc() -> ok.
+stop_httpc() -> ok.
+
+%%% Messages
+
+format_warning({symlink_outside_release, Path, Target}) ->
+    io_lib:format("warning: skipping ~ts: symlink to ~ts, outside the release", [Path, Target]);
+format_warning({broken_symlink, Path}) ->
+    io_lib:format("warning: skipping ~ts: broken symlink", [Path]);
+format_warning({symlink_loop, Path}) ->
+    io_lib:format("warning: skipping ~ts: symlink loop", [Path]);
+format_warning({special_file, Path, Type}) ->
+    io_lib:format("warning: skipping ~ts: special file (~s), not a regular file or directory", [Path, Type]);
+format_warning({unreadable_directory, Path, Posix}) ->
+    io_lib:format("warning: skipping ~ts: ~ts", [Path, file:format_error(Posix)]);
+format_warning(Other) ->
+    io_lib:format("warning: ~0tp", [Other]).
+
+platform_text(#{os := OS, architecture := Arch} = P) ->
+    case maps:find(variant, P) of
+        {ok, V} -> [OS, "/", Arch, "/", V];
+        error -> [OS, "/", Arch]
+    end.
+
+%% @doc One line, for the user, for any reason `run/3' and the functions here return.
+-spec format_error(term()) -> iolist().
+format_error(missing_tag) ->
+    "no image tag: give one with --tag NAME:VERSION (or `tag' in the ocibuild config)";
+format_error(empty_release) ->
+    "the release directory holds no files";
+format_error({bundled_erts, Message}) ->
+    Message;
+format_error({unknown_config_key, Key}) ->
+    io_lib:format("unknown ocibuild config key ~0tp", [Key]);
+format_error({invalid_kv_format, Arg}) ->
+    io_lib:format("expected KEY=VALUE, got ~0tp", [Arg]);
+format_error({invalid_option, compression, Value}) ->
+    io_lib:format("invalid compression ~0tp: use gzip, zstd or auto", [Value]);
+format_error({invalid_option, chunk_size, Value}) ->
+    io_lib:format("invalid chunk size ~0tp: give a number of megabytes from 1 to 4096", [Value]);
+format_error({invalid_option, uid, Value}) ->
+    io_lib:format("invalid uid ~0tp: give a non-negative integer", [Value]);
+format_error({invalid_option, workdir, Value}) ->
+    io_lib:format("invalid workdir ~0tp: give an absolute path without . or ..", [Value]);
+format_error({invalid_option, Name, Value}) ->
+    io_lib:format("invalid ~s: ~0tp", [Name, Value]);
+format_error({invalid_platform, P}) ->
+    io_lib:format("invalid platform ~0tp: use OS/ARCH[/VARIANT], e.g. linux/amd64,linux/arm64", [P]);
+format_error({tarball_without_push, Path}) ->
+    io_lib:format("~ts: pushing a saved tarball needs --push REGISTRY[/NAMESPACE]", [Path]);
+format_error({tarball_not_found, Path}) ->
+    io_lib:format("tarball ~ts not found", [Path]);
+format_error({release_not_found, Path, _Posix}) ->
+    io_lib:format("release directory ~ts not found: build the release first", [Path]);
+format_error({release_not_directory, Path}) ->
+    io_lib:format("~ts is not a release directory", [Path]);
+format_error({lock_file, Reason}) ->
+    io_lib:format("cannot read the lock file: ~0tp", [Reason]);
+format_error({base_image, Base, Reason}) ->
+    io_lib:format("base image ~ts: ~ts", [Base, format_error(Reason)]);
+format_error({no_matching_platform, #{wanted := Wanted, available := Available}}) ->
+    io_lib:format("no image for platform ~ts (available: ~ts)", [Wanted, lists:join(", ", Available)]);
+format_error({unauthorized, #{registry := Registry, status := Status} = Info}) ->
+    io_lib:format("~ts refused the credentials (HTTP ~b, scope ~ts): set OCIBUILD_PUSH_TOKEN or "
+                  "OCIBUILD_PUSH_USERNAME/OCIBUILD_PUSH_PASSWORD, or log in with docker/podman",
+                  [Registry, Status, maps:get(scope, Info, <<"?">>)]);
+format_error({registry_error, #{registry := Registry, action := Action} = Info}) ->
+    io_lib:format("~ts: ~ts failed (HTTP ~0tp ~ts ~ts)",
+                  [Registry, Action, maps:get(status, Info, undefined),
+                   text_or_empty(maps:get(code, Info, undefined)),
+                   text_or_empty(maps:get(message, Info, undefined))]);
+format_error({http_error, Registry, Why}) ->
+    io_lib:format("cannot reach ~ts: ~ts", [Registry, text_or_term(Why)]);
+format_error({auth_error, Registry, Why}) ->
+    io_lib:format("authentication with ~ts failed: ~ts", [Registry, text_or_term(Why)]);
+format_error({credentials_error, Source, Why}) ->
+    io_lib:format("reading credentials from ~ts failed: ~ts", [Source, text_or_term(Why)]);
+format_error({invalid_reference, Ref}) ->
+    io_lib:format("invalid image reference ~0tp", [Ref]);
+format_error({digest_mismatch, Info}) ->
+    io_lib:format("digest mismatch: ~0tp", [Info]);
+format_error({file_read, Path, Posix}) ->
+    io_lib:format("cannot read ~ts: ~ts", [Path, file:format_error(Posix)]);
+format_error({io_error, Context, Message}) ->
+    io_lib:format("~ts: ~ts", [Context, Message]);
+format_error({bad_adapter_reply, Adapter, Callback, Reply}) ->
+    io_lib:format("~s:~s/2 returned ~0tp", [Adapter, Callback, Reply]);
+format_error(Reason) when is_binary(Reason) ->
+    Reason;
+format_error(Reason) ->
+    io_lib:format("~0tp", [Reason]).
+
+text_or_empty(undefined) -> "";
+text_or_empty(V) -> text_or_term(V).
+
+text_or_term(V) when is_binary(V) -> V;
+text_or_term(V) ->
+    case io_lib:printable_unicode_list(V) of
+        true -> V;
+        false -> io_lib:format("~0tp", [V])
+    end.
