@@ -90,6 +90,7 @@ run(Adapter, State, Opts) when is_atom(Adapter), is_map(Opts) ->
 
 build_and_publish(Adapter, State, Config) ->
     #{workdir := Workdir, platforms := Platforms} = Config,
+    refuse_unsupported(Config),
     {Name, Path} = check(find_release(Adapter, State, Config)),
     Version = release_version(Adapter, State, Path),
     Tags = release_tags(Config, Name, Version),
@@ -107,6 +108,15 @@ build_and_publish(Adapter, State, Config) ->
     Cmd = start_command(Config, Path, Name),
     Images = [configure(add_layers(B, Layers), Config, Name, Cmd) || B <- Bases],
     publish(Adapter, State, Config, Images, Tags).
+
+%% SBOMs and signatures come with the supply-chain work. Until then asking for one is an
+%% error: an image published without the signature the user asked for would be worse.
+refuse_unsupported(#{sbom := Sbom}) when Sbom =/= undefined ->
+    throw({ocibuild_release, {not_supported_yet, sbom}});
+refuse_unsupported(#{sign_key := Key}) when Key =/= undefined ->
+    throw({ocibuild_release, {not_supported_yet, sign_key}});
+refuse_unsupported(_Config) ->
+    ok.
 
 check({ok, Value}) -> Value;
 check({ok, A, B}) -> {A, B};
@@ -794,6 +804,11 @@ platform_text(#{os := OS, architecture := Arch} = P) ->
 -spec format_error(term()) -> iolist().
 format_error(missing_tag) ->
     "no image tag: give one with --tag NAME:VERSION (or `tag' in the ocibuild config)";
+format_error({not_supported_yet, sbom}) ->
+    "--sbom: SBOM generation is not available in this version of ocibuild yet";
+format_error({not_supported_yet, sign_key}) ->
+    "image signing (--sign-key, sign_key, OCIBUILD_SIGN_KEY) is not available in this version "
+    "of ocibuild yet; unset it to build unsigned";
 format_error(empty_release) ->
     "the release directory holds no files";
 format_error({bundled_erts, Message}) ->

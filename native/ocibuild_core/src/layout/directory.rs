@@ -22,6 +22,7 @@ pub fn export_directory(images: &[Image], dir: &Path, opts: &SaveOptions) -> Res
         .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
     let staging = tempfile::Builder::new()
         .prefix(".ocibuild-export-")
+        .permissions(super::output_permissions(0o777))
         .tempdir_in(&parent)
         .map_err(|e| {
             Error::io(

@@ -72,6 +72,14 @@ pub(crate) fn blob_path(digest: &Digest) -> String {
     format!("blobs/sha256/{}", digest.hex())
 }
 
+/// Permissions for an output file or directory: `mode` as requested of the OS, which applies
+/// the process umask when it creates the file.
+#[cfg(unix)]
+pub(crate) fn output_permissions(mode: u32) -> std::fs::Permissions {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::Permissions::from_mode(mode)
+}
+
 /// The directory an output file or layout goes in (`.` for a bare name), where its temp file
 /// or staging directory is made so the final rename stays on one file system.
 pub(crate) fn parent_dir(path: &Path) -> PathBuf {

@@ -9,7 +9,7 @@ use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use super::{check_blob_size, parent_dir, plan, SaveOptions, Source};
+use super::{check_blob_size, output_permissions, parent_dir, plan, SaveOptions, Source};
 use crate::image::Image;
 use crate::layer::{default_threads, tar_builder, Compression, Content, FileEntry};
 use crate::{Error, Result};
@@ -50,8 +50,11 @@ pub fn save_tarball(images: &[Image], path: &Path, opts: &SaveOptions) -> Result
 
     let dir = parent_dir(path);
     fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    // A saved image is an ordinary output file: 0666 less the umask, as `cp` or a shell
+    // redirect would make it, not the owner-only mode temp files default to.
     let tmp = tempfile::Builder::new()
         .prefix(".ocibuild-save-")
+        .permissions(output_permissions(0o666))
         .tempfile_in(&dir)
         .map_err(|e| Error::io(format!("creating a temp file in {}", dir.display()), e))?;
     {
@@ -71,6 +74,20 @@ pub fn save_tarball(images: &[Image], path: &Path, opts: &SaveOptions) -> Result
 mod tests {
     use super::*;
     use crate::layout::tests::image_with_blob;
+
+    #[test]
+    fn a_saved_tarball_gets_the_mode_of_an_ordinary_new_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let image = image_with_blob(tmp.path(), None);
+        let out = tmp.path().join("image.tar.gz");
+        save_tarball(&[image], &out, &SaveOptions::default()).unwrap();
+        // A file made by File::create has 0666 less this process's umask.
+        let plain = tmp.path().join("plain");
+        fs::File::create(&plain).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&out), mode(&plain));
+    }
 
     #[test]
     fn two_saves_are_byte_identical_and_nothing_is_left_on_failure() {

@@ -1,0 +1,408 @@
+%% @doc The `rebar3 ocibuild' command: builds the project's relx release, then an OCI image of
+%% it, and saves it as `<name>-<tag>.tar.gz' or pushes it to a registry.
+%%
+%% rebar3 loads it as a plugin (`ocibuild:init/1' calls `init/1' here):
+%% ```
+%% %% rebar.config
+%% {project_plugins, [{ocibuild, {git, "https://github.com/.../ocibuild.git", {branch, "main"}}}]}.
+%% {ocibuild, [{base_image, "debian:stable-slim"}, {workdir, "/app"}]}.
+%% '''
+%% ```
+%% $ rebar3 as prod ocibuild -t myapp:1.0.0
+%% '''
+%%
+%% The pipeline itself is `ocibuild_release:run/3'; this module is its rebar3 adapter (the
+%% `ocibuild_adapter' behaviour). The adapter state is not the rebar state but a map
+%% `#{rebar_state := rebar_state:t(), config := ocibuild_release:config()}' holding the
+%% resolved configuration next to it, so the resolved config is never written into the user's
+%% rebar configuration.
+%%
+%% rebar3's modules (`rebar_api', `rebar_state', `rebar_dir', `providers') exist only inside
+%% rebar3, so they are called remotely and never included: this module compiles under `mix'
+%% too. The pure helpers (`cli/1', `project/1', `read_lock/1', `relx_release/2') are exported
+%% for the tests.
+-module(ocibuild_rebar3).
+
+-behaviour(ocibuild_adapter).
+
+-export([init/1, do/1, format_error/1]).
+-export([get_config/1, find_release/2, info/2, console/2, error/2, get_app_version/1,
+         get_dependencies/1]).
+-export([cli/1, project/1, read_lock/1, relx_release/2]).
+
+%% Only defined inside rebar3.
+-ignore_xref([
+    {providers, create, 1},
+    {rebar_state, add_provider, 2},
+    {rebar_state, command_parsed_args, 1},
+    {rebar_state, get, 3},
+    {rebar_dir, base_dir, 1},
+    {rebar_dir, root_dir, 1},
+    {rebar_api, info, 2},
+    {rebar_api, warn, 2}
+]).
+
+-define(PROVIDER, ocibuild).
+-define(DEPS, [release]).
+
+-type state() :: #{rebar_state := term(), config := map()}.
+
+%% ===================================================================
+%% Provider
+%% ===================================================================
+
+%% @doc Register the `ocibuild' provider (namespace `default', after `release').
+-spec init(State) -> {ok, State} when State :: term().
+init(State) ->
+    Provider = providers:create([
+        {name, ?PROVIDER},
+        {module, ?MODULE},
+        {namespace, default},
+        {bare, true},
+        {deps, ?DEPS},
+        {example, "rebar3 ocibuild -t myapp:1.0.0"},
+        {opts, opts()},
+        {short_desc, "Build an OCI image of the release (saved as a tarball or pushed)"},
+        {desc, desc()}
+    ]),
+    {ok, rebar_state:add_provider(State, Provider)}.
+
+%% @doc Build the image of the release `rebar3 release' has just built.
+-spec do(State) -> {ok, State} | {error, {?MODULE, term()}} when State :: term().
+do(State) ->
+    {Args, Rest} = rebar_state:command_parsed_args(State),
+    Cli = cli(Args),
+    Project = project(rebar_state:get(State, ocibuild, [])),
+    %% rebar3's global options end with a positional `task' (for `rebar3 help TASK'): a
+    %% second positional argument lands there, any further ones in `Rest'.
+    case [T || {task, T} <- Args] ++ Rest of
+        [] ->
+            case ocibuild_release:resolve_config(Cli, Project) of
+                {ok, Config} ->
+                    run(State, Config#{tag_required => true});
+                {error, Reason} ->
+                    {error, {?MODULE, Reason}}
+            end;
+        Unexpected ->
+            {error, {?MODULE, {unexpected_arguments, Unexpected}}}
+    end.
+
+run(State, Config) ->
+    case ocibuild_release:run(?MODULE, #{rebar_state => State, config => Config}, #{}) of
+        {ok, _} -> {ok, State};
+        {error, Reason} -> {error, {?MODULE, Reason}}
+    end.
+
+%% @doc One line for each error `do/1' returns.
+-spec format_error(term()) -> iolist().
+format_error({unexpected_arguments, Args}) ->
+    io_lib:format("unexpected arguments: ~ts (one tarball path may follow --push)",
+                  [lists:join(" ", Args)]);
+format_error({no_relx_release, undefined}) ->
+    "no release to image: add {relx, [{release, {Name, Vsn}, [Apps]}]} to rebar.config";
+format_error({no_relx_release, Name}) ->
+    io_lib:format("release ~ts is not in the relx configuration of rebar.config", [Name]);
+format_error({multiple_releases, Names}) ->
+    io_lib:format("several releases are configured (~ts): choose one with --release NAME",
+                  [lists:join(", ", Names)]);
+format_error({release_not_built, Name, Dir}) ->
+    io_lib:format("release ~ts was not found in ~ts: did `rebar3 release' build it?",
+                  [Name, Dir]);
+format_error({lock_file, {Path, Why}}) ->
+    io_lib:format("cannot read ~ts: ~ts", [Path, lock_error(Why)]);
+format_error(Reason) ->
+    ocibuild_release:format_error(Reason).
+
+lock_error({Line, Mod, Term}) when is_integer(Line) -> [integer_to_list(Line), ": ",
+                                                         Mod:format_error(Term)];
+lock_error(unknown_format) -> "not a rebar.lock file";
+lock_error(Posix) when is_atom(Posix) -> file:format_error(Posix);
+lock_error(Other) -> io_lib:format("~0tp", [Other]).
+
+%% ===================================================================
+%% Command line and rebar.config
+%% ===================================================================
+
+%% getopt specs: `rebar3 help ocibuild' prints them. The key of `--release' is relx's own
+%% `relname' so that the `release' step run before us builds that same release.
+opts() ->
+    [
+        {tag, $t, "tag", string,
+         "Image tag, e.g. myapp:1.0.0; repeatable, and a ;-separated list expands "
+         "(myapp:1.0.0;myapp:latest). Required unless pushing a saved tarball."},
+        {output, $o, "output", string,
+         "Tarball to write (default: <name>-<tag>.tar.gz)."},
+        {push, $p, "push", string,
+         "Push to REGISTRY[/NAMESPACE] (e.g. ghcr.io/myorg) instead of saving a tarball."},
+        {annotation, $a, "annotation", string, "Manifest annotation KEY=VALUE; repeatable."},
+        {label, $l, "label", string, "Image config label KEY=VALUE; repeatable."},
+        {platform, $P, "platform", string,
+         "Target platforms, e.g. linux/amd64,linux/arm64 (several need ERTS from the base "
+         "image, not bundled in the release)."},
+        {base, undefined, "base", string,
+         "Base image (default: debian:stable-slim); tar://PATH uses a saved image tarball."},
+        {relname, undefined, "release", string,
+         "Release to build and image, when rebar.config configures several."},
+        {cmd, $c, "cmd", string, "Release start command (default: foreground)."},
+        {uid, undefined, "uid", integer, "User id the container runs as (default: 65534)."},
+        {chunk_size, undefined, "chunk-size", integer,
+         "Upload chunk size in MB (default: 5)."},
+        {sbom, undefined, "sbom", string, "Also write the image's SPDX SBOM to PATH."},
+        {no_vcs_annotations, undefined, "no-vcs-annotations", undefined,
+         "Do not add source/revision annotations from git."},
+        {sign_key, undefined, "sign-key", string,
+         "Sign the pushed image with the key at PATH (default: $OCIBUILD_SIGN_KEY)."},
+        {compression, undefined, "compression", string,
+         "Layer compression: gzip, zstd or auto (default: auto)."},
+        {tarball, undefined, undefined, string,
+         "With --push: a tarball saved earlier to push as is, without building."}
+    ].
+
+desc() ->
+    "Build an OCI container image of the project's relx release and save it as a tarball\n"
+    "(podman load / docker load) or push it to a registry. The release is built first\n"
+    "(`rebar3 release`); run `rebar3 as prod ocibuild ...` for the prod profile.\n"
+    "\n"
+    "  rebar3 ocibuild -t myapp:1.0.0                        writes myapp-1.0.0.tar.gz\n"
+    "  rebar3 ocibuild -t myapp:1.0.0 --push ghcr.io/myorg   pushes ghcr.io/myorg/myapp:1.0.0\n"
+    "  rebar3 ocibuild --push ghcr.io/myorg myapp-1.0.0.tar.gz   pushes a saved tarball\n"
+    "\n"
+    "Configuration in rebar.config, {ocibuild, [{Key, Value}, ...]} (the command line wins):\n"
+    "  base_image        base image (default \"debian:stable-slim\")\n"
+    "  tag               tag or list of tags, like -t\n"
+    "  workdir           directory holding the release in the image (default \"/app\")\n"
+    "  env               environment, #{\"LANG\" => \"C.UTF-8\"} or [{Name, Value}]\n"
+    "  expose            ports, e.g. [8080, \"53/udp\"]\n"
+    "  labels            image config labels, a map or [{Key, Value}]\n"
+    "  annotations       manifest annotations, a map or [{Key, Value}]\n"
+    "  uid               user id (default 65534, nobody)\n"
+    "  vcs_annotations   add source/revision annotations from git (default true)\n"
+    "  sign_key          signing key path\n"
+    "  compression       gzip | zstd | auto\n"
+    "  platform          \"linux/amd64,linux/arm64\"\n"
+    "  cmd               release start command\n"
+    "  app_name          the application whose files form the app layer (default: release)\n"
+    "  description       image description annotation\n"
+    "  output            tarball path, like -o\n"
+    "  push              registry, like --push\n"
+    "  chunk_size        upload chunk size in MB\n"
+    "\n"
+    "Environment:\n"
+    "  OCIBUILD_PUSH_TOKEN, or OCIBUILD_PUSH_USERNAME and OCIBUILD_PUSH_PASSWORD\n"
+    "                       credentials for --push\n"
+    "  OCIBUILD_PULL_TOKEN, or OCIBUILD_PULL_USERNAME and OCIBUILD_PULL_PASSWORD\n"
+    "                       credentials for pulling the base image\n"
+    "  OCIBUILD_SIGN_KEY    signing key path (like --sign-key)\n"
+    "  OCIBUILD_CACHE_DIR   layer blob cache (default _build/ocibuild_cache)\n"
+    "  SOURCE_DATE_EPOCH    timestamps for reproducible images\n"
+    "\n"
+    "The image runs <workdir>/bin/<release> foreground as user 65534. With a rebar.lock, the\n"
+    "release is split into ERTS, dependency and application layers, so a rebuild after a\n"
+    "code change uploads only the application layer.\n".
+
+%% @doc The command line as `ocibuild_release:resolve_config/2' takes it, from getopt's parsed
+%% options: repeated `-t', `-a' and `-l' in the order given; for other options the last wins.
+-spec cli([atom() | {atom(), term()}]) -> map().
+cli(Args) ->
+    lists:foldl(fun cli_arg/2, #{}, Args).
+
+cli_arg({Key, Value}, Cli) when Key =:= tag; Key =:= annotation; Key =:= label ->
+    Cli#{Key => maps:get(Key, Cli, []) ++ [Value]};
+cli_arg({relname, Value}, Cli) ->
+    Cli#{release => Value};
+cli_arg(no_vcs_annotations, Cli) ->
+    Cli#{no_vcs_annotations => true};
+cli_arg({no_vcs_annotations, true}, Cli) ->
+    Cli#{no_vcs_annotations => true};
+cli_arg({no_vcs_annotations, _}, Cli) ->
+    Cli;
+cli_arg({Key, Value}, Cli) when Key =:= output; Key =:= push; Key =:= platform;
+                                Key =:= base; Key =:= cmd; Key =:= uid;
+                                Key =:= chunk_size; Key =:= sbom; Key =:= sign_key;
+                                Key =:= compression; Key =:= tarball ->
+    Cli#{Key => Value};
+cli_arg(_Other, Cli) ->
+    %% rebar3's global options (`task', `verbose', ...).
+    Cli.
+
+%% @doc `{ocibuild, [...]}' from rebar.config as a map; the first of a repeated key wins,
+%% as with `proplists:get_value/2' (profiles put their values first). Anything that is not a
+%% proplist is passed on as is for `ocibuild_release:resolve_config/2' to reject.
+-spec project(term()) -> map() | term().
+project(Config) when is_list(Config) ->
+    case lists:all(fun({K, _}) -> is_atom(K); (K) -> is_atom(K) end, Config) of
+        true -> maps:from_list(lists:reverse(proplists:unfold(Config)));
+        false -> Config
+    end;
+project(Config) ->
+    Config.
+
+%% ===================================================================
+%% ocibuild_adapter
+%% ===================================================================
+
+%% @private
+-spec get_config(state()) -> map().
+get_config(#{config := Config}) ->
+    Config.
+
+%% @private The release's name and directory: `<base_dir>/rel/<Name>' (`_build/<profile>/rel').
+-spec find_release(state(), map()) -> {ok, binary(), file:filename()} | {error, term()}.
+find_release(#{rebar_state := RState} = State, Opts) ->
+    Wanted =
+        case maps:get(release, Opts, undefined) of
+            undefined -> maps:get(release, get_config(State), undefined);
+            Asked -> Asked
+        end,
+    case relx_release(rebar_state:get(RState, relx, []), Wanted) of
+        {ok, Name, _Vsn} ->
+            Dir = release_dir(RState, Name),
+            case filelib:is_dir(filename:join(Dir, "bin")) of
+                true -> {ok, Name, Dir};
+                false -> {error, {release_not_built, Name, Dir}}
+            end;
+        {error, _} = Error ->
+            Error
+    end.
+
+%% @private
+-spec info(io:format(), [term()]) -> ok.
+info(Format, Args) ->
+    rebar_api:info(chars(Format), Args).
+
+%% @private Printed exactly as given (no prefix, no newline added): live progress lines.
+-spec console(io:format(), [term()]) -> ok.
+console(Format, Args) ->
+    io:format(Format, Args).
+
+%% @private Warnings while building (`rebar_api:warn'); a failure itself is returned from
+%% `do/1' and printed by rebar3 through `format_error/1'.
+-spec error(io:format(), [term()]) -> ok.
+error(Format, Args) ->
+    rebar_api:warn(chars(Format), Args).
+
+%% @private The release version when relx's configuration gives it as a string; when relx
+%% computes it (`semver', `{git, short}', `{cmd, ...}'), `undefined': `ocibuild_release'
+%% then reads it from the built release.
+-spec get_app_version(state()) -> binary() | undefined.
+get_app_version(#{rebar_state := RState} = State) ->
+    Wanted = maps:get(release, get_config(State), undefined),
+    case relx_release(rebar_state:get(RState, relx, []), Wanted) of
+        {ok, _Name, Vsn} when is_binary(Vsn) -> Vsn;
+        _ -> undefined
+    end.
+
+%% @private Dependencies from `rebar.lock' at the project root; `undefined' without one.
+-spec get_dependencies(state()) ->
+    {ok, [#{name := binary(), version := binary(), source := binary()}]} | {error, term()}
+    | undefined.
+get_dependencies(#{rebar_state := RState}) ->
+    read_lock(filename:join(rebar_dir:root_dir(RState), "rebar.lock")).
+
+chars(Format) when is_binary(Format) -> unicode:characters_to_list(Format);
+chars(Format) when is_atom(Format) -> atom_to_list(Format);
+chars(Format) -> unicode:characters_to_list(Format).
+
+release_dir(RState, Name) ->
+    filename:join([rebar_dir:base_dir(RState), "rel", Name]).
+
+%% ===================================================================
+%% Pure helpers
+%% ===================================================================
+
+%% @doc The release to image from relx's configuration: `Wanted' (a `--release' name) or,
+%% when `undefined', relx's `default_release' or the only configured one. The version is a
+%% binary when the configuration gives it as a string, otherwise relx's own term
+%% (`semver', `{git, short}', ...).
+-spec relx_release(list(), undefined | string() | binary()) ->
+    {ok, Name :: binary(), Vsn :: binary() | term()} | {error, term()}.
+relx_release(Relx, Wanted) when is_list(Relx) ->
+    Releases = [{atom_to_binary(Name), version(Vsn)} || {release, {Name, Vsn}, _} <- Relx,
+                                                        is_atom(Name)]
+        ++ [{atom_to_binary(Name), version(Vsn)} || {release, {Name, Vsn}, _, _} <- Relx,
+                                                    is_atom(Name)],
+    Names = lists:usort([N || {N, _} <- Releases]),
+    Default = [atom_to_binary(N) || {default_release, {N, _}} <- Relx, is_atom(N)],
+    case {wanted(Wanted), Names, Default} of
+        {_, [], _} -> {error, {no_relx_release, undefined}};
+        {undefined, [Only], _} -> pick(Only, Releases);
+        {undefined, _, [D | _]} -> pick(D, Releases);
+        {undefined, _, []} -> {error, {multiple_releases, Names}};
+        {Name, _, _} -> pick(Name, Releases)
+    end;
+relx_release(_Relx, Wanted) ->
+    {error, {no_relx_release, wanted(Wanted)}}.
+
+wanted(undefined) -> undefined;
+wanted(Name) -> unicode:characters_to_binary(Name).
+
+version(Vsn) when is_list(Vsn) ->
+    case io_lib:printable_unicode_list(Vsn) of
+        true -> unicode:characters_to_binary(Vsn);
+        false -> Vsn
+    end;
+version(Vsn) when is_binary(Vsn) -> Vsn;
+version(Vsn) -> Vsn.
+
+%% With several versions of one release configured, relx builds the highest: `undefined'
+%% here, and `ocibuild_release' reads the version from the built release.
+pick(Name, Releases) ->
+    case [V || {N, V} <- Releases, N =:= Name] of
+        [] -> {error, {no_relx_release, Name}};
+        [Vsn] -> {ok, Name, Vsn};
+        _Many -> {ok, Name, undefined}
+    end.
+
+%% @doc The dependencies a `rebar.lock' lists: `undefined' when the file does not exist.
+%% Reads both the versioned format (`{"1.2.0", Deps}.' followed by the package hashes) and
+%% the old bare list. Packages give `source => <<"hex">>' and their version; git (and hg)
+%% dependencies give their URL as the source and the locked ref as the version. An error is
+%% `{error, {Path, Why}}' (`ocibuild_release' reports it as `{lock_file, {Path, Why}}').
+-spec read_lock(file:filename()) ->
+    {ok, [#{name := binary(), version := binary(), source := binary()}]} | {error, term()}
+    | undefined.
+read_lock(Path) ->
+    case file:consult(Path) of
+        {ok, Terms} ->
+            case lock_entries(Terms) of
+                {ok, Entries} -> {ok, [D || E <- Entries, D <- lock_dep(E)]};
+                error -> {error, {Path, unknown_format}}
+            end;
+        {error, enoent} ->
+            undefined;
+        {error, Why} ->
+            {error, {Path, Why}}
+    end.
+
+lock_entries([]) -> {ok, []};
+lock_entries([{Vsn, Deps} | _]) when is_list(Vsn), is_list(Deps) -> {ok, Deps};
+lock_entries([Deps]) when is_list(Deps) -> {ok, Deps};
+lock_entries(_) -> error.
+
+lock_dep({Name, Source, _Level}) when is_binary(Name) ->
+    [#{name => Name, version => V, source => S} || {V, S} <- lock_source(Name, Source)];
+lock_dep(_) ->
+    [].
+
+lock_source(_Name, Pkg) when is_tuple(Pkg), tuple_size(Pkg) >= 3, element(1, Pkg) =:= pkg ->
+    [{bin(element(3, Pkg)), <<"hex">>}];
+lock_source(_Name, Scm) when is_tuple(Scm), tuple_size(Scm) >= 3,
+                             (element(1, Scm) =:= git orelse element(1, Scm) =:= git_subdir
+                              orelse element(1, Scm) =:= hg) ->
+    [{ref(element(3, Scm)), bin(element(2, Scm))}];
+lock_source(_Name, Other) when is_tuple(Other), tuple_size(Other) >= 2 ->
+    [{<<>>, bin(element(1, Other))}];
+lock_source(_Name, _) ->
+    [].
+
+ref({_Kind, Ref}) -> bin(Ref);
+ref(Ref) -> bin(Ref).
+
+bin(B) when is_binary(B) -> B;
+bin(A) when is_atom(A) -> atom_to_binary(A);
+bin(L) when is_list(L) ->
+    case unicode:characters_to_binary(L) of
+        B when is_binary(B) -> B;
+        _ -> <<>>
+    end;
+bin(_) -> <<>>.

@@ -1,0 +1,188 @@
+-module(ocibuild_rebar3_tests).
+
+-include_lib("eunit/include/eunit.hrl").
+
+%% The pure parts of the rebar3 adapter: no rebar3 modules are called.
+
+%% getopt gives repeated options as repeated keys, in command-line order.
+cli_repeated_options_test() ->
+    Args = [
+        {tag, "app:1.0;app:latest"},
+        {annotation, "a=1"},
+        {label, "team=core"},
+        {tag, "app:stable"},
+        {annotation, "b=x=y"},
+        {label, "tier=web"}
+    ],
+    ?assertEqual(
+        #{
+            tag => ["app:1.0;app:latest", "app:stable"],
+            annotation => ["a=1", "b=x=y"],
+            label => ["team=core", "tier=web"]
+        },
+        ocibuild_rebar3:cli(Args)
+    ).
+
+cli_every_option_test() ->
+    Args = [
+        {output, "first.tar.gz"},
+        {output, "out.tar.gz"},
+        {push, "ghcr.io/org"},
+        {platform, "linux/amd64,linux/arm64"},
+        {base, "tar:///tmp/base.tar.gz"},
+        {relname, "other"},
+        {cmd, "start"},
+        {uid, 1000},
+        {chunk_size, 8},
+        {sbom, "sbom.json"},
+        no_vcs_annotations,
+        {sign_key, "key.pem"},
+        {compression, "zstd"},
+        {tarball, "saved.tar.gz"}
+    ],
+    ?assertEqual(
+        #{
+            output => "out.tar.gz",
+            push => "ghcr.io/org",
+            platform => "linux/amd64,linux/arm64",
+            base => "tar:///tmp/base.tar.gz",
+            release => "other",
+            cmd => "start",
+            uid => 1000,
+            chunk_size => 8,
+            sbom => "sbom.json",
+            no_vcs_annotations => true,
+            sign_key => "key.pem",
+            compression => "zstd",
+            tarball => "saved.tar.gz"
+        },
+        ocibuild_rebar3:cli(Args)
+    ).
+
+cli_absent_options_test() ->
+    ?assertEqual(#{}, ocibuild_rebar3:cli([])),
+    %% A boolean-typed flag set to false is the same as not given; unknown keys are ignored.
+    ?assertEqual(#{}, ocibuild_rebar3:cli([{no_vcs_annotations, false}, {relvsn, "1"}])),
+    ?assertEqual(#{no_vcs_annotations => true},
+                 ocibuild_rebar3:cli([{no_vcs_annotations, true}])).
+
+project_test() ->
+    ?assertEqual(#{}, ocibuild_rebar3:project([])),
+    %% The first of a repeated key wins (a profile's value comes first); bare atoms are true.
+    ?assertEqual(
+        #{base_image => "alpine:3.19", workdir => "/srv", vcs_annotations => true},
+        ocibuild_rebar3:project([{base_image, "alpine:3.19"}, {workdir, "/srv"},
+                                 {base_image, "debian:stable-slim"}, vcs_annotations])
+    ),
+    %% Not a proplist: passed on for resolve_config/2 to reject.
+    ?assertEqual(not_a_list, ocibuild_rebar3:project(not_a_list)),
+    ?assertEqual(["x"], ocibuild_rebar3:project(["x"])).
+
+lock_versioned_format_test() ->
+    Lock = with_file(
+        "{\"1.2.0\",\n"
+        "[{<<\"cowboy\">>,{pkg,<<\"cowboy\">>,<<\"2.10.0\">>},0},\n"
+        " {<<\"alias\">>,{pkg,<<\"real_name\">>,<<\"1.0.0\">>,<<\"OLD\">>,<<\"NEW\">>},1},\n"
+        " {<<\"mylib\">>,{git,\"https://example.invalid/mylib.git\",\n"
+        "                 {ref,\"0123456789abcdef0123456789abcdef01234567\"}},0}]}.\n"
+        "[\n"
+        "{pkg_hash,[\n"
+        " {<<\"cowboy\">>, <<\"ABC\">>}]},\n"
+        "{pkg_hash_ext,[\n"
+        " {<<\"cowboy\">>, <<\"DEF\">>}]}\n"
+        "].\n",
+        fun ocibuild_rebar3:read_lock/1
+    ),
+    ?assertEqual(
+        {ok, [
+            #{name => <<"cowboy">>, version => <<"2.10.0">>, source => <<"hex">>},
+            #{name => <<"alias">>, version => <<"1.0.0">>, source => <<"hex">>},
+            #{name => <<"mylib">>, version => <<"0123456789abcdef0123456789abcdef01234567">>,
+              source => <<"https://example.invalid/mylib.git">>}
+        ]},
+        Lock
+    ).
+
+lock_old_format_test() ->
+    Lock = with_file(
+        "[{<<\"jsx\">>,{pkg,<<\"jsx\">>,<<\"2.9.0\">>},0},\n"
+        " {<<\"sub\">>,{git_subdir,\"https://example.invalid/mono.git\",{ref,\"abc\"},\n"
+        "                \"apps/sub\"},1}].\n",
+        fun ocibuild_rebar3:read_lock/1
+    ),
+    ?assertEqual(
+        {ok, [
+            #{name => <<"jsx">>, version => <<"2.9.0">>, source => <<"hex">>},
+            #{name => <<"sub">>, version => <<"abc">>,
+              source => <<"https://example.invalid/mono.git">>}
+        ]},
+        Lock
+    ).
+
+lock_empty_test() ->
+    %% What `rebar3 compile' writes for a project without dependencies.
+    ?assertEqual({ok, []}, with_file("[].\n", fun ocibuild_rebar3:read_lock/1)),
+    ?assertEqual({ok, []}, with_file("", fun ocibuild_rebar3:read_lock/1)).
+
+lock_absent_test() ->
+    Dir = temp_dir(),
+    ?assertEqual(undefined, ocibuild_rebar3:read_lock(filename:join(Dir, "rebar.lock"))),
+    ok = file:del_dir(Dir).
+
+lock_errors_test() ->
+    ?assertMatch({error, {_, {_Line, erl_parse, _}}},
+                 with_file("[{<<\"a\">>,", fun ocibuild_rebar3:read_lock/1)),
+    ?assertMatch({error, {_, unknown_format}},
+                 with_file("{no, lock, here}.\n", fun ocibuild_rebar3:read_lock/1)),
+    %% Every error is one printable line.
+    [
+        ?assertEqual(nomatch, string:find(
+            lists:flatten(io_lib:format("~ts", [ocibuild_rebar3:format_error(E)])), "\n"))
+     || E <- [{lock_file, {"rebar.lock", {3, erl_parse, ["syntax error before: ", "'.'"]}}},
+              {lock_file, {"rebar.lock", unknown_format}},
+              {lock_file, {"rebar.lock", eacces}},
+              {no_relx_release, undefined},
+              {no_relx_release, <<"other">>},
+              {multiple_releases, [<<"a">>, <<"b">>]},
+              {release_not_built, <<"a">>, "_build/default/rel/a"},
+              {unexpected_arguments, ["x", "y"]}]
+    ].
+
+relx_release_test() ->
+    One = [{release, {myapp, "1.0.0"}, [myapp]}, {include_erts, true}],
+    ?assertEqual({ok, <<"myapp">>, <<"1.0.0">>}, ocibuild_rebar3:relx_release(One, undefined)),
+    ?assertEqual({ok, <<"myapp">>, <<"1.0.0">>}, ocibuild_rebar3:relx_release(One, "myapp")),
+    ?assertEqual({error, {no_relx_release, <<"other">>}},
+                 ocibuild_rebar3:relx_release(One, <<"other">>)),
+    ?assertEqual({error, {no_relx_release, undefined}},
+                 ocibuild_rebar3:relx_release([], undefined)),
+    %% A computed version is relx's own term; the built release says what it became.
+    ?assertEqual({ok, <<"myapp">>, {git, short}},
+                 ocibuild_rebar3:relx_release([{release, {myapp, {git, short}}, [myapp], []}],
+                                              undefined)),
+    Two = [{release, {a, "1"}, [a]}, {release, {b, "2"}, [b]}],
+    ?assertEqual({error, {multiple_releases, [<<"a">>, <<"b">>]}},
+                 ocibuild_rebar3:relx_release(Two, undefined)),
+    ?assertEqual({ok, <<"b">>, <<"2">>}, ocibuild_rebar3:relx_release(Two, "b")),
+    ?assertEqual({ok, <<"b">>, <<"2">>},
+                 ocibuild_rebar3:relx_release([{default_release, {b, "2"}} | Two], undefined)),
+    %% Several versions of one release: relx builds the highest, read back from disk.
+    ?assertEqual({ok, <<"a">>, undefined},
+                 ocibuild_rebar3:relx_release([{release, {a, "1"}, [a]}, {release, {a, "2"}, [a]}],
+                                              undefined)).
+
+%% Helpers
+
+with_file(Content, Fun) ->
+    Dir = temp_dir(),
+    Path = filename:join(Dir, "rebar.lock"),
+    ok = file:write_file(Path, Content),
+    try
+        Fun(Path)
+    after
+        ok = file:delete(Path),
+        ok = file:del_dir(Dir)
+    end.
+
+temp_dir() ->
+    ocibuild_test_util:tmp_dir("ocibuild-rebar3").
