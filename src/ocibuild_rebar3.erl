@@ -147,11 +147,13 @@ opts() ->
         {uid, undefined, "uid", integer, "User id the container runs as (default: 65534)."},
         {chunk_size, undefined, "chunk-size", integer,
          "Upload chunk size in MB (default: 5)."},
-        {sbom, undefined, "sbom", string, "Also write the image's SPDX SBOM to PATH."},
+        {sbom, undefined, "sbom", string,
+         "Write the image's SPDX SBOM to PATH (not available yet: refused with an error)."},
         {no_vcs_annotations, undefined, "no-vcs-annotations", undefined,
-         "Do not add source/revision annotations from git."},
+         "Do not add source/revision annotations from git (none are added yet)."},
         {sign_key, undefined, "sign-key", string,
-         "Sign the pushed image with the key at PATH (default: $OCIBUILD_SIGN_KEY)."},
+         "Sign the pushed image with the key at PATH (default: $OCIBUILD_SIGN_KEY; "
+         "not available yet: a push with a key is refused)."},
         {compression, undefined, "compression", string,
          "Layer compression: gzip, zstd or auto (default: auto)."},
         {tarball, undefined, undefined, string,
@@ -177,7 +179,7 @@ desc() ->
     "  annotations       manifest annotations, a map or [{Key, Value}]\n"
     "  uid               user id (default 65534, nobody)\n"
     "  vcs_annotations   add source/revision annotations from git (default true)\n"
-    "  sign_key          signing key path\n"
+    "  sign_key          signing key path (signing is not available yet: refused)\n"
     "  compression       gzip | zstd | auto\n"
     "  platform          \"linux/amd64,linux/arm64\"\n"
     "  cmd               release start command\n"
@@ -192,7 +194,7 @@ desc() ->
     "                       credentials for --push\n"
     "  OCIBUILD_PULL_TOKEN, or OCIBUILD_PULL_USERNAME and OCIBUILD_PULL_PASSWORD\n"
     "                       credentials for pulling the base image\n"
-    "  OCIBUILD_SIGN_KEY    signing key path (like --sign-key)\n"
+    "  OCIBUILD_SIGN_KEY    signing key path (like --sign-key; not available yet)\n"
     "  OCIBUILD_CACHE_DIR   layer blob cache (default _build/ocibuild_cache)\n"
     "  SOURCE_DATE_EPOCH    timestamps for reproducible images\n"
     "\n"

@@ -98,22 +98,24 @@ build_and_publish(Adapter, State, Config) ->
     HasErts = has_bundled_erts(Path),
     {Files, Warnings} = check(collect(Path, Workdir)),
     [Adapter:error("~ts", [format_warning(W)]) || W <- Warnings],
+    %% The base first: a wrong reference or missing credentials fail before any layer work.
+    Bases = check(base_images(Adapter, Config)),
     Layers = release_layers(Adapter, Files, Path, dependencies(Adapter, State), #{
         app_name => app_name(Config, Name),
         workdir => Workdir,
         has_erts => HasErts,
         compression => maps:get(compression, Config)
     }),
-    Bases = check(base_images(Adapter, Config)),
     Cmd = start_command(Config, Path, Name),
     Images = [configure(add_layers(B, Layers), Config, Name, Cmd) || B <- Bases],
     publish(Adapter, State, Config, Images, Tags).
 
 %% SBOMs and signatures come with the supply-chain work. Until then asking for one is an
-%% error: an image published without the signature the user asked for would be worse.
+%% error: an image published without the signature the user asked for would be worse. A key
+%% only matters for a push (a saved tarball is never signed).
 refuse_unsupported(#{sbom := Sbom}) when Sbom =/= undefined ->
     throw({ocibuild_release, {not_supported_yet, sbom}});
-refuse_unsupported(#{sign_key := Key}) when Key =/= undefined ->
+refuse_unsupported(#{sign_key := Key, push := Push}) when Key =/= undefined, Push =/= undefined ->
     throw({ocibuild_release, {not_supported_yet, sign_key}});
 refuse_unsupported(_Config) ->
     ok.
@@ -814,21 +816,21 @@ format_error(empty_release) ->
 format_error({bundled_erts, Message}) ->
     Message;
 format_error({unknown_config_key, Key}) ->
-    io_lib:format("unknown ocibuild config key ~0tp", [Key]);
+    io_lib:format("unknown ocibuild config key ~ts", [show(Key)]);
 format_error({invalid_kv_format, Arg}) ->
-    io_lib:format("expected KEY=VALUE, got ~0tp", [Arg]);
+    io_lib:format("expected KEY=VALUE, got ~ts", [show(Arg)]);
 format_error({invalid_option, compression, Value}) ->
-    io_lib:format("invalid compression ~0tp: use gzip, zstd or auto", [Value]);
+    io_lib:format("invalid compression ~ts: use gzip, zstd or auto", [show(Value)]);
 format_error({invalid_option, chunk_size, Value}) ->
-    io_lib:format("invalid chunk size ~0tp: give a number of megabytes from 1 to 4096", [Value]);
+    io_lib:format("invalid chunk size ~ts: give a number of megabytes from 1 to 4096", [show(Value)]);
 format_error({invalid_option, uid, Value}) ->
-    io_lib:format("invalid uid ~0tp: give a non-negative integer", [Value]);
+    io_lib:format("invalid uid ~ts: give a non-negative integer", [show(Value)]);
 format_error({invalid_option, workdir, Value}) ->
-    io_lib:format("invalid workdir ~0tp: give an absolute path without . or ..", [Value]);
+    io_lib:format("invalid workdir ~ts: give an absolute path without . or ..", [show(Value)]);
 format_error({invalid_option, Name, Value}) ->
-    io_lib:format("invalid ~s: ~0tp", [Name, Value]);
+    io_lib:format("invalid ~s: ~ts", [Name, show(Value)]);
 format_error({invalid_platform, P}) ->
-    io_lib:format("invalid platform ~0tp: use OS/ARCH[/VARIANT], e.g. linux/amd64,linux/arm64", [P]);
+    io_lib:format("invalid platform ~ts: use OS/ARCH[/VARIANT], e.g. linux/amd64,linux/arm64", [show(P)]);
 format_error({tarball_without_push, Path}) ->
     io_lib:format("~ts: pushing a saved tarball needs --push REGISTRY[/NAMESPACE]", [Path]);
 format_error({tarball_not_found, Path}) ->
@@ -859,7 +861,7 @@ format_error({auth_error, Registry, Why}) ->
 format_error({credentials_error, Source, Why}) ->
     io_lib:format("reading credentials from ~ts failed: ~ts", [Source, text_or_term(Why)]);
 format_error({invalid_reference, Ref}) ->
-    io_lib:format("invalid image reference ~0tp", [Ref]);
+    io_lib:format("invalid image reference ~ts", [show(Ref)]);
 format_error({digest_mismatch, Info}) ->
     io_lib:format("digest mismatch: ~0tp", [Info]);
 format_error({file_read, Path, Posix}) ->
@@ -872,6 +874,10 @@ format_error(Reason) when is_binary(Reason) ->
     Reason;
 format_error(Reason) ->
     io_lib:format("~0tp", [Reason]).
+
+%% A value the user gave, as they would type it: text as text, anything else as a term.
+show(V) when is_atom(V) -> atom_to_list(V);
+show(V) -> text_or_term(V).
 
 text_or_empty(undefined) -> "";
 text_or_empty(V) -> text_or_term(V).
