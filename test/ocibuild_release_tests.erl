@@ -342,7 +342,7 @@ local_base(Root) ->
 %% Asking for an SBOM or a signature before they exist is an error, never silently ignored.
 unsupported_test() ->
     {ok, C1} = ?R:resolve_config(#{sbom => "x.json", tag => ["a:1"]}, #{}),
-    {ok, C2} = ?R:resolve_config(#{sign_key => "k.pem", tag => ["a:1"]}, #{}),
+    {ok, C2} = ?R:resolve_config(#{sign_key => "k.pem", tag => ["a:1"], push => "localhost:5000"}, #{}),
     State = fun(C) -> #{config => C, release => {<<"a">>, "/nonexistent"}} end,
     ?assertEqual({error, {not_supported_yet, sbom}}, ?R:run(ocibuild_test_adapter, State(C1), #{})),
     ?assertEqual({error, {not_supported_yet, sign_key}}, ?R:run(ocibuild_test_adapter, State(C2), #{})).
