@@ -96,7 +96,7 @@ build_and_publish(Adapter, State, Config) ->
     Tags = release_tags(Config, Name, Version),
     multi_platform_check(Adapter, Path, Platforms),
     HasErts = has_bundled_erts(Path),
-    {Files, Warnings} = check(collect(Path, Workdir)),
+    {Files, Warnings} = check(ocibuild_release_files:collect(Path, Workdir)),
     [Adapter:error("~ts", [format_warning(W)]) || W <- Warnings],
     %% The base first: a wrong reference or missing credentials fail before any layer work.
     Bases = check(base_images(Adapter, Config)),
@@ -183,12 +183,6 @@ warn_native_code(Adapter, Path, Platforms) ->
                 "it will not load on ~ts unless built for each",
                 [Names, lists:join(", ", [platform_text(P) || P <- Platforms])]
             )
-    end.
-
-collect(Path, Workdir) ->
-    case ocibuild_release_files:collect(Path, Workdir) of
-        {ok, Files, Warnings} -> {ok, Files, Warnings};
-        {error, _} = Error -> Error
     end.
 
 dependencies(Adapter, State) ->
@@ -470,7 +464,7 @@ collect_release_files(ReleasePath) ->
 collect_release_files(ReleasePath, Opts) ->
     case ocibuild_release_config:resolve(#{}, maps:with([workdir], Opts)) of
         {ok, #{workdir := Workdir}} ->
-            case collect(ReleasePath, Workdir) of
+            case ocibuild_release_files:collect(ReleasePath, Workdir) of
                 {ok, Files, Warnings} ->
                     [io:format(standard_error, "~ts~n", [format_warning(W)]) || W <- Warnings],
                     {ok, Files};
