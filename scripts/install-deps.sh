@@ -16,7 +16,7 @@ packages=(
     skopeo umoci podman runc      # independent readers of the images we write (test/e2e)
     uidmap fuse-overlayfs conmon  # podman's helpers
     busybox-static                # a static binary to run inside a scratch image
-    jq gzip zstd                  # inspecting JSON and layer blobs in the tests
+    jq gzip zstd curl             # inspecting JSON, layer blobs and registries in the tests
     docker-registry apache2-utils # real registries on loopback (test/registry): distribution 2.8, htpasswd
     python3                       # test/registry's token server and fault proxy (stdlib only)
 )

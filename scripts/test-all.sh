@@ -49,6 +49,7 @@ step "end-to-end tests (skopeo, umoci, podman)" bash test/e2e/run.sh
 step "dependency tests (mix path dep, rebar3 git dep and plugin)" bash test/deps/run.sh
 step "registry test kit self-test" bash test/registry/selftest.sh
 step "registry tests (distribution, ferro-oci-server, fault proxy, skopeo, podman)" bash test/registry/run.sh
+step "release tests (mix ocibuild, rebar3 ocibuild, release step; pushed and run with podman)" bash test/release/run.sh
 
 section "summary"
 printf '%s\n' "${timings[@]}"
