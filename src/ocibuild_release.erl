@@ -291,10 +291,13 @@ annotations(#{annotations := Annotations}) ->
 
 %% Without a push target the image is saved; with one it is pushed, and saved too when
 %% `output' was given.
-publish(Adapter, State, #{push := undefined} = Config, Images, [Tag | _] = Tags) ->
+publish(Adapter, State, #{push := undefined} = Config, Images, [Tag | Others]) ->
     Output = output_path(Config, Tag),
     save(Adapter, Images, Output, Tag),
-    [Adapter:info("Tagged: ~ts", [T]) || T <- Tags],
+    %% A tarball records one name; the others would be a promise the file does not keep.
+    [Adapter:error("warning: the tarball is tagged ~ts only; ~ts applies to --push",
+                   [Tag, lists:join(", ", Others)]) || Others =/= []],
+    Adapter:info("Tagged: ~ts", [Tag]),
     {ok, State};
 publish(Adapter, State, #{push := Registry} = Config, Images, Tags) ->
     case maps:get(output, Config) of

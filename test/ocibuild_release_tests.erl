@@ -169,6 +169,7 @@ release_dir_test_() ->
             {"run: save with smart layers", fun() -> run_save(Root) end},
             {"run: one layer without a lock file, custom workdir", fun() -> run_single_layer(Root) end},
             {"run: user errors", fun() -> run_errors(Root) end},
+            {"run: a saved tarball has one tag", fun() -> run_two_tags(Root) end},
             {"build_image and build_release_layers", fun() -> build_functions(Root) end},
             {"tar:// base", fun() -> local_base(Root) end}
         ]
@@ -282,6 +283,15 @@ run_single_layer(Root) ->
     ?assertEqual([<<"/srv/single/bin/myapp">>, <<"console">>], maps:get(<<"Entrypoint">>, C)),
     ?assertEqual(<<"/srv/single">>, maps:get(<<"WorkingDir">>, C)),
     ocibuild_test_adapter:messages().
+
+run_two_tags(Root) ->
+    Out = filename:join(Root, "two.tar.gz"),
+    State = state(Root, "two", #{output => Out, tag => ["two:1;two:latest"]}, #{}, #{}),
+    {ok, _} = ?R:run(ocibuild_test_adapter, State, #{}),
+    Lines = ocibuild_test_adapter:messages(),
+    ?assertEqual([<<"Tagged: two:1">>], [L || {info, <<"Tagged: ", _/binary>> = L} <- Lines]),
+    ?assert(lists:member({error, <<"warning: the tarball is tagged two:1 only; two:latest applies to --push">>},
+                         Lines)).
 
 run_errors(Root) ->
     Required = (state(Root, "errs", #{}, #{}, #{}))#{config := (maps:get(config, state(Root, "errs", #{}, #{}, #{})))#{tag_required := true}},
