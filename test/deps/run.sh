@@ -18,6 +18,7 @@ here=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
 root=$(CDPATH='' cd -- "$here/../.." && pwd)
 source "$root/scripts/common.sh"
 source "$root/test/support/assert.sh"
+source "$root/test/support/snapshot.sh"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ocibuild-deps.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -82,13 +83,7 @@ image_ok "mix" "$mixapp/mix_app.tar.gz" "deps-mix:1.0" '["/app/hello"]'
 
 section "deps: a snapshot git repository of the working tree"
 snapshot=$work/ocibuild.git
-mkdir -p "$snapshot"
-# Tracked and untracked-but-not-ignored files that exist (a deleted tracked file is skipped).
-(cd "$root" && git ls-files -z --cached --others --exclude-standard) |
-    (cd "$root" && while IFS= read -r -d '' f; do [ -f "$f" ] && printf '%s\0' "$f"; done) |
-    (cd "$root" && tar --null -T - -cf -) | tar -xf - -C "$snapshot"
-check "git snapshot commit" run "$work/git.log" bash -c \
-    "cd '$snapshot' && git init -q && git add -A && git -c user.name=t -c user.email=t@ocibuild.invalid commit -q -m snapshot"
+check "git snapshot commit" run "$work/git.log" working_tree_snapshot "$root" "$snapshot"
 sha=$(git -C "$snapshot" rev-parse HEAD 2>/dev/null || echo none)
 url=file://$snapshot
 

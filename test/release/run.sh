@@ -18,6 +18,7 @@ here=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
 root=$(CDPATH='' cd -- "$here/../.." && pwd)
 source "$root/scripts/common.sh"
 source "$root/test/support/assert.sh"
+source "$root/test/support/snapshot.sh"
 source "$root/test/registry/lib.sh"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ocibuild-release.XXXXXX")
@@ -249,13 +250,7 @@ check "the release holds tiny_dep" compgen -G "$rel_elixir/lib/tiny_dep-0.1.0/eb
 
 section "release: the Erlang project (ocibuild as a project_plugin from git)"
 snapshot=$work/ocibuild.git
-mkdir -p "$snapshot"
-# Tracked and untracked-but-not-ignored files that exist (a deleted tracked file is skipped).
-(cd "$root" && git ls-files -z --cached --others --exclude-standard) |
-    (cd "$root" && while IFS= read -r -d '' f; do [ -f "$f" ] && printf '%s\0' "$f"; done) |
-    (cd "$root" && tar --null -T - -cf -) | tar -xf - -C "$snapshot"
-check "git snapshot commit of the working tree" run "$work/git.log" bash -c \
-    "cd '$snapshot' && git init -q && git add -A && git -c user.name=t -c user.email=t@ocibuild.invalid commit -q -m snapshot"
+check "git snapshot commit of the working tree" run "$work/git.log" working_tree_snapshot "$root" "$snapshot"
 sha=$(git -C "$snapshot" rev-parse HEAD 2>/dev/null || echo none)
 erl_ex=$work/hello_erlang
 cp -R "$root/examples/hello_erlang" "$erl_ex"
