@@ -29,18 +29,6 @@ export HEX_CDN=http://127.0.0.1:9 HEX_MIRROR=http://127.0.0.1:9
 export REBAR_CACHE_DIR=$work/rebar3-cache MIX_HOME=$work/mix-home HEX_HOME=$work/hex-home
 unset SOURCE_DATE_EPOCH MIX_ENV
 
-# run LOG CMD...: run CMD with its output in LOG; on failure show the log's tail.
-run() {
-    local log=$1
-    shift
-    if "$@" >"$log" 2>&1; then
-        return 0
-    else
-        local status=$?
-        tail -n 60 "$log"
-        return "$status"
-    fi
-}
 
 # image_ok NAME TARBALL TAG ENTRYPOINT: the saved file exists and skopeo reads the expected config.
 image_ok() {

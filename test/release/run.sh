@@ -59,18 +59,6 @@ unset SOURCE_DATE_EPOCH MIX_ENV OCIBUILD_INSECURE_REGISTRIES OCIBUILD_SIGN_KEY \
     OCIBUILD_PULL_USERNAME OCIBUILD_PULL_PASSWORD OCIBUILD_PULL_TOKEN
 skopeo_() { skopeo --insecure-policy "$@"; }
 
-# run LOG CMD...: run CMD with its output in LOG; on failure show the log's tail.
-run() {
-    local log=$1
-    shift
-    if "$@" >"$log" 2>&1; then
-        return 0
-    else
-        local status=$?
-        tail -n 60 "$log"
-        return "$status"
-    fi
-}
 # at DIR CMD...: run CMD in DIR.
 at() {
     local dir=$1

@@ -49,6 +49,19 @@ check_contains() {
     fi
 }
 
+# run LOG CMD...: run CMD with its output in LOG; on failure show the log's tail.
+run() {
+    local log=$1
+    shift
+    if "$@" >"$log" 2>&1; then
+        return 0
+    else
+        local status=$?
+        tail -n 60 "$log"
+        return "$status"
+    fi
+}
+
 # summary SUITE: the closing line; also appended to $OCIBUILD_TEST_RESULTS (if set) so
 # scripts/test-all.sh can add up the suites.
 summary() {
