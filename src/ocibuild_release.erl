@@ -838,6 +838,10 @@ format_error({release_not_directory, Path}) ->
     io_lib:format("~ts is not a release directory", [Path]);
 format_error({lock_file, Reason}) ->
     io_lib:format("cannot read the lock file: ~0tp", [Reason]);
+format_error({base_image, Base, {unauthorized, #{registry := Registry, status := Status}}}) ->
+    io_lib:format("base image ~ts: ~ts refused access (HTTP ~b): set OCIBUILD_PULL_TOKEN or "
+                  "OCIBUILD_PULL_USERNAME/OCIBUILD_PULL_PASSWORD, or log in with docker/podman",
+                  [Base, Registry, Status]);
 format_error({base_image, Base, Reason}) ->
     io_lib:format("base image ~ts: ~ts", [Base, format_error(Reason)]);
 format_error({no_matching_platform, #{wanted := Wanted, available := Available}}) ->

@@ -434,4 +434,39 @@ check_eq "two release layers on the base's two (deps, app)" 4 "$(wc -l <<<"$amd"
 greeting=$(run_image "$mref" 2>&1) || true
 check_contains "podman run: the index runs on this machine's platform" "Hi again from hello_elixir" "$greeting"
 
+section "release: credentials from OCIBUILD_PUSH_* and OCIBUILD_PULL_* (htpasswd registry)"
+start "registry with htpasswd" registry_start basic AUTH
+creds=(OCIBUILD_PUSH_USERNAME="$REGISTRY_TEST_USER" OCIBUILD_PUSH_PASSWORD="$REGISTRY_TEST_PASSWORD")
+check "the saved base tarball, pushed with OCIBUILD_PUSH_USERNAME/PASSWORD" run "$work/auth-base.log" \
+    env "${creds[@]}" bash -c "cd '$ex' && MIX_ENV=prod mix ocibuild --push '$AUTH_ADDR/lib' '$work/base.tar.gz'"
+one_line_error "no credentials: the push is refused" "OCIBUILD_PUSH" \
+    mix_ocibuild --base "tar://$work/base.tar.gz" --push "$AUTH_ADDR/e2e" -t hello_elixir:auth
+one_line_error "no pull credentials: the base is refused" "OCIBUILD_PULL" \
+    env "${creds[@]}" bash -c "cd '$ex' && MIX_ENV=prod mix ocibuild --base '$AUTH_ADDR/lib/base:1' --push '$AUTH_ADDR/e2e' -t hello_elixir:auth"
+check "base pulled with OCIBUILD_PULL_*, image pushed with OCIBUILD_PUSH_*" run "$work/auth-push.log" \
+    env "${creds[@]}" OCIBUILD_PULL_USERNAME="$REGISTRY_TEST_USER" OCIBUILD_PULL_PASSWORD="$REGISTRY_TEST_PASSWORD" \
+    bash -c "cd '$ex' && MIX_ENV=prod mix ocibuild --base '$AUTH_ADDR/lib/base:1' --push '$AUTH_ADDR/e2e' -t hello_elixir:auth"
+check "the image is in the registry" skopeo_ inspect --tls-verify=false \
+    --creds "$REGISTRY_TEST_USER:$REGISTRY_TEST_PASSWORD" "docker://$AUTH_ADDR/e2e/hello_elixir:auth"
+if grep -rqF -- "$REGISTRY_TEST_PASSWORD" "$work"/auth-*.log "$work/err.out" "$work/err.err"; then
+    fail "the password is in no output" "$(grep -rlF -- "$REGISTRY_TEST_PASSWORD" "$work"/auth-*.log "$work"/err.*)"
+else
+    pass "the password is in no output"
+fi
+
+section "release: progress, live on a terminal and plain in CI"
+# script(1) gives the task a terminal: every blob gets a line redrawn in place (ESC[2K).
+check "mix ocibuild --push on a terminal" run "$work/tty.log" \
+    script -qec "cd '$ex' && MIX_ENV=prod mix ocibuild --base tar://$work/base.tar.gz --push $REG_ADDR/tty -t hello_elixir:tty" \
+    "$work/tty.typescript"
+tty_out=$(cat "$work/tty.typescript" 2>&1) || true
+check "terminal: lines are redrawn in place" grep -qF $'\e[2K' "$work/tty.typescript"
+check_contains "terminal: a progress bar per blob" "] 100% " "$tty_out"
+check_eq "terminal: a line for each blob (base, ERTS, deps, app, config)" 5 \
+    "$(grep -aoE '  upload   [0-9a-f]{12} ' "$work/tty.typescript" | sort -u | wc -l)"
+check "not a terminal: plain lines, no escape codes" run "$work/plain.log" \
+    mix_ocibuild --base "tar://$work/base.tar.gz" --push "$REG_ADDR/plain" -t hello_elixir:plain
+check "not a terminal: no escape codes" bash -c "! grep -q $'\e' '$work/plain.log'"
+check_eq "not a terminal: one 'pushed' line per uploaded blob" 5 "$(grep -cE '^  pushed  [0-9a-f]{12} ' "$work/plain.log")"
+
 summary release
