@@ -343,6 +343,16 @@ greeting=$(run_image "$eref" 2>&1) || true
 check_contains "podman run: the Erlang image greets" "Hello from hello_erlang on ERTS" "$greeting"
 check_contains "podman run: the Erlang release stops with status 0" "exit status: 0" "$greeting"
 
+# Both manuals document every flag.
+flags=(--tag --output --push --annotation --label --platform --base --release --cmd --uid
+    --chunk-size --sbom --no-vcs-annotations --sign-key --compression)
+check "rebar3 help ocibuild" run "$work/rebar3-help.log" at "$erl_ex" rebar3 help ocibuild
+check "mix help ocibuild" run "$work/mix-help.log" at "$ex" env MIX_ENV=prod mix help ocibuild
+for f in "${flags[@]}"; do
+    check "rebar3 help ocibuild documents $f" grep -qe "$f" "$work/rebar3-help.log"
+    check "mix help ocibuild documents $f" grep -qe "$f" "$work/mix-help.log"
+done
+
 section "release: without bundled ERTS, on a base that carries Erlang"
 check "MIX_ENV=prod mix release noerts" run "$work/mix-release-noerts.log" \
     at "$ex" env MIX_ENV=prod mix release --overwrite noerts
