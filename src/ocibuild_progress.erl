@@ -13,6 +13,7 @@
 
 -export([
     callback/0,
+    callback/1,
     start/0,
     stop/0,
     clear_line/0,
@@ -29,6 +30,12 @@
 %% @doc A fun for the `progress' option of pulls and pushes.
 -spec callback() -> ocibuild_registry:progress_fun().
 callback() ->
+    callback(fun(Line) -> io:format("~ts~n", [Line]) end).
+
+%% @doc As `callback/0', with the plain lines (not on a terminal) handed to `Print', e.g. a
+%% build tool's own output function.
+-spec callback(fun((iodata()) -> term())) -> ocibuild_registry:progress_fun().
+callback(Print) ->
     case is_tty() of
         true ->
             _ = start(),
@@ -40,19 +47,24 @@ callback() ->
                 ok
             end;
         false ->
-            fun plain/1
+            fun(Info) ->
+                case plain_line(Info) of
+                    none -> ok;
+                    Line -> Print(Line)
+                end
+            end
     end.
 
 %% Not a terminal: one line when a blob is finished, found or mounted; nothing per chunk.
-plain(#{phase := Phase, digest := Digest} = Info) when Digest =/= undefined ->
+plain_line(#{phase := manifest_put, digest := Digest}) when Digest =/= undefined ->
+    io_lib:format("  manifest ~ts", [short(Digest)]);
+plain_line(#{phase := Phase, digest := Digest} = Info) when Digest =/= undefined ->
     case done(Info) of
-        true -> io:format("~ts~n", [line(Phase, Digest, Info)]);
-        false -> ok
+        true -> line(Phase, Digest, Info);
+        false -> none
     end;
-plain(#{phase := manifest_put, digest := Digest}) when Digest =/= undefined ->
-    io:format("  manifest ~ts~n", [short(Digest)]);
-plain(_) ->
-    ok.
+plain_line(_) ->
+    none.
 
 done(#{phase := Phase}) when Phase =:= exists; Phase =:= mounted -> true;
 done(#{phase := manifest_put}) -> false;

@@ -246,7 +246,7 @@ base_images(Adapter, #{base_image := Base, platforms := Platforms}) ->
             [One] -> #{platform => One};
             _ -> #{platforms => Platforms}
         end,
-    case ocibuild:from(Base, get_pull_auth(), Opts#{progress => make_progress_callback()}) of
+    case ocibuild:from(Base, get_pull_auth(), Opts#{progress => progress(Adapter)}) of
         {ok, Images} when is_list(Images) -> {ok, Images};
         {ok, Image} -> {ok, [Image]};
         {error, Reason} -> {error, {base_image, Base, Reason}}
@@ -347,7 +347,7 @@ push_repo(Adapter, Images, Registry, [First | Rest] = RepoTags, Auth, Config, Mu
     Opts = #{
         tags => [element(2, parse_tag(T)) || T <- Rest],
         chunk_size => maps:get(chunk_size, Config),
-        progress => make_progress_callback(),
+        progress => progress(Adapter),
         index => Multi
     },
     Report = check(ocibuild_registry:push(Images, Registry, First, Auth, Opts)),
@@ -355,6 +355,11 @@ push_repo(Adapter, Images, Registry, [First | Rest] = RepoTags, Auth, Config, Mu
     report_push(Adapter, Report),
     [Adapter:info("Tagged: ~ts/~ts", [Registry, T]) || T <- RepoTags],
     maps:get(digest, Report).
+
+%% Progress through the adapter: plain lines (CI) go to its console; a terminal gets the
+%% live display.
+progress(Adapter) ->
+    ocibuild_progress:callback(fun(Line) -> Adapter:console("~ts~n", [Line]) end).
 
 report_push(Adapter, #{uploaded := Up, uploaded_bytes := Bytes, existing := Existing,
                        mounted := Mounted}) ->
@@ -666,7 +671,7 @@ push_loaded_repo(Adapter, Loaded, Registry, [First | Rest] = RepoTags, Opts) ->
     PushOpts = #{
         tags => [element(2, parse_tag(T)) || T <- Rest],
         chunk_size => maps:get(chunk_size, Opts, 5 * 1024 * 1024),
-        progress => make_progress_callback()
+        progress => progress(Adapter)
     },
     case ocibuild_registry:push_loaded(Loaded, Registry, First, get_push_auth(), PushOpts) of
         {ok, #{digest := Digest} = Report} ->
