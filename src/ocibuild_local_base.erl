@@ -10,7 +10,7 @@
 %% '''
 -module(ocibuild_local_base).
 
--export([is_local/1, load/2]).
+-export([is_local/1, load/2, host_platform/0]).
 
 -define(SCHEME, "tar://").
 
@@ -103,6 +103,8 @@ platform_text(#{os := OS, architecture := Arch} = P) ->
         error -> <<OS/binary, "/", Arch/binary>>
     end.
 
+%% @doc This machine's platform in OCI's names (`x86_64' is `amd64').
+-spec host_platform() -> ocibuild:platform().
 host_platform() ->
     Arch =
         case erlang:system_info(system_architecture) of

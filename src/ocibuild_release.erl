@@ -163,14 +163,30 @@ release_tags(#{tags := Tags}, Name, Version) ->
 
 multi_platform_check(Adapter, Path, Platforms) ->
     case validate_multiplatform(Path, Platforms) of
+        ok when length(Platforms) > 1 ->
+            warn_native_code(Adapter, Path, Platforms);
         ok ->
-            case length(Platforms) > 1 of
-                true -> warn_native_code(Adapter, Path, Platforms);
-                false -> ok
-            end;
+            foreign_platform_check(Path, Platforms);
         {error, _} = Error ->
             check(Error)
     end.
+
+%% One platform that is not this machine's: a bundled ERTS (built here) could not run there.
+foreign_platform_check(Path, [#{os := OS, architecture := Arch} = Wanted]) ->
+    Host = ocibuild_local_base:host_platform(),
+    case {OS, Arch} =:= {maps:get(os, Host), maps:get(architecture, Host)} orelse
+         not has_bundled_erts(Path) of
+        true ->
+            ok;
+        false ->
+            throw({ocibuild_release, {bundled_erts, iolist_to_binary([
+                "the release bundles ERTS built for ", platform_text(Host), ", which cannot run on ",
+                platform_text(Wanted), "; build the release with include_erts: false (Mix) or "
+                "{include_erts, false} (relx) and use a base image that provides Erlang"
+            ])}})
+    end;
+foreign_platform_check(_Path, _Platforms) ->
+    ok.
 
 warn_native_code(Adapter, Path, Platforms) ->
     case check_for_native_code(Path) of

@@ -299,6 +299,18 @@ run_errors(Root) ->
     Multi = state(Root, "errs", #{platform => "linux/amd64,linux/arm64", tag => ["x:1"]}, #{}, #{}),
     {error, {bundled_erts, _} = Reason} = ?R:run(ocibuild_test_adapter, Multi, #{}),
     ?assertMatch(<<"multi-platform builds need ERTS", _/binary>>, iolist_to_binary(?R:format_error(Reason))),
+    Foreign = case ocibuild_local_base:host_platform() of
+        #{architecture := <<"arm64">>} -> "linux/amd64";
+        _ -> "linux/arm64"
+    end,
+    OneForeign = state(Root, "errs", #{platform => Foreign, tag => ["x:1"]}, #{}, #{}),
+    {error, {bundled_erts, Msg}} = ?R:run(ocibuild_test_adapter, OneForeign, #{}),
+    ?assertMatch({match, _}, re:run(Msg, "bundles ERTS built for linux/.* cannot run on " ++ Foreign)),
+    #{architecture := HostArch} = ocibuild_local_base:host_platform(),
+    HostOut = filename:join(Root, "host.tar.gz"),
+    OnHost = state(Root, "errs", #{platform => "linux/" ++ binary_to_list(HostArch), tag => ["x:1"],
+                                   output => HostOut}, #{}, #{}),
+    ?assertMatch({ok, _}, ?R:run(ocibuild_test_adapter, OnHost, #{})),
     Missing = (state(Root, "errs", #{tag => ["x:1"]}, #{}, #{}))#{release := {<<"myapp">>, filename:join(Root, "none")}},
     {error, NotFound} = ?R:run(ocibuild_test_adapter, Missing, #{}),
     ?assertMatch(<<"release directory ", _/binary>>, iolist_to_binary(?R:format_error(NotFound))),
