@@ -1,3 +1,8 @@
 [
-  inputs: ["{mix,.formatter}.exs", "{lib,test}/**/*.{ex,exs}"]
+  inputs: [
+    "{mix,.formatter}.exs",
+    "{lib,test}/**/*.{ex,exs}",
+    "examples/*/{mix,.formatter}.exs",
+    "examples/*/{lib,test}/**/*.{ex,exs}"
+  ]
 ]
