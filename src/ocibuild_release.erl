@@ -100,7 +100,7 @@ build_and_publish(Adapter, State, Config) ->
     [Adapter:error("~ts", [format_warning(W)]) || W <- Warnings],
     %% The base first: a wrong reference or missing credentials fail before any layer work.
     Bases = check(base_images(Adapter, Config)),
-    Layers = release_layers(Adapter, Files, Path, dependencies(Adapter, State), #{
+    Layers = release_layers(Adapter, Files, dependencies(Adapter, State), #{
         app_name => app_name(Config, Name),
         workdir => Workdir,
         has_erts => HasErts,
@@ -218,7 +218,7 @@ app_name(#{app_name := AppName}, _Release) when is_binary(AppName) -> AppName;
 app_name(_Config, Release) -> Release.
 
 %% Layers are built once and shared by every platform image.
-release_layers(Adapter, Files, _Path, Deps, Opts) ->
+release_layers(Adapter, Files, Deps, Opts) ->
     Groups = layer_groups(Files, Deps, Opts),
     [
         begin
