@@ -792,6 +792,26 @@ mod tests {
         }
     }
 
+    /// `GET /v2/a/b/<path>` with `creds`, as the pull code sends it.
+    async fn get(
+        client: &RegistryClient,
+        creds: Credentials,
+        path: &str,
+        what: &str,
+    ) -> Result<Response> {
+        let url = client.url("a/b", path);
+        client
+            .send(
+                &access(creds),
+                Method::GET,
+                &url,
+                &HeaderMap::new(),
+                &Body::Empty,
+                what,
+            )
+            .await
+    }
+
     // A registry may redirect a blob GET to storage elsewhere (S3, a CDN): the redirected
     // request must not carry our credentials.
     #[tokio::test]
@@ -806,17 +826,8 @@ mod tests {
         })
         .await;
         let client = client_at(&registry);
-        let url = client.url("a/b", "blobs/sha256:00");
         let creds = Credentials::Bearer("s3cret-token".into());
-        let response = client
-            .send(
-                &access(creds),
-                Method::GET,
-                &url,
-                &HeaderMap::new(),
-                &Body::Empty,
-                "GET blob",
-            )
+        let response = get(&client, creds, "blobs/sha256:00", "GET blob")
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
@@ -839,20 +850,11 @@ mod tests {
         })
         .await;
         let client = client_at(&registry);
-        let url = client.url("a/b", "manifests/latest");
         let creds = Credentials::Basic {
             username: "u".into(),
             password: "p".into(),
         };
-        let err = client
-            .send(
-                &access(creds),
-                Method::GET,
-                &url,
-                &HeaderMap::new(),
-                &Body::Empty,
-                "GET manifest",
-            )
+        let err = get(&client, creds, "manifests/latest", "GET manifest")
             .await
             .unwrap_err();
         match err {
@@ -869,20 +871,11 @@ mod tests {
         })
         .await;
         let client = client_at(&registry);
-        let url = client.url("a/b", "manifests/latest");
         let creds = Credentials::Basic {
             username: "u".into(),
             password: "wrong".into(),
         };
-        let response = client
-            .send(
-                &access(creds.clone()),
-                Method::GET,
-                &url,
-                &HeaderMap::new(),
-                &Body::Empty,
-                "GET",
-            )
+        let response = get(&client, creds.clone(), "manifests/latest", "GET")
             .await
             .unwrap();
         let err = client.error_from(response, &access(creds), "GET").await;
