@@ -801,14 +801,7 @@ mod tests {
     ) -> Result<Response> {
         let url = client.url("a/b", path);
         client
-            .send(
-                &access(creds),
-                Method::GET,
-                &url,
-                &HeaderMap::new(),
-                &Body::Empty,
-                what,
-            )
+            .send_empty(&access(creds), Method::GET, &url, what)
             .await
     }
 
