@@ -15,18 +15,13 @@ source "$root/scripts/common.sh"
 source "$root/test/support/assert.sh"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ocibuild-e2e.XXXXXX")
-podman_() {
-    podman --root "$work/podman/root" --runroot "$work/podman/run" --tmpdir "$work/podman/tmp" \
-        --storage-driver vfs "$@"
-}
+source "$root/test/support/podman.sh"
 cleanup() {
-    podman_ rmi --all --force >/dev/null 2>&1 || true
+    podman_clean
     rm -rf "$work"
 }
 trap cleanup EXIT
 
-# Our containers.conf (no systemd in CI); a user's ~/.config must not change the outcome.
-export CONTAINERS_CONF=$here/containers.conf
 export OCIBUILD_CACHE_DIR=$work/cache
 # The default build (not the reproducibility section) must not inherit a caller's epoch.
 unset SOURCE_DATE_EPOCH

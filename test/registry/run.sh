@@ -18,17 +18,14 @@ source "$here/lib.sh"
 work=$(mktemp -d "${TMPDIR:-/tmp}/ocibuild-registry.XXXXXX")
 export OCIBUILD_TEST_TMP=$work
 extra_pids=()
-podman_() {
-    podman --root "$work/podman/root" --runroot "$work/podman/run" --tmpdir "$work/podman/tmp" \
-        --storage-driver vfs "$@"
-}
+source "$root/test/support/podman.sh"
 cleanup() {
     if [ "$failed" -gt 0 ]; then
         section "logs of the failed run"
         registry_dump_logs || true
     fi
     for pid in "${extra_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    podman_ rmi --all --force >/dev/null 2>&1 || true
+    podman_clean
     registry_stop_all
     if [ -n "${lo_alias:-}" ]; then ip addr del "$lo_alias/32" dev lo 2>/dev/null || true; fi
     rm -rf "$work"
@@ -39,7 +36,6 @@ for tool in skopeo podman jq openssl curl docker-registry htpasswd busybox; do
     command -v "$tool" >/dev/null || die "$tool not found: run scripts/install-deps.sh"
 done
 
-export CONTAINERS_CONF=$root/test/e2e/containers.conf
 export OCIBUILD_CACHE_DIR=$work/cache
 # Same bytes on every build of the same image, so a re-push can be compared with the first.
 export SOURCE_DATE_EPOCH=1700000000

@@ -23,17 +23,13 @@ source "$root/test/registry/lib.sh"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ocibuild-release.XXXXXX")
 export OCIBUILD_TEST_TMP=$work
-podman_() {
-    podman --root "$work/podman/root" --runroot "$work/podman/run" --tmpdir "$work/podman/tmp" \
-        --storage-driver vfs "$@"
-}
+source "$root/test/support/podman.sh"
 cleanup() {
     if [ "$failed" -gt 0 ]; then
         section "logs of the failed run"
         registry_dump_logs || true
     fi
-    podman_ rm --all --force >/dev/null 2>&1 || true
-    podman_ rmi --all --force >/dev/null 2>&1 || true
+    podman_clean
     registry_stop_all
     rm -rf "$work"
 }
@@ -43,7 +39,6 @@ for tool in mix rebar3 git skopeo podman jq docker-registry python3 busybox ldd;
     command -v "$tool" >/dev/null || die "$tool not found: run scripts/install-deps.sh"
 done
 
-export CONTAINERS_CONF=$root/test/e2e/containers.conf
 export OCIBUILD_CACHE_DIR=$work/cache
 # The crates.io dependencies of the NIF, compiled once, are shared by every project here.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
