@@ -223,16 +223,18 @@ release_layers(Adapter, Files, Deps, Opts) ->
     [
         begin
             Adapter:info("Building ~s layer (~b files)", [Type, length(Group)]),
-            Layer = check(ocibuild_layer:create(Group, #{
-                layer_type => Type,
-                compression => maps:get(compression, Opts, auto)
-            })),
+            Layer = create_layer(Type, Group, Opts),
             #{digest := Digest, size := Size} = Layer,
             Adapter:info("  ~s layer ~ts (~ts)", [Type, Digest, format_bytes(Size)]),
             Layer
         end
      || {Type, Group} <- Groups
     ].
+
+create_layer(Type, Files, Opts) ->
+    check(ocibuild_layer:create(Files, #{
+        layer_type => Type, compression => maps:get(compression, Opts, auto)
+    })).
 
 %% With a lock file: ERTS (and OTP libraries, when ERTS is bundled), dependencies, the
 %% application; empty groups are left out. Without one: a single layer.
@@ -283,20 +285,18 @@ start_command(_Config, Path, Name) ->
             <<"foreground">>
     end.
 
-configure(Image, Config, Name, Cmd) ->
+%% The release's start command as entrypoint (with no default arguments), then the rest.
+configure(Image, #{workdir := Workdir} = Config, Name, Cmd) ->
+    Started = ocibuild:entrypoint(Image, [<<Workdir/binary, "/bin/", Name/binary>>, Cmd]),
+    configure_runtime(ocibuild:cmd(Started, []), Config).
+
+%% Working directory, user, environment, ports, labels and annotations.
+configure_runtime(Image, Config) ->
     #{workdir := Workdir, uid := Uid, env := Env, expose := Expose, labels := Labels} = Config,
-    I1 = ocibuild:entrypoint(Image, [<<Workdir/binary, "/bin/", Name/binary>>, Cmd]),
-    I2 = ocibuild:cmd(I1, []),
-    I3 = ocibuild:workdir(I2, Workdir),
-    I4 = ocibuild:user(I3, integer_to_binary(Uid)),
-    I5 =
-        case map_size(Env) of
-            0 -> I4;
-            _ -> ocibuild:env(I4, Env)
-        end,
-    I6 = lists:foldl(fun(P, Acc) -> ocibuild:expose(Acc, P) end, I5, Expose),
-    I7 = maps:fold(fun(K, V, Acc) -> ocibuild:label(Acc, K, V) end, I6, Labels),
-    maps:fold(fun(K, V, Acc) -> ocibuild:annotation(Acc, K, V) end, I7, annotations(Config)).
+    I1 = ocibuild:env(ocibuild:user(ocibuild:workdir(Image, Workdir), integer_to_binary(Uid)), Env),
+    I2 = lists:foldl(fun(P, Acc) -> ocibuild:expose(Acc, P) end, I1, Expose),
+    I3 = maps:fold(fun(K, V, Acc) -> ocibuild:label(Acc, K, V) end, I2, Labels),
+    maps:fold(fun(K, V, Acc) -> ocibuild:annotation(Acc, K, V) end, I3, annotations(Config)).
 
 annotations(#{annotations := Annotations, description := Description}) when
     is_binary(Description)
@@ -346,31 +346,42 @@ output_path(_Config, Tag) ->
 %% Tags for the same repository share one push: the first puts the manifest, the others
 %% only point at it.
 group_by_repo(Tags) ->
-    Repos = lists:usort([element(1, parse_tag(T)) || T <- Tags]),
-    Ordered = [R || R <- [element(1, parse_tag(T)) || T <- Tags], lists:member(R, Repos)],
-    [[T || T <- Tags, element(1, parse_tag(T)) =:= R] || R <- dedup(Ordered)].
+    Tagged = [{element(1, parse_tag(T)), T} || T <- Tags],
+    [[T || {R, T} <- Tagged, R =:= Repo] || Repo <- first_seen([R || {R, _} <- Tagged])].
 
-dedup(List) ->
-    lists:reverse(lists:foldl(fun(X, Acc) ->
-        case lists:member(X, Acc) of
-            true -> Acc;
-            false -> [X | Acc]
+%% The distinct elements of a list, in the order they first appear.
+first_seen(List) ->
+    lists:reverse(lists:foldl(fun(X, Seen) ->
+        case lists:member(X, Seen) of
+            true -> Seen;
+            false -> [X | Seen]
         end
     end, [], List)).
 
-push_repo(Adapter, Images, Registry, [First | Rest] = RepoTags, Auth, Config, Multi) ->
+push_repo(Adapter, Images, Registry, RepoTags, Auth, Config, Multi) ->
+    Push = fun(First, Opts) ->
+        ocibuild_registry:push(Images, Registry, First, Auth, Opts#{index => Multi})
+    end,
+    check(push_tags(Adapter, Registry, RepoTags, maps:get(chunk_size, Config), Push)).
+
+%% Push under the first of `RepoTags' (one repository) with the others as extra tags, then
+%% report what went over the wire and the tags. `Push(FirstTag, Opts)' does the push.
+push_tags(Adapter, Registry, [First | Rest] = RepoTags, ChunkSize, Push) ->
     Adapter:info("Pushing to ~ts/~ts", [Registry, First]),
     Opts = #{
         tags => [element(2, parse_tag(T)) || T <- Rest],
-        chunk_size => maps:get(chunk_size, Config),
-        progress => progress(Adapter),
-        index => Multi
+        chunk_size => ChunkSize,
+        progress => progress(Adapter)
     },
-    Report = check(ocibuild_registry:push(Images, Registry, First, Auth, Opts)),
-    stop_progress_coordinator(),
-    report_push(Adapter, Report),
-    [Adapter:info("Tagged: ~ts/~ts", [Registry, T]) || T <- RepoTags],
-    maps:get(digest, Report).
+    case Push(First, Opts) of
+        {ok, #{digest := Digest} = Report} ->
+            stop_progress_coordinator(),
+            report_push(Adapter, Report),
+            [Adapter:info("Tagged: ~ts/~ts", [Registry, T]) || T <- RepoTags],
+            {ok, Digest};
+        {error, _} = Error ->
+            Error
+    end.
 
 %% Progress through the adapter: plain lines (CI) go to its console; a terminal gets the
 %% live display.
@@ -406,12 +417,9 @@ build_image(BaseImage, Files, Opts) when is_map(Opts) ->
     try
         Cli = maps:with([cmd, uid], Opts),
         Project = maps:with([workdir, env, expose, labels, annotations, compression], Opts),
-        Config0 = check(resolve_config(Cli, Project#{base_image => BaseImage})),
-        Config = Config0#{cmd := maps:get(cmd, Config0, undefined)},
+        Config = check(resolve_config(Cli, Project#{base_image => BaseImage})),
         [Base | _] = check(build_base(BaseImage, Opts)),
-        Layer = check(ocibuild_layer:create(Files, #{
-            layer_type => app, compression => maps:get(compression, Config)
-        })),
+        Layer = create_layer(app, Files, Config),
         Image = add_layers(Base, [Layer]),
         {ok, case maps:find(release_name, Opts) of
             {ok, Name} ->
@@ -421,7 +429,7 @@ build_image(BaseImage, Files, Opts) when is_map(Opts) ->
                 end,
                 configure(Image, Config, to_binary(Name), Cmd);
             error ->
-                configure_without_entrypoint(Image, Config)
+                configure_runtime(Image, Config)
         end}
     catch
         throw:{ocibuild_release, Reason} -> {error, Reason};
@@ -437,13 +445,6 @@ build_base(BaseImage, Opts) ->
         {ok, Image} -> {ok, [Image]};
         {error, _} = Error -> Error
     end.
-
-configure_without_entrypoint(Image, #{workdir := Workdir, uid := Uid} = Config) ->
-    I1 = ocibuild:user(ocibuild:workdir(Image, Workdir), integer_to_binary(Uid)),
-    I2 = ocibuild:env(I1, maps:get(env, Config)),
-    I3 = lists:foldl(fun(P, Acc) -> ocibuild:expose(Acc, P) end, I2, maps:get(expose, Config)),
-    I4 = maps:fold(fun(K, V, Acc) -> ocibuild:label(Acc, K, V) end, I3, maps:get(labels, Config)),
-    maps:fold(fun(K, V, Acc) -> ocibuild:annotation(Acc, K, V) end, I4, annotations(Config)).
 
 %% @doc Add the release's layers to `Image': with `Deps' (from the lock file) an ERTS layer
 %% (when `ReleasePath' bundles ERTS), a dependencies layer and an application layer; with no
@@ -467,9 +468,7 @@ build_release_layers(Image, Files, ReleasePath, Deps, Opts) ->
         end,
     try
         Layers = [
-            check(ocibuild_layer:create(Group, #{
-                layer_type => Type, compression => maps:get(compression, Opts, auto)
-            }))
+            create_layer(Type, Group, Opts)
          || {Type, Group} <- layer_groups(Files, DepInfo, LayerOpts)
         ],
         add_layers(Image, Layers)
@@ -682,22 +681,12 @@ push_loaded(Adapter, State, Loaded, Registry, Opts) ->
             end
     end.
 
-push_loaded_repo(Adapter, Loaded, Registry, [First | Rest] = RepoTags, Opts) ->
-    Adapter:info("Pushing to ~ts/~ts", [Registry, First]),
-    PushOpts = #{
-        tags => [element(2, parse_tag(T)) || T <- Rest],
-        chunk_size => maps:get(chunk_size, Opts, 5 * 1024 * 1024),
-        progress => progress(Adapter)
-    },
-    case ocibuild_registry:push_loaded(Loaded, Registry, First, get_push_auth(), PushOpts) of
-        {ok, #{digest := Digest} = Report} ->
-            stop_progress_coordinator(),
-            report_push(Adapter, Report),
-            [Adapter:info("Tagged: ~ts/~ts", [Registry, T]) || T <- RepoTags],
-            {ok, Digest};
-        {error, _} = Error ->
-            Error
-    end.
+push_loaded_repo(Adapter, Loaded, Registry, RepoTags, Opts) ->
+    Auth = get_push_auth(),
+    Push = fun(First, PushOpts) ->
+        ocibuild_registry:push_loaded(Loaded, Registry, First, Auth, PushOpts)
+    end,
+    push_tags(Adapter, Registry, RepoTags, maps:get(chunk_size, Opts, 5 * 1024 * 1024), Push).
 
 %% A tarball saved as `localhost:5000/app:1' is pushed as `app:1' under the target registry.
 strip_registry(Tag) ->
