@@ -53,7 +53,8 @@ collect(ReleasePath, Workdir) ->
             Root = absolute(Path0),
             case file:read_file_info(Root) of
                 {ok, #file_info{type = directory}} ->
-                    {Files, Warnings} = walk(Root, Root, <<>>, #{}, {[], []}),
+                    RealRoot = real_path(Root),
+                    {Files, Warnings} = walk(RealRoot, Root, RealRoot, <<>>, #{}, {[], []}),
                     Placed = [{join(Workdir, Rel), {file, Host}, Mode} || {Rel, Host, Mode} <- Files],
                     {ok, lists:keysort(1, Placed), lists:reverse(Warnings)};
                 {ok, _} ->
@@ -65,14 +66,15 @@ collect(ReleasePath, Workdir) ->
             {error, {invalid_option, release_path, ReleasePath}}
     end.
 
-%% `Dir' is a real directory inside `Root'; `Rel' its path in the release (as the user sees
-%% it, links not resolved); `Seen' the real directories on the way down (cycle guard).
-walk(Root, Dir, Rel, Seen, Acc) ->
+%% `Root' is the release's real path (every link on the way resolved); `Dir' a directory in
+%% the release and `Real' its real path, which a plain subdirectory extends by its name and a
+%% followed link replaces by the link's real target; `Rel' its path in the release as the user
+%% sees it; `Seen' the real directories on the way down (the cycle guard).
+walk(Root, Dir, Real, Rel, Seen, Acc) ->
     case file:list_dir_all(Dir) of
         {ok, Names} ->
-            Real = real_path(Dir),
             lists:foldl(
-                fun(Name, A) -> entry(Root, Dir, Rel, Name, Seen#{Real => true}, A) end,
+                fun(Name, A) -> entry(Root, Dir, Real, Rel, Name, Seen#{Real => true}, A) end,
                 Acc,
                 lists:sort([to_bin(N) || N <- Names])
             );
@@ -81,14 +83,14 @@ walk(Root, Dir, Rel, Seen, Acc) ->
             {Files, [{unreadable_directory, Dir, Posix} | Warnings]}
     end.
 
-entry(Root, Dir, Rel, Name, Seen, {Files, Warnings} = Acc) ->
+entry(Root, Dir, Real, Rel, Name, Seen, {Files, Warnings} = Acc) ->
     Host = filename:join(Dir, Name),
     ChildRel = join_rel(Rel, Name),
     case file:read_link_info(Host, [raw]) of
         {ok, #file_info{type = regular, mode = Mode}} ->
             {[{ChildRel, Host, Mode band 8#7777} | Files], Warnings};
         {ok, #file_info{type = directory}} ->
-            walk(Root, Host, ChildRel, Seen, Acc);
+            walk(Root, Host, <<Real/binary, "/", Name/binary>>, ChildRel, Seen, Acc);
         {ok, #file_info{type = symlink}} ->
             follow(Root, Host, ChildRel, Seen, Acc);
         {ok, #file_info{type = Type}} ->
@@ -108,9 +110,10 @@ follow(Root, Link, Rel, Seen, {Files, Warnings} = Acc) ->
                         {ok, #file_info{type = regular, mode = Mode}} ->
                             {[{Rel, Target, Mode band 8#7777} | Files], Warnings};
                         {ok, #file_info{type = directory}} ->
-                            case maps:is_key(real_path(Target), Seen) of
+                            %% `resolve_link' gives a real path: no link left in it.
+                            case maps:is_key(Target, Seen) of
                                 true -> {Files, [{symlink_loop, Rel} | Warnings]};
-                                false -> walk(Root, Target, Rel, Seen, Acc)
+                                false -> walk(Root, Target, Target, Rel, Seen, Acc)
                             end;
                         {ok, #file_info{type = Type}} ->
                             {Files, [{special_file, Rel, Type} | Warnings]};
@@ -177,8 +180,8 @@ normalize(Path) ->
     ),
     to_bin(filename:join(lists:reverse(Parts))).
 
-inside(Root, Path) ->
-    RealRoot = real_path(Root),
+%% Both real paths.
+inside(RealRoot, Path) ->
     Prefix = <<RealRoot/binary, "/">>,
     Path =:= RealRoot orelse string:prefix(Path, Prefix) =/= nomatch.
 
