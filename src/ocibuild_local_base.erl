@@ -10,7 +10,7 @@
 %% '''
 -module(ocibuild_local_base).
 
--export([is_local/1, load/2, host_platform/0]).
+-export([is_local/1, load/2, host_platform/0, platform_text/1]).
 
 -define(SCHEME, "tar://").
 
@@ -95,6 +95,8 @@ matches(#{os := OS, architecture := Arch} = Wanted, #{os := OS, architecture := 
 matches(_, _) ->
     false.
 
+%% @doc `<<"linux/arm64/v8">>'; `<<"unknown">>' for an image that does not say.
+-spec platform_text(ocibuild:platform() | undefined) -> binary().
 platform_text(undefined) ->
     <<"unknown">>;
 platform_text(#{os := OS, architecture := Arch} = P) ->

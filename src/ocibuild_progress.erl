@@ -67,7 +67,6 @@ plain_line(_) ->
     none.
 
 done(#{phase := Phase}) when Phase =:= exists; Phase =:= mounted -> true;
-done(#{phase := manifest_put}) -> false;
 done(#{total_bytes := Total} = Info) when is_integer(Total) -> transferred(Info) >= Total;
 done(_) -> false.
 

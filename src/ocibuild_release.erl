@@ -179,9 +179,10 @@ foreign_platform_check(Path, [#{os := OS, architecture := Arch} = Wanted]) ->
         true ->
             ok;
         false ->
+            Text = fun ocibuild_local_base:platform_text/1,
             throw({ocibuild_release, {bundled_erts, iolist_to_binary([
-                "the release bundles ERTS built for ", platform_text(Host), ", which cannot run on ",
-                platform_text(Wanted), "; build the release with include_erts: false (Mix) or "
+                "the release bundles ERTS built for ", Text(Host), ", which cannot run on ",
+                Text(Wanted), "; build the release with include_erts: false (Mix) or "
                 "{include_erts, false} (relx) and use a base image that provides Erlang"
             ])}})
     end;
@@ -197,7 +198,7 @@ warn_native_code(Adapter, Path, Platforms) ->
             Adapter:error(
                 "warning: native code built for this machine goes into every platform (~ts); "
                 "it will not load on ~ts unless built for each",
-                [Names, lists:join(", ", [platform_text(P) || P <- Platforms])]
+                [Names, lists:join(", ", [ocibuild_local_base:platform_text(P) || P <- Platforms])]
             )
     end.
 
@@ -802,12 +803,6 @@ format_warning({unreadable_directory, Path, Posix}) ->
     io_lib:format("warning: skipping ~ts: ~ts", [Path, file:format_error(Posix)]);
 format_warning(Other) ->
     io_lib:format("warning: ~0tp", [Other]).
-
-platform_text(#{os := OS, architecture := Arch} = P) ->
-    case maps:find(variant, P) of
-        {ok, V} -> [OS, "/", Arch, "/", V];
-        error -> [OS, "/", Arch]
-    end.
 
 %% @doc One line, for the user, for any reason `run/3' and the functions here return.
 -spec format_error(term()) -> iolist().
