@@ -598,13 +598,7 @@ get_pull_auth() ->
     auth_from_env("OCIBUILD_PULL_").
 
 auth_from_env(Prefix) ->
-    Get = fun(Name) ->
-        case os:getenv(Prefix ++ Name) of
-            false -> undefined;
-            "" -> undefined;
-            V -> unicode:characters_to_binary(V)
-        end
-    end,
+    Get = fun(Name) -> ocibuild_release_config:env_var(Prefix ++ Name) end,
     case {Get("TOKEN"), Get("USERNAME"), Get("PASSWORD")} of
         {Token, _, _} when Token =/= undefined -> #{token => Token};
         {_, User, Pass} when User =/= undefined, Pass =/= undefined ->

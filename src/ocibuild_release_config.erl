@@ -12,7 +12,8 @@
 %% '''
 -module(ocibuild_release_config).
 
--export([resolve/2, expand_semicolon_tags/1, parse_kv_arg/1, normalize_kv_map/1, to_binary/1]).
+-export([resolve/2, expand_semicolon_tags/1, parse_kv_arg/1, normalize_kv_map/1, to_binary/1,
+         env_var/1]).
 
 -export_type([config/0]).
 
@@ -125,11 +126,14 @@ first([undefined | Rest]) -> first(Rest);
 first([V | _]) -> V;
 first([]) -> undefined.
 
+%% @doc An environment variable as text; unset and empty are both `undefined' (CI systems
+%% such as GitHub Actions pass an optional input that was not given as an empty string).
+-spec env_var(string()) -> binary() | undefined.
 env_var(Name) ->
     case os:getenv(Name) of
         false -> undefined;
         "" -> undefined;
-        V -> V
+        V -> unicode:characters_to_binary(V)
     end.
 
 is_proplist(List) ->
