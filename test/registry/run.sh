@@ -152,11 +152,17 @@ rm -rf "$OCIBUILD_CACHE_DIR"
 start "response-cutting proxy" fault_proxy_start CUT "$REG_ADDR" --cut-response "GET:/blobs/$layer:1"
 run_case "a download cut mid-way resumes where it stopped" lazy_fetch "$CUT_ADDR" lazy/base save "$work/cut.tar.gz"
 check_eq "the layer took two GETs" 2 "$(fault_proxy_count "$CUT_LOG" GET "/blobs/$layer")"
-# The cut answer's count includes bytes the reset discarded in flight, so the two add up to a
-# little over the layer; starting over would have cost half a layer more.
+# The two answers cover the layer; the second is a partial answer (206) carrying less than the
+# layer, where starting over would carry all of it again. (The cut answer's count includes
+# bytes the reset discarded in the client's socket buffer, which grow with load: the sum alone
+# says little about the overlap.)
 cut_total=$(fault_proxy_sum "$CUT_LOG" resp_bytes GET "/blobs/$layer")
-check "which together carried about one layer (a Range request, not a restart)" \
-    test "$cut_total" -ge "$layer_size" -a "$cut_total" -lt $((layer_size + layer_size / 8))
+check "which together carried at least the layer" test "$cut_total" -ge "$layer_size"
+resumed=$(_fault_proxy_select "$CUT_LOG" GET "/blobs/$layer" '^-$' | tail -n 1)
+log_field() { tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p"; }
+check_eq "the second GET was a Range request answered with 206" 206 "$(log_field "$resumed" status)"
+check "and carried only the rest of the layer, not all of it again" \
+    test "$(log_field "$resumed" resp_bytes)" -gt 0 -a "$(log_field "$resumed" resp_bytes)" -lt "$layer_size"
 rm -rf "$OCIBUILD_CACHE_DIR"
 start "layer-corrupting proxy" fault_proxy_start BADLAYER "$REG_ADDR" --corrupt-blob-get "GET:/blobs/$layer"
 run_case "wrong layer bytes: digest_mismatch, nothing cached" corrupt_layer "$BADLAYER_ADDR" lazy/base "$layer" "$work/bad.tar.gz"
