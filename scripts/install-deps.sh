@@ -19,6 +19,8 @@ packages=(
     jq gzip zstd curl             # inspecting JSON, layer blobs and registries in the tests
     docker-registry apache2-utils # real registries on loopback (test/registry): distribution 2.8, htpasswd
     python3                       # test/registry's token server and fault proxy (stdlib only)
+    python3-venv python3-nacl     # spdx-tools' venv (test/supply); NaCl secretbox for cosign test keys
+    openssl                       # test keys and signature checks (test/supply)
 )
 
 ensure_packages "${packages[@]}"
@@ -59,4 +61,15 @@ else
         >"$tools/cargo-install.log" 2>&1 ||
         { tail -n 30 "$tools/cargo-install.log" >&2; die "cargo install ferro-oci-server failed (log: $tools/cargo-install.log)"; }
 fi
+# spdx-tools (the SPDX project's validator, pyspdxtools) from PyPI into a venv of our own.
+spdx_version=0.8.5
+if [ -x "$tools/venv/bin/pyspdxtools" ] && "$tools/venv/bin/pip" show spdx-tools 2>/dev/null | grep -qx "Version: $spdx_version"; then
+    echo "install-deps: spdx-tools $spdx_version present in $tools/venv"
+else
+    echo "install-deps: installing spdx-tools $spdx_version into $tools/venv (pip, once)"
+    python3 -m venv "$tools/venv"
+    "$tools/venv/bin/pip" install --quiet "spdx-tools==$spdx_version" >"$tools/pip-install.log" 2>&1 ||
+        { tail -n 30 "$tools/pip-install.log" >&2; die "pip install spdx-tools failed (log: $tools/pip-install.log)"; }
+fi
+
 echo "install-deps: $(erl -noshell -eval 'io:format("OTP ~s", [erlang:system_info(otp_release)]), halt().'), $(elixir --version | tail -n 1), $(rebar3 version)"

@@ -110,6 +110,21 @@ pub enum Error {
     /// The registry served a manifest type we cannot use.
     #[error("unsupported media type {0:?}")]
     UnsupportedMediaType(String),
+
+    /// A signing key we cannot use: not PEM, not ECDSA P-256, a corrupt cosign key, ...
+    #[error("signing key: {0}")]
+    SignKey(String),
+
+    /// An encrypted (cosign) signing key whose password is missing or wrong.
+    #[error("signing key password is {}", match .0 { SignKeyPassword::Missing => "missing: set COSIGN_PASSWORD", SignKeyPassword::Wrong => "wrong (COSIGN_PASSWORD does not decrypt the key)" })]
+    SignKeyPassword(SignKeyPassword),
+}
+
+/// Why an encrypted signing key could not be opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignKeyPassword {
+    Missing,
+    Wrong,
 }
 
 impl Error {

@@ -22,5 +22,6 @@ pub mod layout;
 pub mod media_types;
 pub mod registry;
 pub mod reproducible;
+pub mod supply;
 
 pub use error::{Error, Result};

@@ -111,4 +111,6 @@ rustler::atoms! {
     auth_error,
     credentials_error,
     unsupported_media_type,
+    sign_key_error,
+    sign_key_password,
 }

@@ -23,11 +23,14 @@
 //! | `Auth`                    | `{auth_error, Registry, Why}`                             |
 //! | `Credentials`             | `{credentials_error, Source, Why}`                        |
 //! | `UnsupportedMediaType`    | `{unsupported_media_type, MediaType}`                     |
+//! | `SignKey`                 | `{sign_key_error, Why}`                                   |
+//! | `SignKeyPassword`         | `{sign_key_password, missing \| wrong}`                   |
 //!
 //! Strings and paths are binaries; `why`/`name` words that form a closed set are atoms.
 
 use std::io;
 
+use ocibuild_core::error::SignKeyPassword;
 use ocibuild_core::Error;
 use rustler::{Atom, Encoder, Env, Term};
 
@@ -133,6 +136,14 @@ pub fn reason<'a>(env: Env<'a>, err: &Error) -> Term<'a> {
             (atoms::credentials_error(), text(source_name), text(why)).encode(env)
         }
         Error::UnsupportedMediaType(m) => (atoms::unsupported_media_type(), text(m)).encode(env),
+        Error::SignKey(why) => (atoms::sign_key_error(), text(why)).encode(env),
+        Error::SignKeyPassword(why) => {
+            let why = match why {
+                SignKeyPassword::Missing => "missing",
+                SignKeyPassword::Wrong => "wrong",
+            };
+            (atoms::sign_key_password(), word(env, why)).encode(env)
+        }
     }
 }
 
