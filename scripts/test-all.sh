@@ -50,6 +50,7 @@ step "dependency tests (mix path dep, rebar3 git dep and plugin)" bash test/deps
 step "registry test kit self-test" bash test/registry/selftest.sh
 step "registry tests (distribution, ferro-oci-server, fault proxy, skopeo, podman)" bash test/registry/run.sh
 step "release tests (mix ocibuild, rebar3 ocibuild, release step; pushed and run with podman)" bash test/release/run.sh
+step "supply-chain tests (annotations, SBOM, signatures, referrers; skopeo, pyspdxtools, openssl)" bash test/supply/run.sh
 
 section "summary"
 printf '%s\n' "${timings[@]}"

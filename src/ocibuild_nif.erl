@@ -7,6 +7,7 @@
 
 -export([layer_create/2, image_export/3, image_save/3, tarball_load/2, platform_parse/1]).
 -export([registry_pull/3, registry_fetch/2, registry_push/3, registry_push_loaded/3]).
+-export([sbom_spdx/1, sign_key_check/2]).
 -export([job_cancel/1, job_count/0]).
 
 -on_load(init/0).
@@ -43,6 +44,10 @@ registry_fetch(_Images, _Opts) -> erlang:nif_error(nif_not_loaded).
 registry_push(_Images, _Target, _Opts) -> erlang:nif_error(nif_not_loaded).
 
 registry_push_loaded(_Loaded, _Target, _Opts) -> erlang:nif_error(nif_not_loaded).
+
+sbom_spdx(_Input) -> erlang:nif_error(nif_not_loaded).
+
+sign_key_check(_Pem, _Password) -> erlang:nif_error(nif_not_loaded).
 
 job_cancel(_Handle) -> erlang:nif_error(nif_not_loaded).
 

@@ -148,12 +148,12 @@ opts() ->
         {chunk_size, undefined, "chunk-size", integer,
          "Upload chunk size in MB (default: 5)."},
         {sbom, undefined, "sbom", string,
-         "Write the image's SPDX SBOM to PATH (not available yet: refused with an error)."},
+         "Also write the image's SPDX SBOM (embedded at /sbom.spdx.json) to PATH."},
         {no_vcs_annotations, undefined, "no-vcs-annotations", undefined,
-         "Do not add source/revision annotations from git (none are added yet)."},
+         "Do not add the source and revision annotations (from CI variables or git)."},
         {sign_key, undefined, "sign-key", string,
-         "Sign the pushed image with the key at PATH (default: $OCIBUILD_SIGN_KEY; "
-         "not available yet: a push with a key is refused)."},
+         "Sign the pushed image, cosign-compatible, with the ECDSA P-256 key at PATH "
+         "(default: $OCIBUILD_SIGN_KEY; a cosign key's password from $COSIGN_PASSWORD)."},
         {compression, undefined, "compression", string,
          "Layer compression: gzip, zstd or auto (default: auto)."},
         {tarball, undefined, undefined, string,
@@ -178,8 +178,8 @@ desc() ->
     "  labels            image config labels, a map or [{Key, Value}]\n"
     "  annotations       manifest annotations, a map or [{Key, Value}]\n"
     "  uid               user id (default 65534, nobody)\n"
-    "  vcs_annotations   add source/revision annotations from git (default true)\n"
-    "  sign_key          signing key path (signing is not available yet: refused)\n"
+    "  vcs_annotations   add source/revision annotations from CI or git (default true)\n"
+    "  sign_key          signing key path, like --sign-key\n"
     "  compression       gzip | zstd | auto\n"
     "  platform          \"linux/amd64,linux/arm64\"\n"
     "  cmd               release start command\n"
@@ -194,7 +194,9 @@ desc() ->
     "                       credentials for --push\n"
     "  OCIBUILD_PULL_TOKEN, or OCIBUILD_PULL_USERNAME and OCIBUILD_PULL_PASSWORD\n"
     "                       credentials for pulling the base image\n"
-    "  OCIBUILD_SIGN_KEY    signing key path (like --sign-key; not available yet)\n"
+    "  OCIBUILD_SIGN_KEY    signing key path (like --sign-key)\n"
+    "  COSIGN_PASSWORD      password of an encrypted cosign signing key\n"
+    "  OCIBUILD_GIT_TIMEOUT milliseconds each git command may take (default 5000)\n"
     "  OCIBUILD_CACHE_DIR   layer blob cache (default _build/ocibuild_cache)\n"
     "  SOURCE_DATE_EPOCH    timestamps for reproducible images\n"
     "\n"

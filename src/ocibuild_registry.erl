@@ -52,7 +52,11 @@
     uploaded_bytes := non_neg_integer(),
     uploaded := non_neg_integer(),
     existing := non_neg_integer(),
-    mounted := non_neg_integer()
+    mounted := non_neg_integer(),
+    attached := #{
+        referrers := [#{subject := binary(), digest := binary(), api := boolean()}],
+        signature_tag := binary() | undefined
+    }
 }.
 
 -define(DEFAULT_CHUNK_SIZE, 5 * 1024 * 1024).
@@ -115,8 +119,11 @@ with_blobs(Image, _Paths) ->
 %% with `index => true' (or several images) each manifest is put by digest and an image index
 %% under the tag. Options: `tags' (extra tags: the same manifest re-put, no blob traffic),
 %% `chunk_size' (bytes, default 5 MB: larger blobs go in chunks), `max_concurrency' (parallel
-%% blob uploads, default 4), `progress'. Returns a report whose `digest' is the manifest's (or
-%% the index's).
+%% blob uploads, default 4), `progress', `sboms' (one SPDX document or `undefined' per image,
+%% attached to its manifest as an OCI 1.1 referrer), `sign' (an `ocibuild_signing:key()':
+%% a cosign signature of what the tags point at, at tag `sha256-<hex>.sig'). Returns a report
+%% whose `digest' is the manifest's (or the index's) and whose `attached' says what was
+%% attached (`referrers': `[#{subject, digest, api}]', `signature_tag').
 -spec push([ocibuild:image()], binary() | string(), binary() | string(), auth(), map()) ->
     {ok, push_report()} | {error, term()}.
 push(Images, Registry, RepoTag, Auth, Opts) ->
@@ -327,11 +334,17 @@ push_options(Opts) ->
     Checks = [
         {chunk_size, fun(N) -> is_integer(N) andalso N > 0 end},
         {max_concurrency, fun(N) -> is_integer(N) andalso N >= 1 andalso N =< 64 end},
-        {index, fun erlang:is_boolean/1}
+        {index, fun erlang:is_boolean/1},
+        {sboms, fun(L) -> is_list(L) andalso lists:all(fun is_sbom/1, L) end},
+        {sign, fun(K) -> K =:= undefined orelse is_map(K) end}
     ],
     case ocibuild_input:check_options(Checks, Opts) of
         ok ->
-            {ok, #{
+            Attach = maps:from_list(
+                [{sboms, S} || S <- [maps:get(sboms, Opts, [])], S =/= []] ++
+                [{sign, sign_secret(K)} || K <- [maps:get(sign, Opts, undefined)], K =/= undefined]
+            ),
+            {ok, Attach#{
                 chunk_size => maps:get(chunk_size, Opts, ?DEFAULT_CHUNK_SIZE),
                 max_concurrency => maps:get(max_concurrency, Opts, ?DEFAULT_MAX_CONCURRENCY),
                 index => maps:get(index, Opts, false),
@@ -341,6 +354,14 @@ push_options(Opts) ->
         {error, _} = Error ->
             Error
     end.
+
+is_sbom(undefined) -> true;
+is_sbom(B) -> is_binary(B).
+
+%% The signing key as the native library takes it: the PEM and the password.
+sign_secret(Key) ->
+    {Pem, Password} = ocibuild_signing:secret(Key),
+    #{pem => Pem, password => Password}.
 
 %% The variables registry work reads (credentials files, TLS roots, insecure registries,
 %% credential helpers on PATH), as this VM sees them: os:putenv/2 changes the VM's copy of

@@ -38,6 +38,8 @@
     get_pull_auth/0,
     push_image/5,
     push_tarball/4,
+    validate_annotations/1,
+    build_auto_annotations/3,
     save_image/3,
     is_tarball_path/1,
     parse_kv_arg/1,
@@ -78,7 +80,8 @@ run(Adapter, State, Opts) when is_atom(Adapter), is_map(Opts) ->
                 PushOpts = #{
                     registry => maps:get(push, Config),
                     tags => maps:get(tags, Config, []),
-                    chunk_size => maps:get(chunk_size, Config, 5 * 1024 * 1024)
+                    chunk_size => maps:get(chunk_size, Config, 5 * 1024 * 1024),
+                    sign => sign_key(Config)
                 },
                 push_tarball(Adapter, State, Tarball, PushOpts)
         end
@@ -88,9 +91,11 @@ run(Adapter, State, Opts) when is_atom(Adapter), is_map(Opts) ->
         stop_progress_coordinator()
     end.
 
-build_and_publish(Adapter, State, Config) ->
-    #{workdir := Workdir, platforms := Platforms} = Config,
-    refuse_unsupported(Config),
+build_and_publish(Adapter, State, Config0) ->
+    #{workdir := Workdir, platforms := Platforms} = Config0,
+    %% The user's annotations and the signing key are checked before any work.
+    Config = Config0#{annotations := check(validate_annotations(maps:get(annotations, Config0)))},
+    SignKey = sign_key(Config),
     {Name, Path} = check(find_release(Adapter, State, Config)),
     Version = release_version(Adapter, State, Path),
     Tags = release_tags(Config, Name, Version),
@@ -100,25 +105,69 @@ build_and_publish(Adapter, State, Config) ->
     [Adapter:error("~ts", [format_warning(W)]) || W <- Warnings],
     %% The base first: a wrong reference or missing credentials fail before any layer work.
     Bases = check(base_images(Adapter, Config)),
-    Layers = release_layers(Adapter, Files, dependencies(Adapter, State), #{
+    Deps = dependencies(Adapter, State),
+    Layers = release_layers(Adapter, Files, Deps, #{
         app_name => app_name(Config, Name),
         workdir => Workdir,
         has_erts => HasErts,
         compression => maps:get(compression, Config)
     }),
     Cmd = start_command(Config, Path, Name),
-    Images = [configure(add_layers(B, Layers), Config, Name, Cmd) || B <- Bases],
-    publish(Adapter, State, Config, Images, Tags).
+    Created = check(ocibuild_reproducible:created()),
+    Configured = [configure(add_layers(B, Layers), Config, Name, Cmd) || B <- Bases],
+    Auto = auto_annotations(hd(Configured), Path, Config, Version, Created),
+    Context = #{name => Name, version => Version, release_path => Path,
+                dependencies => Deps, created => Created},
+    {Images, Sboms} = lists:unzip([with_sbom(Adapter, add_auto_annotations(I, Auto, Config),
+                                             Context, Config)
+                                   || I <- Configured]),
+    write_sbom(Adapter, Config, Sboms),
+    publish(Adapter, State, Config, Images, Tags, #{sboms => Sboms, sign => SignKey}).
 
-%% SBOMs and signatures come with the supply-chain work. Until then asking for one is an
-%% error: an image published without the signature the user asked for would be worse. A key
-%% only matters for a push (a saved tarball is never signed).
-refuse_unsupported(#{sbom := Sbom}) when Sbom =/= undefined ->
-    throw({ocibuild_release, {not_supported_yet, sbom}});
-refuse_unsupported(#{sign_key := Key, push := Push}) when Key =/= undefined, Push =/= undefined ->
-    throw({ocibuild_release, {not_supported_yet, sign_key}});
-refuse_unsupported(_Config) ->
-    ok.
+%% The automatic annotations (source, revision, version, created). The base's name and
+%% digest are not among them: the native core writes those for each platform image from the
+%% base it was built on, with the digest the registry served.
+auto_annotations(Image, Path, Config, Version, Created) ->
+    Auto = build_auto_annotations(Image, Path, #{
+        vcs_annotations => maps:get(vcs_annotations, Config, true),
+        version => Version,
+        created => Created
+    }),
+    maps:without([<<"org.opencontainers.image.base.name">>,
+                  <<"org.opencontainers.image.base.digest">>], Auto).
+
+%% Automatic < project file < command line: the last two are already merged in `Config'.
+add_auto_annotations(#{annotations := Current} = Image, Auto, _Config) ->
+    maps:fold(fun(K, V, Acc) -> ocibuild:annotation(Acc, K, V) end, Image,
+              maps:without(maps:keys(Current), Auto)).
+
+%% Every image carries its SBOM at /sbom.spdx.json, in a last layer of its own (so a new
+%% SBOM never invalidates the release's layers).
+with_sbom(Adapter, Image, Context, Config) ->
+    Input = ocibuild_sbom:input(Context#{image => Image}),
+    Document = check(ocibuild_sbom:document(Input)),
+    Layer = check(ocibuild_sbom:layer(Document, maps:get(compression, Config))),
+    #{digest := Digest, size := Size} = Layer,
+    Adapter:info("  sbom layer ~ts (~ts)", [Digest, format_bytes(Size)]),
+    {add_layers(Image, [Layer]), Document}.
+
+%% `--sbom PATH': the SBOM of the (first) platform image, also as a file.
+write_sbom(_Adapter, #{sbom := undefined}, _Sboms) ->
+    ok;
+write_sbom(Adapter, #{sbom := Path}, [Document | _]) ->
+    case file:write_file(Path, Document) of
+        ok -> Adapter:info("SBOM written to ~ts", [Path]);
+        {error, Posix} -> throw({ocibuild_release, {sbom_write, Path, Posix}})
+    end.
+
+%% The signing key, loaded and checked up front; only a push signs (a saved tarball carries
+%% no signature, so a key in the environment does not get in the way of local builds).
+sign_key(Config) ->
+    case {maps:get(sign_key, Config, undefined), maps:get(push, Config, undefined)} of
+        {undefined, _} -> undefined;
+        {_, undefined} -> undefined;
+        {Path, _Registry} -> check(ocibuild_signing:load(Path))
+    end.
 
 check({ok, Value}) -> Value;
 check({ok, A, B}) -> {A, B};
@@ -308,7 +357,7 @@ annotations(#{annotations := Annotations}) ->
 
 %% Without a push target the image is saved; with one it is pushed, and saved too when
 %% `output' was given.
-publish(Adapter, State, #{push := undefined} = Config, Images, [Tag | Others]) ->
+publish(Adapter, State, #{push := undefined} = Config, Images, [Tag | Others], _Attach) ->
     Output = output_path(Config, Tag),
     save(Adapter, Images, Output, Tag),
     %% A tarball records one name; the others would be a promise the file does not keep.
@@ -316,7 +365,7 @@ publish(Adapter, State, #{push := undefined} = Config, Images, [Tag | Others]) -
                    [Tag, lists:join(", ", Others)]) || Others =/= []],
     Adapter:info("Tagged: ~ts", [Tag]),
     {ok, State};
-publish(Adapter, State, #{push := Registry} = Config, Images, Tags) ->
+publish(Adapter, State, #{push := Registry} = Config, Images, Tags, Attach) ->
     case maps:get(output, Config) of
         undefined -> ok;
         Output -> save(Adapter, Images, Output, hd(Tags))
@@ -324,7 +373,7 @@ publish(Adapter, State, #{push := Registry} = Config, Images, Tags) ->
     Auth = get_push_auth(),
     Multi = length(Images) > 1,
     Digests = [
-        push_repo(Adapter, Images, Registry, RepoTags, Auth, Config, Multi)
+        push_repo(Adapter, Images, Registry, RepoTags, Auth, Config#{attach => Attach}, Multi)
      || RepoTags <- group_by_repo(Tags)
     ],
     [Adapter:info("Digest: ~ts", [D]) || D <- lists:usort(Digests)],
@@ -360,10 +409,16 @@ first_seen(List) ->
     end, [], List)).
 
 push_repo(Adapter, Images, Registry, RepoTags, Auth, Config, Multi) ->
+    Attach = attach_options(maps:get(attach, Config, #{})),
     Push = fun(First, Opts) ->
-        ocibuild_registry:push(Images, Registry, First, Auth, Opts#{index => Multi})
+        ocibuild_registry:push(Images, Registry, First, Auth, maps:merge(Opts#{index => Multi}, Attach))
     end,
     check(push_tags(Adapter, Registry, RepoTags, maps:get(chunk_size, Config), Push)).
+
+%% The push options that attach SBOM referrers and a signature.
+attach_options(Attach) ->
+    maps:from_list([{sboms, S} || S <- [maps:get(sboms, Attach, undefined)], is_list(S)] ++
+                   [{sign, K} || K <- [maps:get(sign, Attach, undefined)], K =/= undefined]).
 
 %% Push under the first of `RepoTags' (one repository) with the others as extra tags, then
 %% report what went over the wire and the tags. `Push(FirstTag, Opts)' does the push.
@@ -379,10 +434,26 @@ push_tags(Adapter, Registry, [First | Rest] = RepoTags, ChunkSize, Push) ->
             stop_progress_coordinator(),
             report_push(Adapter, Report),
             [Adapter:info("Tagged: ~ts/~ts", [Registry, T]) || T <- RepoTags],
+            report_attached(Adapter, Registry, First, maps:get(attached, Report, #{})),
             {ok, Digest};
         {error, _} = Error ->
             Error
     end.
+
+%% What the push attached: each SBOM referrer and where the registry lists it, the signature.
+report_attached(Adapter, Registry, RepoTag, Attached) ->
+    {Repo, _} = parse_tag(RepoTag),
+    [Adapter:info("SBOM attached to ~ts/~ts@~ts, ~ts", [Registry, Repo, Subject, referrers_where(Api, Subject)])
+     || #{subject := Subject, api := Api} <- maps:get(referrers, Attached, [])],
+    case maps:get(signature_tag, Attached, undefined) of
+        undefined -> ok;
+        SigTag -> Adapter:info("Signed: ~ts/~ts:~ts", [Registry, Repo, SigTag])
+    end.
+
+referrers_where(true, _Subject) ->
+    "listed by the registry's referrers API";
+referrers_where(false, <<"sha256:", Hex/binary>>) ->
+    ["listed in the referrers tag sha256-", Hex].
 
 %% Progress through the adapter: plain lines (CI) go to its console; a terminal gets the
 %% live display.
@@ -393,6 +464,23 @@ report_push(Adapter, #{uploaded := Up, uploaded_bytes := Bytes, existing := Exis
                        mounted := Mounted}) ->
     Adapter:info("Uploaded ~ts in ~b blob(s); ~b already present, ~b mounted",
                  [format_bytes(Bytes), Up, Existing, Mounted]).
+
+%%% Annotations
+
+%% @doc Check the user's annotations: NUL bytes and `..' path components are refused, as are
+%% the computed keys (`org.opencontainers.image.source', `.revision', `.base.name',
+%% `.base.digest'); `org.opencontainers.image.created' given as a unix timestamp becomes
+%% ISO 8601. See `ocibuild_annotations:validate/1'.
+-spec validate_annotations(#{binary() => binary()}) -> {ok, #{binary() => binary()}} | {error, term()}.
+validate_annotations(Annotations) ->
+    ocibuild_annotations:validate(Annotations).
+
+%% @doc The automatic annotations: source and revision (CI variables, else git; unless
+%% `vcs_annotations' is false), `version', `created' (ISO 8601, `SOURCE_DATE_EPOCH' when
+%% set) and the base image's name and digest. See `ocibuild_annotations:auto/3'.
+-spec build_auto_annotations(ocibuild:image(), file:filename(), map()) -> map().
+build_auto_annotations(Image, ReleasePath, Config) ->
+    ocibuild_annotations:auto(Image, ReleasePath, Config).
 
 %%% Configuration
 
@@ -678,8 +766,9 @@ push_loaded(Adapter, State, Loaded, Registry, Opts) ->
 
 push_loaded_repo(Adapter, Loaded, Registry, RepoTags, Opts) ->
     Auth = get_push_auth(),
+    Attach = attach_options(Opts),
     Push = fun(First, PushOpts) ->
-        ocibuild_registry:push_loaded(Loaded, Registry, First, Auth, PushOpts)
+        ocibuild_registry:push_loaded(Loaded, Registry, First, Auth, maps:merge(PushOpts, Attach))
     end,
     push_tags(Adapter, Registry, RepoTags, maps:get(chunk_size, Opts, 5 * 1024 * 1024), Push).
 
@@ -802,11 +891,30 @@ format_warning(Other) ->
 -spec format_error(term()) -> iolist().
 format_error(missing_tag) ->
     "no image tag: give one with --tag NAME:VERSION (or `tag' in the ocibuild config)";
-format_error({not_supported_yet, sbom}) ->
-    "--sbom: SBOM generation is not available in this version of ocibuild yet";
-format_error({not_supported_yet, sign_key}) ->
-    "image signing (--sign-key, sign_key, OCIBUILD_SIGN_KEY) is not available in this version "
-    "of ocibuild yet; unset it to build unsigned";
+format_error({sbom_write, Path, Posix}) ->
+    io_lib:format("cannot write the SBOM to ~ts: ~ts", [Path, file:format_error(Posix)]);
+format_error({sign_key, Path, {file_read, Posix}}) ->
+    io_lib:format("cannot read the signing key ~ts: ~ts", [Path, file:format_error(Posix)]);
+format_error({sign_key, Path, {sign_key_password, missing}}) ->
+    io_lib:format("signing key ~ts is encrypted: set COSIGN_PASSWORD to its password", [Path]);
+format_error({sign_key, Path, {sign_key_password, wrong}}) ->
+    io_lib:format("signing key ~ts: COSIGN_PASSWORD is not its password", [Path]);
+format_error({sign_key, Path, {sign_key_error, Why}}) ->
+    io_lib:format("signing key ~ts: ~ts", [Path, text_or_term(Why)]);
+format_error({sign_key, Path, Reason}) ->
+    io_lib:format("signing key ~ts: ~ts", [Path, format_error(Reason)]);
+format_error({invalid_annotation, null_byte, Key}) ->
+    io_lib:format("annotation ~ts: keys and values may not contain NUL bytes", [show_key(Key)]);
+format_error({invalid_annotation, path_traversal, Key}) ->
+    io_lib:format("annotation ~ts: keys and values may not contain a .. path component", [show_key(Key)]);
+format_error({invalid_annotation, empty_key, _}) ->
+    "annotation with an empty key";
+format_error({invalid_annotation, created, Value}) ->
+    io_lib:format("annotation org.opencontainers.image.created: ~ts is neither a unix timestamp "
+                  "nor an ISO 8601 date-time", [show(Value)]);
+format_error({protected_annotation, Key}) ->
+    io_lib:format("annotation ~ts is computed by ocibuild and cannot be set "
+                  "(use --no-vcs-annotations to leave out source and revision)", [Key]);
 format_error(empty_release) ->
     "the release directory holds no files";
 format_error({bundled_erts, Message}) ->
@@ -874,6 +982,10 @@ format_error(Reason) when is_binary(Reason) ->
     Reason;
 format_error(Reason) ->
     io_lib:format("~0tp", [Reason]).
+
+%% An annotation key with any NUL shown as \0, so the line stays one printable line.
+show_key(Key) when is_binary(Key) -> binary:replace(Key, <<0>>, <<"\\0">>, [global]);
+show_key(Key) -> show(Key).
 
 %% A value the user gave, as they would type it: text as text, anything else as a term.
 show(V) when is_atom(V) -> atom_to_list(V);

@@ -171,7 +171,9 @@ release_dir_test_() ->
             {"run: user errors", fun() -> run_errors(Root) end},
             {"run: a saved tarball has one tag", fun() -> run_two_tags(Root) end},
             {"build_image and build_release_layers", fun() -> build_functions(Root) end},
-            {"tar:// base", fun() -> local_base(Root) end}
+            {"tar:// base", fun() -> local_base(Root) end},
+            {"run: SBOM layer and file, annotations", fun() -> run_supply(Root) end},
+            {"run: supply-chain errors", fun() -> run_supply_errors(Root) end}
         ]
     end}.
 
@@ -249,7 +251,8 @@ run_save(Root) ->
     {ok, #{images := [Img], tag := Tag, cleanup := Cleanup}} = ocibuild_layout:load_tarball_for_push(Out),
     Cleanup(),
     ?assertEqual(<<"myapp:1.0.0">>, Tag),
-    ?assertEqual(3, length(maps:get(layers, Img))),
+    %% ERTS, deps, app, and the SBOM last.
+    ?assertEqual(4, length(maps:get(layers, Img))),
     Config = ocibuild_test_util:json(maps:get(config, Img)),
     #{<<"config">> := C} = Config,
     ?assertEqual([<<"/app/bin/myapp">>, <<"foreground">>], maps:get(<<"Entrypoint">>, C)),
@@ -257,7 +260,7 @@ run_save(Root) ->
     ?assertEqual(<<"/app">>, maps:get(<<"WorkingDir">>, C)),
     ?assertEqual(#{<<"a">> => <<"b">>}, maps:get(<<"Labels">>, C)),
     History = [maps:get(<<"created_by">>, H, <<>>) || H <- maps:get(<<"history">>, Config)],
-    ?assertEqual(3, length(History)).
+    ?assertEqual(4, length(History)).
 
 run_single_layer(Root) ->
     Out = filename:join(Root, "single.tar.gz"),
@@ -278,7 +281,8 @@ run_single_layer(Root) ->
     {ok, _} = file:copy(Default, Out),
     {ok, #{images := [Img], cleanup := Cleanup}} = ocibuild_layout:load_tarball_for_push(Out),
     Cleanup(),
-    ?assertEqual(1, length(maps:get(layers, Img))),
+    %% The release and the SBOM.
+    ?assertEqual(2, length(maps:get(layers, Img))),
     #{<<"config">> := C} = ocibuild_test_util:json(maps:get(config, Img)),
     ?assertEqual([<<"/srv/single/bin/myapp">>, <<"console">>], maps:get(<<"Entrypoint">>, C)),
     ?assertEqual(<<"/srv/single">>, maps:get(<<"WorkingDir">>, C)),
@@ -356,15 +360,59 @@ local_base(Root) ->
     {ok, _} = ?R:run(ocibuild_test_adapter, State0#{config := Config}, #{}),
     {ok, #{images := [Img], cleanup := Cleanup}} = ocibuild_layout:load_tarball_for_push(Out),
     Cleanup(),
-    ?assertEqual(2, length(maps:get(layers, Img))),
+    %% The base's layer, the release's and the SBOM.
+    ?assertEqual(3, length(maps:get(layers, Img))),
     #{<<"config">> := C} = ocibuild_test_util:json(maps:get(config, Img)),
     ?assertEqual([<<"PATH=/bin">>], maps:get(<<"Env">>, C)),
     ocibuild_test_adapter:messages().
 
-%% Asking for an SBOM or a signature before they exist is an error, never silently ignored.
-unsupported_test() ->
-    {ok, C1} = ?R:resolve_config(#{sbom => "x.json", tag => ["a:1"]}, #{}),
-    {ok, C2} = ?R:resolve_config(#{sign_key => "k.pem", tag => ["a:1"], push => "localhost:5000"}, #{}),
-    State = fun(C) -> #{config => C, release => {<<"a">>, "/nonexistent"}} end,
-    ?assertEqual({error, {not_supported_yet, sbom}}, ?R:run(ocibuild_test_adapter, State(C1), #{})),
-    ?assertEqual({error, {not_supported_yet, sign_key}}, ?R:run(ocibuild_test_adapter, State(C2), #{})).
+%% The SBOM is the image's last layer and, with `sbom', a file; the user's annotations sit
+%% on top of the automatic ones. A signing key without a push is not used (nothing to sign).
+run_supply(Root) ->
+    Out = filename:join(Root, "supply.tar.gz"),
+    SbomPath = filename:join(Root, "supply.spdx.json"),
+    Deps = {ok, [#{name => <<"jason">>, version => <<"1.4.1">>, source => <<"hex">>}]},
+    Cli = #{output => Out, sbom => SbomPath, compression => "gzip",
+            sign_key => filename:join(Root, "no-such-key.pem"),
+            annotation => ["org.opencontainers.image.created=0", "team=core"]},
+    State = state(Root, "supply", Cli, #{}, #{deps => Deps, version => <<"1.0.0">>}),
+    {ok, _} = ?R:run(ocibuild_test_adapter, State, #{}),
+    {ok, Sbom} = file:read_file(SbomPath),
+    Doc = ocibuild_test_util:json(Sbom),
+    ?assertEqual(<<"SPDX-2.2">>, maps:get(<<"spdxVersion">>, Doc)),
+    Packages = maps:get(<<"packages">>, Doc),
+    Versions = maps:from_list([{maps:get(<<"name">>, P), maps:get(<<"versionInfo">>, P, undefined)}
+                               || P <- Packages]),
+    ?assertEqual(<<"1.4.1">>, maps:get(<<"jason">>, Versions)),
+    ?assertEqual(<<"1.0.0">>, maps:get(<<"myapp">>, Versions)),
+    {ok, #{images := [Img], cleanup := Cleanup}} = ocibuild_layout:load_tarball_for_push(Out),
+    try
+        #{<<"annotations">> := Annotations} = ocibuild_test_util:json(maps:get(manifest, Img)),
+        ?assertEqual(<<"1970-01-01T00:00:00Z">>, maps:get(<<"org.opencontainers.image.created">>, Annotations)),
+        ?assertEqual(<<"core">>, maps:get(<<"team">>, Annotations)),
+        ?assertEqual(<<"1.0.0">>, maps:get(<<"org.opencontainers.image.version">>, Annotations)),
+        Last = lists:last(maps:get(layers, Img)),
+        {ok, Blob} = file:read_file(maps:get(path, Last, maps:get(blob, Last, undefined))),
+        {ok, [{Name, Embedded}]} = erl_tar:extract({binary, Blob}, [memory, compressed]),
+        ?assertEqual("sbom.spdx.json", string:trim(Name, leading, "/")),
+        ?assertEqual(Sbom, Embedded)
+    after
+        Cleanup()
+    end,
+    Lines = ocibuild_test_adapter:messages(),
+    ?assertNot(lists:any(fun({_, L}) -> binary:match(L, <<"Signed">>) =/= nomatch end, Lines)).
+
+run_supply_errors(Root) ->
+    Run = fun(Cli) -> ?R:run(ocibuild_test_adapter, state(Root, "supply-errs", Cli#{tag => ["x:1"]}, #{}, #{}), #{}) end,
+    ?assertEqual({error, {protected_annotation, <<"org.opencontainers.image.source">>}},
+                 Run(#{annotation => ["org.opencontainers.image.source=https://evil.example"]})),
+    ?assertMatch({error, {invalid_annotation, path_traversal, <<"x">>}}, Run(#{annotation => ["x=a/../b"]})),
+    Missing = filename:join(Root, "missing.pem"),
+    {error, {sign_key, _, {file_read, enoent}} = NoKey} = Run(#{push => "localhost:1", sign_key => Missing}),
+    Garbage = filename:join(Root, "garbage.pem"),
+    ok = file:write_file(Garbage, <<"not a key">>),
+    {error, {sign_key, _, {sign_key_error, _}} = BadKey} = Run(#{push => "localhost:1", sign_key => Garbage}),
+    [?assertEqual(nomatch, binary:match(iolist_to_binary(?R:format_error(E)), <<"\n">>))
+     || E <- [NoKey, BadKey, {protected_annotation, <<"k">>}, {invalid_annotation, null_byte, <<"a\0b">>},
+              {sign_key, <<"k.pem">>, {sign_key_password, missing}}]],
+    ocibuild_test_adapter:messages().

@@ -261,6 +261,8 @@ check_eq "base-erts:1 is an index of two platforms" '["linux/amd64","linux/arm64
 
 section "release: mix ocibuild --push (ERTS bundled)"
 mix_ocibuild() { at "$ex" env MIX_ENV=prod mix ocibuild "$@"; }
+# SOURCE_DATE_EPOCH keeps the SBOM (and its layer) the same across the two pushes here.
+export SOURCE_DATE_EPOCH=1700000000
 check "mix ocibuild --push" run "$work/push1.log" \
     mix_ocibuild --base "$REG_ADDR/base:1" --push "$PROXY_ADDR/e2e" -t hello_elixir:1
 out=$(cat "$work/push1.log" 2>&1) || true
@@ -278,11 +280,13 @@ check_contains "config: env from mix.exs" '"LANG=C.UTF-8"' "$(jq -c .config.Env 
 check_eq "config: label from mix.exs" hello_elixir \
     "$(jq -r '.config.Labels["org.opencontainers.image.title"]' <<<"$config" 2>&1)"
 mapfile -t l1 < <(layers "$ref1" 2>/dev/null)
-check_eq "three layers on top of the base (ERTS, deps, app)" 3 $((${#l1[@]} - base_layers))
+check_eq "four layers on top of the base (ERTS, deps, app, SBOM)" 4 $((${#l1[@]} - base_layers))
 check_eq "the base layer comes first, unchanged" "$(layers "$REG_ADDR/base:1" 2>&1)" "${l1[0]:-none}"
 erts_files=$(layer_files e2e/hello_elixir "${l1[1]:-none}" 2>&1 || true)
 deps_files=$(layer_files e2e/hello_elixir "${l1[2]:-none}" 2>&1 || true)
 app_files=$(layer_files e2e/hello_elixir "${l1[3]:-none}" 2>&1 || true)
+check_eq "SBOM layer: /sbom.spdx.json alone" sbom.spdx.json \
+    "$(layer_files e2e/hello_elixir "${l1[4]:-none}" 2>&1 | sed 's|^/||')"
 check "ERTS layer: erts-*/bin/beam.smp and kernel" \
     holds "$erts_files" '^/?app/erts-[^/]+/bin/beam\.smp$' '^/?app/lib/kernel-' '!hello_elixir|tiny_dep'
 check "deps layer: tiny_dep and nothing else" \
@@ -302,6 +306,7 @@ check "MIX_ENV=prod mix release (again)" run "$work/mix-release2.log" \
 before=$(wc -l <"$PROXY_LOG")
 check "mix ocibuild --push (again, tag 2)" run "$work/push2.log" \
     mix_ocibuild --base "$REG_ADDR/base:1" --push "$PROXY_ADDR/e2e" -t hello_elixir:2
+unset SOURCE_DATE_EPOCH
 tail -n "+$((before + 1))" "$PROXY_LOG" >"$work/push2.requests"
 ref2=$REG_ADDR/e2e/hello_elixir:2
 mapfile -t l2 < <(layers "$ref2" 2>/dev/null)
@@ -310,15 +315,16 @@ check_eq "base and ERTS layers unchanged" "${l1[*]:0:2}" "${l2[*]:0:2}"
 check_eq "deps layer unchanged" "${l1[2]:-none}" "${l2[2]:-}"
 if [ "${l1[3]:-x}" != "${l2[3]:-x}" ]; then pass "app layer changed"; else fail "app layer changed" "${l2[3]:-}"; fi
 manifest2=$(raw "$ref2" 2>&1) || true
-app_size=$(jq '.layers[-1].size' <<<"$manifest2" 2>/dev/null || echo 0)
+app_size=$(jq '.layers[3].size' <<<"$manifest2" 2>/dev/null || echo 0)
 config_size=$(jq '.config.size' <<<"$manifest2" 2>/dev/null || echo 0)
 erts_size=$(jq '.layers[1].size' <<<"$manifest2" 2>/dev/null || echo 0)
 blob_bytes=$(fault_proxy_sum "$work/push2.requests" req_bytes 'PATCH|PUT|POST' '/blobs/')
-manifest_bytes=$(fault_proxy_sum "$work/push2.requests" req_bytes PUT '/manifests/')
+# The image's manifest; the SBOM referrer and the referrers index are PUT as well.
+manifest_bytes=$(fault_proxy_sum "$work/push2.requests" req_bytes PUT '/hello_elixir/manifests/2$')
 echo "  (second push: $blob_bytes blob bytes + $manifest_bytes manifest bytes sent;" \
     "app layer $app_size, config $config_size, ERTS layer $erts_size)"
 check_eq "blob bytes sent = the app layer + the config" $((app_size + config_size)) "$blob_bytes"
-check_eq "manifest bytes sent = the manifest" "$(printf '%s' "$manifest2" | wc -c)" "$manifest_bytes"
+check_eq "manifest bytes sent under the tag = the manifest" "$(printf '%s' "$manifest2" | wc -c)" "$manifest_bytes"
 check "far below the ERTS layer's size" test "$blob_bytes" -lt $((erts_size / 10))
 greeting=$(run_image "$ref2" 2>&1) || true
 check_contains "podman run: the new image greets with the new text" "Hi again from hello_elixir" "$greeting"
@@ -434,7 +440,10 @@ check_eq "two platforms" '["linux/amd64","linux/arm64"]' \
     "$(jq -c '[.manifests[].platform | "\(.os)/\(.architecture)"] | sort' <<<"$index" 2>&1)"
 amd=$(layers "$REG_ADDR/e2e/noerts@$(jq -r '.manifests[] | select(.platform.architecture == "amd64") | .digest' <<<"$index")" 2>&1 || true)
 arm=$(layers "$REG_ADDR/e2e/noerts@$(jq -r '.manifests[] | select(.platform.architecture == "arm64") | .digest' <<<"$index")" 2>&1 || true)
-check "the release's layers are shared by both platforms" test -n "$amd" -a "$amd" = "$arm"
+# The last layer is each platform's SBOM (it names the platform and that platform's base).
+check "the release's layers are shared by both platforms" \
+    test -n "$amd" -a "$(head -n -1 <<<"$amd")" = "$(head -n -1 <<<"$arm")"
+check "each platform has its own SBOM layer" test "$(tail -n 1 <<<"$amd")" != "$(tail -n 1 <<<"$arm")"
 check_eq "two release layers on the base's two (deps, app)" 4 "$(wc -l <<<"$amd")"
 greeting=$(run_image "$mref" 2>&1) || true
 check_contains "podman run: the index runs on this machine's platform" "Hi again from hello_elixir" "$greeting"

@@ -73,16 +73,19 @@ defmodule Mix.Tasks.Ocibuild do
     * `--chunk-size MB` - upload blobs to the registry in chunks of this many MB.
       Default: 5.
 
-    * `--sbom PATH` - also write the image's SPDX SBOM to `PATH`. Not available in this
-      version yet: the task stops with an error saying so.
+    * `--sbom PATH` - also write the image's SPDX 2.2 SBOM to `PATH`. Every image
+      carries it at `/sbom.spdx.json` (its own last layer), and a push attaches it to
+      the image as an OCI 1.1 referrer. A multi-platform build writes the first
+      platform's.
 
-    * `--no-vcs-annotations` - do not add the source URL and revision read from git to
-      the manifest annotations (this version adds none yet, so the option changes
-      nothing).
+    * `--no-vcs-annotations` - do not add the `org.opencontainers.image.source` and
+      `.revision` annotations, read from CI variables (GitHub Actions, GitLab CI, Azure
+      Pipelines) or else from git.
 
-    * `--sign-key PATH` - sign the pushed image with this private key (default:
-      `OCIBUILD_SIGN_KEY`). Not available in this version yet: a push with a key stops
-      with an error saying so (saving a tarball ignores the key).
+    * `--sign-key PATH` - sign the pushed image (cosign-compatible, stored at tag
+      `sha256-<digest>.sig`) with this ECDSA P-256 private key: PEM from openssl, or a
+      cosign key whose password is in `COSIGN_PASSWORD`. Default: `OCIBUILD_SIGN_KEY`.
+      Saving a tarball ignores the key.
 
     * `--compression gzip|zstd|auto` - how layers are compressed. `auto`, the default,
       is zstd.
@@ -136,6 +139,9 @@ defmodule Mix.Tasks.Ocibuild do
       same for pulling the base image.
     * `OCIBUILD_SIGN_KEY` - the signing key's path when neither `--sign-key` nor
       `:sign_key` gives one.
+    * `COSIGN_PASSWORD` - the password of an encrypted cosign signing key.
+    * `OCIBUILD_GIT_TIMEOUT` - how long each git command may take, in milliseconds.
+      Default: 5000.
     * `OCIBUILD_CACHE_DIR` - where built layers are kept. Default:
       `_build/ocibuild_cache`.
     * `SOURCE_DATE_EPOCH` - the timestamp (seconds since 1970) of every file and of the

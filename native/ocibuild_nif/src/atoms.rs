@@ -112,5 +112,8 @@ rustler::atoms! {
     credentials_error,
     unsupported_media_type,
     sign_key_error,
+    // supply chain
+    sboms, sign, pem, attached, referrers, subject, api, signature_tag,
+    name, version, tool, dependencies, otp_apps, erts_version, otp_version,
     sign_key_password,
 }

@@ -12,6 +12,7 @@ mod layer;
 mod platform;
 mod registry;
 mod reply;
+mod supply;
 mod tarball;
 mod terms;
 

@@ -20,6 +20,7 @@ use ocibuild_core::blob_store::BlobStore;
 use ocibuild_core::digest::Digest;
 use ocibuild_core::image::{self, Image, RenderOptions};
 use ocibuild_core::layout::LoadedImage;
+use ocibuild_core::registry::attach::Attachments;
 use ocibuild_core::registry::pull::{self, PlatformChoice, PulledImage};
 use ocibuild_core::registry::push::{self, PushImage, PushOptions, PushReport, PushTarget};
 use ocibuild_core::registry::{credentials, Credentials, Environment, Reference};
@@ -29,7 +30,7 @@ use rustler::{Encoder, Env, Term};
 
 use crate::jobs::{self, registries};
 use crate::terms::{self, field, invalid, map, required};
-use crate::{atoms, reply};
+use crate::{atoms, reply, supply};
 
 #[rustler::nif]
 fn registry_pull<'a>(
@@ -120,6 +121,13 @@ fn registry_push<'a>(env: Env<'a>, images: Term<'a>, target: Term<'a>, opts: Ter
     let args = (|| {
         let images = terms::decode_images(images)?;
         let created = terms::u64_field(required(opts, atoms::created(), "created")?, "created")?;
+        let mut job_opts = push_options(opts)?;
+        job_opts.push.attach.referrers = supply::decode_sboms(opts, created)?;
+        if !job_opts.push.attach.referrers.is_empty()
+            && job_opts.push.attach.referrers.len() != images.len()
+        {
+            return Err(invalid("sboms", "expected one entry per image"));
+        }
         let push_images = images
             .iter()
             .map(|image: &Image| {
@@ -127,7 +135,7 @@ fn registry_push<'a>(env: Env<'a>, images: Term<'a>, target: Term<'a>, opts: Ter
                 PushImage::from_rendered(image, &rendered)
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok((push_images, decode_target(target)?, push_options(opts)?))
+        Ok((push_images, decode_target(target)?, job_opts))
     })();
     start_push(env, args)
 }
@@ -158,13 +166,20 @@ type PushArgs = (
 );
 
 fn start_push<'a>(env: Env<'a>, args: Result<PushArgs>) -> Term<'a> {
-    let (images, (mut target, auth), opts) = match args {
+    let (images, (mut target, auth), mut opts) = match args {
         Ok(a) => a,
         Err(e) => return reply::error(env, &e),
     };
     jobs::start(
         env,
         move |progress| async move {
+            if let Some(secret) = opts.sign.take() {
+                // scrypt for a cosign key: a blocking thread, not a runtime worker.
+                let key = tokio::task::spawn_blocking(move || secret.open())
+                    .await
+                    .map_err(|e| Error::SignKey(format!("key loading stopped: {e}")))??;
+                opts.push.attach.signature = Some(std::sync::Arc::new(key));
+            }
             let vars = &opts.vars;
             target.credentials = credentials::resolve(auth, &target.registry, vars).await?;
             push::push(registries(), vars, &images, &target, &opts.push, &progress).await
@@ -243,16 +258,18 @@ fn max_concurrency(opts: Term) -> Result<usize> {
     }
 }
 
-/// Push options plus the environment the job reads.
+/// Push options plus the environment the job reads and the signing key to open.
 struct JobOptions {
     push: PushOptions,
     vars: Environment,
+    sign: Option<supply::SignSecret>,
 }
 
 fn push_options(opts: Term) -> Result<JobOptions> {
     Ok(JobOptions {
         push: core_push_options(opts)?,
         vars: decode_vars(opts)?,
+        sign: supply::decode_sign(opts)?,
     })
 }
 
@@ -275,6 +292,7 @@ fn core_push_options(opts: Term) -> Result<PushOptions> {
             "cache_dir",
         )?)?,
         index,
+        attach: Attachments::default(),
     })
 }
 
@@ -354,6 +372,10 @@ fn encode_report<'a>(env: Env<'a>, report: PushReport) -> Term<'a> {
             (atoms::uploaded(), report.uploaded.encode(env)),
             (atoms::existing(), report.existing.encode(env)),
             (atoms::mounted(), report.mounted.encode(env)),
+            (
+                atoms::attached(),
+                supply::encode_attached(env, &report.attached),
+            ),
         ],
     )
 }

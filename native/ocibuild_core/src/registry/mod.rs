@@ -13,6 +13,7 @@
 //!
 //! Everything here is async and runs on a tokio runtime the caller owns (the NIF owns one).
 
+pub mod attach;
 pub mod challenge;
 pub mod client;
 pub mod credentials;

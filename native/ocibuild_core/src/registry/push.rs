@@ -14,6 +14,7 @@ use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
+use super::attach::{Attached, Attacher, Attachments};
 use super::client::{Access, Body, RegistryClient, Scopes};
 use super::credentials::resolve;
 use super::progress::{Phase, Progress, ProgressSink};
@@ -169,6 +170,8 @@ pub struct PushOptions {
     pub cache: BlobStore,
     /// Put an index (with each image's manifest by digest) even for one image.
     pub index: bool,
+    /// SBOM referrers and a signature to add once the image is in (see `attach`).
+    pub attach: Attachments,
 }
 
 pub const DEFAULT_CHUNK_SIZE: u64 = 5 * 1024 * 1024;
@@ -183,6 +186,8 @@ pub struct PushReport {
     pub uploaded: usize,
     pub existing: usize,
     pub mounted: usize,
+    /// The referrers and signature attached after the image.
+    pub attached: Attached,
 }
 
 /// Push `images` to `target`: one image under its tags, or (with `opts.index`, or several
@@ -293,13 +298,52 @@ pub async fn push(
         .await?;
         image.manifest_digest.clone()
     };
+    let attached = attach(&job, images, &digest, &opts.attach).await?;
     Ok(PushReport {
         digest,
         uploaded_bytes: stats.bytes.load(Ordering::Relaxed),
         uploaded: stats.uploaded.load(Ordering::Relaxed),
         existing: stats.existing.load(Ordering::Relaxed),
         mounted: stats.mounted.load(Ordering::Relaxed),
+        attached,
     })
+}
+
+/// Referrers for each image that has one, then the signature of what the tags point at.
+async fn attach(
+    job: &BlobJob<'_>,
+    images: &[PushImage],
+    digest: &Digest,
+    attachments: &Attachments,
+) -> Result<Attached> {
+    let mut attached = Attached::default();
+    if attachments.is_empty() {
+        return Ok(attached);
+    }
+    let attacher = Attacher {
+        client: job.client,
+        access: job.access,
+        registry: &job.target.registry,
+        repository: &job.target.repository,
+        progress: job.progress,
+        blobs: job,
+    };
+    for (image, artifact) in images.iter().zip(&attachments.referrers) {
+        if let Some(artifact) = artifact {
+            let subject = Descriptor::new(
+                &image.media_type,
+                image.manifest_digest.clone(),
+                image.manifest.len() as u64,
+            );
+            attached
+                .referrers
+                .push(attacher.referrer(artifact, &subject).await?);
+        }
+    }
+    if let Some(key) = &attachments.signature {
+        attached.signature_tag = Some(attacher.signature(key, digest).await?);
+    }
+    Ok(attached)
 }
 
 #[derive(Default)]
@@ -310,7 +354,7 @@ struct Stats {
     mounted: AtomicUsize,
 }
 
-struct BlobJob<'a> {
+pub(super) struct BlobJob<'a> {
     registries: &'a Registries,
     env: &'a Environment,
     client: &'a RegistryClient,
@@ -322,7 +366,7 @@ struct BlobJob<'a> {
 }
 
 impl BlobJob<'_> {
-    async fn push_blob(&self, blob: &PushBlob) -> Result<()> {
+    pub(super) async fn push_blob(&self, blob: &PushBlob) -> Result<()> {
         let repo = &self.target.repository;
         let outcome = self.place(blob, repo).await?;
         let phase = match outcome {
@@ -443,6 +487,21 @@ pub async fn put_manifest(
     media_type: &str,
     progress: &ProgressSink,
 ) -> Result<()> {
+    put_manifest_headers(client, access, repo, reference, bytes, media_type, progress).await?;
+    Ok(())
+}
+
+/// `put_manifest`, returning the answer's headers (`OCI-Subject` says whether the registry
+/// indexed a referrer).
+pub async fn put_manifest_headers(
+    client: &RegistryClient,
+    access: &Access,
+    repo: &str,
+    reference: &str,
+    bytes: &[u8],
+    media_type: &str,
+    progress: &ProgressSink,
+) -> Result<HeaderMap> {
     let url = client.url(repo, &format!("manifests/{reference}"));
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -482,5 +541,5 @@ pub async fn put_manifest(
         bytes: bytes.len() as u64,
         total: Some(bytes.len() as u64),
     });
-    Ok(())
+    Ok(response.headers().clone())
 }

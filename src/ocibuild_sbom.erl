@@ -1,0 +1,126 @@
+%% @doc The SPDX 2.2 SBOM of a release image: what goes into it, read from the release and
+%% the lock file, and the layer that carries it at `/sbom.spdx.json'.
+%%
+%% The document itself is written by the native core (`supply::sbom'); this module gathers
+%% its input: the app and its version, the lock file's dependencies, the ERTS version the
+%% release records, the other applications it bundles (OTP's, Elixir's), the base image and
+%% the platform.
+-module(ocibuild_sbom).
+
+-export([input/1, document/1, layer/2, path/0, media_type/0]).
+
+-define(PATH, <<"/sbom.spdx.json">>).
+
+%% @doc Where every image carries its SBOM.
+-spec path() -> binary().
+path() -> ?PATH.
+
+%% @doc The SBOM's media type (and the artifact type of its referrer).
+-spec media_type() -> binary().
+media_type() -> <<"application/spdx+json">>.
+
+%% @doc The SBOM input for one image. `Opts': `name', `version' (binaries), `release_path',
+%% `dependencies' (the lock file's `#{name, version, source}' maps, or `undefined' without a
+%% lock file), `image' (its `base' gives the base image entry; its `platform' the platform),
+%% `created' (unix seconds).
+-spec input(map()) -> map().
+input(#{name := Name, version := Version, release_path := Path, image := Image,
+        created := Created} = Opts) ->
+    Deps = case maps:get(dependencies, Opts, undefined) of
+        L when is_list(L) -> L;
+        _ -> []
+    end,
+    DepNames = [N || #{name := N} <- Deps],
+    ErtsVsn = release_erts_version(Path),
+    maps:merge(
+        #{
+            name => Name,
+            version => Version,
+            created => Created,
+            tool => tool(),
+            dependencies => [maps:with([name, version, source], D) || D <- Deps],
+            %% The release's other applications: OTP's, Elixir's, an umbrella's siblings.
+            otp_apps => [{A, V} || {A, V} <- release_apps(Path),
+                                   not lists:member(A, [Name | DepNames])]
+        },
+        maps:from_list(
+            [{erts_version, ErtsVsn} || ErtsVsn =/= undefined] ++
+            [{otp_version, V} || V <- [otp_version(ErtsVsn)], V =/= undefined] ++
+            [{base, B} || B <- [base(Image)], B =/= undefined] ++
+            [{platform, ocibuild_local_base:platform_text(P)}
+             || P <- [maps:get(platform, Image, undefined)], is_map(P)]
+        )
+    ).
+
+%% @doc The SPDX JSON document for an input made by `input/1'.
+-spec document(map()) -> {ok, binary()} | {error, term()}.
+document(Input) ->
+    ocibuild_nif:sbom_spdx(Input).
+
+%% @doc The layer carrying `Document' at `/sbom.spdx.json', readable by everyone, compressed
+%% as `Compression' (`gzip', `zstd' or `auto').
+-spec layer(binary(), ocibuild_layer:compression()) -> {ok, map()} | {error, term()}.
+layer(Document, Compression) ->
+    ocibuild_layer:create([{?PATH, Document, 8#644}],
+                          #{layer_type => sbom, compression => Compression}).
+
+tool() ->
+    case application:get_key(ocibuild, vsn) of
+        {ok, Vsn} -> iolist_to_binary(["ocibuild-", Vsn]);
+        undefined -> <<"ocibuild">>
+    end.
+
+%% The ERTS version the release was built for: `releases/start_erl.data' (`ERTS_VSN REL_VSN'),
+%% else the bundled `erts-VSN' directory.
+release_erts_version(Path) ->
+    case file:read_file(filename:join([Path, "releases", "start_erl.data"])) of
+        {ok, Data} ->
+            case string:lexemes(Data, " \n\r\t") of
+                [Erts | _] -> Erts;
+                [] -> bundled_erts_version(Path)
+            end;
+        {error, _} ->
+            bundled_erts_version(Path)
+    end.
+
+bundled_erts_version(Path) ->
+    case filelib:wildcard("erts-*", to_list(Path)) of
+        [Dir | _] -> list_to_binary(string:prefix(Dir, "erts-"));
+        [] -> undefined
+    end.
+
+%% The OTP release (e.g. 25.3.2.8) is known only when the release runs the ERTS of the OTP
+%% installation building it: a release does not record it.
+otp_version(undefined) ->
+    undefined;
+otp_version(ErtsVsn) ->
+    case list_to_binary(erlang:system_info(version)) of
+        ErtsVsn ->
+            File = filename:join([code:root_dir(), "releases", erlang:system_info(otp_release),
+                                  "OTP_VERSION"]),
+            case file:read_file(File) of
+                {ok, V} -> string:trim(V);
+                {error, _} -> list_to_binary(erlang:system_info(otp_release))
+            end;
+        _Other ->
+            undefined
+    end.
+
+%% The `lib/NAME-VSN' directories of the release.
+release_apps(Path) ->
+    Dirs = filelib:wildcard("*-*", filename:join(to_list(Path), "lib")),
+    lists:usort([split_app_dir(D) || D <- Dirs]).
+
+split_app_dir(Dir) ->
+    case string:split(Dir, "-", trailing) of
+        [Name, Vsn] -> {list_to_binary(Name), list_to_binary(Vsn)};
+        _ -> {list_to_binary(Dir), <<>>}
+    end.
+
+base(#{base := #{reference := Ref, manifest_digest := Digest}}) ->
+    #{reference => Ref, digest => Digest};
+base(_Image) ->
+    undefined.
+
+to_list(B) when is_binary(B) -> binary_to_list(B);
+to_list(L) -> L.

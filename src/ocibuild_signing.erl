@@ -1,0 +1,51 @@
+%% @doc Signing keys for cosign-compatible image signatures.
+%%
+%% A key is an ECDSA P-256 private key in PEM: SEC1 (`EC PRIVATE KEY', from
+%% `openssl ecparam -genkey'), PKCS#8 (`PRIVATE KEY', from `openssl genpkey') or cosign's
+%% encrypted key (`ENCRYPTED SIGSTORE PRIVATE KEY', from `cosign generate-key-pair'), whose
+%% password comes from `COSIGN_PASSWORD' as with cosign. The key is checked when loaded, so a
+%% bad key or password fails before any layer is built or any byte is pushed.
+%%
+%% The loaded key keeps its PEM and password behind a fun: printing it (in a crash report, a
+%% log line or a config dump) shows no secret.
+-module(ocibuild_signing).
+
+-export([load/1, load/2, path/1, secret/1]).
+
+-export_type([key/0]).
+
+-opaque key() :: #{path := binary(), secret := fun(() -> {binary(), binary() | undefined})}.
+
+%% @doc Load and check the key at `Path', with the password in `COSIGN_PASSWORD' (if set).
+-spec load(file:filename_all()) -> {ok, key()} | {error, term()}.
+load(Path) ->
+    load(Path, os:getenv("COSIGN_PASSWORD")).
+
+%% @doc Load and check the key at `Path' with `Password' (`false' or `undefined': none).
+-spec load(file:filename_all(), string() | binary() | false | undefined) ->
+    {ok, key()} | {error, term()}.
+load(Path0, Password0) ->
+    Path = unicode:characters_to_binary(Path0),
+    Password = password(Password0),
+    case file:read_file(Path) of
+        {ok, Pem} ->
+            case ocibuild_nif:sign_key_check(Pem, Password) of
+                ok -> {ok, #{path => Path, secret => fun() -> {Pem, Password} end}};
+                {error, Reason} -> {error, {sign_key, Path, Reason}}
+            end;
+        {error, Posix} ->
+            {error, {sign_key, Path, {file_read, Posix}}}
+    end.
+
+%% @doc The file the key came from.
+-spec path(key()) -> binary().
+path(#{path := Path}) -> Path.
+
+%% @doc The PEM and password, for the native library.
+-spec secret(key()) -> {binary(), binary() | undefined}.
+secret(#{secret := Secret}) -> Secret().
+
+password(false) -> undefined;
+password(undefined) -> undefined;
+password(P) when is_list(P) -> unicode:characters_to_binary(P, unicode, file:native_name_encoding());
+password(P) when is_binary(P) -> P.
