@@ -211,8 +211,13 @@ subject_a=$(digest_of "$REG_ADDR/a/hello:1" 2>/dev/null || echo none)
 # manifest of its own type, and the fallback index at the subject's tag listing it.
 foreign_referrer() {
     local repo=$1 subject=$2 empty=sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a art digest
-    curl -sf -X POST --data-binary '{}' -H 'Content-Type: application/octet-stream' \
-        "http://$REG_ADDR/v2/$repo/blobs/uploads/?digest=$empty" >/dev/null || return 1
+    local location
+    location=$(curl -sf -D - -o /dev/null -X POST "http://$REG_ADDR/v2/$repo/blobs/uploads/" |
+        tr -d '\r' | awk 'tolower($1) == "location:" { print $2 }')
+    [[ "$location" == http* ]] || location=http://$REG_ADDR$location
+    [[ "$location" == *\?* ]] && location=$location'&' || location=$location'?'
+    curl -sf -X PUT --data-binary '{}' -H 'Content-Type: application/octet-stream' \
+        "${location}digest=$empty" >/dev/null || return 1
     art='{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"application/vnd.example.other","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"'$empty'","size":2},"layers":[{"mediaType":"application/vnd.oci.empty.v1+json","digest":"'$empty'","size":2}],"subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"'$subject'","size":1}}'
     digest=sha256:$(printf '%s' "$art" | sha256sum | cut -d' ' -f1)
     curl -sf -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' --data-binary "$art" \
@@ -313,7 +318,7 @@ check "host_base.sh --host-erts: a two-platform base carrying Erlang" run "$work
     bash "$root/test/support/host_base.sh" --host-erts --platform linux/amd64,linux/arm64 \
     -o "$work/base-erts.tar.gz" -t base-erts:1 --push "$REG_ADDR/base-erts:1"
 check "a release without ERTS" run "$work/noerts.log" bash -c \
-    "cd '$ex' && sed -i 's/include_erts: true/include_erts: false/' mix.exs && MIX_ENV=prod mix release --overwrite"
+    "cd '$ex' && sed -i 's/include_erts: true/include_erts: false/' mix.exs && rm -rf _build/prod/rel/hello_elixir && MIX_ENV=prod mix release --overwrite"
 check "mix ocibuild --platform linux/amd64,linux/arm64 --sign-key" run "$work/multi.log" \
     bash -c "cd '$ex' && MIX_ENV=prod mix ocibuild --base '$REG_ADDR/base-erts:1' --platform linux/amd64,linux/arm64 \
         --push '$REG_ADDR/multi' -t hello:1 --sign-key '$keys/sec1.pem'"

@@ -61,8 +61,11 @@ pub fn decode_sign(opts: Term) -> Result<Option<SignSecret>> {
     };
     Ok(Some(SignSecret {
         pem: terms::bytes(required(sign, atoms::pem(), "sign")?, "pem")?.to_vec(),
-        password: optional_bytes(required(sign, atoms::password(), "sign")?, "password")?
-            .map(<[u8]>::to_vec),
+        // `undefined` (no COSIGN_PASSWORD) reads as a missing field.
+        password: match field(sign, atoms::password()) {
+            Some(p) => Some(terms::bytes(p, "password")?.to_vec()),
+            None => None,
+        },
     }))
 }
 
