@@ -1,40 +1,59 @@
 //! The SPDX 2.2 JSON SBOM of a release image.
 //!
-//! One package per component, each with a package URL (purl) as its external reference: the
-//! app, every dependency in the lock file (`pkg:hex`, `pkg:github` for git dependencies on
-//! GitHub, else `pkg:generic`), ERTS (and the OTP release, when known) at the versions the
-//! release holds, the release's other applications (OTP's, Elixir's), and the base image
-//! (`pkg:oci/<name>@<digest>`). The document DESCRIBES the app, which DEPENDS_ON the rest.
-//! The same input gives the same bytes: packages are sorted, JSON keys too, and the document
-//! namespace is derived from the content.
+//! One package per component, each with a package URL (purl) as its external reference:
+//!
+//! - the app (the release): `pkg:generic/<name>@<version>`, since a release is not
+//!   necessarily published anywhere;
+//! - every lock-file dependency: `pkg:hex/<name>@<version>`, `pkg:github/<org>/<repo>@<ref>`
+//!   for git dependencies on GitHub, `pkg:generic/<name>@<ref>?vcs_url=git+...` for other git
+//!   hosts, else `pkg:generic/<name>@<version>`;
+//! - ERTS and the bundled applications (OTP's, Elixir's) as `pkg:otp/<app>@<vsn>`, and the OTP
+//!   release as `pkg:github/erlang/otp@OTP-<vsn>`: the purls Erlang/OTP's own VEX statements
+//!   name, so advisories match them;
+//! - the base image: `pkg:oci/<name>@sha256%3A<hex>?arch=..&repository_url=..&tag=..`.
+//!
+//! The document DESCRIBES the app, which DEPENDS_ON every other package. The same input gives
+//! the same bytes (packages sorted, keys sorted by canonical JSON), and the document namespace
+//! is derived from a sha256 of the content, so it changes exactly when the content does.
+//!
+//! ```ignore
+//! let json = spdx_json(&SbomInput { name: "hello".into(), version: "0.1.0".into(),
+//!                                   tool: "ocibuild-0.1.0".into(), ..Default::default() })?;
+//! ```
 
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use std::collections::BTreeSet;
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 
 use crate::digest::Digest;
 use crate::image::json::canonical;
 use crate::registry::Reference;
 use crate::reproducible::rfc3339;
-use crate::Result;
+use crate::{Error, Result};
 
 pub const SPDX_MEDIA_TYPE: &str = "application/spdx+json";
 /// Where every image carries its SBOM.
 pub const SBOM_PATH: &str = "/sbom.spdx.json";
 
 const NOASSERTION: &str = "NOASSERTION";
+const NAMESPACE_BASE: &str = "https://spdx.org/spdxdocs/ocibuild";
 
 /// What the SBOM describes. `created` is unix seconds (the caller's `SOURCE_DATE_EPOCH`, else
 /// now).
 #[derive(Clone, Debug, Default)]
 pub struct SbomInput {
+    /// The release (app) name, e.g. `hello_elixir`.
     pub name: String,
     pub version: String,
     pub created: u64,
     /// The creator tool, e.g. `ocibuild-0.1.0`.
     pub tool: String,
+    /// The ERTS version the release holds.
     pub erts_version: Option<String>,
+    /// The OTP release (`25.3.2.8`), when known.
     pub otp_version: Option<String>,
-    /// The release's other applications: name, version.
+    /// The release's other applications (`lib/NAME-VSN`): name, version.
     pub otp_apps: Vec<(String, String)>,
     pub dependencies: Vec<Dependency>,
     pub base: Option<BaseImage>,
@@ -43,7 +62,7 @@ pub struct SbomInput {
 }
 
 /// A lock-file entry: `source` is `hex`, a git URL (then `version` is the locked revision),
-/// or anything else (a path, another SCM).
+/// `hg+<url>` for Mercurial, or anything else (a path, another SCM's name).
 #[derive(Clone, Debug)]
 pub struct Dependency {
     pub name: String,
@@ -58,62 +77,79 @@ pub struct BaseImage {
     pub digest: Digest,
 }
 
-/// One SPDX package before it gets its SPDXID.
+/// The role of a package: its SPDXID prefix and its place in the document (derived `Ord`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    App,
+    Dependency,
+    Runtime,
+    Bundled,
+    Base,
+}
+
+impl Kind {
+    fn id_prefix(self) -> &'static str {
+        match self {
+            Kind::App => "App",
+            Kind::Dependency => "Dep",
+            Kind::Runtime => "Runtime",
+            Kind::Bundled => "Bundled",
+            Kind::Base => "Base",
+        }
+    }
+}
+
+/// One SPDX package before it gets its SPDXID. The field order is the sort order.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Package {
+    kind: Kind,
     name: String,
+    /// Empty when unknown: the package then has no `versionInfo`.
     version: String,
     purl: String,
-    download: String,
+    /// `None` gives `NOASSERTION`.
+    download: Option<String>,
     comment: Option<String>,
 }
 
 /// The SPDX 2.2 JSON document for `input`.
 pub fn spdx_json(input: &SbomInput) -> Result<Vec<u8>> {
+    if input.name.is_empty() {
+        return Err(invalid("name", "the app name is empty".into()));
+    }
     let app = Package {
+        kind: Kind::App,
         name: input.name.clone(),
         version: input.version.clone(),
-        purl: purl("generic", None, &input.name, &input.version, &[]),
-        download: NOASSERTION.into(),
-        comment: None,
+        purl: purl("generic", &[], &input.name, &input.version, &[]),
+        download: None,
+        comment: Some("the release the image runs".into()),
     };
-    let mut others: Vec<Package> = input.dependencies.iter().map(dependency).collect();
+    let mut others = Vec::new();
+    for dep in &input.dependencies {
+        others.push(dependency(dep)?);
+    }
     if let Some(erts) = &input.erts_version {
-        others.push(Package {
-            name: "erts".into(),
-            version: erts.clone(),
-            purl: purl("generic", Some("erlang"), "erts", erts, &[]),
-            download: NOASSERTION.into(),
-            comment: Some("the Erlang runtime system the release runs on".into()),
-        });
+        others.push(erts_package(erts));
     }
     if let Some(otp) = &input.otp_version {
-        others.push(Package {
-            name: "erlang-otp".into(),
-            version: otp.clone(),
-            purl: purl("generic", Some("erlang"), "otp", otp, &[]),
-            download: format!("https://github.com/erlang/otp/releases/tag/OTP-{otp}"),
-            comment: None,
-        });
+        others.push(otp_package(otp));
     }
     for (name, version) in &input.otp_apps {
-        others.push(Package {
-            name: name.clone(),
-            version: version.clone(),
-            purl: purl("generic", None, name, version, &[]),
-            download: NOASSERTION.into(),
-            comment: Some("an application the release bundles".into()),
-        });
+        others.push(bundled_app(name, version)?);
     }
     if let Some(base) = &input.base {
         others.push(base_image(base, input.platform.as_deref()));
     }
-    others.sort_by(|a, b| (&a.name, &a.version, &a.purl).cmp(&(&b.name, &b.version, &b.purl)));
+    others.sort();
+    others.dedup();
 
-    let app_id = spdx_id(0, &app.name);
+    let mut ids = SpdxIds::default();
+    let app_id = ids.assign(app.kind.id_prefix(), &app.name);
     let mut packages = vec![package_json(&app, &app_id)];
     let mut relationships = vec![relationship("SPDXRef-DOCUMENT", "DESCRIBES", &app_id)];
-    for (i, p) in others.iter().enumerate() {
-        let id = spdx_id(i + 1, &p.name);
+    for p in &others {
+        let id = ids.assign(p.kind.id_prefix(), &p.name);
         packages.push(package_json(p, &id));
         relationships.push(relationship(&app_id, "DEPENDS_ON", &id));
     }
@@ -122,6 +158,11 @@ pub fn spdx_json(input: &SbomInput) -> Result<Vec<u8>> {
         Some(p) => format!("{}-{} ({p})", input.name, input.version),
         None => format!("{}-{}", input.name, input.version),
     };
+    let tool = if input.tool.trim().is_empty() {
+        "ocibuild"
+    } else {
+        input.tool.trim()
+    };
     let mut doc = json!({
         "spdxVersion": "SPDX-2.2",
         "dataLicense": "CC0-1.0",
@@ -129,99 +170,161 @@ pub fn spdx_json(input: &SbomInput) -> Result<Vec<u8>> {
         "name": title,
         "creationInfo": {
             "created": rfc3339(input.created),
-            "creators": [format!("Tool: {}", input.tool)],
+            "creators": [format!("Tool: {tool}")],
         },
+        // SPDX 2.2 JSON's own form of DESCRIBES; readers that only know the relationship
+        // merge the two.
+        "documentDescribes": [app_id],
         "packages": packages,
         "relationships": relationships,
     });
-    // Unique per content, and the same for the same content (what SPDX asks of it).
-    let namespace = Digest::of(&canonical(&doc));
+    // The namespace must be unique per document and stable for the same one: a digest of
+    // everything else in it.
+    let content = Digest::of(&canonical(&doc));
     doc["documentNamespace"] = json!(format!(
-        "https://spdx.org/spdxdocs/ocibuild/{}-{}-{}",
+        "{NAMESPACE_BASE}/{}-{}-{}",
         uri_part(&input.name),
         uri_part(&input.version),
-        &namespace.as_str()["sha256:".len()..]
+        content.hex()
     ));
     Ok(canonical(&doc))
 }
 
-fn dependency(dep: &Dependency) -> Package {
-    let (name, version) = (&dep.name, &dep.version);
-    match dep.source.as_str() {
-        "hex" => Package {
-            name: name.clone(),
-            version: version.clone(),
-            purl: purl("hex", None, &name.to_lowercase(), version, &[]),
-            download: format!("https://repo.hex.pm/tarballs/{name}-{version}.tar"),
-            comment: None,
-        },
-        source if is_git(source) => {
-            let url = https_git_url(source);
-            let download = format!("git+{url}@{version}");
-            match github_repo(&url) {
-                Some((org, repo)) => Package {
-                    name: name.clone(),
-                    version: version.clone(),
-                    purl: purl(
-                        "github",
-                        Some(&org.to_lowercase()),
-                        &repo.to_lowercase(),
-                        version,
-                        &[],
-                    ),
-                    download,
-                    comment: None,
-                },
-                None => Package {
-                    name: name.clone(),
-                    version: version.clone(),
-                    purl: purl("generic", None, name, version, &[("vcs_url", &download)]),
-                    download,
-                    comment: None,
-                },
-            }
-        }
-        other => Package {
-            name: name.clone(),
-            version: if version.is_empty() {
-                NOASSERTION.into()
-            } else {
-                version.clone()
-            },
-            purl: purl("generic", None, name, version, &[]),
-            download: NOASSERTION.into(),
-            comment: (!other.is_empty()).then(|| format!("source: {other}")),
-        },
+fn invalid(field: &str, why: String) -> Error {
+    Error::InvalidOption {
+        name: "sbom",
+        why: format!("{field}: {why}"),
     }
+}
+
+fn dependency(dep: &Dependency) -> Result<Package> {
+    if dep.name.is_empty() {
+        return Err(invalid(
+            "dependencies",
+            format!(
+                "a dependency without a name (source {:?})",
+                redact(&dep.source)
+            ),
+        ));
+    }
+    let (name, version) = (&dep.name, &dep.version);
+    let package = |purl, download, comment| Package {
+        kind: Kind::Dependency,
+        name: name.clone(),
+        version: version.clone(),
+        purl,
+        download,
+        comment,
+    };
+    let source = dep.source.trim();
+    if source == "hex" {
+        // Hex package names are lowercase; the purl type requires it too.
+        let download = (!version.is_empty()).then(|| {
+            format!(
+                "https://repo.hex.pm/tarballs/{}-{}.tar",
+                uri_part(name),
+                uri_part(version)
+            )
+        });
+        return Ok(package(
+            purl("hex", &[], &name.to_lowercase(), version, &[]),
+            download.filter(|d| is_spdx_download_location(d)),
+            None,
+        ));
+    }
+    if let Some(remote) = Remote::parse(source) {
+        let location = remote.vcs_location(version);
+        let download = Some(location.clone()).filter(|d| is_spdx_download_location(d));
+        if let Some((org, repo)) = remote.github_repo() {
+            let ns = [org.to_lowercase()];
+            return Ok(package(
+                purl("github", &ns, &repo.to_lowercase(), version, &[]),
+                download,
+                None,
+            ));
+        }
+        return Ok(package(
+            purl("generic", &[], name, version, &[("vcs_url", &location)]),
+            download,
+            None,
+        ));
+    }
+    let comment = (!source.is_empty()).then(|| format!("source: {}", redact(source)));
+    Ok(package(
+        purl("generic", &[], name, version, &[]),
+        None,
+        comment,
+    ))
+}
+
+fn erts_package(version: &str) -> Package {
+    Package {
+        kind: Kind::Runtime,
+        name: "erts".into(),
+        version: version.into(),
+        purl: purl("otp", &[], "erts", version, &[]),
+        download: None,
+        comment: Some("the Erlang runtime system the release holds".into()),
+    }
+}
+
+/// Erlang/OTP's VEX statements name releases `pkg:github/erlang/otp@OTP-<vsn>`. A bare major
+/// (`25`, what a system without an OTP_VERSION file reports) names no tag, so it stays generic.
+fn otp_package(version: &str) -> Package {
+    let (purl, download) = if version.contains('.') {
+        let tag = format!("OTP-{version}");
+        let download = format!("git+https://github.com/erlang/otp.git@{}", uri_part(&tag));
+        (
+            purl("github", &["erlang".into()], "otp", &tag, &[]),
+            Some(download).filter(|d| is_spdx_download_location(d)),
+        )
+    } else {
+        (
+            purl("generic", &["erlang".into()], "otp", version, &[]),
+            None,
+        )
+    };
+    Package {
+        kind: Kind::Runtime,
+        name: "erlang-otp".into(),
+        version: version.into(),
+        purl,
+        download,
+        comment: Some("the Erlang/OTP release that built the release".into()),
+    }
+}
+
+fn bundled_app(name: &str, version: &str) -> Result<Package> {
+    if name.is_empty() {
+        return Err(invalid(
+            "otp_apps",
+            format!("an application without a name (version {version:?})"),
+        ));
+    }
+    Ok(Package {
+        kind: Kind::Bundled,
+        name: name.into(),
+        version: version.into(),
+        // The otp type's names are lowercase.
+        purl: purl("otp", &[], &name.to_lowercase(), version, &[]),
+        download: None,
+        comment: Some("an application the release bundles".into()),
+    })
 }
 
 fn base_image(base: &BaseImage, platform: Option<&str>) -> Package {
     let parsed = Reference::parse(&base.reference).ok();
     let (name, repository_url, tag) = match &parsed {
         Some(r) => (
-            r.repository
-                .rsplit('/')
-                .next()
-                .unwrap_or(&r.repository)
-                .to_lowercase(),
+            last_segment(&r.repository),
             Some(format!("{}/{}", r.registry, r.repository)),
             r.tag.clone(),
         ),
-        // A `tar://` base or other local source: its last path component.
-        None => (
-            base.reference
-                .trim_end_matches('/')
-                .rsplit('/')
-                .next()
-                .unwrap_or("base")
-                .to_lowercase(),
-            None,
-            None,
-        ),
+        // A tarball or layout base: its file name is all the name there is.
+        None => (last_segment(&base.reference), None, None),
     };
     let mut qualifiers: Vec<(&str, &str)> = Vec::new();
-    let arch = platform.and_then(|p| p.split('/').nth(1));
-    if let Some(arch) = arch {
+    if let Some(arch) = platform.and_then(|p| p.split('/').nth(1)) {
         qualifiers.push(("arch", arch));
     }
     if let Some(url) = &repository_url {
@@ -231,36 +334,56 @@ fn base_image(base: &BaseImage, platform: Option<&str>) -> Package {
         qualifiers.push(("tag", tag));
     }
     Package {
+        kind: Kind::Base,
         name: base.reference.clone(),
         version: base.digest.to_string(),
-        purl: purl("oci", None, &name, base.digest.as_str(), &qualifiers),
-        download: NOASSERTION.into(),
+        // The oci type: no namespace, a lowercase name, the digest as the version.
+        purl: purl(
+            "oci",
+            &[],
+            &name.to_lowercase(),
+            base.digest.as_str(),
+            &qualifiers,
+        ),
+        download: None,
         comment: Some("the base image".into()),
     }
 }
 
-/// purl components are percent-encoded; `:` in a version (a digest) too, as the spec's
-/// examples write `sha256%3A...`.
-const PURL_PART: &AsciiSet = &NON_ALPHANUMERIC
+/// The last path segment of a reference, without its `:tag` or `@digest`.
+fn last_segment(s: &str) -> String {
+    let without_digest = s.split('@').next().unwrap_or(s).trim_end_matches('/');
+    let last = without_digest.rsplit('/').next().unwrap_or(without_digest);
+    match last.split(':').next() {
+        Some(name) if !name.is_empty() => name.to_string(),
+        _ => "base".to_string(),
+    }
+}
+
+/// What a purl component leaves as is: letters, digits and `.-_~`. Everything else is
+/// percent-encoded, `:` in a version too (the oci type writes `sha256%3A...`).
+const PURL_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'-')
     .remove(b'_')
     .remove(b'~');
-/// Qualifier values keep `/` readable (`repository_url=docker.io/library/debian`).
-const PURL_QUALIFIER: &AsciiSet = &PURL_PART.remove(b'/');
+/// Qualifier values keep `/` and `:` readable, as the type definitions' examples do
+/// (`repository_url=docker.io/library/debian`, `download_url=https://...`).
+const PURL_QUALIFIER: &AsciiSet = &PURL_COMPONENT.remove(b'/').remove(b':');
 
-/// `pkg:type/namespace/name@version?k=v&...` (qualifiers sorted by key, as the spec wants).
+/// `pkg:type/namespace/name@version?k=v&...`: qualifiers sorted by key and empty ones dropped,
+/// as the spec's canonical form wants.
 fn purl(
     kind: &str,
-    namespace: Option<&str>,
+    namespace: &[String],
     name: &str,
     version: &str,
     qualifiers: &[(&str, &str)],
 ) -> String {
-    let enc = |s: &str| utf8_percent_encode(s, PURL_PART).to_string();
+    let enc = |s: &str| utf8_percent_encode(s, PURL_COMPONENT).to_string();
     let mut out = format!("pkg:{kind}/");
-    if let Some(ns) = namespace {
-        out.push_str(&enc(ns));
+    for segment in namespace.iter().filter(|s| !s.is_empty()) {
+        out.push_str(&enc(segment));
         out.push('/');
     }
     out.push_str(&enc(name));
@@ -279,89 +402,275 @@ fn purl(
     out
 }
 
-fn is_git(source: &str) -> bool {
-    ["https://", "http://", "git://", "ssh://", "git@", "git+"]
-        .iter()
-        .any(|p| source.starts_with(p))
-        || source.ends_with(".git")
+/// Which version control system a remote belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Vcs {
+    Git,
+    Hg,
 }
 
-/// A git source as an https URL where it has one: `git@host:org/repo.git` and `ssh://`
-/// forms become `https://host/org/repo.git`; any user:password is dropped.
-fn https_git_url(source: &str) -> String {
-    let s = source.strip_prefix("git+").unwrap_or(source);
-    if let Some(rest) = s.strip_prefix("git@") {
-        if let Some((host, path)) = rest.split_once(':') {
-            return format!("https://{host}/{}", path.trim_start_matches('/'));
-        }
-    }
-    for scheme in ["ssh://", "git://", "https://", "http://"] {
-        if let Some(rest) = s.strip_prefix(scheme) {
-            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-            let host = authority.rsplit('@').next().unwrap_or(authority);
-            let host = if scheme == "ssh://" {
-                host.split(':').next().unwrap_or(host)
-            } else {
-                host
-            };
-            let scheme = if scheme == "http://" {
-                "http://"
-            } else {
-                "https://"
-            };
-            return format!("{scheme}{host}/{path}");
-        }
-    }
-    s.to_string()
+/// A dependency's repository: scheme, host (with port) and path, without credentials, query
+/// or fragment.
+#[derive(Debug, PartialEq, Eq)]
+struct Remote {
+    vcs: Vcs,
+    scheme: String,
+    host: String,
+    path: String,
 }
 
-/// `(org, repo)` of a github.com URL.
-fn github_repo(url: &str) -> Option<(String, String)> {
-    let path = url
-        .strip_prefix("https://github.com/")
-        .or_else(|| url.strip_prefix("http://github.com/"))?;
-    let mut parts = path.trim_end_matches('/').splitn(3, '/');
-    let org = parts.next().filter(|s| !s.is_empty())?;
-    let repo = parts.next().filter(|s| !s.is_empty())?;
-    Some((org.to_string(), repo.trim_end_matches(".git").to_string()))
-}
+/// Hosts that serve only git, so their URLs are git even without `.git`.
+const GIT_HOSTS: &[&str] = &["github.com", "gitlab.com", "bitbucket.org", "codeberg.org"];
 
-/// `SPDXRef-Package-<n>-<name>`, the name reduced to the letters SPDX IDs allow; the index
-/// keeps IDs unique when two names reduce alike.
-fn spdx_id(index: usize, name: &str) -> String {
-    let cleaned: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '-'
+impl Remote {
+    /// A lock file's source as a repository: `https://`/`http://`/`ssh://`/`git://` URLs,
+    /// scp-like `git@host:org/repo.git`, and `git+`/`hg+` prefixed ones. An https URL counts
+    /// as git when it ends in `.git`, says `git+`, or is on a git-only host; otherwise (a path,
+    /// `hg` without a URL, an unknown https URL) the source is no repository we can name.
+    fn parse(source: &str) -> Option<Remote> {
+        let (explicit, rest) = if let Some(rest) = source.strip_prefix("git+") {
+            (Some(Vcs::Git), rest)
+        } else if let Some(rest) = source.strip_prefix("hg+") {
+            (Some(Vcs::Hg), rest)
+        } else {
+            (None, source)
+        };
+        let (scheme, authority, path) = match rest.split_once("://") {
+            Some((scheme, after)) => {
+                let scheme = scheme.to_ascii_lowercase();
+                if !matches!(scheme.as_str(), "https" | "http" | "ssh" | "git") {
+                    return None;
+                }
+                let (authority, path) = after.split_once('/').unwrap_or((after, ""));
+                (scheme, authority, path)
             }
+            // scp-like `user@host:path` (or `host:path.git`): a colon before any slash. The
+            // user or the `.git` tells it from other `word:word` sources (`hexpm:org`).
+            None => {
+                let (authority, path) = rest.split_once(':')?;
+                let scp_like = authority.contains('@') || path.ends_with(".git");
+                if !scp_like || authority.contains('/') || path.starts_with("//") {
+                    return None;
+                }
+                ("ssh".to_string(), authority, path)
+            }
+        };
+        // Credentials (`user:token@`) never leave the build.
+        let host = authority.rsplit('@').next().unwrap_or(authority);
+        let host = host.to_ascii_lowercase();
+        let path = path
+            .split(['?', '#'])
+            .next()
+            .unwrap_or("")
+            .trim_matches('/')
+            .to_string();
+        if host.is_empty() || path.is_empty() {
+            return None;
+        }
+        let bare_host = host.split(':').next().unwrap_or(&host);
+        let vcs = match explicit {
+            Some(vcs) => vcs,
+            None if scheme == "git"
+                || scheme == "ssh"
+                || path.ends_with(".git")
+                || GIT_HOSTS.contains(&bare_host.trim_start_matches("www.")) =>
+            {
+                Vcs::Git
+            }
+            None => return None,
+        };
+        Some(Remote {
+            vcs,
+            scheme,
+            host,
+            path,
         })
-        .collect();
-    format!("SPDXRef-Package-{index}-{cleaned}")
+    }
+
+    /// `(org, repo)` when this is a GitHub repository.
+    fn github_repo(&self) -> Option<(&str, &str)> {
+        if self.vcs != Vcs::Git || !matches!(self.host.as_str(), "github.com" | "www.github.com") {
+            return None;
+        }
+        let (org, repo) = self.path.split_once('/')?;
+        let repo = repo.strip_suffix(".git").unwrap_or(repo);
+        if org.is_empty() || repo.is_empty() || repo.contains('/') {
+            return None;
+        }
+        Some((org, repo))
+    }
+
+    /// SPDX's VCS download location, `<vcs>+<scheme>://<host>/<path>[@<revision>]`; GitHub
+    /// repositories in their https form.
+    fn vcs_location(&self, revision: &str) -> String {
+        let mut out = match self.github_repo() {
+            Some((org, repo)) => format!(
+                "git+https://github.com/{}/{}.git",
+                url_path(org),
+                url_path(repo)
+            ),
+            None => {
+                let tool = match self.vcs {
+                    Vcs::Git => "git",
+                    Vcs::Hg => "hg",
+                };
+                format!(
+                    "{tool}+{}://{}/{}",
+                    self.scheme,
+                    self.host,
+                    url_path(&self.path)
+                )
+            }
+        };
+        if !revision.is_empty() {
+            out.push('@');
+            out.push_str(&url_path(revision));
+        }
+        out
+    }
 }
 
+/// A URL path keeps `/` and what is already percent-encoded; `@` and `#` are encoded since
+/// they separate the revision and subpath of a VCS location.
+const URL_PATH: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'<')
+    .add(b'>')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}')
+    .add(b'?')
+    .add(b'#')
+    .add(b'@');
+
+fn url_path(s: &str) -> String {
+    utf8_percent_encode(s, URL_PATH).to_string()
+}
+
+/// One URI path segment (document namespace, hex tarball name): everything but unreserved
+/// characters encoded.
 fn uri_part(s: &str) -> String {
-    utf8_percent_encode(s, PURL_PART).to_string()
+    utf8_percent_encode(s, PURL_COMPONENT).to_string()
+}
+
+/// The source with any `user:password@` removed, for a comment.
+fn redact(source: &str) -> String {
+    let Some((scheme, rest)) = source.split_once("://") else {
+        return source.to_string();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    format!("{scheme}://{host}{path}")
+}
+
+/// Whether SPDX tools accept `location` as a download location: an optional `git+`/`hg+`, a
+/// scheme, and a host that is a domain name with a 2 to 5 letter top-level label (what the
+/// SPDX tools' pattern requires: `localhost` or a bare IP address is refused), an optional
+/// port and a path without spaces. Locations that fail become `NOASSERTION`.
+fn is_spdx_download_location(location: &str) -> bool {
+    let rest = location
+        .strip_prefix("git+")
+        .or_else(|| location.strip_prefix("hg+"))
+        .unwrap_or(location);
+    let Some((scheme, after)) = rest.split_once("://") else {
+        return false;
+    };
+    if !matches!(scheme, "https" | "http" | "ssh" | "git") {
+        return false;
+    }
+    let (authority, path) = match after.find('/') {
+        Some(i) => after.split_at(i),
+        None => (after, ""),
+    };
+    let (host, port) = match authority.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    };
+    let port_ok =
+        port.is_none_or(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    let path_ok = path
+        .chars()
+        .all(|c| c.is_ascii_graphic() && c != '#' && c != '\\');
+    port_ok && path_ok && is_domain_name(host)
+}
+
+/// `label(.label)+` of ASCII letters, digits and inner single hyphens, the last label 2 to 5
+/// letters.
+fn is_domain_name(host: &str) -> bool {
+    let labels: Vec<&str> = host.split('.').collect();
+    let Some((tld, rest)) = labels.split_last() else {
+        return false;
+    };
+    let label_ok = |l: &&str| {
+        !l.is_empty()
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && !l.contains("--")
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    !rest.is_empty()
+        && rest.iter().all(label_ok)
+        && (2..=5).contains(&tld.len())
+        && tld.bytes().all(|b| b.is_ascii_alphabetic())
+}
+
+/// SPDXIDs: `SPDXRef-<Prefix>-<name>` with the name reduced to the letters SPDX allows
+/// (`[A-Za-z0-9.-]`), and `-2`, `-3`, ... when two names reduce alike.
+#[derive(Default)]
+struct SpdxIds {
+    used: BTreeSet<String>,
+}
+
+impl SpdxIds {
+    fn assign(&mut self, prefix: &str, name: &str) -> String {
+        let cleaned: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let base = format!("SPDXRef-{prefix}-{cleaned}");
+        let mut id = base.clone();
+        let mut n = 2;
+        while self.used.contains(&id) {
+            id = format!("{base}-{n}");
+            n += 1;
+        }
+        self.used.insert(id.clone());
+        id
+    }
 }
 
 fn package_json(p: &Package, id: &str) -> Value {
     let mut v = json!({
         "SPDXID": id,
         "name": p.name,
-        "versionInfo": p.version,
-        "downloadLocation": p.download,
+        "downloadLocation": p.download.as_deref().unwrap_or(NOASSERTION),
         "filesAnalyzed": false,
         "licenseConcluded": NOASSERTION,
         "licenseDeclared": NOASSERTION,
         "copyrightText": NOASSERTION,
+        // SPDX 2.2's spelling; 2.3 added PACKAGE_MANAGER as an alias.
         "externalRefs": [{
             "referenceCategory": "PACKAGE-MANAGER",
             "referenceType": "purl",
             "referenceLocator": p.purl,
         }],
     });
+    if !p.version.is_empty() {
+        v["versionInfo"] = json!(p.version);
+    }
     if let Some(c) = &p.comment {
         v["comment"] = json!(c);
     }
@@ -376,6 +685,18 @@ fn relationship(from: &str, kind: &str, to: &str) -> Value {
 mod tests {
     use super::*;
 
+    fn dep(name: &str, version: &str, source: &str) -> Dependency {
+        Dependency {
+            name: name.into(),
+            version: version.into(),
+            source: source.into(),
+        }
+    }
+
+    fn base_digest() -> Digest {
+        Digest::of(b"base")
+    }
+
     fn input() -> SbomInput {
         SbomInput {
             name: "hello_elixir".into(),
@@ -383,36 +704,24 @@ mod tests {
             created: 1_700_000_000,
             tool: "ocibuild-0.1.0".into(),
             erts_version: Some("13.1.5".into()),
-            otp_version: Some("25.2.3".into()),
+            otp_version: Some("25.3.2.8".into()),
             otp_apps: vec![
                 ("kernel".into(), "8.5.3".into()),
                 ("elixir".into(), "1.14.0".into()),
             ],
             dependencies: vec![
-                Dependency {
-                    name: "jason".into(),
-                    version: "1.4.1".into(),
-                    source: "hex".into(),
-                },
-                Dependency {
-                    name: "tiny_dep".into(),
-                    version: "0123abc".into(),
-                    source: "git@github.com:Acme/Tiny_Dep.git".into(),
-                },
-                Dependency {
-                    name: "gitlab_dep".into(),
-                    version: "feed".into(),
-                    source: "https://user:secret@gitlab.com/g/dep.git".into(),
-                },
-                Dependency {
-                    name: "local".into(),
-                    version: "".into(),
-                    source: "path".into(),
-                },
+                dep("jason", "1.4.1", "hex"),
+                dep("tiny_dep", "0123abc", "git@github.com:Acme/Tiny_Dep.git"),
+                dep(
+                    "gitlab_dep",
+                    "feed",
+                    "https://user:secret@gitlab.example.org/g/dep.git",
+                ),
+                dep("local", "", "path"),
             ],
             base: Some(BaseImage {
                 reference: "docker.io/library/debian:stable-slim".into(),
-                digest: Digest::of(b"base"),
+                digest: base_digest(),
             }),
             platform: Some("linux/amd64".into()),
         }
@@ -422,14 +731,37 @@ mod tests {
         serde_json::from_slice(&spdx_json(input).unwrap()).unwrap()
     }
 
-    fn purl_of<'a>(doc: &'a Value, name: &str) -> &'a str {
-        doc["packages"]
-            .as_array()
-            .unwrap()
+    fn packages(doc: &Value) -> &Vec<Value> {
+        doc["packages"].as_array().unwrap()
+    }
+
+    fn package<'a>(doc: &'a Value, name: &str) -> &'a Value {
+        packages(doc)
             .iter()
             .find(|p| p["name"] == name)
-            .and_then(|p| p["externalRefs"][0]["referenceLocator"].as_str())
             .unwrap_or_else(|| panic!("no package {name}"))
+    }
+
+    fn purl_of<'a>(doc: &'a Value, name: &str) -> &'a str {
+        let refs = package(doc, name)["externalRefs"].as_array().unwrap();
+        assert_eq!(refs.len(), 1);
+        assert_eq!(refs[0]["referenceCategory"], "PACKAGE-MANAGER");
+        assert_eq!(refs[0]["referenceType"], "purl");
+        refs[0]["referenceLocator"].as_str().unwrap()
+    }
+
+    fn download_of<'a>(doc: &'a Value, name: &str) -> &'a str {
+        package(doc, name)["downloadLocation"].as_str().unwrap()
+    }
+
+    /// `^SPDXRef-[A-Za-z0-9.-]+$`, what the SPDX schema requires of an element ID.
+    fn is_spdx_id(id: &str) -> bool {
+        id.strip_prefix("SPDXRef-").is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        })
     }
 
     #[test]
@@ -438,21 +770,83 @@ mod tests {
         assert_eq!(d["spdxVersion"], "SPDX-2.2");
         assert_eq!(d["dataLicense"], "CC0-1.0");
         assert_eq!(d["SPDXID"], "SPDXRef-DOCUMENT");
+        assert_eq!(d["name"], "hello_elixir-0.1.0 (linux/amd64)");
         assert_eq!(d["creationInfo"]["created"], "2023-11-14T22:13:20Z");
-        assert_eq!(d["creationInfo"]["creators"][0], "Tool: ocibuild-0.1.0");
-        let ns = d["documentNamespace"].as_str().unwrap();
-        assert!(
-            ns.starts_with("https://spdx.org/spdxdocs/ocibuild/hello_elixir-0.1.0-"),
-            "{ns}"
+        assert_eq!(
+            d["creationInfo"]["creators"],
+            json!(["Tool: ocibuild-0.1.0"])
         );
-        assert!(!ns.contains('#'));
+        let ns = d["documentNamespace"].as_str().unwrap();
+        let hash = ns
+            .strip_prefix("https://spdx.org/spdxdocs/ocibuild/hello_elixir-0.1.0-")
+            .unwrap_or_else(|| panic!("{ns}"));
+        assert_eq!(hash.len(), 64);
+        assert!(hash.bytes().all(|b| b.is_ascii_hexdigit()));
+        // Nothing 2.3-only.
+        for p in packages(&d) {
+            assert!(p.get("primaryPackagePurpose").is_none());
+            assert_eq!(p["filesAnalyzed"], false);
+            for field in ["licenseConcluded", "licenseDeclared", "copyrightText"] {
+                assert_eq!(p[field], NOASSERTION, "{field}");
+            }
+        }
+    }
+
+    #[test]
+    fn created_is_iso_8601_utc_seconds() {
+        for (epoch, text) in [
+            (0, "1970-01-01T00:00:00Z"),
+            (951_782_400, "2000-02-29T00:00:00Z"),
+            (1_700_000_000, "2023-11-14T22:13:20Z"),
+        ] {
+            let d = doc(&SbomInput {
+                created: epoch,
+                ..input()
+            });
+            assert_eq!(d["creationInfo"]["created"], text);
+        }
+    }
+
+    #[test]
+    fn one_package_per_component() {
+        let d = doc(&input());
+        let mut names: Vec<&str> = packages(&d)
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        // The app comes first, the rest in a stable order.
+        assert_eq!(names[0], "hello_elixir");
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "docker.io/library/debian:stable-slim",
+                "elixir",
+                "erlang-otp",
+                "erts",
+                "gitlab_dep",
+                "hello_elixir",
+                "jason",
+                "kernel",
+                "local",
+                "tiny_dep",
+            ]
+        );
+        assert_eq!(package(&d, "erts")["versionInfo"], "13.1.5");
+        assert_eq!(package(&d, "erlang-otp")["versionInfo"], "25.3.2.8");
+        assert_eq!(package(&d, "tiny_dep")["versionInfo"], "0123abc");
+        assert_eq!(
+            package(&d, "docker.io/library/debian:stable-slim")["versionInfo"],
+            base_digest().as_str()
+        );
+        // An unknown version is left out, not made up.
+        assert!(package(&d, "local").get("versionInfo").is_none());
     }
 
     #[test]
     fn purls() {
         let d = doc(&input());
-        let base_digest = Digest::of(b"base");
-        let digest_hex = &base_digest.as_str()["sha256:".len()..];
+        let hex = base_digest().hex().to_string();
         assert_eq!(
             purl_of(&d, "hello_elixir"),
             "pkg:generic/hello_elixir@0.1.0"
@@ -461,78 +855,474 @@ mod tests {
         assert_eq!(purl_of(&d, "tiny_dep"), "pkg:github/acme/tiny_dep@0123abc");
         assert_eq!(
             purl_of(&d, "gitlab_dep"),
-            "pkg:generic/gitlab_dep@feed?vcs_url=git%2Bhttps%3A//gitlab.com/g/dep.git%40feed"
+            "pkg:generic/gitlab_dep@feed?vcs_url=git%2Bhttps://gitlab.example.org/g/dep.git%40feed"
         );
         assert_eq!(purl_of(&d, "local"), "pkg:generic/local");
-        assert_eq!(purl_of(&d, "erts"), "pkg:generic/erlang/erts@13.1.5");
-        assert_eq!(purl_of(&d, "erlang-otp"), "pkg:generic/erlang/otp@25.2.3");
-        assert_eq!(purl_of(&d, "kernel"), "pkg:generic/kernel@8.5.3");
+        assert_eq!(purl_of(&d, "erts"), "pkg:otp/erts@13.1.5");
+        assert_eq!(
+            purl_of(&d, "erlang-otp"),
+            "pkg:github/erlang/otp@OTP-25.3.2.8"
+        );
+        assert_eq!(purl_of(&d, "kernel"), "pkg:otp/kernel@8.5.3");
+        assert_eq!(purl_of(&d, "elixir"), "pkg:otp/elixir@1.14.0");
         assert_eq!(
             purl_of(&d, "docker.io/library/debian:stable-slim"),
-            format!("pkg:oci/debian@sha256%3A{digest_hex}?arch=amd64&repository_url=docker.io/library/debian&tag=stable-slim")
+            format!(
+                "pkg:oci/debian@sha256%3A{hex}?arch=amd64\
+                 &repository_url=docker.io/library/debian&tag=stable-slim"
+            )
         );
-        // No credentials from a git URL reach the document.
-        assert!(!serde_json::to_string(&d).unwrap().contains("secret"));
     }
 
     #[test]
-    fn ids_are_valid_unique_and_related() {
+    fn download_locations() {
         let d = doc(&input());
-        let ids: Vec<&str> = d["packages"]
-            .as_array()
-            .unwrap()
+        assert_eq!(
+            download_of(&d, "jason"),
+            "https://repo.hex.pm/tarballs/jason-1.4.1.tar"
+        );
+        assert_eq!(
+            download_of(&d, "tiny_dep"),
+            "git+https://github.com/Acme/Tiny_Dep.git@0123abc"
+        );
+        assert_eq!(
+            download_of(&d, "gitlab_dep"),
+            "git+https://gitlab.example.org/g/dep.git@feed"
+        );
+        assert_eq!(
+            download_of(&d, "erlang-otp"),
+            "git+https://github.com/erlang/otp.git@OTP-25.3.2.8"
+        );
+        for unknown in ["hello_elixir", "local", "erts", "kernel"] {
+            assert_eq!(download_of(&d, unknown), NOASSERTION, "{unknown}");
+        }
+        assert_eq!(
+            package(&d, "local")["comment"],
+            "source: path",
+            "the source we could not name is still told"
+        );
+    }
+
+    #[test]
+    fn git_sources() {
+        let cases = [
+            // source, purl, download location
+            (
+                "https://github.com/elixir-lang/Plug.git",
+                "pkg:github/elixir-lang/plug@v1.0",
+                "git+https://github.com/elixir-lang/Plug.git@v1.0",
+            ),
+            (
+                "https://github.com/org/repo",
+                "pkg:github/org/repo@v1.0",
+                "git+https://github.com/org/repo.git@v1.0",
+            ),
+            (
+                "git://github.com/org/repo.git",
+                "pkg:github/org/repo@v1.0",
+                "git+https://github.com/org/repo.git@v1.0",
+            ),
+            (
+                "ssh://git@github.com/org/repo.git",
+                "pkg:github/org/repo@v1.0",
+                "git+https://github.com/org/repo.git@v1.0",
+            ),
+            (
+                "https://x-access-token:ghp_SECRET@github.com/org/repo.git",
+                "pkg:github/org/repo@v1.0",
+                "git+https://github.com/org/repo.git@v1.0",
+            ),
+            (
+                "git@gitlab.com:group/sub/repo.git",
+                "pkg:generic/d@v1.0?vcs_url=git%2Bssh://gitlab.com/group/sub/repo.git%40v1.0",
+                "git+ssh://gitlab.com/group/sub/repo.git@v1.0",
+            ),
+            (
+                "git://git.example.org/repo.git",
+                "pkg:generic/d@v1.0?vcs_url=git%2Bgit://git.example.org/repo.git%40v1.0",
+                "git+git://git.example.org/repo.git@v1.0",
+            ),
+            (
+                "hg+https://hg.example.org/repo",
+                "pkg:generic/d@v1.0?vcs_url=hg%2Bhttps://hg.example.org/repo%40v1.0",
+                "hg+https://hg.example.org/repo@v1.0",
+            ),
+            // Valid git, but SPDX tools refuse a host without a domain: NOASSERTION, while
+            // the purl still says where it came from.
+            (
+                "http://localhost:3000/org/repo.git",
+                "pkg:generic/d@v1.0?vcs_url=git%2Bhttp://localhost:3000/org/repo.git%40v1.0",
+                NOASSERTION,
+            ),
+            // An https URL that says nothing of git (hg, a tarball): no repository named.
+            (
+                "https://hg.example.org/repo",
+                "pkg:generic/d@v1.0",
+                NOASSERTION,
+            ),
+            ("file:///src/repo.git", "pkg:generic/d@v1.0", NOASSERTION),
+            ("hexpm:acme", "pkg:generic/d@v1.0", NOASSERTION),
+            (
+                "deploy@git.example.org:repo",
+                "pkg:generic/d@v1.0?vcs_url=git%2Bssh://git.example.org/repo%40v1.0",
+                "git+ssh://git.example.org/repo@v1.0",
+            ),
+            ("hg", "pkg:generic/d@v1.0", NOASSERTION),
+            ("", "pkg:generic/d@v1.0", NOASSERTION),
+        ];
+        for (source, purl, download) in cases {
+            let d = doc(&SbomInput {
+                dependencies: vec![dep("d", "v1.0", source)],
+                ..input()
+            });
+            assert_eq!(purl_of(&d, "d"), purl, "{source}");
+            assert_eq!(download_of(&d, "d"), download, "{source}");
+            let text = String::from_utf8(
+                spdx_json(&SbomInput {
+                    dependencies: vec![dep("d", "v1.0", source)],
+                    ..input()
+                })
+                .unwrap(),
+            )
+            .unwrap();
+            assert!(!text.contains("SECRET"), "credentials leaked from {source}");
+        }
+    }
+
+    #[test]
+    fn credentials_never_reach_the_document() {
+        let text = String::from_utf8(spdx_json(&input()).unwrap()).unwrap();
+        assert!(!text.contains("secret"));
+        assert!(!text.contains("user:"));
+        let d = doc(&SbomInput {
+            dependencies: vec![dep("x", "1", "svn+https://bob:hunter2@svn.example.org/x")],
+            ..input()
+        });
+        assert_eq!(
+            package(&d, "x")["comment"],
+            "source: svn+https://svn.example.org/x"
+        );
+    }
+
+    #[test]
+    fn base_images() {
+        let digest = Digest::of(b"b");
+        let cases = [
+            (
+                "localhost:5000/base:1",
+                Some("linux/arm64/v8"),
+                "pkg:oci/base@sha256%3A{}?arch=arm64&repository_url=localhost:5000/base&tag=1",
+            ),
+            (
+                "ghcr.io/org/team/app@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+                None,
+                "pkg:oci/app@sha256%3A{}?repository_url=ghcr.io/org/team/app",
+            ),
+            // Not a valid reference (uppercase repository): the name alone, lowercased.
+            (
+                "ghcr.io/Org/App:v1@sha256:00",
+                None,
+                "pkg:oci/app@sha256%3A{}",
+            ),
+            (
+                "debian",
+                None,
+                "pkg:oci/debian@sha256%3A{}?repository_url=docker.io/library/debian&tag=latest",
+            ),
+            ("tar:///tmp/Base.tar.gz", None, "pkg:oci/base.tar.gz@sha256%3A{}"),
+        ];
+        for (reference, platform, want) in cases {
+            let d = doc(&SbomInput {
+                name: "app".into(),
+                version: "1".into(),
+                base: Some(BaseImage {
+                    reference: reference.into(),
+                    digest: digest.clone(),
+                }),
+                platform: platform.map(String::from),
+                ..SbomInput::default()
+            });
+            assert_eq!(
+                purl_of(&d, reference),
+                want.replace("{}", digest.hex()),
+                "{reference}"
+            );
+        }
+    }
+
+    #[test]
+    fn odd_names_are_encoded_and_ids_stay_valid_and_unique() {
+        let d = doc(&SbomInput {
+            name: "My App/ü".into(),
+            version: "1.0.0+build 7".into(),
+            dependencies: vec![
+                dep("a_b", "1", "hex"),
+                dep("a-b", "1", "hex"),
+                dep("a.b", "1", "path"),
+                dep("a_b-2", "1", "path"),
+                dep("Weird Name?&=#", "1:2", "other"),
+                dep("JSON", "1.0.0", "hex"),
+            ],
+            otp_apps: vec![("a_b".into(), "1".into())],
+            ..input()
+        });
+        assert_eq!(
+            purl_of(&d, "My App/ü"),
+            "pkg:generic/My%20App%2F%C3%BC@1.0.0%2Bbuild%207"
+        );
+        assert_eq!(
+            purl_of(&d, "Weird Name?&=#"),
+            "pkg:generic/Weird%20Name%3F%26%3D%23@1%3A2"
+        );
+        assert_eq!(purl_of(&d, "JSON"), "pkg:hex/json@1.0.0");
+        let ns = d["documentNamespace"].as_str().unwrap();
+        assert!(
+            ns.starts_with(
+                "https://spdx.org/spdxdocs/ocibuild/My%20App%2F%C3%BC-1.0.0%2Bbuild%207-"
+            ),
+            "{ns}"
+        );
+
+        let ids: Vec<&str> = packages(&d)
             .iter()
             .map(|p| p["SPDXID"].as_str().unwrap())
             .collect();
         for id in &ids {
-            let rest = id.strip_prefix("SPDXRef-").unwrap();
-            assert!(
-                rest.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'),
-                "{id}"
-            );
+            assert!(is_spdx_id(id), "{id}");
         }
-        let mut unique = ids.clone();
-        unique.sort();
-        unique.dedup();
-        assert_eq!(unique.len(), ids.len());
-        let rels = d["relationships"].as_array().unwrap();
-        assert_eq!(rels[0]["relationshipType"], "DESCRIBES");
-        assert_eq!(rels[0]["relatedSpdxElement"], ids[0]);
-        assert_eq!(rels.len(), ids.len());
-        for (rel, id) in rels[1..].iter().zip(&ids[1..]) {
-            assert_eq!(rel["spdxElementId"], ids[0]);
-            assert_eq!(rel["relationshipType"], "DEPENDS_ON");
-            assert_eq!(rel["relatedSpdxElement"], *id);
-        }
+        let unique: BTreeSet<&&str> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len(), "{ids:?}");
+        assert_eq!(ids[0], "SPDXRef-App-My-App--");
+        // `a-b` and `a_b` reduce alike, so the second gets `-2`; `a_b-2` then reduces to
+        // that suffixed ID and gets one more.
+        assert!(ids.contains(&"SPDXRef-Dep-a-b"));
+        assert!(ids.contains(&"SPDXRef-Dep-a-b-2"));
+        assert!(ids.contains(&"SPDXRef-Dep-a-b-2-2"));
+        assert!(ids.contains(&"SPDXRef-Bundled-a-b"));
     }
 
     #[test]
-    fn same_input_same_bytes_other_input_other_namespace() {
+    fn relationships_describe_the_app_and_its_dependencies() {
+        let d = doc(&input());
+        let ids: Vec<&str> = packages(&d)
+            .iter()
+            .map(|p| p["SPDXID"].as_str().unwrap())
+            .collect();
+        let app = ids[0];
+        assert_eq!(package(&d, "hello_elixir")["SPDXID"], app);
+        assert_eq!(d["documentDescribes"], json!([app]));
+        let rels = d["relationships"].as_array().unwrap();
+        assert_eq!(rels.len(), ids.len());
+        assert_eq!(
+            rels[0],
+            json!({"spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES",
+                   "relatedSpdxElement": app})
+        );
+        let depends: BTreeSet<&str> = rels[1..]
+            .iter()
+            .map(|r| {
+                assert_eq!(r["spdxElementId"], app);
+                assert_eq!(r["relationshipType"], "DEPENDS_ON");
+                r["relatedSpdxElement"].as_str().unwrap()
+            })
+            .collect();
+        let others: BTreeSet<&str> = ids[1..].iter().copied().collect();
+        assert_eq!(depends, others);
+    }
+
+    #[test]
+    fn same_input_same_bytes() {
         let a = spdx_json(&input()).unwrap();
+        assert_eq!(a, spdx_json(&input()).unwrap());
         let mut shuffled = input();
         shuffled.dependencies.reverse();
         shuffled.otp_apps.reverse();
         assert_eq!(a, spdx_json(&shuffled).unwrap());
-        let mut other = input();
-        other.platform = Some("linux/arm64".into());
-        let (da, db) = (doc(&input()), doc(&other));
-        assert_ne!(da["documentNamespace"], db["documentNamespace"]);
+        // A dependency listed twice is one package.
+        let mut twice = input();
+        twice.dependencies.push(dep("jason", "1.4.1", "hex"));
+        assert_eq!(a, spdx_json(&twice).unwrap());
+        // Canonical JSON: compact, keys sorted.
+        let text = String::from_utf8(a).unwrap();
+        assert!(text.starts_with(r#"{"SPDXID":"SPDXRef-DOCUMENT","creationInfo":"#));
+        assert!(!text.contains('\n'));
     }
 
     #[test]
-    fn minimal_input_and_local_base() {
+    fn namespace_follows_the_content() {
+        let ns = |i: &SbomInput| doc(i)["documentNamespace"].as_str().unwrap().to_string();
+        let base = ns(&input());
+        let changes: [fn(&mut SbomInput); 5] = [
+            |i| i.platform = Some("linux/arm64".into()),
+            |i| i.created += 1,
+            |i| i.dependencies[0].version = "1.4.2".into(),
+            |i| i.otp_apps.push(("ssl".into(), "10.9".into())),
+            |i| {
+                if let Some(b) = &mut i.base {
+                    b.digest = Digest::of(b"other base");
+                }
+            },
+        ];
+        let mut seen = BTreeSet::from([base]);
+        for change in changes {
+            let mut i = input();
+            change(&mut i);
+            assert!(seen.insert(ns(&i)), "a change kept the namespace");
+        }
+    }
+
+    #[test]
+    fn minimal_input() {
         let d = doc(&SbomInput {
             name: "app".into(),
             version: "1".into(),
-            tool: "ocibuild".into(),
-            base: Some(BaseImage {
-                reference: "tar:///tmp/base.tar.gz".into(),
-                digest: Digest::of(b"b"),
-            }),
             ..SbomInput::default()
         });
-        assert_eq!(d["packages"].as_array().unwrap().len(), 2);
-        assert!(purl_of(&d, "tar:///tmp/base.tar.gz").starts_with("pkg:oci/base.tar.gz@sha256%3A"));
+        assert_eq!(packages(&d).len(), 1);
+        assert_eq!(d["relationships"].as_array().unwrap().len(), 1);
+        assert_eq!(d["creationInfo"]["creators"], json!(["Tool: ocibuild"]));
+        assert_eq!(d["name"], "app-1");
+    }
+
+    #[test]
+    fn bare_otp_major_is_not_a_tag() {
+        let d = doc(&SbomInput {
+            otp_version: Some("25".into()),
+            ..input()
+        });
+        assert_eq!(purl_of(&d, "erlang-otp"), "pkg:generic/erlang/otp@25");
+        assert_eq!(download_of(&d, "erlang-otp"), NOASSERTION);
+    }
+
+    #[test]
+    fn nameless_components_are_errors() {
+        let no_name = spdx_json(&SbomInput {
+            name: String::new(),
+            ..input()
+        });
+        assert!(matches!(
+            no_name,
+            Err(Error::InvalidOption { name: "sbom", .. })
+        ));
+        let nameless_dep = spdx_json(&SbomInput {
+            dependencies: vec![dep("", "1", "https://u:pw@example.org/x.git")],
+            ..input()
+        });
+        match nameless_dep {
+            Err(Error::InvalidOption { why, .. }) => {
+                assert!(why.contains("dependencies"), "{why}");
+                assert!(!why.contains("pw"), "{why}");
+            }
+            other => panic!("expected an error, got {other:?}"),
+        }
+        let nameless_app = spdx_json(&SbomInput {
+            otp_apps: vec![(String::new(), "1".into())],
+            ..input()
+        });
+        assert!(nameless_app.is_err());
+    }
+
+    #[test]
+    fn download_locations_the_spdx_tools_accept() {
+        for ok in [
+            "https://repo.hex.pm/tarballs/jason-1.4.1.tar",
+            "git+https://github.com/org/repo.git@abc",
+            "git+ssh://gitlab.com/a/b.git@v1",
+            "hg+https://hg.example.org/repo@1",
+            "git+https://git.example.org:8443/a.git",
+        ] {
+            assert!(is_spdx_download_location(ok), "{ok}");
+        }
+        for bad in [
+            "git+https://localhost/a.git",
+            "https://10.0.0.1/a.git",
+            "https://host.example.123/a",
+            "https://example.org/a b",
+            "https://example.org/a#frag",
+            "https://example.org:123456/a",
+            "file:///a.git",
+            "NOASSERTION",
+        ] {
+            assert!(!is_spdx_download_location(bad), "{bad}");
+        }
+    }
+
+    /// Writes sample documents for validating by hand with the SPDX tools:
+    /// `OCIBUILD_SBOM_SAMPLES=/tmp/sboms cargo test -p ocibuild_core sbom -- --ignored`, then
+    /// `pyspdxtools -i FILE` on each.
+    #[test]
+    #[ignore]
+    fn write_samples() {
+        let dir = std::env::var("OCIBUILD_SBOM_SAMPLES").expect("OCIBUILD_SBOM_SAMPLES");
+        std::fs::create_dir_all(&dir).unwrap();
+        let samples = [
+            ("full", input()),
+            (
+                "no-deps",
+                SbomInput {
+                    dependencies: vec![],
+                    ..input()
+                },
+            ),
+            (
+                "minimal",
+                SbomInput {
+                    name: "app".into(),
+                    version: "1".into(),
+                    ..SbomInput::default()
+                },
+            ),
+            (
+                "no-base",
+                SbomInput {
+                    base: None,
+                    platform: None,
+                    ..input()
+                },
+            ),
+            (
+                "local-base",
+                SbomInput {
+                    base: Some(BaseImage {
+                        reference: "localhost:5000/base:1".into(),
+                        digest: base_digest(),
+                    }),
+                    platform: Some("linux/arm/v7".into()),
+                    ..input()
+                },
+            ),
+            (
+                "odd-names",
+                SbomInput {
+                    name: "My App/ü".into(),
+                    version: "1.0.0+build 7".into(),
+                    erts_version: Some("14.2.5.4".into()),
+                    otp_version: Some("26".into()),
+                    otp_apps: vec![("My_App".into(), "".into()), ("a_b".into(), "1".into())],
+                    dependencies: vec![
+                        dep("a_b", "1", "hex"),
+                        dep("a-b", "1", "hex"),
+                        dep("a.b", "1", "path"),
+                        dep("Weird Name?&=#\"", "1:2", "other"),
+                        dep("nover", "", "hex"),
+                        dep("lh", "abc", "http://localhost:3000/org/repo.git"),
+                        dep("hg_dep", "42", "hg+https://hg.example.org/repo"),
+                        dep("scp", "v1", "git@gitlab.com:group/sub/repo.git"),
+                        dep("gh_nogit", "main", "https://github.com/Org/Repo"),
+                        dep("tokened", "v2", "https://tok:en@github.com/o/r.git"),
+                        dep("spaces", "v 1", "https://git.example.org/a b/c d.git"),
+                    ],
+                    base: Some(BaseImage {
+                        reference: "tar:///tmp/My Base.tar.gz".into(),
+                        digest: base_digest(),
+                    }),
+                    ..input()
+                },
+            ),
+        ];
+        for (name, sample) in samples {
+            let path = format!("{dir}/{name}.spdx.json");
+            std::fs::write(&path, spdx_json(&sample).unwrap()).unwrap();
+        }
     }
 }
