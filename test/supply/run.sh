@@ -287,13 +287,14 @@ verify_signatures() {
     done
 }
 
+# SOURCE_DATE_EPOCH: the second push below makes the same image, which gets a second signature.
 check "push signed with the SEC1 key (--sign-key)" run "$work/sign1.log" \
-    ocibuild --push "$REG_ADDR/signed" -t hello:1 --sign-key "$keys/sec1.pem"
+    ocibuild SOURCE_DATE_EPOCH=1700000000 --push "$REG_ADDR/signed" -t hello:1 --sign-key "$keys/sec1.pem"
 check_contains "the output names the signature tag" "Signed: $REG_ADDR/signed/hello:sha256-" "$(cat "$work/sign1.log")"
 signed=$(digest_of "$REG_ADDR/signed/hello:1" 2>/dev/null || echo none)
 check "openssl verifies the signature" verify_signatures "$REG_ADDR" signed/hello "$signed" "$keys/sec1.pub"
 check "a second signature (PKCS#8 key, OCIBUILD_SIGN_KEY) is appended" run "$work/sign2.log" \
-    ocibuild "OCIBUILD_SIGN_KEY=$keys/pkcs8.pem" --push "$REG_ADDR/signed" -t hello:1
+    ocibuild SOURCE_DATE_EPOCH=1700000000 "OCIBUILD_SIGN_KEY=$keys/pkcs8.pem" --push "$REG_ADDR/signed" -t hello:1
 check_eq "the image did not change" "$signed" "$(digest_of "$REG_ADDR/signed/hello:1" 2>&1)"
 check "both signatures verify, the first kept" verify_signatures "$REG_ADDR" signed/hello "$signed" \
     "$keys/sec1.pub" "$keys/pkcs8.pub"
