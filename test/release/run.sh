@@ -444,7 +444,7 @@ arm=$(layers "$REG_ADDR/e2e/noerts@$(jq -r '.manifests[] | select(.platform.arch
 check "the release's layers are shared by both platforms" \
     test -n "$amd" -a "$(head -n -1 <<<"$amd")" = "$(head -n -1 <<<"$arm")"
 check "each platform has its own SBOM layer" test "$(tail -n 1 <<<"$amd")" != "$(tail -n 1 <<<"$arm")"
-check_eq "two release layers on the base's two (deps, app)" 4 "$(wc -l <<<"$amd")"
+check_eq "three layers on the base's two (deps, app, SBOM)" 5 "$(wc -l <<<"$amd")"
 greeting=$(run_image "$mref" 2>&1) || true
 check_contains "podman run: the index runs on this machine's platform" "Hi again from hello_elixir" "$greeting"
 
@@ -476,11 +476,13 @@ check "mix ocibuild --push on a terminal" run "$work/tty.log" \
 tty_out=$(cat "$work/tty.typescript" 2>&1) || true
 check "terminal: lines are redrawn in place" grep -qF $'\e[2K' "$work/tty.typescript"
 check_contains "terminal: a progress bar per blob" "] 100% " "$tty_out"
-check_eq "terminal: a line for each blob (base, ERTS, deps, app, config)" 5 \
+# 8 blobs: base, ERTS, deps, app, SBOM layer, config; then the SBOM referrer's empty config
+# and its SPDX document.
+check_eq "terminal: a line for each blob (base, ERTS, deps, app, SBOM, config, referrer's two)" 8 \
     "$(grep -aoE '  upload   [0-9a-f]{12} ' "$work/tty.typescript" | sort -u | wc -l)"
 check "not a terminal: plain lines, no escape codes" run "$work/plain.log" \
     mix_ocibuild --base "tar://$work/base.tar.gz" --push "$REG_ADDR/plain" -t hello_elixir:plain
 check "not a terminal: no escape codes" bash -c "! grep -q $'\e' '$work/plain.log'"
-check_eq "not a terminal: one 'pushed' line per uploaded blob" 5 "$(grep -cE '^  pushed  [0-9a-f]{12} ' "$work/plain.log")"
+check_eq "not a terminal: one 'pushed' line per uploaded blob" 8 "$(grep -cE '^  pushed  [0-9a-f]{12} ' "$work/plain.log")"
 
 summary release
