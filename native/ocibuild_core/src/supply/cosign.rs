@@ -31,7 +31,9 @@ pub struct SignatureManifest {
 }
 
 /// `existing` (the manifest now at the `.sig` tag, if any) plus a layer for `payload` signed
-/// by `signature_der`. Existing layers are kept in order; an identical one is not repeated.
+/// by `signature_der`. Existing layers are kept in order and as they are (cosign's may carry
+/// bundle or certificate annotations); a layer with the same payload digest and signature is
+/// not repeated.
 pub fn add_signature(
     existing: Option<&[u8]>,
     payload: &[u8],
@@ -42,14 +44,18 @@ pub fn add_signature(
         None => Vec::new(),
     };
     let payload_digest = Digest::of(payload);
-    let layer = json!({
-        "mediaType": SIMPLE_SIGNING_MEDIA_TYPE,
-        "digest": payload_digest.as_str(),
-        "size": payload.len(),
-        "annotations": {SIGNATURE_ANNOTATION: STANDARD.encode(signature_der)},
+    let signature = STANDARD.encode(signature_der);
+    let already_there = layers.iter().any(|l| {
+        l["digest"] == payload_digest.as_str()
+            && l["annotations"][SIGNATURE_ANNOTATION] == *signature
     });
-    if !layers.contains(&layer) {
-        layers.push(layer);
+    if !already_there {
+        layers.push(json!({
+            "mediaType": SIMPLE_SIGNING_MEDIA_TYPE,
+            "digest": payload_digest.as_str(),
+            "size": payload.len(),
+            "annotations": {SIGNATURE_ANNOTATION: signature},
+        }));
     }
     // Payload layers are not compressed: each diff_id is the layer's digest.
     let diff_ids: Vec<Value> = layers.iter().map(|l| l["digest"].clone()).collect();
@@ -88,13 +94,21 @@ fn existing_layers(bytes: &[u8]) -> Result<Vec<Value>> {
         | Some("application/vnd.docker.distribution.manifest.v2+json") => {}
         Some(other) => return Err(Error::UnsupportedMediaType(other.to_string())),
     }
-    match manifest.get("layers") {
-        Some(Value::Array(layers)) => Ok(layers.clone()),
-        _ => Err(Error::InvalidJson {
-            what: "signature manifest".into(),
-            why: "no layers".into(),
-        }),
+    let invalid = |why: &str| Error::InvalidJson {
+        what: "signature manifest".into(),
+        why: why.into(),
+    };
+    let Some(Value::Array(layers)) = manifest.get("layers") else {
+        return Err(invalid("no layers"));
+    };
+    // Each layer's digest becomes a diff_id of the rebuilt config: it must be one.
+    for layer in layers {
+        let digest = layer.get("digest").and_then(Value::as_str);
+        if digest.is_none_or(|d| Digest::parse(d).is_err()) {
+            return Err(invalid("a layer without a sha256 digest"));
+        }
     }
+    Ok(layers.clone())
 }
 
 #[cfg(test)]
@@ -161,6 +175,48 @@ mod tests {
     }
 
     #[test]
+    fn config_is_what_go_containerregistry_writes_for_cosign() {
+        let s = add_signature(None, b"payload", b"sig").unwrap();
+        let d = Digest::of(b"payload");
+        assert_eq!(
+            String::from_utf8(s.config).unwrap(),
+            format!(
+                r#"{{"architecture":"","config":{{}},"created":"{ZERO_TIME}","history":[{{"created":"{ZERO_TIME}"}}],"os":"","rootfs":{{"diff_ids":["{d}"],"type":"layers"}}}}"#
+            )
+        );
+    }
+
+    #[test]
+    fn a_layer_cosign_wrote_is_kept_as_it_is_and_not_repeated() {
+        // cosign adds a Rekor bundle (and with keyless signing, a certificate) next to the
+        // signature; the same payload and signature is still the same signature.
+        let d = Digest::of(b"payload");
+        let sig = STANDARD.encode(b"sig");
+        let cosign_layer = json!({
+            "mediaType": SIMPLE_SIGNING_MEDIA_TYPE,
+            "digest": d.as_str(),
+            "size": 7,
+            "annotations": {SIGNATURE_ANNOTATION: sig, "dev.sigstore.cosign/bundle": "{}"},
+        });
+        let existing = canonical(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": Digest::of(b"c").as_str(), "size": 1},
+            "layers": [cosign_layer],
+        }));
+        let same = add_signature(Some(&existing), b"payload", b"sig").unwrap();
+        assert_eq!(parsed(&same.manifest)["layers"], json!([cosign_layer]));
+        let other = add_signature(Some(&existing), b"payload", b"other-sig").unwrap();
+        let layers = parsed(&other.manifest)["layers"].clone();
+        assert_eq!(layers.as_array().unwrap().len(), 2);
+        assert_eq!(layers[0], cosign_layer);
+        assert_eq!(
+            layers[1]["annotations"][SIGNATURE_ANNOTATION],
+            STANDARD.encode("other-sig")
+        );
+    }
+
+    #[test]
     fn what_is_not_a_signature_manifest_is_refused() {
         let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
         assert!(matches!(
@@ -171,9 +227,20 @@ mod tests {
             add_signature(Some(b"{"), b"p", b"s"),
             Err(Error::InvalidJson { .. })
         ));
-        assert!(matches!(
-            add_signature(Some(br#"{"schemaVersion":2}"#), b"p", b"s"),
-            Err(Error::InvalidJson { .. })
-        ));
+        for manifest in [
+            &br#"{"schemaVersion":2}"#[..],
+            br#"{"schemaVersion":2,"layers":[{"mediaType":"x","size":1}]}"#,
+            br#"{"schemaVersion":2,"layers":[{"digest":"sha256:nothex"}]}"#,
+            br#"{"schemaVersion":2,"layers":["sha256:abc"]}"#,
+        ] {
+            assert!(
+                matches!(
+                    add_signature(Some(manifest), b"p", b"s"),
+                    Err(Error::InvalidJson { .. })
+                ),
+                "{}",
+                String::from_utf8_lossy(manifest)
+            );
+        }
     }
 }

@@ -23,10 +23,12 @@ use crate::{Error, Result};
 /// cosign's `type` for image signatures.
 const SIGNATURE_TYPE: &str = "cosign container image signature";
 
-/// scrypt parameters beyond these would take minutes or gigabytes: not a key cosign made.
-const MAX_SCRYPT_LOG_N: u8 = 20;
-const MAX_SCRYPT_R: u32 = 32;
-const MAX_SCRYPT_P: u32 = 16;
+/// Bounds on the scrypt parameters a key file may ask for. cosign writes N=32768, r=8, p=1
+/// (32 MiB, about 0.1 s); go-securesystemslib reads at most N=131072, r=8, p=1 (128 MiB).
+/// Twice that memory and four times that work is plenty; a tampered file asking for more must
+/// not make us allocate gigabytes or spin for minutes.
+const MAX_SCRYPT_MEMORY: u64 = 256 << 20; // scrypt's table: 128 * N * r bytes
+const MAX_SCRYPT_WORK: u64 = 1 << 22; // N * r * p
 
 /// An ECDSA P-256 private key that signs with SHA-256.
 pub struct SigningKey(EcdsaKey);
@@ -44,6 +46,12 @@ impl SigningKey {
             .map_err(|_| Error::SignKey("not a PEM file (not text)".into()))?;
         let (label, body) = key_block(text)?;
         let key = match label.as_str() {
+            "EC PRIVATE KEY" if body.contains("Proc-Type: 4,ENCRYPTED") => {
+                return Err(Error::SignKey(
+                    "a password-protected (legacy openssl) EC key: decrypt it with `openssl ec`, or use a cosign key"
+                        .into(),
+                ))
+            }
             "EC PRIVATE KEY" => {
                 let der = pem_body(&body)?;
                 p256::SecretKey::from_sec1_der(&der)
@@ -166,27 +174,44 @@ fn decrypt_cosign(json: &[u8], password: &[u8]) -> Result<Vec<u8>> {
     let salt = b64(&kdf["salt"], "salt")?;
     let nonce = b64(&v["cipher"]["nonce"], "nonce")?;
     let ciphertext = b64(&v["ciphertext"], "ciphertext")?;
-    let n = kdf["params"]["N"].as_u64().ok_or_else(|| bad("scrypt N"))?;
-    let r = kdf["params"]["r"].as_u64().ok_or_else(|| bad("scrypt r"))?;
-    let p = kdf["params"]["p"].as_u64().ok_or_else(|| bad("scrypt p"))?;
-    if !n.is_power_of_two() || n < 2 {
-        return Err(bad("scrypt N is not a power of two"));
-    }
-    let log_n = n.trailing_zeros() as u8;
-    let (r, p) = (r as u32, p as u32);
-    if log_n > MAX_SCRYPT_LOG_N || r == 0 || r > MAX_SCRYPT_R || p == 0 || p > MAX_SCRYPT_P {
-        return Err(bad("scrypt parameters out of range"));
-    }
-    let params = scrypt::Params::new(log_n, r, p, 32).map_err(|_| bad("scrypt parameters"))?;
-    let mut key = [0u8; 32];
-    scrypt::scrypt(password, &salt, &params, &mut key).map_err(|_| bad("scrypt"))?;
     if nonce.len() != 24 {
         return Err(bad("nonce is not 24 bytes"));
     }
+    let params = scrypt_params(&kdf["params"])?;
+    let mut key = [0u8; 32];
+    scrypt::scrypt(password, &salt, &params, &mut key).map_err(|_| bad("scrypt"))?;
     let cipher = XSalsa20Poly1305::new(&key.into());
     cipher
         .decrypt(Nonce::from_slice(&nonce), ciphertext.as_slice())
         .map_err(|_| Error::SignKeyPassword(SignKeyPassword::Wrong))
+}
+
+/// The scrypt parameters a key file names, refused when outside what any cosign key uses.
+fn scrypt_params(params: &Value) -> Result<scrypt::Params> {
+    let bad = |why: &str| Error::SignKey(format!("corrupt cosign key: {why}"));
+    let field = |name: &str| {
+        params[name]
+            .as_u64()
+            .filter(|v| *v >= 1)
+            .ok_or_else(|| bad(&format!("scrypt {name} is not a positive integer")))
+    };
+    let (n, r, p) = (field("N")?, field("r")?, field("p")?);
+    if n < 2 || !n.is_power_of_two() {
+        return Err(bad("scrypt N is not a power of two"));
+    }
+    let memory = n.checked_mul(r).and_then(|nr| nr.checked_mul(128));
+    let work = n.checked_mul(r).and_then(|nr| nr.checked_mul(p));
+    let within = |v: Option<u64>, max: u64| v.is_some_and(|v| v <= max);
+    if !within(memory, MAX_SCRYPT_MEMORY) || !within(work, MAX_SCRYPT_WORK) {
+        return Err(bad("scrypt parameters out of range"));
+    }
+    // Both fit in u32 now: r <= work and p <= work, and work fits.
+    let (r, p) = (
+        u32::try_from(r).map_err(|_| bad("scrypt r"))?,
+        u32::try_from(p).map_err(|_| bad("scrypt p"))?,
+    );
+    scrypt::Params::new(n.trailing_zeros() as u8, r, p, 32)
+        .map_err(|_| bad("scrypt parameters out of range"))
 }
 
 #[cfg(test)]
@@ -242,7 +267,12 @@ mod tests {
 
     #[test]
     fn other_keys_and_garbage_are_refused_with_a_reason() {
-        for (name, words) in [("p384.pem", "P-256"), ("rsa.pem", "P-256")] {
+        for (name, words) in [
+            ("p384.pem", "P-256"),
+            ("p384-sec1.pem", "P-256"),
+            ("rsa.pem", "P-256"),
+            ("ed25519.pem", "P-256"),
+        ] {
             match SigningKey::from_pem(&fixture(name), None) {
                 Err(Error::SignKey(why)) => assert!(why.contains(words), "{name}: {why}"),
                 other => panic!("{name}: {other:?}"),
@@ -259,6 +289,18 @@ mod tests {
                 "base64",
             ),
             (b"-----BEGIN EC PRIVATE KEY-----\nAAAA\n", "END"),
+            (
+                b"-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n",
+                "not an ECDSA P-256",
+            ),
+            (
+                b"-----BEGIN EC PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\nAAAA\n-----END EC PRIVATE KEY-----\n",
+                "password-protected",
+            ),
+            (
+                b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
+                "password-protected",
+            ),
             (b"\xff\xfe", "not text"),
         ] {
             match SigningKey::from_pem(pem, None) {
@@ -278,7 +320,35 @@ mod tests {
         };
         let salt = STANDARD.encode([0u8; 32]);
         let nonce = STANDARD.encode([0u8; 24]);
+        let with_params = |params: &str| {
+            format!(
+                r#"{{"kdf":{{"name":"scrypt","params":{params},"salt":"{salt}"}},"cipher":{{"name":"nacl/secretbox","nonce":"{nonce}"}},"ciphertext":"AAAA"}}"#
+            )
+        };
         for (json, words) in [
+            // 4 GiB of scrypt table.
+            (with_params(r#"{"N":1048576,"r":32,"p":1}"#), "out of range"),
+            // Little memory, but minutes of work.
+            (with_params(r#"{"N":32768,"r":8,"p":64}"#), "out of range"),
+            // r does not fit in 32 bits: refused, not truncated to 8.
+            (
+                with_params(r#"{"N":32768,"r":4294967304,"p":1}"#),
+                "out of range",
+            ),
+            (
+                with_params(r#"{"N":32768,"r":8,"p":0}"#),
+                "positive integer",
+            ),
+            (
+                with_params(r#"{"N":32768,"r":"8","p":1}"#),
+                "positive integer",
+            ),
+            (
+                format!(
+                    r#"{{"kdf":{{"name":"scrypt","params":{{"N":1024,"r":8,"p":1}},"salt":"{salt}"}},"cipher":{{"name":"nacl/secretbox","nonce":"AAAA"}},"ciphertext":"AAAA"}}"#
+                ),
+                "nonce",
+            ),
             ("[]".to_string(), "scrypt"),
             ("not json".to_string(), "JSON"),
             (
@@ -305,6 +375,28 @@ mod tests {
                 other => panic!("{json}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn decrypts_what_go_securesystemslib_encrypts() {
+        // The `Legacy` (cosign's N=32768, r=8, p=1) vector of go-securesystemslib's
+        // encrypted_test.go: the same scheme in Go's golang.org/x/crypto, not our own script.
+        // It was made by `Marshal`, which JSON-encodes the bytes first: the plaintext is the
+        // JSON string of base64("reallyimportant").
+        let json = br#"{"kdf":{"name":"scrypt","params":{"N":32768,"r":8,"p":1},"salt":"WO3mVvyTwJ9vwT5/Tk5OW5WPIBUofMjcpEfrLnfY4uA="},"cipher":{"name":"nacl/secretbox","nonce":"tCy7HcTFr4uxv4Nrg/DWmncuZ148U1MX"},"ciphertext":"08n43p5G5yviPEZpO7tPPF4aZQkWiWjkv4taFdhDBA0tamKH4nw="}"#;
+        assert_eq!(
+            decrypt_cosign(json, b"supersecret").unwrap(),
+            format!("\"{}\"", STANDARD.encode("reallyimportant")).as_bytes()
+        );
+    }
+
+    #[test]
+    fn signatures_are_deterministic() {
+        // RFC 6979 nonces: signing the same payload again gives the same layer, which
+        // add_signature then does not repeat.
+        let key = SigningKey::from_pem(&fixture("pkcs8.pem"), None).unwrap();
+        assert_eq!(key.sign(b"payload"), key.sign(b"payload"));
+        assert_ne!(key.sign(b"payload"), key.sign(b"other payload"));
     }
 
     #[test]
