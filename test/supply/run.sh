@@ -187,6 +187,17 @@ done
 check "SOURCE_DATE_EPOCH: two builds, the same SBOM bytes" cmp "$work/sde1.spdx.json" "$work/sde2.spdx.json"
 check "SOURCE_DATE_EPOCH: the SBOM of that build is valid too" run "$work/pyspdxtools2.log" "$pyspdxtools" -i "$work/sde1.spdx.json"
 
+# The core's sample documents: odd names, every kind of dependency source, local bases.
+samples=$work/sbom-samples
+check "the core writes its sample SBOMs" run "$work/samples.log" \
+    env "OCIBUILD_SBOM_SAMPLES=$samples" cargo test -q -p ocibuild_core --manifest-path "$root/Cargo.toml" \
+    supply::sbom::tests::write_samples -- --ignored
+check "at least five sample SBOMs" test "$(find "$samples" -name '*.spdx.json' 2>/dev/null | wc -l)" -ge 5
+for f in "$samples"/*.spdx.json; do
+    [ -e "$f" ] || continue
+    check "pyspdxtools -i: sample $(basename "$f")" run "$work/sample.log" "$pyspdxtools" -i "$f"
+done
+
 section "supply: the SBOM referrer on distribution 2.8 (referrers tag schema)"
 subject=$(digest_of "$REG_ADDR/supply/hello:git" 2>/dev/null || echo none)
 check_eq "no referrers API on distribution 2.8" 404 \
