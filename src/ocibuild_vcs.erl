@@ -2,58 +2,90 @@
 %% `org.opencontainers.image.source' and `.revision' annotations.
 %%
 %% CI variables come first, because a CI checkout may be detached or shallow and its remote
-%% may carry a token: GitHub Actions (`GITHUB_SERVER_URL'/`GITHUB_REPOSITORY', `GITHUB_SHA'),
-%% GitLab CI (`CI_PROJECT_URL', `CI_COMMIT_SHA'), Azure Pipelines (`BUILD_REPOSITORY_URI',
-%% `BUILD_SOURCEVERSION'). A provider that gives one of the two leaves git to find the other.
-%% Then git: `git remote get-url origin' and `git rev-parse HEAD', each bounded by
-%% `OCIBUILD_GIT_TIMEOUT' milliseconds (default 5000, at most 300000); a git that does not
-%% answer in time is killed. Nothing here fails: what cannot be found is left out.
+%% may carry a token: GitHub Actions (`GITHUB_SERVER_URL' + `/' + `GITHUB_REPOSITORY',
+%% `GITHUB_SHA'; Gitea and Forgejo Actions set the same), GitLab CI (`CI_PROJECT_URL',
+%% `CI_COMMIT_SHA'), Azure Pipelines (`BUILD_REPOSITORY_URI', `BUILD_SOURCEVERSION'), in
+%% that order. An empty variable counts as unset. The first provider that gives either value
+%% is the one used; when it gives only one of the two, git supplies the other, since the
+%% checkout CI builds from is the same commit of the same repository. A CI source that is not
+%% a URL anyone else can fetch (see `normalize_url/1') counts as not given.
 %%
-%% URLs are made fit to publish: ssh remotes become https, and user, password, query and
-%% fragment are removed, so a token in a remote URL never reaches an image.
+%% Then git, run in the project directory: `git remote get-url origin' and
+%% `git rev-parse --verify HEAD', each bounded by `OCIBUILD_GIT_TIMEOUT' milliseconds (see
+%% `git_timeout/1'). A git that does not answer in time is killed together with anything it
+%% started, and no further git command is run: a git that hung once (a stuck network
+%% filesystem, a lock) would only make the build wait again. Git never prompts
+%% (`GIT_TERMINAL_PROMPT=0'), its stderr is discarded rather than mixed into the answer, and a
+%% revision is used only when it is a full object name.
+%%
+%% Nothing here fails: no git, not a repository, no `origin' remote, a non-zero exit or a
+%% timeout leave the value out. URLs are made fit to publish: ssh remotes become https, and
+%% user, password, query and fragment are removed, so a token in a remote URL never reaches an
+%% image. Nothing is logged. Git runs through `/bin/sh' (to discard its stderr), so the git
+%% half works on Unix hosts; elsewhere only the CI variables are read.
+%%
+%% ```
+%% #{source := <<"https://github.com/acme/hello.git">>, revision := _} =
+%%     ocibuild_vcs:info(".").
+%% '''
 -module(ocibuild_vcs).
 
 -export([info/1, info/2, normalize_url/1, git_timeout/1]).
 
+-export_type([info/0, getenv/0]).
+
+-type info() :: #{source => binary(), revision => binary()}.
+-type getenv() :: fun((string()) -> string() | false).
+
 -define(DEFAULT_TIMEOUT, 5000).
 -define(MAX_TIMEOUT, 300000).
 
--type getenv() :: fun((string()) -> string() | false).
-
-%% @doc Source and revision for the project in `Dir', from the process environment.
--spec info(file:filename_all()) -> #{source => binary(), revision => binary()}.
+%% @doc Source and revision of the project in `Dir', from the process environment and git.
+-spec info(file:filename_all()) -> info().
 info(Dir) ->
     info(Dir, #{}).
 
-%% @doc As `info/1'. Options: `getenv' (a fun like `os:getenv/1', for tests), `git' (the git
-%% executable; default: git on PATH).
--spec info(file:filename_all(), #{getenv => getenv(), git => string()}) ->
-    #{source => binary(), revision => binary()}.
-info(Dir, Opts) ->
+%% @doc As `info/1', with a getenv fun (like `os:getenv/1') standing for the process
+%% environment, or options: `getenv' (that fun) and `git' (the git executable to run; default
+%% git on `PATH'). Both are there for tests.
+-spec info(file:filename_all(), getenv() | #{getenv => getenv(), git => file:filename_all()}) ->
+    info().
+info(Dir, Getenv) when is_function(Getenv, 1) ->
+    info(Dir, #{getenv => Getenv});
+info(Dir, Opts) when is_map(Opts) ->
     Getenv = maps:get(getenv, Opts, fun os:getenv/1),
     FromCi = from_ci(Getenv),
     case maps:is_key(source, FromCi) andalso maps:is_key(revision, FromCi) of
         true ->
             FromCi;
         false ->
-            Git = git(Opts, Dir, git_timeout(Getenv("OCIBUILD_GIT_TIMEOUT"))),
-            maps:merge(Git, FromCi)
+            Timeout = git_timeout(env(Getenv, "OCIBUILD_GIT_TIMEOUT")),
+            maps:merge(from_git(git_executable(Opts), Dir, Timeout), FromCi)
     end.
 
-%% CI providers, in order; the first that names a source or a revision wins.
+%% A variable's value as a binary; unset, empty and undecodable all count as unset.
+env(Getenv, Name) ->
+    case Getenv(Name) of
+        Value when is_list(Value) ->
+            case to_utf8(Value) of
+                {ok, Bin} -> nonempty(string:trim(Bin));
+                error -> undefined
+            end;
+        _ ->
+            undefined
+    end.
+
+nonempty(<<>>) -> undefined;
+nonempty(Bin) -> Bin.
+
 from_ci(Getenv) ->
-    Get = fun(Name) ->
-        case Getenv(Name) of
-            false -> undefined;
-            "" -> undefined;
-            V -> unicode:characters_to_binary(V)
-        end
-    end,
-    GitHub = case {Get("GITHUB_SERVER_URL"), Get("GITHUB_REPOSITORY")} of
-        {undefined, _} -> undefined;
-        {_, undefined} -> undefined;
-        {Server, Repo} -> <<(string:trim(Server, trailing, "/"))/binary, "/", Repo/binary>>
-    end,
+    Get = fun(Name) -> env(Getenv, Name) end,
+    GitHub =
+        case {Get("GITHUB_SERVER_URL"), Get("GITHUB_REPOSITORY")} of
+            {undefined, _} -> undefined;
+            {_, undefined} -> undefined;
+            {Server, Repo} -> <<(string:trim(Server, trailing, "/"))/binary, "/", Repo/binary>>
+        end,
     Providers = [
         {GitHub, Get("GITHUB_SHA")},
         {Get("CI_PROJECT_URL"), Get("CI_COMMIT_SHA")},
@@ -64,17 +96,27 @@ from_ci(Getenv) ->
         [{Source, Revision} | _] -> with_source(Source, with_revision(Revision, #{}))
     end.
 
-git(Opts, Dir, Timeout) ->
-    case maps:get(git, Opts, os:find_executable("git")) of
+git_executable(#{git := Git}) ->
+    Git;
+git_executable(_Opts) ->
+    os:find_executable("git").
+
+from_git(false, _Dir, _Timeout) ->
+    #{};
+from_git(Git, Dir, Timeout) ->
+    %% A missing directory is checked here: the port would report it on the terminal.
+    case filelib:is_dir(Dir) andalso run_git(Git, Dir, ["remote", "get-url", "origin"], Timeout) of
         false ->
             #{};
-        Git ->
-            Remote = run_git(Git, Dir, ["remote", "get-url", "origin"], Timeout),
+        timeout ->
+            #{};
+        Remote ->
             Head = run_git(Git, Dir, ["rev-parse", "--verify", "HEAD"], Timeout),
-            with_source(first_line(Remote), with_revision(first_line(Head), #{}))
+            with_source(first_line(Remote), with_revision(object_name(first_line(Head)), #{}))
     end.
 
-with_source(undefined, Map) -> Map;
+with_source(undefined, Map) ->
+    Map;
 with_source(Url, Map) ->
     case normalize_url(Url) of
         {ok, Clean} -> Map#{source => Clean};
@@ -85,37 +127,52 @@ with_revision(undefined, Map) -> Map;
 with_revision(Rev, Map) -> Map#{revision => Rev}.
 
 first_line({ok, Out}) ->
-    case string:trim(hd(string:split(Out, "\n")), both) of
+    case string:trim(hd(binary:split(Out, <<"\n">>))) of
         <<>> -> undefined;
         Line -> Line
     end;
-first_line(error) ->
+first_line(_Failed) ->
     undefined.
 
-%% @doc The timeout in ms for a value of `OCIBUILD_GIT_TIMEOUT': the default for unset, empty,
-%% invalid or non-positive values, capped at 300000.
--spec git_timeout(string() | false) -> pos_integer().
-git_timeout(false) ->
-    ?DEFAULT_TIMEOUT;
-git_timeout(Value) ->
-    case string:to_integer(string:trim(Value)) of
-        {N, []} when is_integer(N), N > 0 -> min(N, ?MAX_TIMEOUT);
-        _ -> ?DEFAULT_TIMEOUT
+%% A SHA-1 or SHA-256 object name; anything else is not a revision a reader can look up.
+object_name(undefined) ->
+    undefined;
+object_name(Name) ->
+    case re:run(Name, "^(?:[0-9a-f]{40}|[0-9a-f]{64})$", [{capture, none}]) of
+        match -> Name;
+        nomatch -> undefined
     end.
 
-%% Run git in Dir; its stdout on exit status 0. A port would pass git's stderr (not a
-%% repository, no such remote) straight to the terminal, so `sh' sends it to /dev/null and
-%% `exec's git, which keeps the process id the timeout kills. Git and its arguments are
-%% positional parameters of the script, never parsed by the shell.
+%% @doc The timeout in milliseconds for a value of `OCIBUILD_GIT_TIMEOUT' (as a string or
+%% binary; `false' or `undefined' when unset): 5000 when unset, empty, not an integer or not
+%% positive; at most 300000.
+-spec git_timeout(string() | binary() | false | undefined) -> pos_integer().
+git_timeout(Value) when is_list(Value); is_binary(Value) ->
+    case string:to_integer(string:trim(Value)) of
+        {N, Rest} when is_integer(N), N > 0, (Rest =:= [] orelse Rest =:= <<>>) ->
+            min(N, ?MAX_TIMEOUT);
+        _ ->
+            ?DEFAULT_TIMEOUT
+    end;
+git_timeout(_Unset) ->
+    ?DEFAULT_TIMEOUT.
+
+%% Run git in Dir: `{ok, Stdout}' on exit status 0, `timeout' when it was killed, else
+%% `error'. A port gives no way to keep a child's stderr apart (git's "not a git repository"
+%% would reach the user's terminal), so `sh' sends it to /dev/null and `exec's git, which
+%% keeps the process the timeout kills. Git and its arguments are positional parameters of
+%% the script, never parsed by the shell.
 run_git(Git, Dir, Args, Timeout) ->
+    Script = "exec \"$0\" \"$@\" 2>/dev/null",
     try
-        Port = open_port({spawn_executable, "/bin/sh"}, [
-            {args, ["-c", "exec \"$0\" \"$@\" 2>/dev/null", Git, "-c", "core.fsmonitor=false" | Args]},
+        open_port({spawn_executable, "/bin/sh"}, [
+            {args, ["-c", Script, Git, "-c", "core.fsmonitor=false" | Args]},
             {cd, Dir},
             {env, [{"GIT_TERMINAL_PROMPT", "0"}, {"GIT_OPTIONAL_LOCKS", "0"}, {"LC_ALL", "C"}]},
             exit_status, binary, use_stdio, hide
-        ]),
-        collect(Port, [], erlang:monotonic_time(millisecond) + Timeout)
+        ])
+    of
+        Port -> collect(Port, [], erlang:monotonic_time(millisecond) + Timeout)
     catch
         error:_ -> error
     end.
@@ -131,40 +188,62 @@ collect(Port, Acc, Deadline) ->
             error
     after Left ->
         kill(Port),
-        error
+        timeout
     end.
 
-%% A git that hangs (a stuck filesystem, a hook) is killed, not left behind.
+%% The port's process leads a process group of its own (the emulator's child setup starts a
+%% session for it), so signalling the group also ends whatever git started; the plain pid is
+%% the fallback where that is not so.
 kill(Port) ->
     case erlang:port_info(Port, os_pid) of
-        {os_pid, Pid} -> os:cmd("kill -9 " ++ integer_to_list(Pid));
-        undefined -> ok
+        {os_pid, OsPid} ->
+            Pid = integer_to_list(OsPid),
+            _ = os:cmd("kill -9 -" ++ Pid ++ " 2>/dev/null || kill -9 " ++ Pid ++ " 2>/dev/null"),
+            ok;
+        undefined ->
+            ok
     end,
     catch port_close(Port),
-    receive {Port, {exit_status, _}} -> ok after 0 -> ok end,
     flush(Port).
 
 flush(Port) ->
-    receive {Port, _} -> flush(Port) after 0 -> ok end.
+    receive
+        {Port, _} -> flush(Port)
+    after 0 -> ok
+    end.
 
-%% @doc A repository URL fit to publish: `git@host:org/repo.git' and `ssh://[user@]host[:port]/path'
-%% become `https://host/path'; user info, query and fragment are dropped from any URL. Local
-%% paths and `file://' URLs are `error': nobody else can fetch them.
+%% @doc A repository URL fit to publish. `git@host:org/repo.git' (git's scp-like syntax) and
+%% `ssh://[user@]host[:port]/path' become `https://host/path' (the ssh port means nothing to
+%% https); `git+https://' and `git+http://' lose the `git+'. User info, query and fragment are
+%% removed from every URL; scheme (lowercased), host, port and path of `http', `https' and
+%% `git' URLs are otherwise kept as they are, `.git' suffix included. Local paths, `file://'
+%% URLs, other schemes and text that is not UTF-8 are `error': nobody else can fetch them.
 -spec normalize_url(binary() | string()) -> {ok, binary()} | error.
-normalize_url(Url0) ->
-    Url = string:trim(unicode:characters_to_binary(Url0)),
+normalize_url(Url) ->
+    case to_utf8(Url) of
+        {ok, Bin} -> normalize(string:trim(Bin));
+        error -> error
+    end.
+
+to_utf8(Url) ->
+    try unicode:characters_to_binary(Url) of
+        Bin when is_binary(Bin) -> {ok, Bin};
+        _ -> error
+    catch
+        error:_ -> error
+    end.
+
+normalize(Url) ->
     case uri_string:parse(Url) of
-        #{scheme := Scheme, host := Host} = U when Host =/= <<>> ->
-            Path = maps:get(path, U, <<>>),
+        #{scheme := Scheme, host := Host} = Parts when Host =/= <<>> ->
+            Path = maps:get(path, Parts, <<>>),
             case string:lowercase(Scheme) of
-                S when S =:= <<"ssh">>; S =:= <<"git+ssh">> ->
-                    {ok, <<"https://", Host/binary, Path/binary>>};
+                S when S =:= <<"ssh">>; S =:= <<"git+ssh">>; S =:= <<"ssh+git">> ->
+                    {ok, <<"https://", (host(Host))/binary, Path/binary>>};
+                <<"git+", S/binary>> when S =:= <<"https">>; S =:= <<"http">> ->
+                    {ok, <<S/binary, "://", (authority(Parts))/binary, Path/binary>>};
                 S when S =:= <<"https">>; S =:= <<"http">>; S =:= <<"git">> ->
-                    Port = case maps:get(port, U, undefined) of
-                        undefined -> <<>>;
-                        P -> <<":", (integer_to_binary(P))/binary>>
-                    end,
-                    {ok, <<S/binary, "://", Host/binary, Port/binary, Path/binary>>};
+                    {ok, <<S/binary, "://", (authority(Parts))/binary, Path/binary>>};
                 _ ->
                     error
             end;
@@ -172,11 +251,27 @@ normalize_url(Url0) ->
             scp_like(Url)
     end.
 
-%% `[user@]host:path', git's scp-like ssh syntax (no scheme, a colon before the first slash).
+%% Host and port, without the user info.
+authority(#{host := Host} = Parts) ->
+    case maps:get(port, Parts, undefined) of
+        Port when is_integer(Port) -> <<(host(Host))/binary, ":", (integer_to_binary(Port))/binary>>;
+        _ -> host(Host)
+    end.
+
+%% uri_string gives an IPv6 literal without its brackets.
+host(Host) ->
+    case binary:match(Host, <<":">>) of
+        nomatch -> Host;
+        _ -> <<"[", Host/binary, "]">>
+    end.
+
+%% `[user@]host:path': no scheme, a colon before the first slash. A one-letter host is a
+%% drive letter (`C:/src/repo'), which is a local path.
 scp_like(Url) ->
-    case re:run(Url, "^(?:[^@/]+@)?([A-Za-z0-9.-]+):(?!//)([^?#]+)", [{capture, all_but_first, binary}]) of
-        {match, [Host, Path]} when Host =/= <<>> ->
+    Pattern = "^(?:[^@/]+@)?([A-Za-z0-9_.-]{2,}|\\[[0-9A-Fa-f:.]+\\]):(?!//)([^?#]+)",
+    case re:run(Url, Pattern, [{capture, all_but_first, binary}]) of
+        {match, [Host, Path]} ->
             {ok, <<"https://", Host/binary, "/", (string:trim(Path, leading, "/"))/binary>>};
-        _ ->
+        nomatch ->
             error
     end.
