@@ -348,4 +348,4 @@ done
 index_digest=$(digest_of "$REG_ADDR/multi/hello:1" 2>/dev/null || echo none)
 check "the index's signature verifies" verify_signatures "$REG_ADDR" multi/hello "$index_digest" "$keys/sec1.pub"
 
-summary "supply tests"
+summary supply
