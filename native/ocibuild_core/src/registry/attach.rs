@@ -7,8 +7,6 @@
 
 use std::sync::Arc;
 
-use super::client::{Access, RegistryClient};
-use super::progress::ProgressSink;
 use super::pull::get_manifest;
 use super::push::{put_manifest_headers, BlobData, BlobJob, PushBlob};
 use crate::digest::Digest;
@@ -55,14 +53,10 @@ pub struct Attached {
     pub signature_tag: Option<String>,
 }
 
-/// Attaches to images in one repository, with the push's client, access and blob uploads.
+/// Attaches to the images of one push: its client, access, target repository, progress and
+/// blob uploads are the push's own.
 pub(super) struct Attacher<'a> {
-    pub client: &'a RegistryClient,
-    pub access: &'a Access,
-    pub registry: &'a str,
-    pub repository: &'a str,
-    pub progress: &'a ProgressSink,
-    pub blobs: &'a BlobJob<'a>,
+    pub job: &'a BlobJob<'a>,
 }
 
 impl Attacher<'_> {
@@ -75,16 +69,9 @@ impl Attacher<'_> {
         let built = artifact_manifest(artifact, subject);
         self.blob(EMPTY_JSON.to_vec()).await?;
         self.blob(artifact.data.clone()).await?;
-        let headers = put_manifest_headers(
-            self.client,
-            self.access,
-            self.repository,
-            built.digest.as_str(),
-            &built.manifest,
-            OCI_MANIFEST,
-            self.progress,
-        )
-        .await?;
+        let headers = self
+            .put(built.digest.as_str(), &built.manifest, OCI_MANIFEST)
+            .await?;
         // The distribution spec: a registry that indexed the subject says so with
         // OCI-Subject; without it, the client keeps the fallback tag up to date.
         let api = headers.contains_key("OCI-Subject");
@@ -92,16 +79,7 @@ impl Attacher<'_> {
             let tag = referrers_tag(&subject.digest);
             let existing = self.existing_manifest(&tag).await?;
             if let Some(index) = add_referrer(existing.as_deref(), &built.descriptor)? {
-                put_manifest_headers(
-                    self.client,
-                    self.access,
-                    self.repository,
-                    &tag,
-                    &index,
-                    OCI_INDEX,
-                    self.progress,
-                )
-                .await?;
+                self.put(&tag, &index, OCI_INDEX).await?;
             }
         }
         Ok(AttachedReferrer {
@@ -120,27 +98,39 @@ impl Attacher<'_> {
         let signed = add_signature(existing.as_deref(), &payload, &signature)?;
         self.blob(signed.config.clone()).await?;
         self.blob(payload).await?;
-        put_manifest_headers(
-            self.client,
-            self.access,
-            self.repository,
-            &tag,
-            &signed.manifest,
-            OCI_MANIFEST,
-            self.progress,
-        )
-        .await?;
+        self.put(&tag, &signed.manifest, OCI_MANIFEST).await?;
         Ok(tag)
     }
 
     /// The repository as cosign names it in a signature: `registry/repository`, Docker Hub
     /// as `index.docker.io` (what go-containerregistry calls it).
     fn docker_reference(&self) -> String {
-        let registry = match self.registry {
+        let target = self.job.target;
+        let registry = match target.registry.as_str() {
             super::reference::DOCKER_HUB => "index.docker.io",
             other => other,
         };
-        format!("{registry}/{}", self.repository)
+        format!("{registry}/{}", target.repository)
+    }
+
+    /// PUT a manifest or index into the target repository under `reference`.
+    async fn put(
+        &self,
+        reference: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<reqwest::header::HeaderMap> {
+        let job = self.job;
+        put_manifest_headers(
+            job.client,
+            job.access,
+            &job.target.repository,
+            reference,
+            bytes,
+            media_type,
+            job.progress,
+        )
+        .await
     }
 
     async fn blob(&self, data: Vec<u8>) -> Result<()> {
@@ -149,13 +139,14 @@ impl Attacher<'_> {
             size: data.len() as u64,
             data: BlobData::Bytes(bytes::Bytes::from(data)),
         };
-        self.blobs.push_blob(&blob).await
+        self.job.push_blob(&blob).await
     }
 
     /// The manifest at `tag`, or `None` when the tag does not exist yet.
     async fn existing_manifest(&self, tag: &str) -> Result<Option<Vec<u8>>> {
         let quiet = super::progress::ignore();
-        match get_manifest(self.client, self.access, self.repository, tag, &quiet).await {
+        let job = self.job;
+        match get_manifest(job.client, job.access, &job.target.repository, tag, &quiet).await {
             Ok(fetched) => Ok(Some(fetched.bytes)),
             Err(Error::Registry { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),

@@ -320,14 +320,7 @@ async fn attach(
     if attachments.is_empty() {
         return Ok(attached);
     }
-    let attacher = Attacher {
-        client: job.client,
-        access: job.access,
-        registry: &job.target.registry,
-        repository: &job.target.repository,
-        progress: job.progress,
-        blobs: job,
-    };
+    let attacher = Attacher { job };
     for (image, artifact) in images.iter().zip(&attachments.referrers) {
         if let Some(artifact) = artifact {
             let subject = Descriptor::new(
@@ -357,11 +350,11 @@ struct Stats {
 pub(super) struct BlobJob<'a> {
     registries: &'a Registries,
     env: &'a Environment,
-    client: &'a RegistryClient,
-    access: &'a Access,
-    target: &'a PushTarget,
+    pub(super) client: &'a RegistryClient,
+    pub(super) access: &'a Access,
+    pub(super) target: &'a PushTarget,
     opts: &'a PushOptions,
-    progress: &'a ProgressSink,
+    pub(super) progress: &'a ProgressSink,
     stats: &'a Stats,
 }
 

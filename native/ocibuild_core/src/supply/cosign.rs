@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use crate::digest::Digest;
 use crate::image::json::{canonical, parse_object};
 use crate::media_types::{OCI_CONFIG, OCI_MANIFEST};
+use crate::supply::referrers::referrers_tag;
 use crate::{Error, Result};
 
 pub const SIMPLE_SIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -18,7 +19,8 @@ const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
 /// `sha256-<hex>.sig`: where cosign looks for the signatures of `digest`.
 pub fn signature_tag(digest: &Digest) -> String {
-    format!("{}.sig", digest.as_str().replacen(':', "-", 1))
+    // cosign's tag is the referrers tag schema's, plus `.sig`.
+    format!("{}.sig", referrers_tag(digest))
 }
 
 /// A signature manifest ready to put, with its config and the new payload's digest.
