@@ -118,8 +118,7 @@ build_and_publish(Adapter, State, Config0) ->
     Auto = auto_annotations(hd(Configured), Path, Config, Version, Created),
     Context = #{name => Name, version => Version, release_path => Path,
                 dependencies => Deps, created => Created},
-    {Images, Sboms} = lists:unzip([with_sbom(Adapter, add_auto_annotations(I, Auto, Config),
-                                             Context, Config)
+    {Images, Sboms} = lists:unzip([with_sbom(Adapter, add_auto_annotations(I, Auto), Context, Config)
                                    || I <- Configured]),
     write_sbom(Adapter, Config, Sboms),
     publish(Adapter, State, Config, Images, Tags, #{sboms => Sboms, sign => SignKey}).
@@ -137,7 +136,7 @@ auto_annotations(Image, Path, Config, Version, Created) ->
                   <<"org.opencontainers.image.base.digest">>], Auto).
 
 %% Automatic < project file < command line: the last two are already merged in `Config'.
-add_auto_annotations(#{annotations := Current} = Image, Auto, _Config) ->
+add_auto_annotations(#{annotations := Current} = Image, Auto) ->
     maps:fold(fun(K, V, Acc) -> ocibuild:annotation(Acc, K, V) end, Image,
               maps:without(maps:keys(Current), Auto)).
 
@@ -194,14 +193,9 @@ release_version(Adapter, State, Path) ->
         false ->
             to_binary(FromAdapter);
         true ->
-            case file:read_file(filename:join([Path, "releases", "start_erl.data"])) of
-                {ok, Data} ->
-                    case string:lexemes(string:trim(Data), " ") of
-                        [_Erts, Vsn] -> Vsn;
-                        _ -> <<"latest">>
-                    end;
-                {error, _} ->
-                    <<"latest">>
+            case ocibuild_release_files:start_erl_data(Path) of
+                [_Erts, Vsn] -> Vsn;
+                _ -> <<"latest">>
             end
     end.
 
@@ -409,16 +403,11 @@ first_seen(List) ->
     end, [], List)).
 
 push_repo(Adapter, Images, Registry, RepoTags, Auth, Config, Multi) ->
-    Attach = attach_options(maps:get(attach, Config, #{})),
+    Attach = maps:with([sboms, sign], maps:get(attach, Config, #{})),
     Push = fun(First, Opts) ->
         ocibuild_registry:push(Images, Registry, First, Auth, maps:merge(Opts#{index => Multi}, Attach))
     end,
     check(push_tags(Adapter, Registry, RepoTags, maps:get(chunk_size, Config), Push)).
-
-%% The push options that attach SBOM referrers and a signature.
-attach_options(Attach) ->
-    maps:from_list([{sboms, S} || S <- [maps:get(sboms, Attach, undefined)], is_list(S)] ++
-                   [{sign, K} || K <- [maps:get(sign, Attach, undefined)], K =/= undefined]).
 
 %% Push under the first of `RepoTags' (one repository) with the others as extra tags, then
 %% report what went over the wire and the tags. `Push(FirstTag, Opts)' does the push.
@@ -766,7 +755,8 @@ push_loaded(Adapter, State, Loaded, Registry, Opts) ->
 
 push_loaded_repo(Adapter, Loaded, Registry, RepoTags, Opts) ->
     Auth = get_push_auth(),
-    Attach = attach_options(Opts),
+    %% `sign' is `undefined' without a key; ocibuild_registry:push_loaded/5 takes that as none.
+    Attach = maps:with([sign], Opts),
     Push = fun(First, PushOpts) ->
         ocibuild_registry:push_loaded(Loaded, Registry, First, Auth, maps:merge(PushOpts, Attach))
     end,

@@ -22,6 +22,7 @@
     partition/5,
     native_code/1,
     has_bundled_erts/1,
+    start_erl_data/1,
     file_mode/1,
     relative_path/2,
     container_path/1
@@ -282,6 +283,15 @@ to_list(P) -> P.
 -spec has_bundled_erts(file:filename_all()) -> boolean().
 has_bundled_erts(ReleasePath) ->
     lists:any(fun filelib:is_dir/1, filelib:wildcard(filename:join(to_list(ReleasePath), "erts-*"))).
+
+%% @doc The words of `releases/start_erl.data' (`ERTS_VSN REL_VSN', as relx and Mix write
+%% it); `[]' when the file cannot be read.
+-spec start_erl_data(file:filename_all()) -> [binary()].
+start_erl_data(ReleasePath) ->
+    case file:read_file(filename:join([ReleasePath, "releases", "start_erl.data"])) of
+        {ok, Data} -> string:lexemes(Data, " \n\r\t");
+        {error, _} -> []
+    end.
 
 %% @doc The permission bits of a file (links followed); 8#644 if it cannot be read.
 -spec file_mode(file:filename_all()) -> non_neg_integer().

@@ -73,14 +73,9 @@ tool() ->
 %% The ERTS version the release was built for: `releases/start_erl.data' (`ERTS_VSN REL_VSN'),
 %% else the bundled `erts-VSN' directory.
 release_erts_version(Path) ->
-    case file:read_file(filename:join([Path, "releases", "start_erl.data"])) of
-        {ok, Data} ->
-            case string:lexemes(Data, " \n\r\t") of
-                [Erts | _] -> Erts;
-                [] -> bundled_erts_version(Path)
-            end;
-        {error, _} ->
-            bundled_erts_version(Path)
+    case ocibuild_release_files:start_erl_data(Path) of
+        [Erts | _] -> Erts;
+        [] -> bundled_erts_version(Path)
     end.
 
 bundled_erts_version(Path) ->
