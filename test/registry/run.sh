@@ -14,6 +14,7 @@ root=$(CDPATH='' cd -- "$here/../.." && pwd)
 source "$root/scripts/common.sh"
 source "$root/test/support/assert.sh"
 source "$here/lib.sh"
+source "$root/test/support/registry_read.sh"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ocibuild-registry.XXXXXX")
 export OCIBUILD_TEST_TMP=$work
@@ -43,8 +44,6 @@ export SOURCE_DATE_EPOCH=1700000000
 export DOCKER_CONFIG=$work/no-docker-config REGISTRY_AUTH_FILE=$work/no-auth.json
 echo '{}' >"$REGISTRY_AUTH_FILE"
 unset OCIBUILD_INSECURE_REGISTRIES SSL_CERT_FILE
-skopeo_() { skopeo --insecure-policy "$@"; }
-digest_of() { skopeo_ inspect --tls-verify=false --raw "docker://$1" | sha256sum | awk '{print "sha256:" $1}'; }
 
 if [ -z "${OCIBUILD_EBIN:-}" ]; then
     (cd "$root" && rebar3 compile >"$work/rebar3-compile.log" 2>&1) ||
@@ -65,12 +64,6 @@ run_case() {
 }
 # value NAME KEY: a KEY=VALUE line a case printed.
 value() { sed -n "s/^$2=//p" "$work/$1.out" | head -n 1; }
-
-start() {
-    local what=$1
-    shift
-    "$@" >"$work/start.out" 2>&1 || { cat "$work/start.out"; die "could not start $what"; }
-}
 
 section "registry: start the registries and proxies"
 start "anonymous registry" registry_start anon REG

@@ -20,6 +20,7 @@ source "$root/scripts/common.sh"
 source "$root/test/support/assert.sh"
 source "$root/test/support/snapshot.sh"
 source "$root/test/registry/lib.sh"
+source "$root/test/support/registry_read.sh"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ocibuild-release.XXXXXX")
 export OCIBUILD_TEST_TMP=$work
@@ -52,24 +53,14 @@ echo '{}' >"$REGISTRY_AUTH_FILE"
 unset SOURCE_DATE_EPOCH MIX_ENV OCIBUILD_INSECURE_REGISTRIES OCIBUILD_SIGN_KEY \
     OCIBUILD_PUSH_USERNAME OCIBUILD_PUSH_PASSWORD OCIBUILD_PUSH_TOKEN \
     OCIBUILD_PULL_USERNAME OCIBUILD_PULL_PASSWORD OCIBUILD_PULL_TOKEN
-skopeo_() { skopeo --insecure-policy "$@"; }
-
 # at DIR CMD...: run CMD in DIR.
 at() {
     local dir=$1
     shift
     (cd "$dir" && "$@")
 }
-start() {
-    local what=$1
-    shift
-    "$@" >"$work/start.out" 2>&1 || { cat "$work/start.out"; die "could not start $what"; }
-}
-
 # What skopeo reads from the registry (plain HTTP on loopback).
-raw() { skopeo_ inspect --tls-verify=false --raw "docker://$1"; }
 config_of() { skopeo_ inspect --tls-verify=false --config "docker://$1"; }
-digest_of() { raw "$1" | sha256sum | awk '{print "sha256:" $1}'; }
 # layers REF: the manifest's layer digests, one per line.
 layers() { raw "$1" | jq -r '.layers[].digest'; }
 

@@ -16,6 +16,7 @@ root=$(CDPATH='' cd -- "$here/../.." && pwd)
 source "$root/scripts/common.sh"
 source "$root/test/support/assert.sh"
 source "$root/test/registry/lib.sh"
+source "$root/test/support/registry_read.sh"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ocibuild-supply.XXXXXX")
 export OCIBUILD_TEST_TMP=$work
@@ -46,10 +47,6 @@ unset SOURCE_DATE_EPOCH MIX_ENV OCIBUILD_INSECURE_REGISTRIES OCIBUILD_SIGN_KEY C
     OCIBUILD_PUSH_USERNAME OCIBUILD_PUSH_PASSWORD OCIBUILD_PUSH_TOKEN OCIBUILD_GIT_TIMEOUT \
     GITHUB_SERVER_URL GITHUB_REPOSITORY GITHUB_SHA CI_PROJECT_URL CI_COMMIT_SHA \
     BUILD_REPOSITORY_URI BUILD_SOURCEVERSION
-skopeo_() { skopeo --insecure-policy "$@"; }
-
-raw() { skopeo_ inspect --tls-verify=false --raw "docker://$1"; }
-digest_of() { raw "$1" | sha256sum | awk '{print "sha256:" $1}'; }
 # blob ADDR REPO DIGEST: a blob's bytes, over plain HTTP.
 blob() { curl -sf "http://$1/v2/$2/blobs/$3"; }
 # manifest ADDR REPO REF: a manifest or index by tag or digest.
@@ -58,12 +55,6 @@ manifest() {
         "http://$1/v2/$2/manifests/$3"
 }
 fallback_tag() { echo "sha256-${1#sha256:}"; }
-
-start() {
-    local what=$1
-    shift
-    "$@" >"$work/start.out" 2>&1 || { cat "$work/start.out"; die "could not start $what"; }
-}
 
 # one_line_error NAME WORD CMD...: CMD fails with status 1 and one line of stderr naming WORD.
 one_line_error() {
