@@ -15,31 +15,25 @@
 //!
 //! Errors name the file or helper at fault but never quote a credential, since they end up
 //! in build logs.
+//!
+//! - `config_file`: decoding `config.json` / `auth.json` (untrusted, bounded input).
+//! - `helper`: docker's `docker-credential-<name> get` protocol.
+//! - `helper_process`: running a helper with a deadline and a trustworthy exit status, even
+//!   where SIGCHLD is ignored (inside the BEAM).
+
+pub mod config_file;
+pub mod helper;
+pub mod helper_process;
 
 use std::ffi::OsString;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use base64::engine::{self, general_purpose::GeneralPurpose, DecodePaddingMode};
-use base64::Engine;
 use serde_json::{Map, Value};
 
-use super::reference::{self, DOCKER_HUB};
-use crate::{Error, Result};
-
-/// The server URL docker's helpers file Docker Hub credentials under.
-const DOCKER_HUB_SERVER_URL: &str = "https://index.docker.io/v1/";
-
-/// The username a credential helper answers with when the secret is an identity token.
-const TOKEN_USERNAME: &str = "<token>";
-
-const HELPER_PREFIX: &str = "docker-credential-";
-
-/// A helper's answer is a small JSON document; more than this is not one.
-const MAX_HELPER_OUTPUT: u64 = 1 << 20;
+use crate::Result;
+use config_file::{file_error, find_entry, from_auths, normalize_key, object_field, read_config};
+use helper::Helper;
 
 #[derive(Clone, PartialEq, Eq, Default)]
 pub enum Credentials {
@@ -190,11 +184,11 @@ impl CredentialSources {
         path: &Path,
         registry: &str,
     ) -> Result<Option<Credentials>> {
-        let bad_file = |why: String| file_error(path, why);
         if let Some(helpers) = object_field(config, "credHelpers", path)? {
             if let Some((key, helper)) = find_entry(helpers, registry) {
                 let helper = helper.as_str().ok_or_else(|| {
-                    bad_file(format!("credHelpers entry {key:?} is not a string"))
+                    let key = config_file::quoted_key(key);
+                    file_error(path, format!("credHelpers entry {key} is not a string"))
                 })?;
                 if let Some(c) = self.run_helper(helper, registry)? {
                     return Ok(Some(c));
@@ -208,338 +202,15 @@ impl CredentialSources {
                 }
             }
             None | Some(Value::Null) | Some(Value::String(_)) => {}
-            Some(_) => return Err(bad_file("credsStore is not a string".into())),
+            Some(_) => return Err(file_error(path, "credsStore is not a string".into())),
         }
         from_auths(config, path, registry)
     }
 
     /// Ask `docker-credential-<name>` for `registry`'s credentials; `None` when it has none.
     fn run_helper(&self, name: &str, registry: &str) -> Result<Option<Credentials>> {
-        let program = format!("{HELPER_PREFIX}{name}");
-        let helper_error = |why: String| Error::Credentials {
-            source_name: program.clone(),
-            why,
-        };
-        // The name comes from a config file; it names a program, not a path.
-        if name.is_empty() || name.contains(['/', '\\']) {
-            return Err(helper_error("invalid credential helper name".into()));
-        }
-        let path = self.find_helper(&program).ok_or_else(|| {
-            let place = if self.helper_path.is_some() {
-                "the configured helper directories"
-            } else {
-                "PATH"
-            };
-            helper_error(format!(
-                "the credential helper is not installed (not found in {place})"
-            ))
-        })?;
-        let server_url = if registry == DOCKER_HUB {
-            DOCKER_HUB_SERVER_URL
-        } else {
-            registry
-        };
-        let output =
-            run_with_timeout(&path, server_url, self.helper_timeout).map_err(helper_error)?;
-        // Without a status (reaped elsewhere), an answer that is not JSON counts as a failure.
-        let failed = match output.status {
-            Some(status) => !status.success(),
-            None => serde_json::from_slice::<Value>(&output.stdout).is_err(),
-        };
-        if failed {
-            let said = format!(
-                "{}\n{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-            if said.to_ascii_lowercase().contains("credentials not found") {
-                return Ok(None);
-            }
-            return Err(helper_error(format!(
-                "`get` failed ({}): {}",
-                output
-                    .status
-                    .map_or_else(|| "no exit status".to_string(), |s| s.to_string()),
-                first_line(&said)
-            )));
-        }
-        parse_helper_answer(&output.stdout).map_err(helper_error)
+        Helper::find(name, self.helper_path.as_deref())?.get(registry, self.helper_timeout)
     }
-
-    fn find_helper(&self, program: &str) -> Option<PathBuf> {
-        let dirs = match &self.helper_path {
-            Some(p) => p.clone(),
-            None => std::env::var_os("PATH")?,
-        };
-        std::env::split_paths(&dirs)
-            .map(|dir| dir.join(program))
-            .find(|candidate| is_executable(candidate))
-    }
-}
-
-/// A helper's `{"ServerURL", "Username", "Secret"}`.
-fn parse_helper_answer(stdout: &[u8]) -> std::result::Result<Option<Credentials>, String> {
-    let json: Value = serde_json::from_slice(stdout).map_err(|e| {
-        format!(
-            "answered with invalid JSON (line {}, column {})",
-            e.line(),
-            e.column()
-        )
-    })?;
-    let field = |name: &str| match json.get(name) {
-        None | Some(Value::Null) => Ok(String::new()),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(_) => Err(format!("answered with a {name} that is not a string")),
-    };
-    let (username, secret) = (field("Username")?, field("Secret")?);
-    if secret.is_empty() && username.is_empty() {
-        return Ok(None);
-    }
-    if username == TOKEN_USERNAME {
-        // docker's convention: the secret is an identity token, and there is no username.
-        return Ok(Some(Credentials::IdentityToken {
-            username: String::new(),
-            token: secret,
-        }));
-    }
-    Ok(Some(Credentials::basic(username, secret)))
-}
-
-/// The `auths` entry for `registry`, decoded; `None` when there is none or it is empty
-/// (docker leaves `{}` there when a credential store holds the secret).
-fn from_auths(
-    config: &Map<String, Value>,
-    path: &Path,
-    registry: &str,
-) -> Result<Option<Credentials>> {
-    let Some(auths) = object_field(config, "auths", path)? else {
-        return Ok(None);
-    };
-    match find_entry(auths, registry) {
-        Some((key, entry)) => decode_entry(key, entry).map_err(|why| file_error(path, why)),
-        None => Ok(None),
-    }
-}
-
-/// One `auths` entry: `auth` (base64 `user:password`), `username`/`password`,
-/// `identitytoken`, or docker's rarely seen `registrytoken`.
-fn decode_entry(key: &str, entry: &Value) -> std::result::Result<Option<Credentials>, String> {
-    let entry = entry
-        .as_object()
-        .ok_or_else(|| format!("auths entry {key:?} is not an object"))?;
-    let field = |name: &str| match entry.get(name) {
-        None | Some(Value::Null) => Ok(String::new()),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(_) => Err(format!(
-            "the {name} field of auths entry {key:?} is not a string"
-        )),
-    };
-    let (mut username, mut password) = (field("username")?, field("password")?);
-    let auth = field("auth")?.trim().to_string();
-    if !auth.is_empty() {
-        let bad = |what: &str| format!("the auth field of auths entry {key:?} {what}");
-        let decoded = lenient_base64()
-            .decode(&auth)
-            .map_err(|_| bad("is not valid base64"))?;
-        let decoded = String::from_utf8(decoded).map_err(|_| bad("is not UTF-8"))?;
-        // Passwords may contain ':', usernames may not.
-        let (user, pass) = decoded
-            .split_once(':')
-            .ok_or_else(|| bad("does not hold username:password"))?;
-        (username, password) = (user.to_string(), pass.to_string());
-    }
-    let identity_token = field("identitytoken")?;
-    if !identity_token.is_empty() {
-        return Ok(Some(Credentials::IdentityToken {
-            username,
-            token: identity_token,
-        }));
-    }
-    let registry_token = field("registrytoken")?;
-    if !registry_token.is_empty() {
-        return Ok(Some(Credentials::Bearer(registry_token)));
-    }
-    Ok(match Credentials::basic(username, password) {
-        Credentials::Anonymous => None,
-        c => Some(c),
-    })
-}
-
-/// Tools differ on base64 padding; accept it either way.
-fn lenient_base64() -> GeneralPurpose {
-    GeneralPurpose::new(
-        &base64::alphabet::STANDARD,
-        engine::GeneralPurposeConfig::new()
-            .with_decode_padding_mode(DecodePaddingMode::Indifferent),
-    )
-}
-
-/// The host a config key is about: `https://index.docker.io/v1/` is `docker.io`, podman's
-/// `quay.io/org` is `quay.io`. Lowercase, Docker Hub's aliases folded.
-fn normalize_key(key: &str) -> String {
-    let without_scheme = reference::strip_scheme(key.trim());
-    let host = without_scheme.split('/').next().unwrap_or_default();
-    reference::normalize_registry(host).unwrap_or_else(|| host.to_ascii_lowercase())
-}
-
-/// The entry of `map` for `registry`, best match first: the exact key, then a key naming
-/// just the host (with a scheme or URL path, as docker writes them), then a podman
-/// `host/namespace` key. Among equals, map order (sorted) decides, so the choice is stable.
-fn find_entry<'a>(map: &'a Map<String, Value>, registry: &str) -> Option<(&'a str, &'a Value)> {
-    if let Some((k, v)) = map.get_key_value(registry) {
-        return Some((k, v));
-    }
-    let rank = |key: &str| {
-        let has_scheme = reference::strip_scheme(key).len() != key.len();
-        let has_namespace = !has_scheme && key.trim_end_matches('/').contains('/');
-        usize::from(has_namespace)
-    };
-    map.iter()
-        .filter(|(k, _)| normalize_key(k) == registry)
-        .min_by_key(|(k, _)| rank(k))
-        .map(|(k, v)| (k.as_str(), v))
-}
-
-/// A config file as a JSON object; `None` when it does not exist.
-fn read_config(path: &Path) -> Result<Option<Map<String, Value>>> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(file_error(path, format!("cannot read the file: {e}"))),
-    };
-    // Only the position of a syntax error: serde's messages can quote the document.
-    let json: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        file_error(
-            path,
-            format!("invalid JSON (line {}, column {})", e.line(), e.column()),
-        )
-    })?;
-    match json {
-        Value::Object(map) => Ok(Some(map)),
-        _ => Err(file_error(path, "not a JSON object".into())),
-    }
-}
-
-/// `config[name]` as an object; absent or null is `None`, another type is an error.
-fn object_field<'a>(
-    config: &'a Map<String, Value>,
-    name: &str,
-    path: &Path,
-) -> Result<Option<&'a Map<String, Value>>> {
-    match config.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(m)) => Ok(Some(m)),
-        Some(_) => Err(file_error(path, format!("{name} is not an object"))),
-    }
-}
-
-fn file_error(path: &Path, why: String) -> Error {
-    Error::Credentials {
-        source_name: path.display().to_string(),
-        why,
-    }
-}
-
-fn first_line(s: &str) -> String {
-    let line = s
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("no output");
-    line.chars().take(200).collect()
-}
-
-#[cfg(unix)]
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-#[cfg(not(unix))]
-fn is_executable(path: &Path) -> bool {
-    path.is_file()
-}
-
-struct HelperOutput {
-    /// `None` when the child was reaped by someone else (see `ECHILD`).
-    status: Option<ExitStatus>,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-}
-
-/// Run `program get` with `input` on stdin, killing it after `timeout`. Output is read on
-/// threads so a chatty helper cannot block on a full pipe while we wait for it.
-/// `waitpid` on a child someone else reaped (Linux and macOS agree on the number).
-const ECHILD: i32 = 10;
-
-fn run_with_timeout(
-    program: &Path,
-    input: &str,
-    timeout: Duration,
-) -> std::result::Result<HelperOutput, String> {
-    let deadline = Instant::now() + timeout;
-    let mut child = Command::new(program)
-        .arg("get")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run the credential helper: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A helper that exits without reading gives EPIPE here; its exit status says more.
-        let _ = stdin.write_all(input.as_bytes());
-    }
-    let stdout = read_on_thread(child.stdout.take());
-    let stderr = read_on_thread(child.stderr.take());
-    let mut pause = Duration::from_millis(1);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "the credential helper did not answer within {} s",
-                    timeout.as_secs_f32()
-                ));
-            }
-            Ok(None) => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(50));
-            }
-            // Inside the BEAM, SIGCHLD is ignored and the kernel reaps children itself, so
-            // there is no status to collect: the helper's output has to speak for it.
-            Err(e) if e.raw_os_error() == Some(ECHILD) => break None,
-            Err(e) => return Err(format!("waiting for the credential helper: {e}")),
-        }
-    };
-    // A grandchild may still hold the pipes open; do not wait for it past the deadline.
-    let collect = |rx: mpsc::Receiver<Vec<u8>>| {
-        let wait = deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(100));
-        rx.recv_timeout(wait).unwrap_or_default()
-    };
-    Ok(HelperOutput {
-        status,
-        stdout: collect(stdout),
-        stderr: collect(stderr),
-    })
-}
-
-fn read_on_thread(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<Vec<u8>> {
-    let (tx, rx) = mpsc::channel();
-    if let Some(pipe) = pipe {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = pipe.take(MAX_HELPER_OUTPUT).read_to_end(&mut buf);
-            let _ = tx.send(buf);
-        });
-    } else {
-        let _ = tx.send(Vec::new());
-    }
-    rx
 }
 
 /// Explicit credentials, else the ones the config files hold for `registry` (read on a
@@ -561,8 +232,12 @@ pub async fn resolve(
 
 #[cfg(test)]
 mod tests {
+    use super::helper::HELPER_PREFIX;
     use super::*;
+    use crate::Error;
+    use base64::Engine;
     use std::collections::HashMap;
+    use std::time::Instant;
 
     fn b64(s: &str) -> String {
         base64::engine::general_purpose::STANDARD.encode(s)
@@ -1044,11 +719,13 @@ mod tests {
     #[test]
     fn failing_helper_is_an_error() {
         let f = Fixture::new();
-        f.helper("broken", "echo 'keychain locked' >&2; exit 2");
+        f.helper("broken", "echo 'keychain locked: hunter2' >&2; exit 2");
         f.docker(r#"{"credsStore": "broken"}"#);
         let (source, why) = credentials_error(f.lookup("ghcr.io"));
         assert_eq!(source, "docker-credential-broken");
-        assert!(why.contains("keychain locked"), "{why}");
+        assert!(why.contains("exit status 2"), "{why}");
+        // What the helper said is not repeated: it may hold the secret.
+        assert!(!why.contains("hunter2"), "{why}");
     }
 
     #[test]
