@@ -6,7 +6,7 @@ mod credential_helper_support;
 use std::time::{Duration, Instant};
 
 use credential_helper_support::*;
-use ocibuild_core::registry::Credentials;
+use ocibuild_core::registry::{CredentialSources, Credentials, Environment};
 
 fn alice() -> Credentials {
     Credentials::basic("alice", SECRET)
@@ -117,4 +117,21 @@ fn output_just_under_the_cap_is_read_whole() {
 fn credentials_not_found_falls_through_to_anonymous() {
     let f = Fixture::with_helper("echo 'credentials not found in native keychain'; exit 1");
     assert_eq!(f.lookup().unwrap(), Credentials::Anonymous);
+}
+
+#[test]
+fn helpers_run_with_the_environment_they_were_found_with() {
+    // Inside the BEAM the Environment is the VM's view (os:putenv), not the process's.
+    let f = Fixture::with_helper(&format!(
+        r#"[ "$HOME" = /ocibuild-test/home ] && [ "$PATH" = "${{0%/*}}" ] || exit 5
+printf '{ANSWER}'"#
+    ));
+    let bin = f.sources.helper_path.clone().unwrap();
+    let env = Environment::from_pairs([
+        ("HOME".to_string(), "/ocibuild-test/home".into()),
+        ("PATH".to_string(), bin),
+        ("DOCKER_CONFIG".to_string(), f.dir.path().into()),
+    ]);
+    let sources = CredentialSources::from_environment(&env);
+    assert_eq!(sources.lookup("ghcr.io").unwrap(), alice());
 }

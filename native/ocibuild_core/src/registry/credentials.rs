@@ -101,6 +101,9 @@ pub struct CredentialSources {
     pub helper_path: Option<OsString>,
     /// How long a helper may take before it is killed (a keychain prompt nobody answers).
     pub helper_timeout: Duration,
+    /// Variables set for helpers on top of the process environment: inside the BEAM, the
+    /// VM's view (`os:putenv/2`), so a helper sees the `HOME` and `PATH` it was found with.
+    pub helper_env: Vec<(OsString, OsString)>,
 }
 
 impl Default for CredentialSources {
@@ -110,6 +113,7 @@ impl Default for CredentialSources {
             podman_auth: Vec::new(),
             helper_path: None,
             helper_timeout: Duration::from_secs(30),
+            helper_env: Vec::new(),
         }
     }
 }
@@ -148,10 +152,15 @@ impl CredentialSources {
     }
 
     /// [`CredentialSources::from_vars`] over an [`Environment`], whose `PATH` also finds
-    /// the credential helpers.
+    /// the credential helpers, and whose variables the helpers run with.
     pub fn from_environment(env: &super::Environment) -> CredentialSources {
+        let helper_env = super::environment::VARIABLES
+            .iter()
+            .filter_map(|name| Some((OsString::from(name), env.var(name)?.to_os_string())))
+            .collect();
         CredentialSources {
             helper_path: env.var("PATH").map(|p| p.to_os_string()),
+            helper_env,
             ..Self::from_vars(|name| env.var(name).map(|v| v.to_os_string()))
         }
     }
@@ -209,7 +218,8 @@ impl CredentialSources {
 
     /// Ask `docker-credential-<name>` for `registry`'s credentials; `None` when it has none.
     fn run_helper(&self, name: &str, registry: &str) -> Result<Option<Credentials>> {
-        Helper::find(name, self.helper_path.as_deref())?.get(registry, self.helper_timeout)
+        let helper = Helper::find(name, self.helper_path.as_deref())?;
+        helper.get(registry, &self.helper_env, self.helper_timeout)
     }
 }
 
@@ -269,6 +279,7 @@ mod tests {
                 ],
                 helper_path: Some(bin.into_os_string()),
                 helper_timeout: Duration::from_secs(10),
+                helper_env: Vec::new(),
             };
             Fixture { dir, sources }
         }

@@ -38,6 +38,7 @@ impl Fixture {
             podman_auth: Vec::new(),
             helper_path: Some(bin.into_os_string()),
             helper_timeout: Duration::from_secs(20),
+            helper_env: Vec::new(),
         };
         Fixture { dir, sources }
     }

@@ -294,6 +294,7 @@ mod tests {
             podman_auth: Vec::new(),
             helper_path: Some("/nonexistent/ocibuild-no-helpers".into()),
             helper_timeout: Duration::from_secs(1),
+            helper_env: Vec::new(),
         }
     }
 

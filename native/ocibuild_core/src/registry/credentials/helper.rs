@@ -9,11 +9,11 @@
 //! # use ocibuild_core::registry::credentials::helper::Helper;
 //! # use std::time::Duration;
 //! let helper = Helper::find("pass", None)?;
-//! let credentials = helper.get("ghcr.io", Duration::from_secs(30))?;
+//! let credentials = helper.get("ghcr.io", &[], Duration::from_secs(30))?;
 //! # Ok::<(), ocibuild_core::Error>(())
 //! ```
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -70,7 +70,13 @@ impl Helper {
     }
 
     /// The helper's credentials for `registry`; `None` when it has none.
-    pub fn get(&self, registry: &str, timeout: Duration) -> Result<Option<Credentials>> {
+    /// `env` is set on top of the process environment.
+    pub fn get(
+        &self,
+        registry: &str,
+        env: &[(OsString, OsString)],
+        timeout: Duration,
+    ) -> Result<Option<Credentials>> {
         let server_url = if registry == DOCKER_HUB {
             DOCKER_HUB_SERVER_URL
         } else {
@@ -80,7 +86,7 @@ impl Helper {
             timeout,
             max_output: MAX_HELPER_OUTPUT,
         };
-        let done = helper_process::run(&self.path, "get", server_url.as_bytes(), limits)
+        let done = helper_process::run(&self.path, "get", server_url.as_bytes(), env, limits)
             .map_err(|failure| helper_error(&self.program, describe(failure)))?;
         if done.status != 0 {
             if says_not_found(&done.stdout) || says_not_found(&done.stderr) {

@@ -16,11 +16,13 @@
 //! # use ocibuild_core::registry::credentials::helper_process::{run, Limits};
 //! # use std::{path::Path, time::Duration};
 //! let limits = Limits { timeout: Duration::from_secs(30), max_output: 64 * 1024 };
-//! let done = run(Path::new("/usr/bin/docker-credential-pass"), "get", b"ghcr.io", limits)?;
+//! let helper = Path::new("/usr/bin/docker-credential-pass");
+//! let done = run(helper, "get", b"ghcr.io", &[], limits)?;
 //! println!("exit status {}", done.status);
 //! # Ok::<(), ocibuild_core::registry::credentials::helper_process::Failure>(())
 //! ```
 
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -71,10 +73,17 @@ pub enum Failure {
     Io(io::Error),
 }
 
-/// Run `program arg` with `input` on its stdin, and collect its status and output.
-pub fn run(program: &Path, arg: &str, input: &[u8], limits: Limits) -> Result<Finished, Failure> {
+/// Run `program arg` with `input` on its stdin and `env` added to its environment, and
+/// collect its status and output.
+pub fn run(
+    program: &Path,
+    arg: &str,
+    input: &[u8],
+    env: &[(OsString, OsString)],
+    limits: Limits,
+) -> Result<Finished, Failure> {
     let (status_read, status_write) = status_pipe().map_err(Failure::Spawn)?;
-    let mut child = spawn(program, arg, &status_write).map_err(Failure::Spawn)?;
+    let mut child = spawn(program, arg, env, &status_write).map_err(Failure::Spawn)?;
     // Only the wrapper may hold the write end, or end-of-file would never come.
     drop(status_write);
     let deadline = Instant::now() + limits.timeout;
@@ -88,7 +97,12 @@ pub fn run(program: &Path, arg: &str, input: &[u8], limits: Limits) -> Result<Fi
     outcome
 }
 
-fn spawn(program: &Path, arg: &str, status_write: &OwnedFd) -> io::Result<Child> {
+fn spawn(
+    program: &Path,
+    arg: &str,
+    env: &[(OsString, OsString)],
+    status_write: &OwnedFd,
+) -> io::Result<Child> {
     let status_fd = status_write.as_raw_fd();
     let mut command = Command::new("/bin/sh");
     command
@@ -96,6 +110,7 @@ fn spawn(program: &Path, arg: &str, status_write: &OwnedFd) -> io::Result<Child>
         .arg(WRAPPER)
         .arg(runnable_path(program))
         .arg(arg)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
