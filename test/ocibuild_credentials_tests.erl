@@ -44,6 +44,14 @@ a_helper_that_answers_is_used_test_() ->
         assert_no_secret(Reason)
     end}.
 
+%% The helper runs with the VM's view of the environment (os:putenv/2), as it was found.
+a_helper_sees_the_vms_environment_test_() ->
+    {timeout, 60, fun() ->
+        {Reason, Seen} = pull_with_helper("[ \"$HOME\" = \"$DOCKER_CONFIG\" ] || exit 7; printf '" ?ANSWER "'"),
+        ?assertNotMatch({credentials_error, _, _}, Reason),
+        ?assertNotEqual([], Seen)
+    end}.
+
 %% -- helpers ------------------------------------------------------------------------------
 
 assert_no_secret(Reason) ->
@@ -63,6 +71,7 @@ pull_with_helper(Body) ->
     ok = file:write_file(filename:join(Dir, "config.json"), <<"{\"credsStore\": \"test\"}">>),
     {Listen, Port} = start_registry(self()),
     Env = [{"DOCKER_CONFIG", Dir},
+           {"HOME", Dir},
            {"REGISTRY_AUTH_FILE", filename:join(Dir, "no-auth.json")},
            {"PATH", Bin ++ ":" ++ os:getenv("PATH", "/usr/bin:/bin")}],
     Saved = [{Name, os:getenv(Name)} || {Name, _} <- Env],
