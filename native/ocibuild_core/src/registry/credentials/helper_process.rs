@@ -314,3 +314,37 @@ fn nonblocking(fd: impl Into<OwnedFd>) -> io::Result<File> {
     }
     Ok(File::from(fd))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_helper_in_a_relative_directory_is_not_searched_on_path() {
+        // PATH entries may be relative ("bin", or "" for the current directory).
+        assert_eq!(
+            runnable_path(Path::new("docker-credential-x")),
+            Path::new("./docker-credential-x")
+        );
+        for kept in ["bin/docker-credential-x", "/usr/bin/docker-credential-x"] {
+            assert_eq!(runnable_path(Path::new(kept)), Path::new(kept));
+        }
+    }
+
+    #[test]
+    fn the_status_pipe_never_lands_on_the_status_fd() {
+        let (read, write) = status_pipe().unwrap();
+        assert!(write.as_raw_fd() > STATUS_FD);
+        drop((read, write));
+    }
+
+    #[test]
+    fn a_missing_program_reports_the_shells_status() {
+        let limits = Limits {
+            timeout: Duration::from_secs(20),
+            max_output: 1024,
+        };
+        let done = run(Path::new("/nonexistent/helper"), "get", b"", &[], limits).unwrap();
+        assert_eq!(done.status, 127);
+    }
+}
