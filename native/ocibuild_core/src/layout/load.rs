@@ -209,6 +209,7 @@ fn extract(file: File, store: &BlobStore, cancelled: &dyn Fn() -> bool) -> Resul
     };
     let mut found = Found::default();
     let mut stored: HashSet<Digest> = HashSet::new();
+    let mut declared = Declared::default();
     TarStream::new(reader, MAX_MEMBERS).for_each(|member, data| {
         if cancelled() {
             return Err(cancelled_error());
@@ -222,7 +223,11 @@ fn extract(file: File, store: &BlobStore, cancelled: &dyn Fn() -> bool) -> Resul
             })?;
             // A repeated blob is skipped, not hashed again: its first copy was verified.
             if stored.insert(digest.clone()) {
+                let role = declared.check(&digest, member.size)?;
                 store_blob(store, &digest, member.size, data, cancelled)?;
+                if role == Some(Role::Document) {
+                    declared.learn_document(&store.path(&digest));
+                }
             }
             return Ok(());
         }
@@ -236,10 +241,94 @@ fn extract(file: File, store: &BlobStore, cancelled: &dyn Fn() -> bool) -> Resul
             // Anything else (other digest algorithms, stray files) is not ours to interpret.
             _ => return Ok(()),
         };
-        *slot = Some(read_member(&name, member.size, data)?);
+        let bytes = read_member(&name, member.size, data)?;
+        if name == "index.json" {
+            declared.learn_index(&bytes);
+        }
+        *slot = Some(bytes);
         Ok(())
     })?;
     Ok(found)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// A manifest, nested index or config: JSON read into memory later.
+    Document,
+    Layer,
+}
+
+/// The sizes the layout declares for its blobs, learned from index.json and from manifests as
+/// they stream past, so that when a tarball lists its index before its blobs, a blob that
+/// disagrees with its descriptor is refused before a byte of it is read or written. Only
+/// what [`read_layout`] will check is learned, and only up to a bound; nothing here is
+/// needed for correctness, which [`read_layout`] checks again in full.
+#[derive(Default)]
+struct Declared {
+    blobs: HashMap<Digest, (u64, Role)>,
+}
+
+impl Declared {
+    const MAX: usize = MAX_MANIFESTS + MAX_LAYERS;
+
+    fn note(&mut self, d: &Desc, role: Role) {
+        if self.blobs.len() < Self::MAX {
+            self.blobs.entry(d.digest.clone()).or_insert((d.size, role));
+        }
+    }
+
+    fn learn_index(&mut self, bytes: &[u8]) {
+        if let Ok(doc) = serde_json::from_slice::<Value>(bytes) {
+            self.learn_index_doc(&doc);
+        }
+    }
+
+    fn learn_index_doc(&mut self, doc: &Value) {
+        for d in index_descriptors(doc, "index").unwrap_or_default() {
+            if is_image_manifest(&d) || is_index(&d) {
+                self.note(&d, Role::Document);
+            }
+        }
+    }
+
+    /// A stored manifest or nested index (at most [`MAX_JSON_BYTES`], [`Declared::check`]
+    /// saw to that): what it declares for its own children.
+    fn learn_document(&mut self, path: &Path) {
+        let Some(doc) = fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        else {
+            return;
+        };
+        if doc.get("manifests").is_some() {
+            return self.learn_index_doc(&doc);
+        }
+        if let Some(config) = doc.get("config").and_then(|c| descriptor(c, "config").ok()) {
+            self.note(&config, Role::Document);
+        }
+        let layers = doc.get("layers").and_then(Value::as_array);
+        for layer in layers.into_iter().flatten() {
+            if let Ok(l) = descriptor(layer, "layers") {
+                self.note(&l, Role::Layer);
+            }
+        }
+    }
+
+    /// Refuse a blob member, unread, whose size is not the declared one or is too large for
+    /// a JSON document; its role when declared.
+    fn check(&self, digest: &Digest, size: u64) -> Result<Option<Role>> {
+        let Some(&(declared, role)) = self.blobs.get(digest) else {
+            return Ok(None);
+        };
+        check_blob_size(digest, size, declared)?;
+        if role == Role::Document && size > MAX_JSON_BYTES {
+            return Err(Error::LoadLimit {
+                what: format!("the bytes of {digest}"),
+                limit: MAX_JSON_BYTES,
+            });
+        }
+        Ok(Some(role))
+    }
 }
 
 /// The member's safe relative name, `None` for directories; links and special files refused.
@@ -378,7 +467,7 @@ fn read_layout(store: &BlobStore, found: Found) -> Result<LoadedTarball> {
     let mut nested_seen = HashSet::new();
     for d in &top {
         match d.media_type.as_str() {
-            OCI_INDEX | DOCKER_MANIFEST_LIST => {
+            _ if is_index(d) => {
                 nested = true;
                 if !nested_seen.insert(d.digest.clone()) {
                     continue;
@@ -458,6 +547,10 @@ fn descriptor(d: &Value, what: &str) -> Result<Desc> {
         platform: d.get("platform").and_then(Platform::from_json),
         annotations: string_map(d.get("annotations")),
     })
+}
+
+fn is_index(d: &Desc) -> bool {
+    matches!(d.media_type.as_str(), OCI_INDEX | DOCKER_MANIFEST_LIST)
 }
 
 /// Image manifests, minus buildkit's attestation manifests (platform `unknown/unknown`).
@@ -924,6 +1017,64 @@ mod tests {
             matches!(&err, Error::InvalidLayout(m) if m.contains("descriptor says 10")),
             "{err:?}"
         );
+    }
+
+    fn without_end_marker(b: tar::Builder<Vec<u8>>) -> Vec<u8> {
+        let mut bytes = b.into_inner().unwrap();
+        bytes.truncate(bytes.len() - 1024);
+        bytes
+    }
+
+    #[test]
+    fn a_blob_after_its_index_is_refused_unread_when_its_size_disagrees() {
+        let (manifest, _) = image_parts(EMPTY_CONFIG, 1, "a");
+        let mut d = desc(OCI_MANIFEST, &manifest);
+        d["size"] = json!(100);
+        let index = serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [d]})).unwrap();
+        // The manifest's header claims 1 GiB and the archive ends right after it: reading
+        // the member would fail as truncated, refusing it unread fails on its size.
+        let mut b = tar::Builder::new(Vec::new());
+        member(&mut b, "oci-layout", tar::EntryType::Regular, b"{}");
+        member(&mut b, "index.json", tar::EntryType::Regular, &index);
+        let mut bytes = without_end_marker(b);
+        let mut h = tar::Header::new_gnu();
+        h.set_path(blob_name(&manifest)).unwrap();
+        h.set_size(1 << 30);
+        h.set_cksum();
+        bytes.extend_from_slice(h.as_bytes());
+        bytes.extend_from_slice(&manifest);
+        let err = load_bytes(&bytes).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidLayout(m) if m.contains("is 1073741824 bytes, its descriptor says 100")),
+            "{err:?}"
+        );
+
+        // A config declared by a manifest already seen, larger than any JSON document.
+        let mut config = EMPTY_CONFIG.to_vec();
+        config.extend(std::iter::repeat_n(b' ', MAX_JSON_BYTES as usize));
+        let (manifest, index) = image_parts(&config, 1, "a");
+        let mut b = tar::Builder::new(Vec::new());
+        member(&mut b, "oci-layout", tar::EntryType::Regular, b"{}");
+        member(&mut b, "index.json", tar::EntryType::Regular, &index);
+        member(
+            &mut b,
+            &blob_name(&manifest),
+            tar::EntryType::Regular,
+            &manifest,
+        );
+        let mut bytes = without_end_marker(b);
+        let mut h = tar::Header::new_gnu();
+        h.set_path(blob_name(&config)).unwrap();
+        h.set_size(config.len() as u64);
+        h.set_cksum();
+        bytes.extend_from_slice(h.as_bytes());
+        assert!(matches!(
+            load_bytes(&bytes),
+            Err(Error::LoadLimit {
+                limit: MAX_JSON_BYTES,
+                ..
+            })
+        ));
     }
 
     #[test]
