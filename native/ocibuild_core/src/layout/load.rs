@@ -2,7 +2,7 @@
 //! bases), so an image built earlier, or on another machine, can be pushed or built upon.
 //!
 //! Everything in the tarball is untrusted, and what it claims costs us nothing until checked:
-//! - members are streamed (gzip-compressed or plain) by [`tar_stream`], which bounds their
+//! - members are streamed (gzip, zstd or plain) by [`tar_stream`], which bounds their
 //!   number and the extension headers it reads; blobs go into a content-addressed store under
 //!   the extraction directory, each verified against its name, each distinct blob once;
 //! - names that could escape (absolute, `..`) and links are refused, so nothing is written
@@ -45,6 +45,8 @@ pub const MAX_MANIFESTS: usize = 1024;
 pub const MAX_LAYERS: usize = 8192;
 /// Cap on tar members (headers), extension headers included.
 pub const MAX_MEMBERS: u64 = 65_536;
+/// Largest zstd window accepted, as a power of two.
+const ZSTD_WINDOW_LOG_MAX: u32 = 27;
 /// How often a long blob copy asks whether the caller still wants the result.
 const CANCEL_CHECK_BYTES: u64 = 8 << 20;
 
@@ -198,15 +200,7 @@ fn cancelled_error() -> Error {
 
 /// Stream every member: blobs into the store (verified, each once), layout files into memory.
 fn extract(file: File, store: &BlobStore, cancelled: &dyn Fn() -> bool) -> Result<Found> {
-    let mut file = BufReader::new(file);
-    let gzipped = io::BufRead::fill_buf(&mut file)
-        .map_err(|e| Error::InvalidLayout(format!("unreadable tarball: {e}")))?
-        .starts_with(&[0x1f, 0x8b]);
-    let reader: Box<dyn Read> = if gzipped {
-        Box::new(flate2::bufread::MultiGzDecoder::new(file))
-    } else {
-        Box::new(file)
-    };
+    let reader = decompressed(file)?;
     let mut found = Found::default();
     let mut stored: HashSet<Digest> = HashSet::new();
     let mut declared = Declared::default();
@@ -249,6 +243,26 @@ fn extract(file: File, store: &BlobStore, cancelled: &dyn Fn() -> bool) -> Resul
         Ok(())
     })?;
     Ok(found)
+}
+
+/// The tar stream inside a gzip, zstd (`.tar.zst`, which `is_tarball_path/1` accepts) or
+/// plain tarball, told apart by their magic bytes.
+fn decompressed(file: File) -> Result<Box<dyn Read>> {
+    let unreadable = |e: io::Error| Error::InvalidLayout(format!("unreadable tarball: {e}"));
+    let mut file = BufReader::new(file);
+    let head = io::BufRead::fill_buf(&mut file).map_err(unreadable)?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        return Ok(Box::new(flate2::bufread::MultiGzDecoder::new(file)));
+    }
+    if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        let mut zstd = zstd::stream::read::Decoder::with_buffer(file).map_err(unreadable)?;
+        // The decoder allocates the window a frame asks for: zstd's own default cap (2^27,
+        // what `zstd --long` uses) keeps a hostile frame from asking for 2 GiB.
+        zstd.window_log_max(ZSTD_WINDOW_LOG_MAX)
+            .map_err(unreadable)?;
+        return Ok(Box::new(zstd));
+    }
+    Ok(Box::new(file))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1078,6 +1092,14 @@ mod tests {
     }
 
     #[test]
+    fn reads_zstd_compressed_tarballs() {
+        let (manifest, index) = image_parts(EMPTY_CONFIG, 1, "a");
+        let tar = layout_tar(&index, &[&manifest, EMPTY_CONFIG]);
+        let loaded = load_bytes(&zstd::encode_all(&tar[..], 3).unwrap()).unwrap();
+        assert_eq!(loaded.images[0].manifest, manifest);
+    }
+
+    #[test]
     fn temp_extraction_is_removed_on_error_on_drop_and_on_cancel() {
         let tmp = tempfile::tempdir().unwrap();
         let parent = tmp.path().join("parent");
@@ -1154,6 +1176,16 @@ mod tests {
     proptest! {
         #[test]
         fn prop_load_arbitrary_bytes_is_ok_or_an_error(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+            prop_assert!(is_tagged(&load_bytes(&bytes)));
+        }
+
+        #[test]
+        fn prop_load_arbitrary_bytes_after_a_compression_magic(
+            zstd in any::<bool>(),
+            tail in prop::collection::vec(any::<u8>(), 0..2048),
+        ) {
+            let mut bytes = if zstd { vec![0x28, 0xb5, 0x2f, 0xfd] } else { vec![0x1f, 0x8b, 8, 0] };
+            bytes.extend(tail);
             prop_assert!(is_tagged(&load_bytes(&bytes)));
         }
 
