@@ -55,7 +55,7 @@
 
 -type loaded() :: #{
     images := [loaded_image()],
-    tag := binary() | undefined,
+    tag := binary(),
     is_multi_platform := boolean(),
     cleanup := fun(() -> ok)
 }.
