@@ -103,8 +103,8 @@ load_tarball_for_push(Path) ->
 %%
 %% Every blob is extracted into a fresh temporary directory and verified against its digest;
 %% layers carry the extracted `path' and a `get_data' fun. The directory lives until `cleanup'
-%% is called or the result is garbage (in practice: when the calling process exits, even if it
-%% is killed mid-load). `tag' is the tag saved in the tarball, `<<"latest">>' when it has
+%% is called, else while the calling process lives and then while any process still holds
+%% the result; a caller killed mid-load leaves nothing behind. `tag' is the tag saved in the tarball, `<<"latest">>' when it has
 %% none, as in ocibuild 0.10. `memory_threshold' (a positive integer) is accepted for
 %% compatibility with 0.10; blobs are always extracted to disk, and the JSON read into memory
 %% is bounded whatever the tarball claims, so memory use stays flat.
@@ -149,8 +149,9 @@ load(PathBin) ->
 saved_tag(undefined) -> <<"latest">>;
 saved_tag(Tag) -> Tag.
 
-%% The extraction directory is owned by `Handle' (a NIF resource): every fun handed out keeps
-%% it alive, so a caller that keeps only the layers still has their files.
+%% The extraction directory is owned by `Handle' (a NIF resource, held while the caller lives):
+%% every fun handed out keeps it too, so another process given the layers still has their
+%% files after the caller exits.
 with_layer_data(#{layers := Layers} = Image, Handle) ->
     Image#{layers := [loaded_layer(L, Handle) || L <- Layers]}.
 

@@ -16,6 +16,8 @@ layout_test_() ->
                 ?_test(killed_mid_load(Ctx))}},
             {timeout, 60, {"a caller that dies holding the result leaves no directory",
                 ?_test(killed_after_load(Ctx))}},
+            {timeout, 60, {"the directory lives while its caller does, even without the result",
+                ?_test(held_while_caller_lives(Ctx))}},
             {"bad arguments", ?_test(bad_arguments(Ctx))}
         ]
     end}.
@@ -246,6 +248,28 @@ killed_after_load({Root, _}) ->
         end),
         receive loaded -> ok after 30000 -> ?assert(false) end,
         ?assertMatch([_], extract_dirs(Tmp)),
+        exit(Caller, kill),
+        wait_until(fun() -> extract_dirs(Tmp) =:= [] end, 30000)
+    end).
+
+%% A caller that keeps only a layer's path (and garbage-collects the rest) still has the file
+%% until it exits.
+held_while_caller_lives({Root, _}) ->
+    Path = filename:join(Root, "paths.tar.gz"),
+    ok = ocibuild_layout:save_tarball(image(<<"paths">>), Path),
+    in_fresh_tmpdir(Root, "paths", fun(Tmp) ->
+        Self = self(),
+        Caller = spawn(fun() ->
+            {ok, #{images := [#{layers := [#{path := LayerPath} | _]}]}} =
+                ocibuild_layout:load_tarball_for_push(Path),
+            true = erlang:garbage_collect(),
+            Self ! {path, LayerPath},
+            receive never -> ok end
+        end),
+        LayerPath = receive {path, P} -> P after 30000 -> error(no_path) end,
+        %% Collect the caller again from outside, after its reply: only the path is left.
+        true = erlang:garbage_collect(Caller),
+        ?assert(filelib:is_regular(LayerPath)),
         exit(Caller, kill),
         wait_until(fun() -> extract_dirs(Tmp) =:= [] end, 30000)
     end).

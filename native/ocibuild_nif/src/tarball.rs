@@ -3,8 +3,9 @@
 //! - `tarball_load(Path, StoreDir)`: blobs go into the blob store at `StoreDir` and stay
 //!   there (`tar://` bases).
 //! - `tarball_load_temp(Path, ParentDir)`: blobs go into a fresh directory under
-//!   `ParentDir`, owned by the `handle` returned with the result; `tarball_cleanup(Handle)`
-//!   removes it at once (`ocibuild_layout:load_tarball_for_push/1,2`).
+//!   `ParentDir`, owned by the `handle` returned with the result and kept while the caller
+//!   lives; `tarball_cleanup(Handle)` removes it at once
+//!   (`ocibuild_layout:load_tarball_for_push/1,2`).
 //!
 //! Both return `{ok, #{images => [Loaded], tag => binary() | undefined, is_multi_platform =>
 //! boolean()}}` (plus `extract_dir` and `handle` for the temp form), where `Loaded =
@@ -12,34 +13,67 @@
 //! platform map | undefined, annotations => #{binary() => binary()}}`. Both stop early when
 //! the calling process exits.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use ocibuild_core::layout::load::{load_tarball_to_temp, load_tarball_unless, Extraction};
 use ocibuild_core::layout::{LoadedImage, LoadedTarball};
-use rustler::{Atom, Encoder, Env, ResourceArc, Term};
+use rustler::{Atom, Encoder, Env, LocalPid, Monitor, ResourceArc, Term};
 
 use crate::terms::{self, map};
 use crate::{atoms, reply};
 
-/// The extraction directory of one `tarball_load_temp`, removed when the last term that
-/// refers to it is gone.
+/// The extraction directory of one `tarball_load_temp`. It lives while the calling process
+/// lives (until `tarball_cleanup`), and after that while any term still refers to it.
 ///
 /// Why a resource and not an Erlang process that monitors the caller: the directory must go
 /// however the caller ends (killed mid-load, exiting with the result unreleased, or
 /// forgetting `cleanup`), and a guard process can itself be killed, or outlive a dirty NIF
-/// that is still writing into the directory it just removed. The resource is freed by the VM
-/// with the caller's heap, whatever killed it, and while a load is running the directory is
-/// a local of the NIF, which also stops early once the caller is gone; nothing can skip the
-/// drop short of the whole OS process dying.
+/// that is still writing into the directory it just removed. While a load runs the directory
+/// is a local of the NIF, which stops early once the caller is gone; afterwards the VM's own
+/// process monitor (`down`) and the resource's destructor remove it, whatever killed the
+/// caller. Nothing can skip them short of the whole OS process dying. Holding it while the
+/// caller lives, not only while a term refers to it, keeps it from vanishing under a push
+/// that was handed only the layers' paths.
 pub struct ExtractDir {
+    id: u64,
     extraction: Mutex<Option<Extraction>>,
 }
 
+/// Directories held for their (live) callers, by id; `down` or `tarball_cleanup` let go.
+static HELD: Mutex<BTreeMap<u64, ResourceArc<ExtractDir>>> = Mutex::new(BTreeMap::new());
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn held() -> MutexGuard<'static, BTreeMap<u64, ResourceArc<ExtractDir>>> {
+    HELD.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 #[rustler::resource_impl]
-impl rustler::Resource for ExtractDir {}
+impl rustler::Resource for ExtractDir {
+    fn down<'a>(&'a self, _env: Env<'a>, _pid: LocalPid, _monitor: Monitor) {
+        if let Some(arc) = held().remove(&self.id) {
+            // Possibly the last reference: let it go off this callback, whose resource it is.
+            release_elsewhere(arc);
+        }
+    }
+}
 
 impl ExtractDir {
+    /// A handle for `extraction`, held until `caller` exits (if it still lives).
+    fn hold_for(env: Env, caller: LocalPid, extraction: Extraction) -> ResourceArc<ExtractDir> {
+        let handle = ResourceArc::new(ExtractDir {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            extraction: Mutex::new(Some(extraction)),
+        });
+        // Held before the monitor is set, so a `down` that fires at once finds it.
+        held().insert(handle.id, handle.clone());
+        if env.monitor(&handle, &caller).is_none() {
+            held().remove(&handle.id);
+        }
+        handle
+    }
+
     fn take(&self) -> Option<Extraction> {
         self.extraction
             .lock()
@@ -61,6 +95,12 @@ impl Drop for ExtractDir {
     }
 }
 
+fn release_elsewhere(arc: ResourceArc<ExtractDir>) {
+    let _ = std::thread::Builder::new()
+        .name("ocibuild-cleanup".into())
+        .spawn(move || drop(arc));
+}
+
 #[rustler::nif(schedule = "DirtyIo")]
 fn tarball_load<'a>(env: Env<'a>, path: Term<'a>, store_dir: Term<'a>) -> Term<'a> {
     let caller = env.pid();
@@ -80,9 +120,7 @@ fn tarball_load_temp<'a>(env: Env<'a>, path: Term<'a>, parent_dir: Term<'a>) -> 
     });
     reply::value(env, result, |env, (loaded, extraction)| {
         let dir = terms::encode_path(env, extraction.path());
-        let handle = ResourceArc::new(ExtractDir {
-            extraction: Mutex::new(Some(extraction)),
-        });
+        let handle = ExtractDir::hold_for(env, caller, extraction);
         encode_loaded(
             env,
             &loaded,
@@ -97,6 +135,8 @@ fn tarball_load_temp<'a>(env: Env<'a>, path: Term<'a>, parent_dir: Term<'a>) -> 
 /// Remove a `tarball_load_temp` directory now; `ok` again if it is already gone.
 #[rustler::nif(schedule = "DirtyIo")]
 fn tarball_cleanup<'a>(env: Env<'a>, handle: ResourceArc<ExtractDir>) -> Term<'a> {
+    // Not the last reference (the caller passed one in), so dropping it here frees nothing.
+    drop(held().remove(&handle.id));
     match handle.take() {
         Some(extraction) => reply::unit(env, extraction.close()),
         None => Atom::encode(&atoms::ok(), env),
