@@ -142,7 +142,7 @@ impl<R: Read> TarStream<R> {
         };
         if size > limit {
             return Err(Error::LoadLimit {
-                what: "a tar extension header".into(),
+                what: "the bytes of a tar extension header".into(),
                 limit,
             });
         }
