@@ -55,7 +55,7 @@
 
 -type loaded() :: #{
     images := [loaded_image()],
-    tag := binary() | undefined,
+    tag := binary(),
     is_multi_platform := boolean(),
     cleanup := fun(() -> ok)
 }.
@@ -102,9 +102,20 @@ load_tarball_for_push(Path) ->
 %% @doc Read a tarball written by `save_tarball/3' (single or multi-platform) for a push.
 %%
 %% Every blob is extracted into a fresh temporary directory and verified against its digest;
-%% layers carry the extracted `path' and a `get_data' fun. Call `cleanup' when done to delete
-%% the directory. `memory_threshold' (a positive integer) is accepted for compatibility with
-%% ocibuild 0.10; blobs are always extracted to disk, so memory use stays flat.
+%% layers carry the extracted `path' and a `get_data' fun. The directory lives until `cleanup'
+%% is called, else while the calling process lives and then while any process still holds
+%% the result; a caller killed mid-load leaves nothing behind. `tag' is the tag saved in the tarball, `<<"latest">>' when it has
+%% none, as in ocibuild 0.10. `memory_threshold' (a positive integer) is accepted for
+%% compatibility with 0.10; blobs are always extracted to disk, and the JSON read into memory
+%% is bounded whatever the tarball claims, so memory use stays flat.
+%%
+%% Errors, as in 0.10: `{tarball_not_found, Path}', `{not_a_file, Path, Type}',
+%% `{path_traversal, Name}', `{absolute_path, Name}', `{symlink_not_allowed, Name}',
+%% `{invalid_oci_layout, no_manifests}', `{unsupported_index_version, V}',
+%% `{invalid_index_schema, missing_required_fields}'; and ours: `{digest_mismatch, _}',
+%% `{invalid_layout, Why}', `{invalid_json, What, Why}', `{blob_missing, Digest}',
+%% `{load_limit_exceeded, #{what, limit}}' for a tarball past a fixed bound (4 MiB per JSON
+%% document, 1024 manifests, 8192 layers, 65536 tar members).
 -spec load_tarball_for_push(file:filename_all(), #{memory_threshold => pos_integer()}) ->
     {ok, loaded()} | {error, term()}.
 load_tarball_for_push(Path, Opts) when is_map(Opts) ->
@@ -118,44 +129,48 @@ load_tarball_for_push(_Path, Opts) ->
     {error, {invalid_option, options, Opts}}.
 
 load(PathBin) ->
-    case make_extract_dir() of
-        {ok, Dir} ->
-            Cleanup = fun() -> remove_dir(Dir) end,
-            case ocibuild_nif:tarball_load(PathBin, Dir) of
-                {ok, #{images := Images} = Loaded} ->
-                    {ok, Loaded#{images := [with_layer_data(I) || I <- Images], cleanup => Cleanup}};
+    case ocibuild_input:host_path(temp_parent()) of
+        {ok, Parent} ->
+            case ocibuild_nif:tarball_load_temp(PathBin, Parent) of
+                {ok, #{images := Images, tag := Tag, handle := Handle} = Loaded} ->
+                    Cleanup = fun() -> cleanup(Handle) end,
+                    {ok, (maps:without([handle, extract_dir], Loaded))#{
+                        images := [with_layer_data(I, Handle) || I <- Images],
+                        tag := saved_tag(Tag),
+                        cleanup => Cleanup
+                    }};
                 {error, _} = Error ->
-                    Cleanup(),
                     Error
             end;
-        {error, _} = Error ->
-            Error
+        error ->
+            {error, {invalid_option, tmpdir, temp_parent()}}
     end.
 
-with_layer_data(#{layers := Layers} = Image) ->
-    Image#{layers := [loaded_layer(L) || L <- Layers]}.
+saved_tag(undefined) -> <<"latest">>;
+saved_tag(Tag) -> Tag.
 
-loaded_layer(#{blob := Path} = Layer) ->
-    (maps:remove(blob, Layer))#{path => Path, get_data => fun() -> file:read_file(Path) end}.
+%% The extraction directory is owned by `Handle' (a NIF resource, held while the caller lives):
+%% every fun handed out keeps it too, so another process given the layers still has their
+%% files after the caller exits.
+with_layer_data(#{layers := Layers} = Image, Handle) ->
+    Image#{layers := [loaded_layer(L, Handle) || L <- Layers]}.
 
-make_extract_dir() ->
-    Tmp =
-        case os:getenv("TMPDIR") of
-            Env when Env =:= false; Env =:= "" -> "/tmp";
-            Env -> Env
-        end,
-    Name = io_lib:format("ocibuild-load-~s-~b", [os:getpid(), erlang:unique_integer([positive])]),
-    Dir = filename:join(filename:absname(Tmp), Name),
-    case file:make_dir(Dir) of
-        ok -> ocibuild_input:host_path(Dir);
-        {error, Posix} -> {error, {io_error, <<"creating extract directory">>, atom_to_binary(Posix)}}
-    end.
+loaded_layer(#{blob := Path} = Layer, Handle) ->
+    (maps:remove(blob, Layer))#{path => Path, get_data => fun() -> read_layer(Path, Handle) end}.
 
-%% Cleanup is best effort and idempotent: a second call, or a directory already removed by
-%% the caller, is fine.
-remove_dir(Dir) ->
-    _ = file:del_dir_r(Dir),
+read_layer(Path, _KeepsTheDirectory) ->
+    file:read_file(Path).
+
+%% Idempotent, and `ok' even if the directory could not be removed: 0.10's contract.
+cleanup(Handle) ->
+    _ = ocibuild_nif:tarball_cleanup(Handle),
     ok.
+
+temp_parent() ->
+    case os:getenv("TMPDIR") of
+        Env when Env =:= false; Env =:= "" -> "/tmp";
+        Env -> filename:absname(Env)
+    end.
 
 save_options(Opts) ->
     Checks = [

@@ -3,7 +3,10 @@
 %% (skopeo's `oci-archive:', gzip-compressed or not).
 %%
 %% Every blob is verified and stored in the blob cache, so the base stays usable after the
-%% tarball is gone, and a push uploads its layers from the cache like any base layer.
+%% tarball is gone, and a push uploads its layers from the cache like any base layer. The
+%% tarball is read with the bounds and error terms of `ocibuild_layout:load_tarball_for_push/1'
+%% (`{tarball_not_found, Path}', `{path_traversal, Name}', `{load_limit_exceeded, _}', ...),
+%% and the load stops if the calling process exits.
 %%
 %% ```
 %% {ok, Image} = ocibuild:from(<<"tar://_build/base.tar.gz">>).

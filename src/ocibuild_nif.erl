@@ -9,6 +9,7 @@
 -export([registry_pull/3, registry_fetch/2, registry_push/3, registry_push_loaded/3]).
 -export([sbom_spdx/1, sign_key_check/2]).
 -export([job_cancel/1, job_count/0]).
+-export([tarball_load_temp/2, tarball_cleanup/1]).
 
 -on_load(init/0).
 
@@ -52,3 +53,7 @@ sign_key_check(_Pem, _Password) -> erlang:nif_error(nif_not_loaded).
 job_cancel(_Handle) -> erlang:nif_error(nif_not_loaded).
 
 job_count() -> erlang:nif_error(nif_not_loaded).
+
+tarball_load_temp(_Path, _ParentDir) -> erlang:nif_error(nif_not_loaded).
+
+tarball_cleanup(_Handle) -> erlang:nif_error(nif_not_loaded).

@@ -10,6 +10,14 @@ layout_test_() ->
             {"save then load a multi-platform image", ?_test(roundtrip_multi(Ctx))},
             {"load an oci-format tarball without a tag", ?_test(roundtrip_oci_untagged(Ctx))},
             {"load errors", ?_test(load_errors(Ctx))},
+            {"0.10's error terms for hostile tarballs", ?_test(hostile_tarballs(Ctx))},
+            {"bounded loads of amplifying tarballs", ?_test(bounded_loads(Ctx))},
+            {timeout, 120, {"killing the caller mid-load removes the extract directory",
+                ?_test(killed_mid_load(Ctx))}},
+            {timeout, 60, {"a caller that dies holding the result leaves no directory",
+                ?_test(killed_after_load(Ctx))}},
+            {timeout, 60, {"the directory lives while its caller does, even without the result",
+                ?_test(held_while_caller_lives(Ctx))}},
             {"bad arguments", ?_test(bad_arguments(Ctx))}
         ]
     end}.
@@ -78,7 +86,8 @@ roundtrip_oci_untagged({Root, _}) ->
     Path = filename:join(Root, "untagged.tar.gz"),
     Image = image(<<"untagged">>),
     ok = ocibuild_layout:save_tarball(Image, Path, #{format => oci}),
-    {ok, #{images := [L], tag := undefined, cleanup := Cleanup}} = ocibuild_layout:load_tarball_for_push(Path),
+    %% 0.10 reports an untagged tarball as `latest'.
+    {ok, #{images := [L], tag := <<"latest">>, cleanup := Cleanup}} = ocibuild_layout:load_tarball_for_push(Path),
     check_loaded(L, Image),
     ok = Cleanup().
 
@@ -116,16 +125,254 @@ check_loaded(Loaded, Image) ->
 
 load_errors({Root, _}) ->
     Missing = filename:join(Root, "missing.tar.gz"),
-    ?assertMatch({error, _}, ocibuild_layout:load_tarball_for_push(Missing)),
+    ?assertEqual({error, {tarball_not_found, list_to_binary(Missing)}}, ocibuild_layout:load_tarball_for_push(Missing)),
+    ?assertEqual(
+        {error, {not_a_file, list_to_binary(Root), directory}}, ocibuild_layout:load_tarball_for_push(Root)
+    ),
     Garbage = filename:join(Root, "garbage.tar.gz"),
     ok = file:write_file(Garbage, crypto:strong_rand_bytes(4096)),
-    ?assertMatch({error, _}, ocibuild_layout:load_tarball_for_push(Garbage)),
+    ?assertMatch({error, {invalid_layout, _}}, ocibuild_layout:load_tarball_for_push(Garbage)),
     %% A tarball without an OCI layout inside.
     NotOci = filename:join(Root, "not-oci.tar"),
     ok = erl_tar:create(NotOci, [{"hello.txt", <<"hi">>}]),
-    ?assertMatch({error, _}, ocibuild_layout:load_tarball_for_push(NotOci)),
+    ?assertMatch({error, {invalid_layout, _}}, ocibuild_layout:load_tarball_for_push(NotOci)),
     %% Failed loads clean up their extract directory.
     ?assertEqual([], leftover_extract_dirs()).
+
+%% Each hostile tarball is built here, member by member, and gives 0.10's error term.
+hostile_tarballs({Root, _}) ->
+    Load = fun(Name, Members) ->
+        Path = filename:join(Root, Name),
+        ok = file:write_file(Path, tar(Members)),
+        ocibuild_layout:load_tarball_for_push(Path)
+    end,
+    ?assertEqual({error, {path_traversal, <<"../evil">>}}, Load("dotdot.tar", [{"../evil", <<"x">>}])),
+    ?assertEqual(
+        {error, {path_traversal, <<"blobs/../../evil">>}}, Load("dotdot2.tar", [{"blobs/../../evil", <<"x">>}])
+    ),
+    ?assertEqual({error, {absolute_path, <<"/etc/evil">>}}, Load("abs.tar", [{"/etc/evil", <<"x">>}])),
+    ?assertEqual(
+        {error, {symlink_not_allowed, <<"index.json">>}},
+        Load("link.tar", [{"index.json", {symlink, "/etc/passwd"}}])
+    ),
+    ?assertEqual(
+        {error, {symlink_not_allowed, <<"oci-layout">>}}, Load("hard.tar", [{"oci-layout", {hardlink, "x"}}])
+    ),
+    ?assertNot(filelib:is_regular(filename:join(filename:dirname(Root), "evil"))),
+    {Manifest, Config} = manifest_and_config(<<"m">>),
+    Descriptor = descriptor(<<"application/vnd.oci.image.manifest.v1+json">>, Manifest),
+    WithIndex = fun(Name, Index) ->
+        Load(Name, layout_members(Index, [Manifest, Config]))
+    end,
+    ?assertEqual(
+        {error, {invalid_oci_layout, no_manifests}},
+        WithIndex("empty.tar", <<"{\"schemaVersion\":2,\"manifests\":[]}">>)
+    ),
+    ?assertEqual(
+        {error, {unsupported_index_version, 999}},
+        WithIndex("v999.tar", index(<<"999">>, [Descriptor]))
+    ),
+    ?assertEqual(
+        {error, {unsupported_index_version, <<"\"2\"">>}},
+        WithIndex("vstring.tar", index(<<"\"2\"">>, [Descriptor]))
+    ),
+    ?assertEqual(
+        {error, {invalid_index_schema, missing_required_fields}},
+        WithIndex("noversion.tar", <<"{\"manifests\":[", Descriptor/binary, "]}">>)
+    ),
+    ?assertEqual(
+        {error, {invalid_index_schema, missing_required_fields}},
+        WithIndex("nomanifests.tar", <<"{\"schemaVersion\":2}">>)
+    ),
+    %% The same layout with a valid index loads, and is `latest' for want of a tag.
+    {ok, #{images := [_], tag := <<"latest">>, cleanup := Cleanup}} =
+        WithIndex("good.tar", index(<<"2">>, [Descriptor])),
+    ok = Cleanup(),
+    ?assertEqual([], leftover_extract_dirs()).
+
+%% A repeated manifest is loaded once; past the fixed bounds a load fails with a tagged error
+%% rather than reading what the tarball claims.
+bounded_loads({Root, _}) ->
+    Load = fun(Name, Members) ->
+        Path = filename:join(Root, Name),
+        ok = file:write_file(Path, tar(Members)),
+        ocibuild_layout:load_tarball_for_push(Path)
+    end,
+    {Manifest, Config} = manifest_and_config(<<"m">>),
+    Descriptor = descriptor(<<"application/vnd.oci.image.manifest.v1+json">>, Manifest),
+    {ok, #{images := [_], is_multi_platform := false, cleanup := Cleanup}} =
+        Load("repeat.tar", layout_members(index(<<"2">>, lists:duplicate(1000, Descriptor)), [Manifest, Config])),
+    ok = Cleanup(),
+    ?assertMatch(
+        {error, {load_limit_exceeded, #{limit := 1024}}},
+        Load("repeat2.tar", layout_members(index(<<"2">>, lists:duplicate(1025, Descriptor)), [Manifest, Config]))
+    ),
+    Huge = binary:copy(<<" ">>, 4 * 1024 * 1024 + 1),
+    ?assertMatch(
+        {error, {load_limit_exceeded, #{what := <<"the bytes of index.json">>, limit := 4194304}}},
+        Load("hugeindex.tar", layout_members(Huge, []))
+    ),
+    %% A manifest whose descriptor says 100 bytes but whose blob is larger.
+    Short = re:replace(Descriptor, <<"\"size\":[0-9]+">>, <<"\"size\":100">>, [{return, binary}]),
+    ?assertMatch(
+        {error, {invalid_layout, _}}, Load("short.tar", layout_members(index(<<"2">>, [Short]), [Manifest, Config]))
+    ),
+    ?assertEqual([], leftover_extract_dirs()).
+
+%% The caller is killed while the NIF is still extracting a 256 MB blob (it is killed as soon
+%% as the directory appears); the directory must go. On a machine so loaded that the load ends
+%% before the kill, the caller holds the result when it dies, which must clean up just the same
+%% (the next test), so the check below holds either way and never races.
+killed_mid_load({Root, _}) ->
+    Big = filename:join(Root, "big.tar"),
+    write_big_layout(Big, 256),
+    in_fresh_tmpdir(Root, "mid", fun(Tmp) ->
+        Caller = spawn(fun() ->
+            Result = ocibuild_layout:load_tarball_for_push(Big),
+            receive never -> Result end
+        end),
+        wait_until(fun() -> extract_dirs(Tmp) =/= [] end, 30000),
+        exit(Caller, kill),
+        wait_until(fun() -> extract_dirs(Tmp) =:= [] end, 30000)
+    end).
+
+killed_after_load({Root, _}) ->
+    Path = filename:join(Root, "held.tar.gz"),
+    ok = ocibuild_layout:save_tarball(image(<<"held">>), Path),
+    in_fresh_tmpdir(Root, "held", fun(Tmp) ->
+        Self = self(),
+        Caller = spawn(fun() ->
+            {ok, Loaded} = ocibuild_layout:load_tarball_for_push(Path),
+            Self ! loaded,
+            receive never -> Loaded end
+        end),
+        receive loaded -> ok after 30000 -> ?assert(false) end,
+        ?assertMatch([_], extract_dirs(Tmp)),
+        exit(Caller, kill),
+        wait_until(fun() -> extract_dirs(Tmp) =:= [] end, 30000)
+    end).
+
+%% A caller that keeps only a layer's path (and garbage-collects the rest) still has the file
+%% until it exits.
+held_while_caller_lives({Root, _}) ->
+    Path = filename:join(Root, "paths.tar.gz"),
+    ok = ocibuild_layout:save_tarball(image(<<"paths">>), Path),
+    in_fresh_tmpdir(Root, "paths", fun(Tmp) ->
+        Self = self(),
+        Caller = spawn(fun() ->
+            {ok, #{images := [#{layers := [#{path := LayerPath} | _]}]}} =
+                ocibuild_layout:load_tarball_for_push(Path),
+            true = erlang:garbage_collect(),
+            Self ! {path, LayerPath},
+            receive never -> ok end
+        end),
+        LayerPath = receive {path, P} -> P after 30000 -> error(no_path) end,
+        %% Collect the caller again from outside, after its reply: only the path is left.
+        true = erlang:garbage_collect(Caller),
+        ?assert(filelib:is_regular(LayerPath)),
+        exit(Caller, kill),
+        wait_until(fun() -> extract_dirs(Tmp) =:= [] end, 30000)
+    end).
+
+in_fresh_tmpdir(Root, Name, Fun) ->
+    Tmp = filename:join(Root, Name),
+    ok = file:make_dir(Tmp),
+    ocibuild_test_util:with_env("TMPDIR", Tmp, fun() -> Fun(Tmp) end).
+
+extract_dirs(Tmp) ->
+    filelib:wildcard(filename:join(Tmp, "ocibuild-load-*")).
+
+%% Poll Cond every 5 ms until it holds; fail the test after TimeoutMs.
+wait_until(Cond, TimeoutMs) ->
+    Deadline = erlang:monotonic_time(millisecond) + TimeoutMs,
+    wait_until_deadline(Cond, Deadline).
+
+wait_until_deadline(Cond, Deadline) ->
+    case Cond() of
+        true ->
+            ok;
+        false ->
+            ?assert(erlang:monotonic_time(millisecond) < Deadline),
+            timer:sleep(5),
+            wait_until_deadline(Cond, Deadline)
+    end.
+
+%% A layout whose one layer is MB megabytes of zeros, written first and streamed to disk in
+%% 1 MiB pieces so the test VM never holds it.
+write_big_layout(Path, MB) ->
+    {ok, F} = file:open(Path, [write, raw, binary]),
+    Chunk = binary:copy(<<0>>, 1024 * 1024),
+    Hash = lists:foldl(fun(_, H) -> crypto:hash_update(H, Chunk) end, crypto:hash_init(sha256), lists:seq(1, MB)),
+    Digest = hex_digest(crypto:hash_final(Hash)),
+    <<"sha256:", Hex/binary>> = Digest,
+    ok = file:write(F, header(<<"blobs/sha256/", Hex/binary>>, $0, MB * 1024 * 1024, <<>>)),
+    lists:foreach(fun(_) -> ok = file:write(F, Chunk) end, lists:seq(1, MB)),
+    Size = MB * 1024 * 1024,
+    Layer = <<"{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\",\"digest\":\"", Digest/binary,
+              "\",\"size\":", (integer_to_binary(Size))/binary, "}">>,
+    Config = <<"{\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"", Digest/binary, "\"]}}">>,
+    Manifest = manifest(Config, [Layer], <<"big">>),
+    Index = index(<<"2">>, [descriptor(<<"application/vnd.oci.image.manifest.v1+json">>, Manifest)]),
+    ok = file:write(F, tar(layout_members(Index, [Manifest, Config]))),
+    ok = file:close(F).
+
+manifest_and_config(Note) ->
+    Config = <<"{\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[]}}">>,
+    {manifest(Config, [], Note), Config}.
+
+manifest(Config, Layers, Note) ->
+    iolist_to_binary([
+        <<"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"config\":">>,
+        descriptor(<<"application/vnd.oci.image.config.v1+json">>, Config),
+        <<",\"layers\":[">>, lists:join(<<",">>, Layers), <<"],\"annotations\":{\"note\":\"">>, Note, <<"\"}}">>
+    ]).
+
+descriptor(MediaType, Bin) ->
+    iolist_to_binary([
+        <<"{\"mediaType\":\"">>, MediaType, <<"\",\"digest\":\"">>, ocibuild_test_util:sha256(Bin),
+        <<"\",\"size\":">>, integer_to_binary(byte_size(Bin)), <<"}">>
+    ]).
+
+index(Version, Descriptors) ->
+    iolist_to_binary([<<"{\"schemaVersion\":">>, Version, <<",\"manifests\":[">>, lists:join(<<",">>, Descriptors), <<"]}">>]).
+
+layout_members(Index, Blobs) ->
+    [{"oci-layout", <<"{\"imageLayoutVersion\":\"1.0.0\"}">>}, {"index.json", Index}] ++
+        [{blob_name(B), B} || B <- Blobs].
+
+blob_name(Bin) ->
+    <<"sha256:", Hex/binary>> = ocibuild_test_util:sha256(Bin),
+    binary_to_list(<<"blobs/sha256/", Hex/binary>>).
+
+hex_digest(Raw) ->
+    <<"sha256:", (string:lowercase(binary:encode_hex(Raw)))/binary>>.
+
+%% A plain (ustar) tar of members written as given: unlike erl_tar, nothing is normalised, so
+%% `..', absolute names and links reach the loader as a hostile tarball would have them.
+tar(Members) ->
+    [[member(M) || M <- Members], binary:copy(<<0>>, 1024)].
+
+member({Name, {symlink, Target}}) ->
+    header(Name, $2, 0, Target);
+member({Name, {hardlink, Target}}) ->
+    header(Name, $1, 0, Target);
+member({Name, Data}) ->
+    Pad = (512 - byte_size(Data) rem 512) rem 512,
+    [header(Name, $0, byte_size(Data), <<>>), Data, binary:copy(<<0>>, Pad)].
+
+header(Name0, Type, Size, LinkName0) ->
+    Name = iolist_to_binary(Name0),
+    LinkName = iolist_to_binary(LinkName0),
+    Field = fun(Bin, Len) -> <<Bin/binary, (binary:copy(<<0>>, Len - byte_size(Bin)))/binary>> end,
+    Octal = fun(N, Len) -> Field(iolist_to_binary(io_lib:format("~*.8.0b", [Len - 1, N])), Len) end,
+    Head = fun(Sum) ->
+        <<(Field(Name, 100))/binary, (Octal(8#644, 8))/binary, (Octal(0, 8))/binary, (Octal(0, 8))/binary,
+          (Octal(Size, 12))/binary, (Octal(0, 12))/binary, Sum/binary, Type,
+          (Field(LinkName, 100))/binary, "ustar", 0, "00", (binary:copy(<<0>>, 247))/binary>>
+    end,
+    Blank = Head(<<"        ">>),
+    Sum = lists:sum(binary_to_list(Blank)),
+    Head(<<(iolist_to_binary(io_lib:format("~6.8.0b", [Sum])))/binary, 0, " ">>).
 
 leftover_extract_dirs() ->
     Tmp =

@@ -118,6 +118,43 @@ pub enum Error {
     /// An encrypted (cosign) signing key whose password is missing or wrong.
     #[error("signing key password is {}", match .0 { SignKeyPassword::Missing => "missing: set COSIGN_PASSWORD", SignKeyPassword::Wrong => "wrong (COSIGN_PASSWORD does not decrypt the key)" })]
     SignKeyPassword(SignKeyPassword),
+
+    /// The tarball to load does not exist.
+    #[error("tarball {} not found", .0.display())]
+    TarballNotFound(PathBuf),
+
+    /// The tarball path names a directory, device or other non-file. `kind` is the word
+    /// Erlang's `file:read_file_info/1` uses: `directory`, `device`, `symlink` or `other`.
+    #[error("{} is a {kind}, not a tarball", path.display())]
+    NotAFile { path: PathBuf, kind: &'static str },
+
+    /// A tarball member whose name has a `..` component.
+    #[error("tarball member {0:?} has a `..` component")]
+    PathTraversal(String),
+
+    /// A tarball member whose name is absolute.
+    #[error("tarball member {0:?} is an absolute path")]
+    AbsolutePath(String),
+
+    /// A tarball member that is a symbolic or hard link; image layouts hold only files.
+    #[error("tarball member {0:?} is a link; image layouts hold only files")]
+    SymlinkNotAllowed(String),
+
+    /// A layout whose index lists no image manifest.
+    #[error("invalid OCI layout: index.json lists no image manifest")]
+    NoManifests,
+
+    /// An index whose `schemaVersion` is not 2.
+    #[error("unsupported index schemaVersion {0}: only 2 is defined")]
+    UnsupportedIndexVersion(serde_json::Value),
+
+    /// An index without `schemaVersion` or `manifests`.
+    #[error("index has no schemaVersion or no manifests")]
+    InvalidIndexSchema,
+
+    /// Untrusted input asked for more than a fixed bound (bytes, members, manifests, layers).
+    #[error("{what} exceed the limit of {limit}")]
+    LoadLimit { what: String, limit: u64 },
 }
 
 /// Why an encrypted signing key could not be opened.

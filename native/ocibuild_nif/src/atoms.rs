@@ -116,4 +116,8 @@ rustler::atoms! {
     sboms, sign, pem, attached, referrers, subject, api, signature_tag,
     name, version, tool, dependencies, otp_apps, erts_version, otp_version,
     sign_key_password,
+    // tarball loading (0.10's error terms, and the bounds on untrusted tarballs)
+    tarball_not_found, not_a_file, path_traversal, absolute_path, symlink_not_allowed,
+    invalid_oci_layout, no_manifests, unsupported_index_version, invalid_index_schema,
+    missing_required_fields, load_limit_exceeded, what, limit, handle, extract_dir,
 }

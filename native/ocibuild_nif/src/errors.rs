@@ -25,6 +25,15 @@
 //! | `UnsupportedMediaType`    | `{unsupported_media_type, MediaType}`                     |
 //! | `SignKey`                 | `{sign_key_error, Why}`                                   |
 //! | `SignKeyPassword`         | `{sign_key_password, missing \| wrong}`                   |
+//! | `TarballNotFound`         | `{tarball_not_found, Path}`                               |
+//! | `NotAFile`                | `{not_a_file, Path, directory \| device \| symlink \| other}` |
+//! | `PathTraversal`           | `{path_traversal, Name}`                                  |
+//! | `AbsolutePath`            | `{absolute_path, Name}`                                   |
+//! | `SymlinkNotAllowed`       | `{symlink_not_allowed, Name}`                             |
+//! | `NoManifests`             | `{invalid_oci_layout, no_manifests}`                      |
+//! | `UnsupportedIndexVersion` | `{unsupported_index_version, V}` (V an integer, else its JSON text) |
+//! | `InvalidIndexSchema`      | `{invalid_index_schema, missing_required_fields}`         |
+//! | `LoadLimit`               | `{load_limit_exceeded, #{what => Text, limit => N}}`      |
 //!
 //! Strings and paths are binaries; `why`/`name` words that form a closed set are atoms.
 
@@ -143,6 +152,41 @@ pub fn reason<'a>(env: Env<'a>, err: &Error) -> Term<'a> {
                 SignKeyPassword::Wrong => "wrong",
             };
             (atoms::sign_key_password(), word(env, why)).encode(env)
+        }
+        Error::TarballNotFound(path) => {
+            (atoms::tarball_not_found(), terms::encode_path(env, path)).encode(env)
+        }
+        Error::NotAFile { path, kind } => (
+            atoms::not_a_file(),
+            terms::encode_path(env, path),
+            word(env, kind),
+        )
+            .encode(env),
+        Error::PathTraversal(name) => (atoms::path_traversal(), text(name)).encode(env),
+        Error::AbsolutePath(name) => (atoms::absolute_path(), text(name)).encode(env),
+        Error::SymlinkNotAllowed(name) => (atoms::symlink_not_allowed(), text(name)).encode(env),
+        Error::NoManifests => (atoms::invalid_oci_layout(), atoms::no_manifests()).encode(env),
+        Error::UnsupportedIndexVersion(v) => {
+            let version = match v.as_i64() {
+                Some(n) => n.encode(env),
+                None => text(&v.to_string()),
+            };
+            (atoms::unsupported_index_version(), version).encode(env)
+        }
+        Error::InvalidIndexSchema => (
+            atoms::invalid_index_schema(),
+            atoms::missing_required_fields(),
+        )
+            .encode(env),
+        Error::LoadLimit { what, limit } => {
+            let detail = terms::map(
+                env,
+                &[
+                    (atoms::what(), text(what)),
+                    (atoms::limit(), limit.encode(env)),
+                ],
+            );
+            (atoms::load_limit_exceeded(), detail).encode(env)
         }
     }
 }

@@ -1,45 +1,177 @@
-//! `tarball_load(Path, ExtractDir)`: read a tarball written by `image_save` back (for a later
-//! push), extracting and verifying its blobs under `ExtractDir`. Dirty I/O.
+//! Reading a tarball written by `image_save` (or any OCI layout tarball) back. Dirty I/O.
 //!
-//! Returns `{ok, #{images => [Loaded], tag => binary() | undefined, is_multi_platform => boolean()}}`
-//! where `Loaded = #{manifest, manifest_digest, config, config_digest, layers => [layer map],
-//! platform => platform map | undefined, annotations => #{binary() => binary()}}`.
+//! - `tarball_load(Path, StoreDir)`: blobs go into the blob store at `StoreDir` and stay
+//!   there (`tar://` bases).
+//! - `tarball_load_temp(Path, ParentDir)`: blobs go into a fresh directory under
+//!   `ParentDir`, owned by the `handle` returned with the result and kept while the caller
+//!   lives; `tarball_cleanup(Handle)` removes it at once
+//!   (`ocibuild_layout:load_tarball_for_push/1,2`).
+//!
+//! Both return `{ok, #{images => [Loaded], tag => binary() | undefined, is_multi_platform =>
+//! boolean()}}` (plus `extract_dir` and `handle` for the temp form), where `Loaded =
+//! #{manifest, manifest_digest, config, config_digest, layers => [layer map], platform =>
+//! platform map | undefined, annotations => #{binary() => binary()}}`. Both stop early when
+//! the calling process exits.
 
-use ocibuild_core::layout::{self, LoadedImage, LoadedTarball};
-use rustler::{Encoder, Env, Term};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use ocibuild_core::layout::load::{load_tarball_to_temp, load_tarball_unless, Extraction};
+use ocibuild_core::layout::{LoadedImage, LoadedTarball};
+use rustler::{Atom, Encoder, Env, LocalPid, Monitor, ResourceArc, Term};
 
 use crate::terms::{self, map};
 use crate::{atoms, reply};
 
-#[rustler::nif(schedule = "DirtyIo")]
-fn tarball_load<'a>(env: Env<'a>, path: Term<'a>, extract_dir: Term<'a>) -> Term<'a> {
-    let result = terms::path(path, "path").and_then(|path| {
-        let dir = terms::path(extract_dir, "extract_dir")?;
-        layout::load_tarball(&path, &dir)
-    });
-    reply::value(env, result, encode_loaded)
+/// The extraction directory of one `tarball_load_temp`. It lives while the calling process
+/// lives (until `tarball_cleanup`), and after that while any term still refers to it.
+///
+/// Why a resource and not an Erlang process that monitors the caller: the directory must go
+/// however the caller ends (killed mid-load, exiting with the result unreleased, or
+/// forgetting `cleanup`), and a guard process can itself be killed, or outlive a dirty NIF
+/// that is still writing into the directory it just removed. While a load runs the directory
+/// is a local of the NIF, which stops early once the caller is gone; afterwards the VM's own
+/// process monitor (`down`) and the resource's destructor remove it, whatever killed the
+/// caller. Nothing can skip them short of the whole OS process dying. Holding it while the
+/// caller lives, not only while a term refers to it, keeps it from vanishing under a push
+/// that was handed only the layers' paths.
+pub struct ExtractDir {
+    id: u64,
+    extraction: Mutex<Option<Extraction>>,
 }
 
-fn encode_loaded<'a>(env: Env<'a>, loaded: LoadedTarball) -> Term<'a> {
-    let images: Vec<Term> = loaded.images.iter().map(|i| encode_image(env, i)).collect();
+/// Directories held for their (live) callers, by id; `down` or `tarball_cleanup` let go.
+static HELD: Mutex<BTreeMap<u64, ResourceArc<ExtractDir>>> = Mutex::new(BTreeMap::new());
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn held() -> MutexGuard<'static, BTreeMap<u64, ResourceArc<ExtractDir>>> {
+    HELD.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[rustler::resource_impl]
+impl rustler::Resource for ExtractDir {
+    fn down<'a>(&'a self, _env: Env<'a>, _pid: LocalPid, _monitor: Monitor) {
+        if let Some(arc) = held().remove(&self.id) {
+            // Possibly the last reference: let it go off this callback, whose resource it is.
+            release_elsewhere(arc);
+        }
+    }
+}
+
+impl ExtractDir {
+    /// A handle for `extraction`, held until `caller` exits (if it still lives).
+    fn hold_for(env: Env, caller: LocalPid, extraction: Extraction) -> ResourceArc<ExtractDir> {
+        let handle = ResourceArc::new(ExtractDir {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            extraction: Mutex::new(Some(extraction)),
+        });
+        // Held before the monitor is set, so a `down` that fires at once finds it.
+        held().insert(handle.id, handle.clone());
+        if env.monitor(&handle, &caller).is_none() {
+            held().remove(&handle.id);
+        }
+        handle
+    }
+
+    fn take(&self) -> Option<Extraction> {
+        self.extraction
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+}
+
+impl Drop for ExtractDir {
+    fn drop(&mut self) {
+        if let Some(extraction) = self.take() {
+            // Removing gigabytes of blobs takes a while, and the resource may be freed on a
+            // normal scheduler; if no thread can be started the closure, and with it the
+            // directory, is dropped here instead.
+            let _ = std::thread::Builder::new()
+                .name("ocibuild-cleanup".into())
+                .spawn(move || drop(extraction));
+        }
+    }
+}
+
+fn release_elsewhere(arc: ResourceArc<ExtractDir>) {
+    let _ = std::thread::Builder::new()
+        .name("ocibuild-cleanup".into())
+        .spawn(move || drop(arc));
+}
+
+#[rustler::nif(schedule = "DirtyIo")]
+fn tarball_load<'a>(env: Env<'a>, path: Term<'a>, store_dir: Term<'a>) -> Term<'a> {
+    let caller = env.pid();
+    let result = terms::path(path, "path").and_then(|path| {
+        let dir = terms::path(store_dir, "extract_dir")?;
+        load_tarball_unless(&path, &dir, &|| !env.is_process_alive(caller))
+    });
+    reply::value(env, result, |env, loaded| encode_loaded(env, &loaded, &[]))
+}
+
+#[rustler::nif(schedule = "DirtyIo")]
+fn tarball_load_temp<'a>(env: Env<'a>, path: Term<'a>, parent_dir: Term<'a>) -> Term<'a> {
+    let caller = env.pid();
+    let result = terms::path(path, "path").and_then(|path| {
+        let parent = terms::path(parent_dir, "extract_dir")?;
+        load_tarball_to_temp(&path, &parent, &|| !env.is_process_alive(caller))
+    });
+    reply::value(env, result, |env, (loaded, extraction)| {
+        let dir = terms::encode_path(env, extraction.path());
+        let handle = ExtractDir::hold_for(env, caller, extraction);
+        encode_loaded(
+            env,
+            &loaded,
+            &[
+                (atoms::extract_dir(), dir),
+                (atoms::handle(), handle.encode(env)),
+            ],
+        )
+    })
+}
+
+/// Remove a `tarball_load_temp` directory now; `ok` again if it is already gone.
+#[rustler::nif(schedule = "DirtyIo")]
+fn tarball_cleanup<'a>(env: Env<'a>, handle: ResourceArc<ExtractDir>) -> Term<'a> {
+    // Not the last reference (the caller passed one in), so dropping it here frees nothing.
+    drop(held().remove(&handle.id));
+    match handle.take() {
+        Some(extraction) => reply::unit(env, extraction.close()),
+        None => Atom::encode(&atoms::ok(), env),
+    }
+}
+
+fn encode_loaded<'a>(env: Env<'a>, loaded: &LoadedTarball, extra: &[(Atom, Term<'a>)]) -> Term<'a> {
+    // Images that share a manifest or config share one binary in the VM too.
+    let mut binaries = HashMap::new();
+    let images: Vec<Term> = loaded
+        .images
+        .iter()
+        .map(|i| encode_image(env, i, &mut binaries))
+        .collect();
     let tag = match &loaded.tag {
         Some(t) => t.encode(env),
         None => atoms::undefined().encode(env),
     };
-    map(
-        env,
-        &[
-            (atoms::images(), images.encode(env)),
-            (atoms::tag(), tag),
-            (
-                atoms::is_multi_platform(),
-                loaded.is_multi_platform.encode(env),
-            ),
-        ],
-    )
+    let mut pairs = vec![
+        (atoms::images(), images.encode(env)),
+        (atoms::tag(), tag),
+        (
+            atoms::is_multi_platform(),
+            loaded.is_multi_platform.encode(env),
+        ),
+    ];
+    pairs.extend_from_slice(extra);
+    map(env, &pairs)
 }
 
-fn encode_image<'a>(env: Env<'a>, image: &LoadedImage) -> Term<'a> {
+fn encode_image<'a>(
+    env: Env<'a>,
+    image: &LoadedImage,
+    binaries: &mut HashMap<String, Term<'a>>,
+) -> Term<'a> {
     let layers: Vec<Term> = image
         .layers
         .iter()
@@ -49,15 +181,22 @@ fn encode_image<'a>(env: Env<'a>, image: &LoadedImage) -> Term<'a> {
         Some(p) => terms::encode_platform(env, p),
         None => atoms::undefined().encode(env),
     };
+    let mut shared = |digest: &str, bytes: &[u8]| {
+        *binaries
+            .entry(digest.to_string())
+            .or_insert_with(|| terms::binary(env, bytes))
+    };
+    let manifest = shared(image.manifest_digest.as_str(), &image.manifest);
+    let config = shared(image.config_digest.as_str(), &image.config);
     map(
         env,
         &[
-            (atoms::manifest(), terms::binary(env, &image.manifest)),
+            (atoms::manifest(), manifest),
             (
                 atoms::manifest_digest(),
                 image.manifest_digest.as_str().encode(env),
             ),
-            (atoms::config(), terms::binary(env, &image.config)),
+            (atoms::config(), config),
             (
                 atoms::config_digest(),
                 image.config_digest.as_str().encode(env),
