@@ -2,7 +2,7 @@
 //!
 //! | core `Error`              | Erlang reason                                             |
 //! |---------------------------|-----------------------------------------------------------|
-//! | `InvalidPath`             | `{invalid_path, Path, empty \| nul_byte \| parent_component}` |
+//! | `InvalidPath`             | `{invalid_path, Path, empty \| nul_byte \| parent_component \| path_too_long \| component_too_long}` |
 //! | `DuplicatePath`           | `{duplicate_path, Path}`                                  |
 //! | `InvalidMode`             | `{invalid_mode, Path, Mode}`                              |
 //! | `FileRead`                | `{file_read, HostPath, Posix}` (`enoent`, `eacces`, ...)  |
@@ -25,6 +25,8 @@
 //! | `UnsupportedMediaType`    | `{unsupported_media_type, MediaType}`                     |
 //! | `SignKey`                 | `{sign_key_error, Why}`                                   |
 //! | `SignKeyPassword`         | `{sign_key_password, missing \| wrong}`                   |
+//! | `SpecialFile`             | `{special_file, HostPath, fifo \| socket \| character_device \| block_device \| unknown}` |
+//! | `InvalidValue`            | `{invalid_value, Field, Key, nul_byte \| equals_in_name \| empty_name}` |
 //!
 //! Strings and paths are binaries; `why`/`name` words that form a closed set are atoms.
 
@@ -144,6 +146,19 @@ pub fn reason<'a>(env: Env<'a>, err: &Error) -> Term<'a> {
             };
             (atoms::sign_key_password(), word(env, why)).encode(env)
         }
+        Error::SpecialFile { path, kind } => (
+            atoms::special_file(),
+            terms::encode_path(env, path),
+            word(env, kind),
+        )
+            .encode(env),
+        Error::InvalidValue { field, key, why } => (
+            atoms::invalid_value(),
+            word(env, field),
+            text(key),
+            word(env, why),
+        )
+            .encode(env),
     }
 }
 
