@@ -117,5 +117,5 @@ rustler::atoms! {
     name, version, tool, dependencies, otp_apps, erts_version, otp_version,
     sign_key_password,
     // input validation
-    special_file, invalid_value, invalid_tag,
+    special_file, invalid_value,
 }
