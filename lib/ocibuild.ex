@@ -23,9 +23,12 @@ defmodule Ocibuild do
   (`$OCIBUILD_CACHE_DIR`, else `_build/ocibuild_cache`). Set `:platform` on the map to build
   for another platform; a list of such images saves as one multi-platform index.
 
-  Builder functions raise `ErlangError` with a tagged reason on bad input, e.g.
-  `{:invalid_path, "a/../b", :parent_component}` or `{:invalid_option, :expose, 0}`; `export`
-  and `save` return `{:error, reason}`.
+  Builder functions return the new image, or `{:error, reason}` for a bad argument, e.g.
+  `{:invalid_path, "a/../b", :parent_component}`, `{:invalid_option, :expose, 0}` or
+  `{:invalid_value, :env, "A=B", :equals_in_name}`. Given `{:error, reason}` in place of an
+  image they return it unchanged, so a pipeline ends in its first error and `export`, `save`
+  and `push` return it. `{:file, path}` content must be a regular file: FIFOs, sockets and
+  devices give `{:special_file, path, kind}`.
   """
 
   @typedoc "An image value; see the module doc and `:ocibuild` for the shape."
@@ -84,49 +87,49 @@ defmodule Ocibuild do
   Options: `:compression` (`:gzip`, `:zstd` or `:auto`, the default), `:layer_type` (an atom
   shown in the image history), `:mtime` (default `SOURCE_DATE_EPOCH`, else 0).
   """
-  @spec add_layer(image(), [file_entry()], map()) :: image()
+  @spec add_layer(image(), [file_entry()], map()) :: image() | {:error, term()}
   defdelegate add_layer(image, files, opts \\ %{}), to: :ocibuild
 
   @doc """
   Add a layer placing each `{name, content}` (or `{name, content, mode}`) under `dest`.
   Data gets mode `0o644`; `{:file, host_path}` keeps the host file's permissions.
   """
-  @spec copy(image(), [{text(), term()} | file_entry()], text()) :: image()
+  @spec copy(image(), [{text(), term()} | file_entry()], text()) :: image() | {:error, term()}
   defdelegate copy(image, files, dest), to: :ocibuild
 
   @doc "Set the entrypoint: the command run when the container starts."
-  @spec entrypoint(image(), [text()]) :: image()
+  @spec entrypoint(image(), [text()]) :: image() | {:error, term()}
   defdelegate entrypoint(image, args), to: :ocibuild
 
   @doc "Set the default arguments to the entrypoint."
-  @spec cmd(image(), [text()]) :: image()
+  @spec cmd(image(), [text()]) :: image() | {:error, term()}
   defdelegate cmd(image, args), to: :ocibuild
 
   @doc """
   Set environment variables. A name already set keeps its position and takes the new value;
   new names are appended in sorted order.
   """
-  @spec env(image(), %{optional(text()) => text()}) :: image()
+  @spec env(image(), %{optional(text()) => text()}) :: image() | {:error, term()}
   defdelegate env(image, vars), to: :ocibuild
 
   @doc "Set the working directory."
-  @spec workdir(image(), text()) :: image()
+  @spec workdir(image(), text()) :: image() | {:error, term()}
   defdelegate workdir(image, dir), to: :ocibuild
 
   @doc ~S'Expose a port: an integer (TCP) or `"port/proto"` (`tcp`, `udp` or `sctp`).'
-  @spec expose(image(), 1..65535 | text()) :: image()
+  @spec expose(image(), 1..65535 | text()) :: image() | {:error, term()}
   defdelegate expose(image, port), to: :ocibuild
 
   @doc "Add a label to the image config."
-  @spec label(image(), text(), text()) :: image()
+  @spec label(image(), text(), text()) :: image() | {:error, term()}
   defdelegate label(image, key, value), to: :ocibuild
 
   @doc "Set the user the container runs as."
-  @spec user(image(), text()) :: image()
+  @spec user(image(), text()) :: image() | {:error, term()}
   defdelegate user(image, user), to: :ocibuild
 
   @doc "Add an annotation to the image manifest."
-  @spec annotation(image(), text(), text()) :: image()
+  @spec annotation(image(), text(), text()) :: image() | {:error, term()}
   defdelegate annotation(image, key, value), to: :ocibuild
 
   @doc "Write the image (or a list of platform images) as an OCI layout directory."
@@ -135,8 +138,9 @@ defmodule Ocibuild do
 
   @doc """
   Save the image (or a list of platform images) as a tarball for `podman load`,
-  `docker load` or `skopeo`. Options: `:tag` (e.g. `"myapp:1.0"`), `:format` (`:docker`, the
-  default, or `:oci`).
+  `docker load` or `skopeo`. Options: `:tag` (e.g. `"myapp:1.0"`: an image reference with a
+  lower-case repository, else `{:error, {:invalid_tag, tag, rule}}`), `:format` (`:docker`,
+  the default, or `:oci`).
   """
   @spec save(image() | [image()], Path.t(), map()) :: :ok | {:error, term()}
   defdelegate save(image, path, opts \\ %{}), to: :ocibuild
