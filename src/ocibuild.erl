@@ -72,7 +72,7 @@
 %% rebar3 plugin entry point.
 -export([init/1]).
 
--export_type([image/0, layer/0, platform/0, config/0, base/0, base_ref/0, auth/0]).
+-export_type([image/0, built/0, layer/0, platform/0, config/0, base/0, base_ref/0, auth/0]).
 
 -type layer() :: ocibuild_layer:layer().
 
@@ -114,6 +114,9 @@
 }.
 
 -type text() :: binary() | string().
+
+-type built() :: built().
+%% What a builder returns, and takes: the image, or the first error of the pipeline.
 
 %% @doc The rebar3 plugin entry point: registers `rebar3 ocibuild' (see `ocibuild_rebar3').
 -spec init(rebar_state:t()) -> {ok, rebar_state:t()}.
@@ -206,12 +209,12 @@ pulled_image(#{base := Base, platform := Platform}, _AuthFun) ->
     Image#{base := Base, platform := Platform}.
 
 %% @equiv push(Image, Registry, RepoTag, #{}, #{})
--spec push(image(), text(), text()) -> {ok, binary()} | {error, term()}.
+-spec push(built(), text(), text()) -> {ok, binary()} | {error, term()}.
 push(Image, Registry, RepoTag) ->
     push(Image, Registry, RepoTag, #{}, #{}).
 
 %% @equiv push(Image, Registry, RepoTag, Auth, #{})
--spec push(image(), text(), text(), auth()) -> {ok, binary()} | {error, term()}.
+-spec push(built(), text(), text(), auth()) -> {ok, binary()} | {error, term()}.
 push(Image, Registry, RepoTag, Auth) ->
     push(Image, Registry, RepoTag, Auth, #{}).
 
@@ -224,7 +227,7 @@ push(Image, Registry, RepoTag, Auth) ->
 %% broken image. Options: `tags' (more tags for the same manifest), `chunk_size' (default
 %% 5 MB; larger blobs are uploaded in chunks), `max_concurrency' (default 4), `progress'.
 %% Plain HTTP is used for loopback registries and those in `OCIBUILD_INSECURE_REGISTRIES'.
--spec push(image(), text(), text(), auth(), map()) -> {ok, binary()} | {error, term()}.
+-spec push(built(), text(), text(), auth(), map()) -> {ok, binary()} | {error, term()}.
 push({error, _} = Error, _Registry, _RepoTag, _Auth, _Opts) ->
     Error;
 push(Image, Registry, RepoTag, Auth, Opts) when is_map(Image), is_map(Opts) ->
@@ -238,14 +241,14 @@ push(Image, _Registry, _RepoTag, _Auth, _Opts) ->
     {error, {invalid_option, image, Image}}.
 
 %% @equiv push_multi(Images, Registry, RepoTag, Auth, #{})
--spec push_multi([image()], text(), text(), auth()) -> {ok, binary()} | {error, term()}.
+-spec push_multi([built()], text(), text(), auth()) -> {ok, binary()} | {error, term()}.
 push_multi(Images, Registry, RepoTag, Auth) ->
     push_multi(Images, Registry, RepoTag, Auth, #{}).
 
 %% @doc Push platform images as one multi-platform image: each manifest by digest, then an
 %% image index under the tag. Every image needs its `platform' set (as `from' with
 %% `platforms' does). Returns the index digest. Options as `push/5'.
--spec push_multi([image()], text(), text(), auth(), map()) -> {ok, binary()} | {error, term()}.
+-spec push_multi([built()], text(), text(), auth(), map()) -> {ok, binary()} | {error, term()}.
 push_multi([_ | _] = Images, Registry, RepoTag, Auth, Opts) when is_map(Opts) ->
     case images_or_error(Images) of
         {ok, _} ->
@@ -266,7 +269,7 @@ digest_of({ok, #{digest := Digest}}) -> {ok, Digest};
 digest_of({error, _} = Error) -> Error.
 
 %% @equiv add_layer(Image, Files, #{})
--spec add_layer(image(), [ocibuild_layer:file_entry()]) -> image() | {error, term()}.
+-spec add_layer(built(), [ocibuild_layer:file_entry()]) -> built().
 add_layer(Image, Files) ->
     add_layer(Image, Files, #{}).
 
@@ -274,8 +277,8 @@ add_layer(Image, Files) ->
 %% `{file, HostPath}' (a regular file: FIFOs, sockets and devices are refused). Options as
 %% `ocibuild_layer:create/2' (`compression', `layer_type', `mtime'). Returns
 %% `{error, Reason}' if the layer cannot be built.
--spec add_layer(image(), [ocibuild_layer:file_entry()], ocibuild_layer:options()) ->
-    image() | {error, term()}.
+-spec add_layer(built(), [ocibuild_layer:file_entry()], ocibuild_layer:options()) ->
+    built().
 add_layer(Image, Files, Opts) ->
     update(Image, fun(#{layers := Layers} = I) ->
         case ocibuild_layer:create(Files, Opts) of
@@ -287,8 +290,8 @@ add_layer(Image, Files, Opts) ->
 %% @doc Add a layer placing each `{Name, Content}' under the directory `Dest' (`{Name, Content,
 %% Mode}' sets the mode). Data defaults to mode 8#644; `{file, HostPath}' keeps the host file's
 %% permission bits.
--spec copy(image(), [{text(), ocibuild_layer:content()} | ocibuild_layer:file_entry()], text()) ->
-    image() | {error, term()}.
+-spec copy(built(), [{text(), ocibuild_layer:content()} | ocibuild_layer:file_entry()], text()) ->
+    built().
 copy(Image, Files, Dest) ->
     update(Image, fun(I) ->
         DestBin = required_text(dest, Dest),
@@ -325,19 +328,19 @@ host_mode(Path) ->
     end.
 
 %% @doc Set the entrypoint: the command run when the container starts.
--spec entrypoint(image(), [text()]) -> image() | {error, term()}.
+-spec entrypoint(built(), [text()]) -> built().
 entrypoint(Image, Args) ->
     update(Image, fun(I) -> set_config(I, entrypoint, text_list(entrypoint, Args)) end).
 
 %% @doc Set the default arguments to the entrypoint.
--spec cmd(image(), [text()]) -> image() | {error, term()}.
+-spec cmd(built(), [text()]) -> built().
 cmd(Image, Args) ->
     update(Image, fun(I) -> set_config(I, cmd, text_list(cmd, Args)) end).
 
 %% @doc Set environment variables. Like Docker's `ENV': a name already set keeps its position
 %% and takes the new value; new names are appended in sorted order; no name appears twice.
 %% Names cannot be empty or contain `=' or NUL; values cannot contain NUL.
--spec env(image(), #{text() => text()}) -> image() | {error, term()}.
+-spec env(built(), #{text() => text()}) -> built().
 env(Image, Vars) when is_map(Vars) ->
     update(Image, fun(#{config := #{env := Env0}} = I) ->
         New = lists:sort([env_var(K, V) || {K, V} <- maps:to_list(Vars)]),
@@ -367,13 +370,13 @@ merge_env({Name, _} = Var, Env) ->
     end.
 
 %% @doc Set the working directory.
--spec workdir(image(), text()) -> image() | {error, term()}.
+-spec workdir(built(), text()) -> built().
 workdir(Image, Dir) ->
     update(Image, fun(I) -> set_config(I, workdir, checked_text(workdir, Dir)) end).
 
 %% @doc Expose a port: an integer (TCP) or `<<"Port/Proto">>' with Proto `tcp', `udp' or
 %% `sctp'. Exposing the same port twice has no further effect.
--spec expose(image(), 1..65535 | text()) -> image() | {error, term()}.
+-spec expose(built(), 1..65535 | text()) -> built().
 expose(Image, Port) ->
     update(Image, fun(#{config := #{exposed_ports := Ports}} = I) ->
         Spec = port_spec(Port),
@@ -413,7 +416,7 @@ port_spec(Port, Num, Proto) ->
     end.
 
 %% @doc Add a label to the image config (a later value for the same key replaces it).
--spec label(image(), text(), text()) -> image() | {error, term()}.
+-spec label(built(), text(), text()) -> built().
 label(Image, Key, Value) ->
     update(Image, fun(#{config := #{labels := Labels}} = I) ->
         {K, V} = pair(label, labels, Key, Value),
@@ -421,13 +424,13 @@ label(Image, Key, Value) ->
     end).
 
 %% @doc Set the user (name or uid, optionally `:group') the container runs as.
--spec user(image(), text()) -> image() | {error, term()}.
+-spec user(built(), text()) -> built().
 user(Image, User) ->
     update(Image, fun(I) -> set_config(I, user, checked_text(user, User)) end).
 
 %% @doc Add an annotation to the image manifest (not the config), e.g.
 %% `org.opencontainers.image.source'.
--spec annotation(image(), text(), text()) -> image() | {error, term()}.
+-spec annotation(built(), text(), text()) -> built().
 annotation(Image, Key, Value) ->
     update(Image, fun(#{annotations := Annotations} = I) ->
         {K, V} = pair(annotation, annotations, Key, Value),
@@ -435,7 +438,7 @@ annotation(Image, Key, Value) ->
     end).
 
 %% @doc Write the image as an OCI layout directory (`oci-layout', `index.json', `blobs/').
--spec export(image() | [image()], file:filename_all()) -> ok | {error, term()}.
+-spec export(built() | [built()], file:filename_all()) -> ok | {error, term()}.
 export(Image, Dir) ->
     case images_or_error(Image) of
         {ok, _} -> ocibuild_layout:export_directory(Image, Dir);
@@ -443,7 +446,7 @@ export(Image, Dir) ->
     end.
 
 %% @equiv save(Image, Path, #{})
--spec save(image() | [image()], file:filename_all()) -> ok | {error, term()}.
+-spec save(built() | [built()], file:filename_all()) -> ok | {error, term()}.
 save(Image, Path) ->
     save(Image, Path, #{}).
 
@@ -451,7 +454,7 @@ save(Image, Path) ->
 %% `docker load' or `skopeo'. Options: `tag' (e.g. `<<"myapp:1.0">>'; an image reference
 %% `[registry/]repository[:tag]' with a lower-case repository, else
 %% `{error, {invalid_tag, Tag, Rule}}'), `format' (`docker', the default, or `oci').
--spec save(image() | [image()], file:filename_all(), ocibuild_layout:save_options()) ->
+-spec save(built() | [built()], file:filename_all(), ocibuild_layout:save_options()) ->
     ok | {error, term()}.
 save(Image, Path, Opts) when is_map(Opts) ->
     case {images_or_error(Image), save_tag(Opts)} of

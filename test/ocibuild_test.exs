@@ -139,6 +139,51 @@ defmodule OcibuildTest do
     refute File.exists?(out)
   end
 
+  test "every function returns {:error, _} for a bad argument, never raises", %{tmp_dir: tmp} do
+    {:ok, image} = Ocibuild.scratch()
+    out = Path.join(tmp, "bad")
+
+    calls = [
+      from: fn -> Ocibuild.from(:alpine) end,
+      from_tar_bad_auth: fn -> Ocibuild.from("tar://" <> out, :not_a_map) end,
+      push: fn -> Ocibuild.push(image, 42, "a:1") end,
+      push_bad_auth: fn -> Ocibuild.push(image, "localhost:1", "a:1", [:x]) end,
+      push_multi: fn -> Ocibuild.push_multi([image | image], "localhost:1", "a:1", %{}) end,
+      add_layer: fn -> Ocibuild.add_layer(image, [{"/a", "a", 0o644} | :tail]) end,
+      add_layer_not_image: fn -> Ocibuild.add_layer(%{}, []) end,
+      copy: fn -> Ocibuild.copy(image, [{"a", {:file, 42}}], "/app") end,
+      entrypoint: fn -> Ocibuild.entrypoint(image, [:sh]) end,
+      cmd: fn -> Ocibuild.cmd(image, "start") end,
+      env: fn -> Ocibuild.env(image, [{"A", "1"}]) end,
+      workdir: fn -> Ocibuild.workdir(image, :app) end,
+      expose: fn -> Ocibuild.expose(image, -1) end,
+      label: fn -> Ocibuild.label(image, :k, "v") end,
+      user: fn -> Ocibuild.user(image, 0) end,
+      annotation: fn -> Ocibuild.annotation(image, "", "v") end,
+      export: fn -> Ocibuild.export(image, 42) end,
+      save: fn -> Ocibuild.save(image, out, [:tag]) end,
+      save_tag: fn -> Ocibuild.save(image, out, %{tag: "Upper/Case:1"}) end,
+      parse_platform: fn -> Ocibuild.parse_platform(:linux) end,
+      parse_platforms: fn -> Ocibuild.parse_platforms(nil) end,
+      layer_create: fn -> Ocibuild.Layer.create([:a | :b]) end,
+      layer_create_opts: fn -> Ocibuild.Layer.create([], %{mtime: -1}) end
+    ]
+
+    results =
+      for {name, call} <- calls do
+        try do
+          {name, call.()}
+        rescue
+          e -> {name, {:raised, e}}
+        end
+      end
+
+    assert for({name, result} <- results, not match?({:error, _}, result), do: {name, result}) ==
+             []
+
+    refute File.exists?(out)
+  end
+
   defp fun_add(image), do: &Ocibuild.add_layer(image, &1)
 
   test "bad SOURCE_DATE_EPOCH is reported" do
