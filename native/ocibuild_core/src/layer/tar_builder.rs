@@ -242,8 +242,10 @@ fn write_file<W: Write>(
 /// react to being opened (a tape, a terminal). So the path is stat'ed first and refused unless
 /// it is a regular file; the open itself is non-blocking and never makes a terminal ours, in
 /// case the path was swapped in between; and the opened descriptor must be that same regular
-/// file (device and inode), so a swap is caught rather than read. Symlinks are followed:
-/// `{file, Path}` names the content to store, wherever the link points.
+/// file (device and inode), so a swap is caught rather than read. O_NONBLOCK stays set:
+/// regular files ignore it, and a kernel file that would block a read (`/proc/kmsg`) fails
+/// instead. Symlinks are followed: `{file, Path}` names the content to store, wherever the
+/// link points.
 fn open_regular_file(path: &Path) -> Result<(File, u64)> {
     let read_err = |source| Error::FileRead {
         path: path.to_path_buf(),
