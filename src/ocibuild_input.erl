@@ -113,8 +113,10 @@ parse_tag(Tag) ->
                 {ok, _} ->
                     {error, {invalid_tag, Tag, <<"name the image as [registry/]repository[:tag], "
                                                  "without a @digest">>}};
-                {error, {_Rule, Explanation}} ->
-                    {error, {invalid_tag, Tag, Explanation}}
+                {error, {_Rule, Explanation}} when is_binary(Explanation) ->
+                    {error, {invalid_tag, Tag, Explanation}};
+                {error, _} ->
+                    {error, {invalid_tag, Tag, <<"a tag must be UTF-8 text">>}}
             end;
         error ->
             {error, {invalid_tag, Tag, <<"a tag must be text">>}}
