@@ -175,12 +175,13 @@ from(_Ref, _Auth, Opts) ->
 
 from_checked(Ref, Auth, Opts, Stored) ->
     case pull(Ref, Auth, Opts) of
-        {ok, [_ | _] = Pulled} ->
+        {ok, Pulled} ->
             AuthFun = fun() -> Stored end,
             Images = [pulled_image(P, AuthFun) || P <- Pulled],
-            case maps:is_key(platforms, Opts) of
-                true -> {ok, Images};
-                false -> {ok, hd(Images)}
+            case {maps:is_key(platforms, Opts), Images} of
+                {true, _} -> {ok, Images};
+                {false, [Image | _]} -> {ok, Image};
+                {false, []} -> {error, {invalid_reference, Ref}}
             end;
         {error, {invalid_reference, _}} ->
             %% The reference as the caller gave it (a tuple, a string), not as parsed.
