@@ -23,13 +23,18 @@ defmodule Ocibuild do
   (`$OCIBUILD_CACHE_DIR`, else `_build/ocibuild_cache`). Set `:platform` on the map to build
   for another platform; a list of such images saves as one multi-platform index.
 
-  Builder functions raise `ErlangError` with a tagged reason on bad input, e.g.
-  `{:invalid_path, "a/../b", :parent_component}` or `{:invalid_option, :expose, 0}`; `export`
-  and `save` return `{:error, reason}`.
+  Builder functions return the new image, or `{:error, reason}` for a bad argument, e.g.
+  `{:invalid_path, "a/../b", :parent_component}`, `{:invalid_option, :expose, 0}` or
+  `{:invalid_value, :env, "A=B", :equals_in_name}`. Given `{:error, reason}` in place of an
+  image they return it unchanged, so a pipeline ends in its first error and `export`, `save`
+  and `push` return it. `{:file, path}` content must be a regular file: FIFOs, sockets and
+  devices give `{:special_file, path, kind}`.
   """
 
   @typedoc "An image value; see the module doc and `:ocibuild` for the shape."
   @type image :: :ocibuild.image()
+  @typedoc "What a builder takes and returns: an image, or the first error of a pipeline."
+  @type built :: :ocibuild.built()
   @typedoc "A layer map: media type, digest, diff_id, size and the blob's path."
   @type layer :: :ocibuild.layer()
   @typedoc "`%{os: \"linux\", architecture: \"arm64\"}`, with an optional `:variant`."
@@ -64,14 +69,14 @@ defmodule Ocibuild do
   Options: `:tags` (more tags), `:chunk_size` (default 5 MB), `:max_concurrency` (default 4),
   `:progress`.
   """
-  @spec push(image(), text(), text(), auth(), map()) :: {:ok, binary()} | {:error, term()}
+  @spec push(built(), text(), text(), auth(), map()) :: {:ok, binary()} | {:error, term()}
   defdelegate push(image, registry, repo_tag, auth \\ %{}, opts \\ %{}), to: :ocibuild
 
   @doc """
   Push platform images (each with `:platform` set) as one multi-platform image; returns
   `{:ok, index_digest}`. Options as `push/5`.
   """
-  @spec push_multi([image()], text(), text(), auth(), map()) :: {:ok, binary()} | {:error, term()}
+  @spec push_multi([built()], text(), text(), auth(), map()) :: {:ok, binary()} | {:error, term()}
   defdelegate push_multi(images, registry, repo_tag, auth, opts \\ %{}), to: :ocibuild
 
   @doc "An empty image with no base."
@@ -84,61 +89,62 @@ defmodule Ocibuild do
   Options: `:compression` (`:gzip`, `:zstd` or `:auto`, the default), `:layer_type` (an atom
   shown in the image history), `:mtime` (default `SOURCE_DATE_EPOCH`, else 0).
   """
-  @spec add_layer(image(), [file_entry()], map()) :: image()
+  @spec add_layer(built(), [file_entry()], map()) :: built()
   defdelegate add_layer(image, files, opts \\ %{}), to: :ocibuild
 
   @doc """
   Add a layer placing each `{name, content}` (or `{name, content, mode}`) under `dest`.
   Data gets mode `0o644`; `{:file, host_path}` keeps the host file's permissions.
   """
-  @spec copy(image(), [{text(), term()} | file_entry()], text()) :: image()
+  @spec copy(built(), [{text(), term()} | file_entry()], text()) :: built()
   defdelegate copy(image, files, dest), to: :ocibuild
 
   @doc "Set the entrypoint: the command run when the container starts."
-  @spec entrypoint(image(), [text()]) :: image()
+  @spec entrypoint(built(), [text()]) :: built()
   defdelegate entrypoint(image, args), to: :ocibuild
 
   @doc "Set the default arguments to the entrypoint."
-  @spec cmd(image(), [text()]) :: image()
+  @spec cmd(built(), [text()]) :: built()
   defdelegate cmd(image, args), to: :ocibuild
 
   @doc """
   Set environment variables. A name already set keeps its position and takes the new value;
   new names are appended in sorted order.
   """
-  @spec env(image(), %{optional(text()) => text()}) :: image()
+  @spec env(built(), %{optional(text()) => text()}) :: built()
   defdelegate env(image, vars), to: :ocibuild
 
   @doc "Set the working directory."
-  @spec workdir(image(), text()) :: image()
+  @spec workdir(built(), text()) :: built()
   defdelegate workdir(image, dir), to: :ocibuild
 
   @doc ~S'Expose a port: an integer (TCP) or `"port/proto"` (`tcp`, `udp` or `sctp`).'
-  @spec expose(image(), 1..65535 | text()) :: image()
+  @spec expose(built(), 1..65535 | text()) :: built()
   defdelegate expose(image, port), to: :ocibuild
 
   @doc "Add a label to the image config."
-  @spec label(image(), text(), text()) :: image()
+  @spec label(built(), text(), text()) :: built()
   defdelegate label(image, key, value), to: :ocibuild
 
   @doc "Set the user the container runs as."
-  @spec user(image(), text()) :: image()
+  @spec user(built(), text()) :: built()
   defdelegate user(image, user), to: :ocibuild
 
   @doc "Add an annotation to the image manifest."
-  @spec annotation(image(), text(), text()) :: image()
+  @spec annotation(built(), text(), text()) :: built()
   defdelegate annotation(image, key, value), to: :ocibuild
 
   @doc "Write the image (or a list of platform images) as an OCI layout directory."
-  @spec export(image() | [image()], Path.t()) :: :ok | {:error, term()}
+  @spec export(built() | [built()], Path.t()) :: :ok | {:error, term()}
   defdelegate export(image, dir), to: :ocibuild
 
   @doc """
   Save the image (or a list of platform images) as a tarball for `podman load`,
-  `docker load` or `skopeo`. Options: `:tag` (e.g. `"myapp:1.0"`), `:format` (`:docker`, the
-  default, or `:oci`).
+  `docker load` or `skopeo`. Options: `:tag` (e.g. `"myapp:1.0"`: an image reference with a
+  lower-case repository, else `{:error, {:invalid_tag, tag, rule}}`), `:format` (`:docker`,
+  the default, or `:oci`).
   """
-  @spec save(image() | [image()], Path.t(), map()) :: :ok | {:error, term()}
+  @spec save(built() | [built()], Path.t(), map()) :: :ok | {:error, term()}
   defdelegate save(image, path, opts \\ %{}), to: :ocibuild
 
   @doc ~S'Parse `"os/arch"` or `"os/arch/variant"` into a platform map.'

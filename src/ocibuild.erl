@@ -29,9 +29,16 @@
 %% `Image#{platform := #{os => <<"linux">>, architecture => <<"arm64">>}}'; a list of such
 %% images saves as one multi-platform index.
 %%
-%% Builder functions raise `error(Reason)' on bad input, with the same tagged reasons the
-%% `{error, Reason}' returns use: `{invalid_option, Name, Value}', `{invalid_path, Path, Why}',
-%% `{duplicate_path, Path}', `{invalid_mode, Path, Mode}', `{file_read, HostPath, Posix}', ...
+%% Builder functions (`add_layer', `copy', `entrypoint', `env', ...) return the new image, as
+%% in 0.10; given a bad argument they return `{error, Reason}' instead, and given
+%% `{error, Reason}' in place of an image they return it unchanged, so a pipeline of builders
+%% ends in the first error and `save', `export' and `push' return it:
+%% `{invalid_option, Name, Value}' (a value of the wrong type or shape),
+%% `{invalid_value, Field, Key, nul_byte | equals_in_name | empty_name}' (a NUL byte in any
+%% config value or annotation, `=' in an env name), `{invalid_path, Path, Why}',
+%% `{duplicate_path, Path}', `{invalid_mode, Path, Mode}', `{file_read, HostPath, Posix}',
+%% `{special_file, HostPath, fifo | socket | character_device | block_device}'. The sinks
+%% check the same values again, so an image map edited by hand is refused just the same.
 -module(ocibuild).
 
 -export([
@@ -65,7 +72,7 @@
 %% rebar3 plugin entry point.
 -export([init/1]).
 
--export_type([image/0, layer/0, platform/0, config/0, base/0, base_ref/0, auth/0]).
+-export_type([image/0, built/0, layer/0, platform/0, config/0, base/0, base_ref/0, auth/0]).
 
 -type layer() :: ocibuild_layer:layer().
 
@@ -107,6 +114,9 @@
 }.
 
 -type text() :: binary() | string().
+
+-type built() :: built().
+%% What a builder returns, and takes: the image, or the first error of the pipeline.
 
 %% @doc The rebar3 plugin entry point: registers `rebar3 ocibuild' (see `ocibuild_rebar3').
 -spec init(rebar_state:t()) -> {ok, rebar_state:t()}.
@@ -154,23 +164,31 @@ from(Ref, Auth) ->
 -spec from(binary() | string() | base_ref(), auth(), map()) ->
     {ok, image()} | {ok, [image()]} | {error, term()}.
 from(Ref, Auth, Opts) when is_map(Opts) ->
+    Platforms = maps:get(platforms, Opts, []),
+    case {ocibuild_registry:check_auth(Auth), ocibuild_input:is_proper_list(Platforms)} of
+        {{error, _} = Error, _} -> Error;
+        {_, false} -> {error, {invalid_option, platforms, Platforms}};
+        {{ok, Stored}, true} -> from_checked(Ref, Auth, Opts, Stored)
+    end;
+from(_Ref, _Auth, Opts) ->
+    {error, {invalid_option, options, Opts}}.
+
+from_checked(Ref, Auth, Opts, Stored) ->
     case pull(Ref, Auth, Opts) of
         {ok, Pulled} ->
-            {ok, Stored} = ocibuild_registry:check_auth(Auth),
             AuthFun = fun() -> Stored end,
             Images = [pulled_image(P, AuthFun) || P <- Pulled],
-            case maps:is_key(platforms, Opts) of
-                true -> {ok, Images};
-                false -> {ok, hd(Images)}
+            case {maps:is_key(platforms, Opts), Images} of
+                {true, _} -> {ok, Images};
+                {false, [Image | _]} -> {ok, Image};
+                {false, []} -> {error, {invalid_reference, Ref}}
             end;
         {error, {invalid_reference, _}} ->
             %% The reference as the caller gave it (a tuple, a string), not as parsed.
             {error, {invalid_reference, Ref}};
         {error, _} = Error ->
             Error
-    end;
-from(_Ref, _Auth, Opts) ->
-    {error, {invalid_option, options, Opts}}.
+    end.
 
 %% `tar://PATH' is a base saved on disk (no network); anything else names a registry image.
 pull(Ref, Auth, Opts) ->
@@ -192,12 +210,12 @@ pulled_image(#{base := Base, platform := Platform}, _AuthFun) ->
     Image#{base := Base, platform := Platform}.
 
 %% @equiv push(Image, Registry, RepoTag, #{}, #{})
--spec push(image(), text(), text()) -> {ok, binary()} | {error, term()}.
+-spec push(built(), text(), text()) -> {ok, binary()} | {error, term()}.
 push(Image, Registry, RepoTag) ->
     push(Image, Registry, RepoTag, #{}, #{}).
 
 %% @equiv push(Image, Registry, RepoTag, Auth, #{})
--spec push(image(), text(), text(), auth()) -> {ok, binary()} | {error, term()}.
+-spec push(built(), text(), text(), auth()) -> {ok, binary()} | {error, term()}.
 push(Image, Registry, RepoTag, Auth) ->
     push(Image, Registry, RepoTag, Auth, #{}).
 
@@ -210,28 +228,38 @@ push(Image, Registry, RepoTag, Auth) ->
 %% broken image. Options: `tags' (more tags for the same manifest), `chunk_size' (default
 %% 5 MB; larger blobs are uploaded in chunks), `max_concurrency' (default 4), `progress'.
 %% Plain HTTP is used for loopback registries and those in `OCIBUILD_INSECURE_REGISTRIES'.
--spec push(image(), text(), text(), auth(), map()) -> {ok, binary()} | {error, term()}.
+-spec push(built(), text(), text(), auth(), map()) -> {ok, binary()} | {error, term()}.
+push({error, _} = Error, _Registry, _RepoTag, _Auth, _Opts) ->
+    Error;
 push(Image, Registry, RepoTag, Auth, Opts) when is_map(Image), is_map(Opts) ->
-    digest_of(ocibuild_registry:push([Image], Registry, RepoTag, Auth, Opts));
+    case images_or_error(Image) of
+        {ok, Images} -> digest_of(ocibuild_registry:push(Images, Registry, RepoTag, Auth, Opts));
+        {error, _} = Error -> Error
+    end;
 push(Image, _Registry, _RepoTag, _Auth, Opts) when is_map(Image) ->
     {error, {invalid_option, options, Opts}};
 push(Image, _Registry, _RepoTag, _Auth, _Opts) ->
     {error, {invalid_option, image, Image}}.
 
 %% @equiv push_multi(Images, Registry, RepoTag, Auth, #{})
--spec push_multi([image()], text(), text(), auth()) -> {ok, binary()} | {error, term()}.
+-spec push_multi([built()], text(), text(), auth()) -> {ok, binary()} | {error, term()}.
 push_multi(Images, Registry, RepoTag, Auth) ->
     push_multi(Images, Registry, RepoTag, Auth, #{}).
 
 %% @doc Push platform images as one multi-platform image: each manifest by digest, then an
 %% image index under the tag. Every image needs its `platform' set (as `from' with
 %% `platforms' does). Returns the index digest. Options as `push/5'.
--spec push_multi([image()], text(), text(), auth(), map()) -> {ok, binary()} | {error, term()}.
+-spec push_multi([built()], text(), text(), auth(), map()) -> {ok, binary()} | {error, term()}.
 push_multi([_ | _] = Images, Registry, RepoTag, Auth, Opts) when is_map(Opts) ->
-    Unset = [I || I <- Images, not is_map(I) orelse maps:get(platform, I, undefined) =:= undefined],
-    case Unset of
-        [] -> digest_of(ocibuild_registry:push(Images, Registry, RepoTag, Auth, Opts#{index => true}));
-        _ -> {error, {invalid_option, platform, <<"every image of push_multi needs a platform">>}}
+    case images_or_error(Images) of
+        {ok, _} ->
+            Unset = [I || I <- Images, not is_map(I) orelse maps:get(platform, I, undefined) =:= undefined],
+            case Unset of
+                [] -> digest_of(ocibuild_registry:push(Images, Registry, RepoTag, Auth, Opts#{index => true}));
+                _ -> {error, {invalid_option, platform, <<"every image of push_multi needs a platform">>}}
+            end;
+        {error, _} = Error ->
+            Error
     end;
 push_multi(Images, _Registry, _RepoTag, _Auth, Opts) when is_map(Opts) ->
     {error, {invalid_option, images, Images}};
@@ -242,78 +270,98 @@ digest_of({ok, #{digest := Digest}}) -> {ok, Digest};
 digest_of({error, _} = Error) -> Error.
 
 %% @equiv add_layer(Image, Files, #{})
--spec add_layer(image(), [ocibuild_layer:file_entry()]) -> image().
+-spec add_layer(built(), [ocibuild_layer:file_entry()]) -> built().
 add_layer(Image, Files) ->
     add_layer(Image, Files, #{}).
 
 %% @doc Add a layer built from `[{Path, Content, Mode}]'; Content is a binary, an iolist or
-%% `{file, HostPath}'. Options as `ocibuild_layer:create/2' (`compression', `layer_type',
-%% `mtime'). Raises `error(Reason)' if the layer cannot be built.
--spec add_layer(image(), [ocibuild_layer:file_entry()], ocibuild_layer:options()) -> image().
-add_layer(#{layers := Layers} = Image, Files, Opts) ->
-    case ocibuild_layer:create(Files, Opts) of
-        {ok, Layer} -> Image#{layers := Layers ++ [Layer]};
-        {error, Reason} -> erlang:error(Reason)
-    end.
+%% `{file, HostPath}' (a regular file: FIFOs, sockets and devices are refused). Options as
+%% `ocibuild_layer:create/2' (`compression', `layer_type', `mtime'). Returns
+%% `{error, Reason}' if the layer cannot be built.
+-spec add_layer(built(), [ocibuild_layer:file_entry()], ocibuild_layer:options()) ->
+    built().
+add_layer(Image, Files, Opts) ->
+    update(Image, fun(#{layers := Layers} = I) ->
+        case ocibuild_layer:create(Files, Opts) of
+            {ok, Layer} -> I#{layers := Layers ++ [Layer]};
+            {error, Reason} -> throw({?MODULE, Reason})
+        end
+    end).
 
 %% @doc Add a layer placing each `{Name, Content}' under the directory `Dest' (`{Name, Content,
 %% Mode}' sets the mode). Data defaults to mode 8#644; `{file, HostPath}' keeps the host file's
 %% permission bits.
--spec copy(image(), [{text(), ocibuild_layer:content()} | ocibuild_layer:file_entry()], text()) ->
-    image().
-copy(Image, Files, Dest) when is_list(Files) ->
-    DestBin = required_text(dest, Dest),
-    add_layer(Image, [copy_entry(DestBin, F) || F <- Files]);
-copy(_Image, Files, _Dest) ->
-    erlang:error({invalid_option, files, Files}).
+-spec copy(built(), [{text(), ocibuild_layer:content()} | ocibuild_layer:file_entry()], text()) ->
+    built().
+copy(Image, Files, Dest) ->
+    update(Image, fun(I) ->
+        DestBin = required_text(dest, Dest),
+        Entries = [copy_entry(DestBin, F) || F <- proper_list(files, Files)],
+        case add_layer(I, Entries) of
+            {error, Reason} -> throw({?MODULE, Reason});
+            Added -> Added
+        end
+    end).
 
 copy_entry(Dest, {Name, Content}) ->
     copy_entry(Dest, {Name, Content, default_mode(Content)});
 copy_entry(Dest, {Name, Content, Mode} = Entry) ->
     case ocibuild_input:image_path(Name) of
         {ok, NameBin} -> {<<Dest/binary, "/", NameBin/binary>>, Content, Mode};
-        error -> erlang:error({invalid_option, files, Entry})
+        error -> bad_input({invalid_option, files, Entry})
     end;
 copy_entry(_Dest, Entry) ->
-    erlang:error({invalid_option, files, Entry}).
+    bad_input({invalid_option, files, Entry}).
 
 %% A missing host file keeps the default here; the core then reports `{file_read, Path, enoent}'.
 default_mode({file, HostPath}) ->
-    case file:read_file_info(HostPath) of
-        {ok, Info} -> element(8, Info) band 8#7777;
-        {error, _} -> 8#644
+    case ocibuild_input:host_path(HostPath) of
+        {ok, Path} -> host_mode(Path);
+        error -> 8#644
     end;
 default_mode(_) ->
     8#644.
 
+host_mode(Path) ->
+    case file:read_file_info(Path) of
+        {ok, Info} -> element(8, Info) band 8#7777;
+        {error, _} -> 8#644
+    end.
+
 %% @doc Set the entrypoint: the command run when the container starts.
--spec entrypoint(image(), [text()]) -> image().
+-spec entrypoint(built(), [text()]) -> built().
 entrypoint(Image, Args) ->
-    set_config(Image, entrypoint, text_list(entrypoint, Args)).
+    update(Image, fun(I) -> set_config(I, entrypoint, text_list(entrypoint, Args)) end).
 
 %% @doc Set the default arguments to the entrypoint.
--spec cmd(image(), [text()]) -> image().
+-spec cmd(built(), [text()]) -> built().
 cmd(Image, Args) ->
-    set_config(Image, cmd, text_list(cmd, Args)).
+    update(Image, fun(I) -> set_config(I, cmd, text_list(cmd, Args)) end).
 
 %% @doc Set environment variables. Like Docker's `ENV': a name already set keeps its position
 %% and takes the new value; new names are appended in sorted order; no name appears twice.
--spec env(image(), #{text() => text()}) -> image().
-env(#{config := #{env := Env0}} = Image, Vars) when is_map(Vars) ->
-    New = lists:sort([env_var(K, V) || {K, V} <- maps:to_list(Vars)]),
-    set_config(Image, env, lists:foldl(fun merge_env/2, Env0, New));
-env(_Image, Vars) ->
-    erlang:error({invalid_option, env, Vars}).
+%% Names cannot be empty or contain `=' or NUL; values cannot contain NUL.
+-spec env(built(), #{text() => text()}) -> built().
+env(Image, Vars) when is_map(Vars) ->
+    update(Image, fun(#{config := #{env := Env0}} = I) ->
+        New = lists:sort([env_var(K, V) || {K, V} <- maps:to_list(Vars)]),
+        set_config(I, env, lists:foldl(fun merge_env/2, Env0, New))
+    end);
+env(Image, Vars) ->
+    update(Image, fun(_) -> bad_input({invalid_option, env, Vars}) end).
 
 env_var(Name, Value) ->
     case {ocibuild_input:text(Name), ocibuild_input:text(Value)} of
-        {{ok, N}, {ok, V}} when N =/= <<>> ->
-            case binary:match(N, [<<"=">>, <<0>>]) of
-                nomatch -> {N, V};
-                _ -> erlang:error({invalid_option, env, {Name, Value}})
-            end;
+        {{ok, <<>>}, {ok, _}} ->
+            bad_input({invalid_value, env, <<>>, empty_name});
+        {{ok, N}, {ok, V}} ->
+            no_nul(env, N, N),
+            binary:match(N, <<"=">>) =:= nomatch orelse
+                bad_input({invalid_value, env, N, equals_in_name}),
+            no_nul(env, N, V),
+            {N, V};
         _ ->
-            erlang:error({invalid_option, env, {Name, Value}})
+            bad_input({invalid_option, env, {Name, Value}})
     end.
 
 merge_env({Name, _} = Var, Env) ->
@@ -323,33 +371,37 @@ merge_env({Name, _} = Var, Env) ->
     end.
 
 %% @doc Set the working directory.
--spec workdir(image(), text()) -> image().
+-spec workdir(built(), text()) -> built().
 workdir(Image, Dir) ->
-    set_config(Image, workdir, required_text(workdir, Dir)).
+    update(Image, fun(I) -> set_config(I, workdir, checked_text(workdir, Dir)) end).
 
 %% @doc Expose a port: an integer (TCP) or `<<"Port/Proto">>' with Proto `tcp', `udp' or
 %% `sctp'. Exposing the same port twice has no further effect.
--spec expose(image(), 1..65535 | text()) -> image().
-expose(#{config := #{exposed_ports := Ports}} = Image, Port) ->
-    Spec = port_spec(Port),
-    case lists:member(Spec, Ports) of
-        true -> Image;
-        false -> set_config(Image, exposed_ports, Ports ++ [Spec])
-    end.
+-spec expose(built(), 1..65535 | text()) -> built().
+expose(Image, Port) ->
+    update(Image, fun(#{config := #{exposed_ports := Ports}} = I) ->
+        Spec = port_spec(Port),
+        case lists:member(Spec, Ports) of
+            true -> I;
+            false -> set_config(I, exposed_ports, Ports ++ [Spec])
+        end
+    end).
 
 port_spec(Port) when is_integer(Port), Port >= 1, Port =< 65535 ->
     <<(integer_to_binary(Port))/binary, "/tcp">>;
-port_spec(Port) ->
+port_spec(Port) when is_binary(Port); is_list(Port) ->
     case ocibuild_input:text(Port) of
         {ok, Text} ->
             case string:split(Text, "/") of
                 [Num] -> port_spec(Port, Num, <<"tcp">>);
                 [Num, Proto] -> port_spec(Port, Num, Proto);
-                _ -> erlang:error({invalid_option, expose, Port})
+                _ -> bad_input({invalid_option, expose, Port})
             end;
         error ->
-            erlang:error({invalid_option, expose, Port})
-    end.
+            bad_input({invalid_option, expose, Port})
+    end;
+port_spec(Port) ->
+    bad_input({invalid_option, expose, Port}).
 
 port_spec(Port, Num, Proto) ->
     Valid =
@@ -361,44 +413,67 @@ port_spec(Port, Num, Proto) ->
             end,
     case Valid of
         true -> <<Num/binary, "/", Proto/binary>>;
-        false -> erlang:error({invalid_option, expose, Port})
+        false -> bad_input({invalid_option, expose, Port})
     end.
 
 %% @doc Add a label to the image config (a later value for the same key replaces it).
--spec label(image(), text(), text()) -> image().
-label(#{config := #{labels := Labels}} = Image, Key, Value) ->
-    {K, V} = pair(label, Key, Value),
-    set_config(Image, labels, Labels#{K => V}).
+-spec label(built(), text(), text()) -> built().
+label(Image, Key, Value) ->
+    update(Image, fun(#{config := #{labels := Labels}} = I) ->
+        {K, V} = pair(label, labels, Key, Value),
+        set_config(I, labels, Labels#{K => V})
+    end).
 
 %% @doc Set the user (name or uid, optionally `:group') the container runs as.
--spec user(image(), text()) -> image().
+-spec user(built(), text()) -> built().
 user(Image, User) ->
-    set_config(Image, user, required_text(user, User)).
+    update(Image, fun(I) -> set_config(I, user, checked_text(user, User)) end).
 
 %% @doc Add an annotation to the image manifest (not the config), e.g.
 %% `org.opencontainers.image.source'.
--spec annotation(image(), text(), text()) -> image().
-annotation(#{annotations := Annotations} = Image, Key, Value) ->
-    {K, V} = pair(annotation, Key, Value),
-    Image#{annotations := Annotations#{K => V}}.
+-spec annotation(built(), text(), text()) -> built().
+annotation(Image, Key, Value) ->
+    update(Image, fun(#{annotations := Annotations} = I) ->
+        {K, V} = pair(annotation, annotations, Key, Value),
+        I#{annotations := Annotations#{K => V}}
+    end).
 
 %% @doc Write the image as an OCI layout directory (`oci-layout', `index.json', `blobs/').
--spec export(image() | [image()], file:filename_all()) -> ok | {error, term()}.
+-spec export(built() | [built()], file:filename_all()) -> ok | {error, term()}.
 export(Image, Dir) ->
-    ocibuild_layout:export_directory(Image, Dir).
+    case images_or_error(Image) of
+        {ok, _} -> ocibuild_layout:export_directory(Image, Dir);
+        {error, _} = Error -> Error
+    end.
 
 %% @equiv save(Image, Path, #{})
--spec save(image() | [image()], file:filename_all()) -> ok | {error, term()}.
+-spec save(built() | [built()], file:filename_all()) -> ok | {error, term()}.
 save(Image, Path) ->
     save(Image, Path, #{}).
 
 %% @doc Save the image, or a list of platform images, as a tarball for `podman load',
-%% `docker load' or `skopeo'. Options: `tag' (e.g. `<<"myapp:1.0">>'), `format' (`docker',
-%% the default, or `oci').
--spec save(image() | [image()], file:filename_all(), ocibuild_layout:save_options()) ->
+%% `docker load' or `skopeo'. Options: `tag' (e.g. `<<"myapp:1.0">>'; an image reference
+%% `[registry/]repository[:tag]' with a lower-case repository, else
+%% `{error, {invalid_tag, Tag, Rule}}'), `format' (`docker', the default, or `oci').
+-spec save(built() | [built()], file:filename_all(), ocibuild_layout:save_options()) ->
     ok | {error, term()}.
-save(Image, Path, Opts) ->
-    ocibuild_layout:save_tarball(Image, Path, Opts).
+save(Image, Path, Opts) when is_map(Opts) ->
+    case {images_or_error(Image), save_tag(Opts)} of
+        {{error, _} = Error, _} -> Error;
+        {_, {error, _} = Error} -> Error;
+        _ -> ocibuild_layout:save_tarball(Image, Path, Opts)
+    end;
+save(_Image, _Path, Opts) ->
+    {error, {invalid_option, options, Opts}}.
+
+%% A tag that is not text is left to `ocibuild_layout', which names the option.
+save_tag(#{tag := Tag}) when is_binary(Tag); is_list(Tag) ->
+    case ocibuild_input:text(Tag) of
+        {ok, _} -> ocibuild_input:parse_tag(Tag);
+        error -> ok
+    end;
+save_tag(_) ->
+    ok.
 
 %% @doc Parse `"os/arch"' or `"os/arch/variant"', e.g. `<<"linux/arm64/v8">>'.
 -spec parse_platform(text()) -> {ok, platform()} | {error, {invalid_platform, term()}}.
@@ -431,26 +506,98 @@ parse_each([Spec | Rest], Acc) ->
 
 %% Internal helpers.
 
+%% Apply a builder step to an image: `{error, _}' in place of the image passes through, and
+%% a bad argument found by the step (`bad_input/1') becomes the `{error, _}' returned.
+update({error, _} = Error, _Step) ->
+    Error;
+update(Image, Step) ->
+    case is_image(Image) of
+        true ->
+            try
+                Step(Image)
+            catch
+                throw:{?MODULE, Reason} -> {error, Reason}
+            end;
+        false ->
+            {error, {invalid_option, image, Image}}
+    end.
+
+bad_input(Reason) ->
+    throw({?MODULE, Reason}).
+
+%% The keys the builders read and write, with the types they rely on.
+is_image(#{layers := Layers, annotations := Annotations, config := Config}) when
+    is_list(Layers), is_map(Annotations), is_map(Config)
+->
+    case Config of
+        #{env := Env, exposed_ports := Ports, labels := Labels, entrypoint := _, cmd := _,
+          workdir := _, user := _} ->
+            is_list(Env) andalso is_list(Ports) andalso is_map(Labels);
+        _ ->
+            false
+    end;
+is_image(_) ->
+    false.
+
+%% `{ok, Images}' for one image or a proper list of them, else the first `{error, _}' given
+%% in place of an image (a builder's failure) or `{invalid_option, images, _}'.
+images_or_error({error, _} = Error) ->
+    Error;
+images_or_error(Image) when is_map(Image) ->
+    images_or_error([Image]);
+images_or_error(Images) when is_list(Images) ->
+    case ocibuild_input:is_proper_list(Images) of
+        true ->
+            case [E || E <- Images, not is_image(E)] of
+                [] -> {ok, Images};
+                [{error, _} = Error | _] -> Error;
+                [NotImage | _] -> {error, {invalid_option, image, NotImage}}
+            end;
+        false ->
+            {error, {invalid_option, images, Images}}
+    end;
+images_or_error(Other) ->
+    {error, {invalid_option, images, Other}}.
+
 set_config(#{config := Config} = Image, Key, Value) ->
     Image#{config := Config#{Key := Value}}.
 
 required_text(Name, Value) ->
     case ocibuild_input:text(Value) of
         {ok, Bin} -> Bin;
-        error -> erlang:error({invalid_option, Name, Value})
+        error -> bad_input({invalid_option, Name, Value})
     end.
 
-text_list(Name, Values) when is_list(Values) ->
-    Texts = [ocibuild_input:text(V) || V <- Values],
-    case lists:member(error, Texts) of
-        false -> [Bin || {ok, Bin} <- Texts];
-        true -> erlang:error({invalid_option, Name, Values})
-    end;
+%% Text stored as one config value: no NUL, which would cut it short at the runtime.
+checked_text(Name, Value) ->
+    Bin = required_text(Name, Value),
+    no_nul(Name, Bin, Bin),
+    Bin.
+
 text_list(Name, Values) ->
-    erlang:error({invalid_option, Name, Values}).
-
-pair(Name, Key, Value) ->
-    case {ocibuild_input:text(Key), ocibuild_input:text(Value)} of
-        {{ok, K}, {ok, V}} when K =/= <<>> -> {K, V};
-        _ -> erlang:error({invalid_option, Name, {Key, Value}})
+    Texts = [ocibuild_input:text(V) || V <- proper_list(Name, Values)],
+    case lists:member(error, Texts) of
+        false -> [Item || {ok, Item} <- Texts, no_nul(Name, Item, Item)];
+        true -> bad_input({invalid_option, Name, Values})
     end.
+
+proper_list(Name, Value) ->
+    case ocibuild_input:is_proper_list(Value) of
+        true -> Value;
+        false -> bad_input({invalid_option, Name, Value})
+    end.
+
+pair(Name, Field, Key, Value) ->
+    case {ocibuild_input:text(Key), ocibuild_input:text(Value)} of
+        {{ok, K}, {ok, V}} when K =/= <<>> ->
+            no_nul(Field, K, K),
+            no_nul(Field, K, V),
+            {K, V};
+        _ ->
+            bad_input({invalid_option, Name, {Key, Value}})
+    end.
+
+%% The same check the core makes when the image is written (`image::validate'), made here
+%% too so the builder that was given the value is the one that reports it.
+no_nul(Field, Key, Value) ->
+    binary:match(Value, <<0>>) =:= nomatch orelse bad_input({invalid_value, Field, Key, nul_byte}).

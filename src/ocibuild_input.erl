@@ -5,7 +5,8 @@
 %% untouched so the core's reasons (`invalid_path', `invalid_mode', ...) reach the caller.
 -module(ocibuild_input).
 
--export([text/1, image_path/1, host_path/1, files/1, check_options/2]).
+-export([text/1, image_path/1, host_path/1, files/1, check_options/2, is_proper_list/1, parse_tag/1]).
+-export([quote/1]).
 
 %% @doc UTF-8 text from a binary or a (possibly nested) character list.
 -spec text(term()) -> {ok, binary()} | error.
@@ -48,14 +49,17 @@ host_path(_) ->
 -spec files(term()) ->
     {ok, [{binary(), binary() | {file, binary()}, non_neg_integer()}]}
     | {error, {invalid_option, files, term()}}.
-files(Files) when is_list(Files) ->
-    try
-        {ok, [file_entry(Entry) || Entry <- Files]}
-    catch
-        throw:{bad_entry, Entry} -> {error, {invalid_option, files, Entry}}
-    end;
 files(Files) ->
-    {error, {invalid_option, files, Files}}.
+    case is_proper_list(Files) of
+        true ->
+            try
+                {ok, [file_entry(Entry) || Entry <- Files]}
+            catch
+                throw:{bad_entry, Entry} -> {error, {invalid_option, files, Entry}}
+            end;
+        false ->
+            {error, {invalid_option, files, Files}}
+    end.
 
 file_entry({Path, Content, Mode} = Entry) when is_integer(Mode), Mode >= 0 ->
     case {image_path(Path), content(Content)} of
@@ -80,6 +84,52 @@ content(IoList) when is_list(IoList) ->
     end;
 content(_) ->
     error.
+
+%% @doc True for `[]' and lists that end in `[]' (`[a | b]' does not), which list
+%% comprehensions and `lists' functions need.
+-spec is_proper_list(term()) -> boolean().
+is_proper_list(List) when is_list(List) ->
+    try length(List) of
+        _ -> true
+    catch
+        error:badarg -> false
+    end;
+is_proper_list(_) ->
+    false.
+
+%% @doc An image name given to `save' or the tasks' `-t': an image reference
+%% `[registry/]repository[:tag]', checked by the core's reference parser (the one judge of the
+%% grammar). Returns the parts, or `{invalid_tag, Tag, Rule}' with `Rule' the broken rule in
+%% one line. A `@digest' is refused: a saved or pushed image is named by its tag.
+-spec parse_tag(term()) ->
+    {ok, #{registry := binary(), repository := binary(), tag := binary()}}
+    | {error, {invalid_tag, term(), binary()}}.
+parse_tag(Tag) ->
+    case text(Tag) of
+        {ok, Bin} ->
+            case ocibuild_nif:reference_parse(Bin) of
+                {ok, #{digest := undefined} = Parts} ->
+                    {ok, maps:remove(digest, Parts)};
+                {ok, _} ->
+                    {error, {invalid_tag, Tag, <<"name the image as [registry/]repository[:tag], "
+                                                 "without a @digest">>}};
+                {error, {_Rule, Explanation}} when is_binary(Explanation) ->
+                    {error, {invalid_tag, Tag, Explanation}};
+                {error, _} ->
+                    {error, {invalid_tag, Tag, <<"a tag must be UTF-8 text">>}}
+            end;
+        error ->
+            {error, {invalid_tag, Tag, <<"a tag must be text">>}}
+    end.
+
+%% @doc A value the user gave, quoted on one line for a message: text in double quotes with
+%% control characters (newlines, NUL) escaped, anything else as a term.
+-spec quote(term()) -> string().
+quote(Value) ->
+    case text(Value) of
+        {ok, Bin} -> lists:flatten(io_lib:write_string(unicode:characters_to_list(Bin)));
+        error -> lists:flatten(io_lib:format("~0tp", [Value]))
+    end.
 
 %% @doc Check the options present in `Opts' with a predicate each; keys not listed are ignored
 %% (callers may pass options meant for other layers of a build).

@@ -63,9 +63,15 @@ create(Files) ->
 %% kept in the layer map and shown in the image history), `compression' (`gzip', `zstd' or
 %% `auto'; default `auto'). Unknown keys are ignored.
 %%
-%% Errors: `{invalid_path, Path, empty | nul_byte | parent_component}', `{duplicate_path, Path}',
-%% `{invalid_mode, Path, Mode}', `{file_read, HostPath, Posix}', `{invalid_option, Name, Value}',
-%% `{invalid_source_date_epoch, Value}', `{io_error, Context, Message}'.
+%% A `{file, HostPath}' must be a regular file (symlinks are followed): a FIFO, socket or
+%% device is refused before it is opened for reading, as it could block or never end. Paths
+%% longer than Linux can hold (4095 bytes, 255 per component) are refused before any work.
+%%
+%% Errors: `{invalid_path, Path, empty | nul_byte | parent_component | path_too_long |
+%% component_too_long}', `{duplicate_path, Path}', `{invalid_mode, Path, Mode}',
+%% `{file_read, HostPath, Posix}', `{special_file, HostPath, fifo | socket | character_device |
+%% block_device | unknown}', `{invalid_option, Name, Value}', `{invalid_source_date_epoch, Value}',
+%% `{io_error, Context, Message}'.
 -spec create([file_entry()], options()) -> {ok, layer()} | {error, term()}.
 create(Files, Opts) when is_map(Opts) ->
     case nif_options(Opts) of

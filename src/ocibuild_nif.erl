@@ -6,6 +6,7 @@
 -module(ocibuild_nif).
 
 -export([layer_create/2, image_export/3, image_save/3, tarball_load/2, platform_parse/1]).
+-export([reference_parse/1]).
 -export([registry_pull/3, registry_fetch/2, registry_push/3, registry_push_loaded/3]).
 -export([sbom_spdx/1, sign_key_check/2]).
 -export([job_cancel/1, job_count/0]).
@@ -37,6 +38,8 @@ image_save(_Images, _Path, _Opts) -> erlang:nif_error(nif_not_loaded).
 tarball_load(_Path, _ExtractDir) -> erlang:nif_error(nif_not_loaded).
 
 platform_parse(_Spec) -> erlang:nif_error(nif_not_loaded).
+
+reference_parse(_Text) -> erlang:nif_error(nif_not_loaded).
 
 registry_pull(_Ref, _Auth, _Opts) -> erlang:nif_error(nif_not_loaded).
 

@@ -340,7 +340,12 @@ configure_runtime(Image, Config) ->
     I1 = ocibuild:env(ocibuild:user(ocibuild:workdir(Image, Workdir), integer_to_binary(Uid)), Env),
     I2 = lists:foldl(fun(P, Acc) -> ocibuild:expose(Acc, P) end, I1, Expose),
     I3 = maps:fold(fun(K, V, Acc) -> ocibuild:label(Acc, K, V) end, I2, Labels),
-    maps:fold(fun(K, V, Acc) -> ocibuild:annotation(Acc, K, V) end, I3, annotations(Config)).
+    built(maps:fold(fun(K, V, Acc) -> ocibuild:annotation(Acc, K, V) end, I3, annotations(Config))).
+
+%% The builders return `{error, Reason}' for a bad value (a NUL in an env value, ...) and hand
+%% it down the chain, so one check at the end of it is enough.
+built({error, Reason}) -> throw({ocibuild_release, Reason});
+built(Image) -> Image.
 
 annotations(#{annotations := Annotations, description := Description}) when
     is_binary(Description)
@@ -923,6 +928,18 @@ format_error({invalid_option, workdir, Value}) ->
     io_lib:format("invalid workdir ~ts: give an absolute path without . or ..", [show(Value)]);
 format_error({invalid_option, Name, Value}) ->
     io_lib:format("invalid ~s: ~ts", [Name, show(Value)]);
+format_error({invalid_value, Field, Key, Why}) ->
+    io_lib:format("invalid ~s ~ts: ~s", [Field, ocibuild_input:quote(Key),
+                                          case Why of
+                                              nul_byte -> "NUL bytes are not allowed";
+                                              equals_in_name -> "a name cannot contain =";
+                                              empty_name -> "a name cannot be empty";
+                                              _ -> atom_to_list(Why)
+                                          end]);
+format_error({special_file, Path, Kind}) ->
+    io_lib:format("cannot read ~ts: a ~ts, not a regular file", [Path, string:replace(atom_to_list(Kind), "_", " ")]);
+format_error({invalid_tag, Tag, Rule}) ->
+    io_lib:format("invalid image tag ~ts: ~ts", [ocibuild_input:quote(Tag), Rule]);
 format_error({invalid_platform, P}) ->
     io_lib:format("invalid platform ~ts: use OS/ARCH[/VARIANT], e.g. linux/amd64,linux/arm64", [show(P)]);
 format_error({tarball_without_push, Path}) ->

@@ -162,7 +162,16 @@ tags(CliTags, ProjectTag) ->
             [_ | _] -> CliTags;
             _ -> project_tags(ProjectTag)
         end,
-    lists:append([expand_semicolon_tags(text(tag, T)) || T <- Raw]).
+    Tags = lists:append([expand_semicolon_tags(text(tag, T)) || T <- Raw]),
+    lists:foreach(fun check_tag/1, Tags),
+    Tags.
+
+%% The core's reference parser judges tags, so `-t 'bad tag!!'' stops here, before any build.
+check_tag(Tag) ->
+    case ocibuild_input:parse_tag(Tag) of
+        {ok, _} -> ok;
+        {error, Reason} -> throw({config_error, Reason})
+    end.
 
 project_tags(undefined) ->
     [];

@@ -111,6 +111,25 @@ defmodule Mix.Tasks.OcibuildTest do
       end
     end
 
+    test "a tag that is not an image reference is one line, before anything is written",
+         %{tmp_dir: tmp} do
+      File.cd!(tmp, fn ->
+        for tag <- ["bad tag!!", "MyApp:1.0", "app:1;Bad:2", "app\0:1", "app:\n1"] do
+          error = assert_raise Mix.Error, fn -> Task.run(["-t", tag]) end
+          assert error.message =~ ~r/^invalid image tag ".*": /
+          refute error.message =~ "\n"
+        end
+
+        error = assert_raise Mix.Error, fn -> Task.run(["-t", "bad tag!!"]) end
+
+        assert error.message ==
+                 ~s(invalid image tag "bad tag!!": each repository component must be ) <>
+                   "lower-case letters and digits, joined by single '.', '_', '__' or runs of '-'"
+
+        assert File.ls!(tmp) == []
+      end)
+    end
+
     test "the moduledoc (`mix help ocibuild`) documents every option" do
       {:docs_v1, _, :elixir, _, %{"en" => doc}, _, _} = Code.fetch_docs(Task)
       assert doc =~ "## Command line options"

@@ -18,6 +18,11 @@ layer_test_() ->
             {"duplicates after normalisation", fun duplicates/0},
             {"bad modes", fun bad_modes/0},
             {"missing host file", ?_test(missing_file(Ctx))},
+            {"a FIFO is refused without blocking", ?_test(fifo_refused(Ctx))},
+            {"devices and sockets are refused", ?_test(devices_and_sockets_refused(Ctx))},
+            {"paths Linux cannot hold are refused", fun too_long_paths/0},
+            {"the deepest path Linux holds builds", fun deepest_path/0},
+            {"improper lists and odd shapes are errors", fun improper_inputs/0},
             {"bad options", fun bad_options/0},
             {"bad SOURCE_DATE_EPOCH", fun bad_source_date_epoch/0}
         ]
@@ -188,6 +193,82 @@ missing_file({Root, _}) ->
     ),
     %% A failed build leaves no temp file behind in the store.
     ?assertEqual(Before, blob_store_entries()).
+
+%% Run `Fun' in its own process and wait at most `Ms' for its result, so a regression that
+%% blocks a dirty scheduler (a FIFO opened for reading) fails the test instead of hanging the
+%% suite. A process that is still stuck is left to the VM: killing it would not free it.
+within(Ms, Fun) ->
+    Parent = self(),
+    Ref = make_ref(),
+    spawn(fun() -> Parent ! {Ref, Fun()} end),
+    receive
+        {Ref, Result} -> Result
+    after Ms ->
+        error({still_running_after_ms, Ms})
+    end.
+
+create_from_host_file(Path) ->
+    within(10000, fun() -> ocibuild_layer:create([{<<"/x">>, {file, Path}, 8#644}]) end).
+
+fifo_refused({Root, _}) ->
+    Fifo = filename:join(Root, "a-fifo"),
+    "" = os:cmd("mkfifo '" ++ Fifo ++ "'"),
+    Before = blob_store_entries(),
+    ?assertEqual({error, {special_file, list_to_binary(Fifo), fifo}}, create_from_host_file(Fifo)),
+    %% Twice in a row: the first call left no dirty scheduler blocked behind it.
+    ?assertEqual({error, {special_file, list_to_binary(Fifo), fifo}}, create_from_host_file(Fifo)),
+    %% The same through ocibuild:copy, which looks at the file's mode first.
+    {ok, I} = ocibuild:scratch(),
+    ?assertEqual(
+        {error, {special_file, list_to_binary(Fifo), fifo}},
+        within(10000, fun() -> ocibuild:copy(I, [{<<"f">>, {file, Fifo}}], <<"/app">>) end)
+    ),
+    ?assertEqual(Before, blob_store_entries()).
+
+devices_and_sockets_refused({Root, _}) ->
+    ?assertEqual({error, {special_file, <<"/dev/zero">>, character_device}}, create_from_host_file("/dev/zero")),
+    ?assertEqual({error, {special_file, <<"/dev/null">>, character_device}}, create_from_host_file(<<"/dev/null">>)),
+    Sock = filename:join(Root, "a-socket"),
+    {ok, S} = gen_udp:open(0, [{ifaddr, {local, Sock}}]),
+    try
+        ?assertEqual({error, {special_file, list_to_binary(Sock), socket}}, create_from_host_file(Sock))
+    after
+        gen_udp:close(S)
+    end.
+
+too_long_paths() ->
+    Create = fun(Path) -> within(10000, fun() -> ocibuild_layer:create([{Path, <<"x">>, 8#644}]) end) end,
+    [
+        begin
+            Path = binary:copy(<<"/a">>, Bytes div 2),
+            ?assertEqual({error, {invalid_path, Path, path_too_long}}, Create(Path))
+        end
+     || Bytes <- [4096, 100 * 1024, 200 * 1024]
+    ],
+    Long = binary:copy(<<"n">>, 256),
+    ?assertEqual(
+        {error, {invalid_path, <<"/app/", Long/binary>>, component_too_long}}, Create(<<"/app/", Long/binary>>)
+    ).
+
+deepest_path() ->
+    Deepest = binary:copy(<<"/a">>, 2047),
+    ?assertEqual(4094, byte_size(Deepest)),
+    %% 4095 bytes: 2046 directories `a' and the file `ab' at the bottom.
+    #{blob := Blob} = gzip_layer([{<<Deepest/binary, "b">>, <<"x">>, 8#644}]),
+    {ok, Bin} = file:read_file(Blob),
+    ?assertEqual(2047, length(ocibuild_test_util:untar_gz_table(Bin))).
+
+improper_inputs() ->
+    ?assertEqual({error, {invalid_option, files, [{<<"/a">>, <<"x">>, 8#644} | tail]}},
+                 ocibuild_layer:create([{<<"/a">>, <<"x">>, 8#644} | tail])),
+    ?assertEqual({error, {invalid_option, files, {<<"/a">>, [x | y], 8#644}}},
+                 ocibuild_layer:create([{<<"/a">>, [x | y], 8#644}])),
+    ?assertEqual({error, {invalid_option, files, {<<"/a">>, {file, 42}, 8#644}}},
+                 ocibuild_layer:create([{<<"/a">>, {file, 42}, 8#644}])),
+    ?assertEqual({error, {invalid_option, files, {[1 | 2], <<"x">>, 8#644}}},
+                 ocibuild_layer:create([{[1 | 2], <<"x">>, 8#644}])),
+    %% An empty list is a proper list: an empty layer.
+    ?assertMatch({ok, _}, ocibuild_layer:create([], #{})).
 
 blob_store_entries() ->
     Dir = filename:join([os:getenv("OCIBUILD_CACHE_DIR"), "blobs", "sha256"]),

@@ -186,3 +186,30 @@ with_file(Content, Fun) ->
 
 temp_dir() ->
     ocibuild_test_util:tmp_dir("ocibuild-rebar3").
+
+%% `rebar3 ocibuild -t 'bad tag!!'': the config is refused before any build, and rebar3
+%% prints format_error/1's one line. (do/1 needs a rebar3 state; resolve_config/2 is the step
+%% it takes the command line through.)
+bad_tag_test() ->
+    [
+        begin
+            Cli = ocibuild_rebar3:cli([{tag, "app:1"}, {tag, Tag}]),
+            {error, Reason} = ocibuild_release:resolve_config(Cli, ocibuild_rebar3:project([])),
+            ?assertMatch({invalid_tag, _, _}, Reason),
+            Line = lists:flatten(io_lib:format("~ts", [ocibuild_rebar3:format_error(Reason)])),
+            ?assertMatch("invalid image tag " ++ _, Line),
+            ?assertEqual(nomatch, string:find(Line, "\n"))
+        end
+     || Tag <- ["bad tag!!", "MyApp:1", "ok:1;no tag", "app:\n1", [$a, 0]]
+    ],
+    ?assertEqual(
+        "invalid image tag \"bad tag!!\": each repository component must be lower-case letters "
+        "and digits, joined by single '.', '_', '__' or runs of '-'",
+        lists:flatten(io_lib:format("~ts", [ocibuild_rebar3:format_error(
+            element(2, ocibuild_release:resolve_config(#{tag => ["bad tag!!"]}, #{})))]))
+    ),
+    %% A project file tag is checked the same way.
+    ?assertMatch({error, {invalid_tag, <<"Up:1">>, _}},
+                 ocibuild_release:resolve_config(#{}, ocibuild_rebar3:project([{tag, "Up:1"}]))),
+    ?assertMatch({ok, #{tags := [<<"app:1">>, <<"ghcr.io/org/app:2">>]}},
+                 ocibuild_release:resolve_config(#{tag => ["app:1;ghcr.io/org/app:2"]}, #{})).

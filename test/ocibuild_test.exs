@@ -87,31 +87,101 @@ defmodule OcibuildTest do
     assert [%{diff_id: ^diff_id}] = image.layers
   end
 
-  test "bad files raise tagged reasons" do
+  test "bad files and values return tagged reasons" do
     {:ok, image} = Ocibuild.scratch()
     add = fun_add(image)
 
-    assert_raise ErlangError, ~r/invalid_path, "", :empty/, fn -> add.([{"", "x", 0o644}]) end
-    assert catch_error(add.([{"a\0b", "x", 0o644}])) == {:invalid_path, "a\0b", :nul_byte}
+    assert add.([{"", "x", 0o644}]) == {:error, {:invalid_path, "", :empty}}
+    assert add.([{"a\0b", "x", 0o644}]) == {:error, {:invalid_path, "a\0b", :nul_byte}}
 
-    assert catch_error(add.([{"/a/../b", "x", 0o644}])) ==
-             {:invalid_path, "/a/../b", :parent_component}
+    assert add.([{"/a/../b", "x", 0o644}]) ==
+             {:error, {:invalid_path, "/a/../b", :parent_component}}
 
-    assert catch_error(add.([{"/a/b", "1", 0o644}, {"a//b", "2", 0o644}])) ==
-             {:duplicate_path, "/a/b"}
+    assert add.([{"/a/b", "1", 0o644}, {"a//b", "2", 0o644}]) ==
+             {:error, {:duplicate_path, "/a/b"}}
 
-    assert catch_error(add.([{"/x", "x", 0o10000}])) == {:invalid_mode, "/x", 0o10000}
+    assert add.([{"/x", "x", 0o10000}]) == {:error, {:invalid_mode, "/x", 0o10000}}
 
-    assert {:file_read, "/nonexistent/ocibuild", :enoent} =
-             catch_error(add.([{"/x", {:file, "/nonexistent/ocibuild"}, 0o644}]))
+    assert {:error, {:file_read, "/nonexistent/ocibuild", :enoent}} =
+             add.([{"/x", {:file, "/nonexistent/ocibuild"}, 0o644}])
 
-    assert catch_error(Ocibuild.add_layer(image, [{"/x", "x", 0o644}], %{compression: :lz4})) ==
-             {:invalid_option, :compression, :lz4}
+    assert add.([{"/x", {:file, "/dev/zero"}, 0o644}]) ==
+             {:error, {:special_file, "/dev/zero", :character_device}}
 
-    assert catch_error(Ocibuild.expose(image, 0)) == {:invalid_option, :expose, 0}
+    long = String.duplicate("/a", 50_000)
+    assert add.([{long, "x", 0o644}]) == {:error, {:invalid_path, long, :path_too_long}}
 
-    assert catch_error(Ocibuild.env(image, %{"A=B" => "1"})) ==
-             {:invalid_option, :env, {"A=B", "1"}}
+    assert Ocibuild.add_layer(image, [{"/x", "x", 0o644}], %{compression: :lz4}) ==
+             {:error, {:invalid_option, :compression, :lz4}}
+
+    assert Ocibuild.expose(image, 0) == {:error, {:invalid_option, :expose, 0}}
+
+    assert Ocibuild.env(image, %{"A=B" => "1"}) ==
+             {:error, {:invalid_value, :env, "A=B", :equals_in_name}}
+
+    assert Ocibuild.label(image, "k", "v\0") ==
+             {:error, {:invalid_value, :labels, "k", :nul_byte}}
+  end
+
+  test "a pipeline ends in its first error, which save returns", %{tmp_dir: tmp} do
+    {:ok, image} = Ocibuild.scratch()
+    out = Path.join(tmp, "never.tar.gz")
+
+    result =
+      image
+      |> Ocibuild.entrypoint(["/app/run\0"])
+      |> Ocibuild.env(%{"PORT" => "4000"})
+      |> Ocibuild.expose(4000)
+
+    assert result == {:error, {:invalid_value, :entrypoint, "/app/run\0", :nul_byte}}
+    assert Ocibuild.save(result, out) == result
+    assert Ocibuild.save(image, out, %{tag: "bad tag!!"}) |> elem(1) |> elem(0) == :invalid_tag
+    refute File.exists?(out)
+  end
+
+  test "every function returns {:error, _} for a bad argument, never raises", %{tmp_dir: tmp} do
+    {:ok, image} = Ocibuild.scratch()
+    out = Path.join(tmp, "bad")
+
+    calls = [
+      from: fn -> Ocibuild.from(:alpine) end,
+      from_tar_bad_auth: fn -> Ocibuild.from("tar://" <> out, :not_a_map) end,
+      push: fn -> Ocibuild.push(image, 42, "a:1") end,
+      push_bad_auth: fn -> Ocibuild.push(image, "localhost:1", "a:1", [:x]) end,
+      push_multi: fn -> Ocibuild.push_multi([image | image], "localhost:1", "a:1", %{}) end,
+      add_layer: fn -> Ocibuild.add_layer(image, [{"/a", "a", 0o644} | :tail]) end,
+      add_layer_not_image: fn -> Ocibuild.add_layer(%{}, []) end,
+      copy: fn -> Ocibuild.copy(image, [{"a", {:file, 42}}], "/app") end,
+      entrypoint: fn -> Ocibuild.entrypoint(image, [:sh]) end,
+      cmd: fn -> Ocibuild.cmd(image, "start") end,
+      env: fn -> Ocibuild.env(image, [{"A", "1"}]) end,
+      workdir: fn -> Ocibuild.workdir(image, :app) end,
+      expose: fn -> Ocibuild.expose(image, -1) end,
+      label: fn -> Ocibuild.label(image, :k, "v") end,
+      user: fn -> Ocibuild.user(image, 0) end,
+      annotation: fn -> Ocibuild.annotation(image, "", "v") end,
+      export: fn -> Ocibuild.export(image, 42) end,
+      save: fn -> Ocibuild.save(image, out, [:tag]) end,
+      save_tag: fn -> Ocibuild.save(image, out, %{tag: "Upper/Case:1"}) end,
+      parse_platform: fn -> Ocibuild.parse_platform(:linux) end,
+      parse_platforms: fn -> Ocibuild.parse_platforms(nil) end,
+      layer_create: fn -> Ocibuild.Layer.create([:a | :b]) end,
+      layer_create_opts: fn -> Ocibuild.Layer.create([], %{mtime: -1}) end
+    ]
+
+    results =
+      for {name, call} <- calls do
+        try do
+          {name, call.()}
+        rescue
+          e -> {name, {:raised, e}}
+        end
+      end
+
+    assert for({name, result} <- results, not match?({:error, _}, result), do: {name, result}) ==
+             []
+
+    refute File.exists?(out)
   end
 
   defp fun_add(image), do: &Ocibuild.add_layer(image, &1)

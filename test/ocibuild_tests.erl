@@ -65,7 +65,7 @@ expose_test() ->
     I4 = ocibuild:expose(I3, <<"8080/tcp">>),
     ?assertEqual([<<"8080/tcp">>, <<"53/udp">>, <<"9000/tcp">>], maps:get(exposed_ports, maps:get(config, I4))),
     [
-        ?assertError({invalid_option, expose, Bad}, ocibuild:expose(I0, Bad))
+        ?assertEqual({error, {invalid_option, expose, Bad}}, ocibuild:expose(I0, Bad))
      || Bad <- [0, 65536, -1, <<"http">>, <<"80/foo">>, <<"080">>, <<"80/tcp/x">>, <<>>, 80.0, {80}]
     ].
 
@@ -85,18 +85,67 @@ labels_and_annotations_test() ->
 
 bad_config_values_test() ->
     {ok, I} = ocibuild:scratch(),
-    ?assertError({invalid_option, entrypoint, <<"/bin/sh">>}, ocibuild:entrypoint(I, <<"/bin/sh">>)),
-    ?assertError({invalid_option, entrypoint, "/bin/sh"}, ocibuild:entrypoint(I, "/bin/sh")),
-    ?assertError({invalid_option, cmd, [<<"ok">>, 1]}, ocibuild:cmd(I, [<<"ok">>, 1])),
-    ?assertError({invalid_option, cmd, [<<255>>]}, ocibuild:cmd(I, [<<255>>])),
-    ?assertError({invalid_option, workdir, 42}, ocibuild:workdir(I, 42)),
-    ?assertError({invalid_option, user, undefined}, ocibuild:user(I, undefined)),
-    ?assertError({invalid_option, env, [{<<"A">>, <<"1">>}]}, ocibuild:env(I, [{<<"A">>, <<"1">>}])),
-    ?assertError({invalid_option, env, {<<"A=B">>, <<"1">>}}, ocibuild:env(I, #{<<"A=B">> => <<"1">>})),
-    ?assertError({invalid_option, env, {<<>>, <<"1">>}}, ocibuild:env(I, #{<<>> => <<"1">>})),
-    ?assertError({invalid_option, env, {<<"A">>, 1}}, ocibuild:env(I, #{<<"A">> => 1})),
-    ?assertError({invalid_option, label, {<<>>, <<"v">>}}, ocibuild:label(I, <<>>, <<"v">>)),
-    ?assertError({invalid_option, annotation, {<<"k">>, v}}, ocibuild:annotation(I, <<"k">>, v)).
+    Cases = [
+        {{invalid_option, entrypoint, <<"/bin/sh">>}, ocibuild:entrypoint(I, <<"/bin/sh">>)},
+        {{invalid_option, entrypoint, "/bin/sh"}, ocibuild:entrypoint(I, "/bin/sh")},
+        {{invalid_option, entrypoint, [<<"a">> | <<"b">>]}, ocibuild:entrypoint(I, [<<"a">> | <<"b">>])},
+        {{invalid_option, cmd, [<<"ok">>, 1]}, ocibuild:cmd(I, [<<"ok">>, 1])},
+        {{invalid_option, cmd, [<<255>>]}, ocibuild:cmd(I, [<<255>>])},
+        {{invalid_option, workdir, 42}, ocibuild:workdir(I, 42)},
+        {{invalid_option, user, undefined}, ocibuild:user(I, undefined)},
+        {{invalid_option, env, [{<<"A">>, <<"1">>}]}, ocibuild:env(I, [{<<"A">>, <<"1">>}])},
+        {{invalid_value, env, <<"A=B">>, equals_in_name}, ocibuild:env(I, #{<<"A=B">> => <<"1">>})},
+        {{invalid_value, env, <<>>, empty_name}, ocibuild:env(I, #{<<>> => <<"1">>})},
+        {{invalid_option, env, {<<"A">>, 1}}, ocibuild:env(I, #{<<"A">> => 1})},
+        {{invalid_option, label, {<<>>, <<"v">>}}, ocibuild:label(I, <<>>, <<"v">>)},
+        {{invalid_option, annotation, {<<"k">>, v}}, ocibuild:annotation(I, <<"k">>, v)}
+    ],
+    [?assertEqual({error, Reason}, Result) || {Reason, Result} <- Cases].
+
+%% NUL cannot reach a runtime intact (argv, env and paths are C strings), so every config
+%% value and annotation refuses it, naming the field and the key that holds it.
+nul_bytes_are_refused_everywhere_test() ->
+    {ok, I} = ocibuild:scratch(),
+    [?assertEqual({error, Reason}, Result) || {Reason, Result} <- nul_cases(I)].
+
+nul_cases(I) ->
+    [
+        {{invalid_value, env, <<"A", 0>>, nul_byte}, ocibuild:env(I, #{<<"A", 0>> => <<"1">>})},
+        {{invalid_value, env, <<"A">>, nul_byte}, ocibuild:env(I, #{<<"A">> => <<"1", 0, "2">>})},
+        {{invalid_value, labels, <<"k", 0>>, nul_byte}, ocibuild:label(I, <<"k", 0>>, <<"v">>)},
+        {{invalid_value, labels, <<"k">>, nul_byte}, ocibuild:label(I, <<"k">>, <<0>>)},
+        {{invalid_value, annotations, <<0, "k">>, nul_byte}, ocibuild:annotation(I, <<0, "k">>, <<"v">>)},
+        {{invalid_value, annotations, <<"k">>, nul_byte}, ocibuild:annotation(I, "k", [$v, 0])},
+        {{invalid_value, entrypoint, <<"/bin/", 0>>, nul_byte}, ocibuild:entrypoint(I, [<<"ok">>, <<"/bin/", 0>>])},
+        {{invalid_value, cmd, <<0>>, nul_byte}, ocibuild:cmd(I, [<<0>>])},
+        {{invalid_value, workdir, <<"/app", 0>>, nul_byte}, ocibuild:workdir(I, <<"/app", 0>>)},
+        {{invalid_value, user, <<"root", 0>>, nul_byte}, ocibuild:user(I, "root\0")}
+    ].
+
+%% A builder given `{error, _}' hands it on, so a pipeline ends in its first error.
+errors_pass_through_builders_test() ->
+    {ok, I} = ocibuild:scratch(),
+    First = ocibuild:expose(I, 0),
+    ?assertEqual({error, {invalid_option, expose, 0}}, First),
+    Steps = [
+        fun(X) -> ocibuild:add_layer(X, [{<<"/a">>, <<"a">>, 8#644}]) end,
+        fun(X) -> ocibuild:add_layer(X, [], #{}) end,
+        fun(X) -> ocibuild:copy(X, [{<<"a">>, <<"a">>}], <<"/app">>) end,
+        fun(X) -> ocibuild:entrypoint(X, [<<"/x">>]) end,
+        fun(X) -> ocibuild:cmd(X, []) end,
+        fun(X) -> ocibuild:env(X, #{<<"A">> => <<"1">>}) end,
+        fun(X) -> ocibuild:workdir(X, <<"/">>) end,
+        fun(X) -> ocibuild:expose(X, 80) end,
+        fun(X) -> ocibuild:label(X, <<"k">>, <<"v">>) end,
+        fun(X) -> ocibuild:user(X, <<"1">>) end,
+        fun(X) -> ocibuild:annotation(X, <<"k">>, <<"v">>) end
+    ],
+    ?assertEqual(First, lists:foldl(fun(Step, Acc) -> Step(Acc) end, First, Steps)),
+    ?assertEqual(First, ocibuild:save(First, "/nonexistent/never-written.tar.gz")),
+    ?assertEqual(First, ocibuild:save([I, First], "/nonexistent/never-written.tar.gz", #{})),
+    ?assertEqual(First, ocibuild:export(First, "/nonexistent/never-written")),
+    ?assertEqual(First, ocibuild:push(First, <<"localhost:1">>, <<"a:1">>)),
+    ?assertEqual(First, ocibuild:push_multi([First], <<"localhost:1">>, <<"a:1">>, #{})).
 
 parse_platform_test() ->
     ?assertEqual({ok, ?AMD64}, ocibuild:parse_platform(<<"linux/amd64">>)),
@@ -124,7 +173,10 @@ image_test_() ->
             {"save writes a docker-loadable tarball", ?_test(save_docker(Ctx))},
             {"save of several platforms writes an index", ?_test(save_multi(Ctx))},
             {"two saves with SOURCE_DATE_EPOCH are identical", ?_test(reproducible(Ctx))},
-            {"save errors leave no partial file", ?_test(save_errors(Ctx))}
+            {"save errors leave no partial file", ?_test(save_errors(Ctx))},
+            {"sinks refuse NUL in hand-built image maps", ?_test(sinks_refuse_nul(Ctx))},
+            {"save refuses tags that are not image references", ?_test(bad_tags(Ctx))},
+            {"every exported function returns errors for bad arguments", ?_test(bad_arguments(Ctx))}
         ]
     end}.
 
@@ -156,18 +208,19 @@ add_layer_appends() ->
 add_layer_errors({Root, _}) ->
     {ok, I} = ocibuild:scratch(),
     Add = fun(Files) -> ocibuild:add_layer(I, Files) end,
-    ?assertError({invalid_path, <<>>, empty}, Add([{<<>>, <<"x">>, 8#644}])),
-    ?assertError({invalid_path, <<"a", 0>>, nul_byte}, Add([{<<"a", 0>>, <<"x">>, 8#644}])),
-    ?assertError({invalid_path, <<"/../x">>, parent_component}, Add([{<<"/../x">>, <<"x">>, 8#644}])),
-    ?assertError({duplicate_path, <<"/a/b">>}, Add([{<<"/a/b">>, <<"1">>, 8#644}, {<<"a/./b/">>, <<"2">>, 8#644}])),
-    ?assertError({invalid_mode, <<"/x">>, 8#17777}, Add([{<<"/x">>, <<"x">>, 8#17777}])),
+    ?assertEqual({error, {invalid_path, <<>>, empty}}, Add([{<<>>, <<"x">>, 8#644}])),
+    ?assertEqual({error, {invalid_path, <<"a", 0>>, nul_byte}}, Add([{<<"a", 0>>, <<"x">>, 8#644}])),
+    ?assertEqual({error, {invalid_path, <<"/../x">>, parent_component}}, Add([{<<"/../x">>, <<"x">>, 8#644}])),
+    ?assertEqual({error, {duplicate_path, <<"/a/b">>}}, Add([{<<"/a/b">>, <<"1">>, 8#644}, {<<"a/./b/">>, <<"2">>, 8#644}])),
+    ?assertEqual({error, {invalid_mode, <<"/x">>, 8#17777}}, Add([{<<"/x">>, <<"x">>, 8#17777}])),
     Missing = filename:join(Root, "missing"),
-    ?assertError({file_read, _, enoent}, Add([{<<"/x">>, {file, Missing}, 8#644}])),
-    ?assertError(
-        {invalid_option, compression, brotli}, ocibuild:add_layer(I, [{<<"/x">>, <<"x">>, 8#644}], #{compression => brotli})
+    ?assertMatch({error, {file_read, _, enoent}}, Add([{<<"/x">>, {file, Missing}, 8#644}])),
+    ?assertEqual(
+        {error, {invalid_option, compression, brotli}},
+        ocibuild:add_layer(I, [{<<"/x">>, <<"x">>, 8#644}], #{compression => brotli})
     ),
     ocibuild_test_util:with_env("SOURCE_DATE_EPOCH", "soon", fun() ->
-        ?assertError({invalid_source_date_epoch, <<"soon">>}, Add([{<<"/x">>, <<"x">>, 8#644}]))
+        ?assertEqual({error, {invalid_source_date_epoch, <<"soon">>}}, Add([{<<"/x">>, <<"x">>, 8#644}]))
     end).
 
 copy_files({Root, _}) ->
@@ -194,9 +247,13 @@ copy_files({Root, _}) ->
         [{<<"app/config.json">>, <<"{}">>}, {<<"app/secret">>, <<"s">>}, {<<"app/tool">>, <<"#!/bin/sh\n">>}],
         lists:sort(ocibuild_test_util:untar_gz(Bin))
     ),
-    ?assertError({invalid_option, files, {only_one}}, ocibuild:copy(I0, [{only_one}], <<"/app">>)),
-    ?assertError({invalid_option, dest, 7}, ocibuild:copy(I0, [{<<"a">>, <<"a">>}], 7)),
-    ?assertError({invalid_path, <<"/app/../etc/passwd">>, parent_component}, ocibuild:copy(I0, [{<<"../etc/passwd">>, <<"x">>}], <<"/app">>)).
+    ?assertEqual({error, {invalid_option, files, {only_one}}}, ocibuild:copy(I0, [{only_one}], <<"/app">>)),
+    ?assertEqual({error, {invalid_option, files, [x | y]}}, ocibuild:copy(I0, [x | y], <<"/app">>)),
+    ?assertEqual({error, {invalid_option, dest, 7}}, ocibuild:copy(I0, [{<<"a">>, <<"a">>}], 7)),
+    ?assertEqual(
+        {error, {invalid_path, <<"/app/../etc/passwd">>, parent_component}},
+        ocibuild:copy(I0, [{<<"../etc/passwd">>, <<"x">>}], <<"/app">>)
+    ).
 
 export_layout({Root, _}) ->
     Dir = filename:join(Root, "exported"),
@@ -326,3 +383,129 @@ save_errors({Root, _}) ->
         ?assertEqual({error, {invalid_source_date_epoch, <<"tomorrow">>}}, ocibuild:save(Image, filename:join(Root, "x.tar.gz")))
     end),
     ?assertNot(filelib:is_regular(filename:join(Root, "x.tar.gz"))).
+
+%% The image map is public, so the sinks check what the builders check: each NUL case set
+%% straight into the map gives the reason the builder gave, and nothing is written.
+sinks_refuse_nul({Root, _}) ->
+    {ok, I} = ocibuild:scratch(),
+    #{config := C} = I,
+    HandBuilt = [
+        I#{config := C#{env := [{<<"A", 0>>, <<"1">>}]}},
+        I#{config := C#{env := [{<<"A">>, <<"1", 0, "2">>}]}},
+        I#{config := C#{labels := #{<<"k", 0>> => <<"v">>}}},
+        I#{config := C#{labels := #{<<"k">> => <<0>>}}},
+        I#{annotations := #{<<0, "k">> => <<"v">>}},
+        I#{annotations := #{<<"k">> => <<"v", 0>>}},
+        I#{config := C#{entrypoint := [<<"ok">>, <<"/bin/", 0>>]}},
+        I#{config := C#{cmd := [<<0>>]}},
+        I#{config := C#{workdir := <<"/app", 0>>}},
+        I#{config := C#{user := <<"root", 0>>}}
+    ],
+    Path = filename:join(Root, "nul.tar.gz"),
+    Dir = filename:join(Root, "nul-layout"),
+    lists:foreach(
+        fun({{Reason, _FromBuilder}, Image}) ->
+            ?assertEqual({error, Reason}, ocibuild:save(Image, Path)),
+            ?assertEqual({error, Reason}, ocibuild:export(Image, Dir))
+        end,
+        lists:zip(nul_cases(I), HandBuilt)
+    ),
+    ?assertEqual(
+        {error, {invalid_value, env, <<"A=B">>, equals_in_name}},
+        ocibuild:save(I#{config := C#{env := [{<<"A=B">>, <<"1">>}]}}, Path)
+    ),
+    ?assertNot(filelib:is_file(Path)),
+    ?assertNot(filelib:is_file(Dir)).
+
+bad_tags({Root, _}) ->
+    Image = app_image(),
+    Path = filename:join(Root, "tagged.tar.gz"),
+    Digest = <<"sha256:", (binary:copy(<<"ab">>, 32))/binary>>,
+    Bad = [
+        <<"bad tag!!">>, "bad tag!!", <<"MyApp:1">>, <<"app:">>, <<>>, <<"app", 0, ":1">>,
+        <<"app:1", 0>>, <<"app:.hidden">>, <<"app:", (binary:copy(<<"t">>, 129))/binary>>,
+        <<"app\n:1">>, <<"app@", Digest/binary>>, <<"-x.io/app:1">>
+    ],
+    lists:foreach(
+        fun(Tag) ->
+            Result = ocibuild:save(Image, Path, #{tag => Tag}),
+            ?assertMatch({error, {invalid_tag, Tag, Rule}} when is_binary(Rule), Result),
+            {error, Reason} = Result,
+            Line = lists:flatten(io_lib:format("~ts", [ocibuild_release:format_error(Reason)])),
+            ?assertEqual(nomatch, string:find(Line, "\n")),
+            ?assertNot(filelib:is_file(Path))
+        end,
+        Bad
+    ),
+    {error, {invalid_tag, _, Rule}} = ocibuild:save(Image, Path, #{tag => <<"MyApp:1">>}),
+    ?assertMatch({match, _}, re:run(Rule, "lower-case")),
+    Good = [<<"myapp:1.0">>, "ghcr.io/org/app:v1", <<"localhost:5000/a/b">>, <<"app">>, <<"a_b.c-d:V_1.0-rc">>],
+    [?assertEqual(ok, ocibuild:save(Image, Path, #{tag => Tag})) || Tag <- Good],
+    ?assertEqual({ok, #{registry => <<"docker.io">>, repository => <<"library/myapp">>, tag => <<"1.0">>}},
+                 ocibuild_input:parse_tag(<<"myapp:1.0">>)).
+
+%% Every exported function of `ocibuild' and `ocibuild_layer' returns `{error, _}' for a bad
+%% argument: none raises. None of these reach the network (arguments are checked first).
+bad_arguments({Root, _}) ->
+    {ok, I} = ocibuild:scratch(),
+    Out = filename:join(Root, "bad-args"),
+    Calls = [
+        {from_1, fun() -> ocibuild:from(42) end},
+        {from_1_tuple, fun() -> ocibuild:from({<<"a">>, 1}) end},
+        {from_2_tar_bad_auth, fun() -> ocibuild:from(<<"tar://", (list_to_binary(Out))/binary>>, not_a_map) end},
+        {from_2_bad_auth_keys, fun() -> ocibuild:from(<<"alpine">>, #{user => <<"x">>}) end},
+        {from_2_bad_auth_value, fun() -> ocibuild:from(<<"alpine">>, #{token => 42}) end},
+        {from_3_bad_opts, fun() -> ocibuild:from(<<"alpine">>, #{}, [platform]) end},
+        {from_3_improper_platforms, fun() -> ocibuild:from(<<"tar:///nonexistent">>, #{}, #{platforms => [a | b]}) end},
+        {from_3_bad_platform, fun() -> ocibuild:from(<<"tar:///nonexistent">>, #{}, #{platform => 42}) end},
+        {push_3_not_image, fun() -> ocibuild:push(not_an_image, <<"localhost:1">>, <<"a:1">>) end},
+        {push_3_bad_registry, fun() -> ocibuild:push(I, 42, <<"a:1">>) end},
+        {push_3_bad_repo_tag, fun() -> ocibuild:push(I, <<"localhost:1">>, [a | b]) end},
+        {push_4_bad_auth, fun() -> ocibuild:push(I, <<"localhost:1">>, <<"a:1">>, [x]) end},
+        {push_5_bad_opts, fun() -> ocibuild:push(I, <<"localhost:1">>, <<"a:1">>, #{}, nope) end},
+        {push_multi_4_improper, fun() -> ocibuild:push_multi([I | I], <<"localhost:1">>, <<"a:1">>, #{}) end},
+        {push_multi_4_empty, fun() -> ocibuild:push_multi([], <<"localhost:1">>, <<"a:1">>, #{}) end},
+        {push_multi_5_bad_opts, fun() -> ocibuild:push_multi([I], <<"localhost:1">>, <<"a:1">>, #{}, x) end},
+        {add_layer_2_not_image, fun() -> ocibuild:add_layer(#{}, []) end},
+        {add_layer_2_improper, fun() -> ocibuild:add_layer(I, [{<<"/a">>, <<"a">>, 8#644} | x]) end},
+        {add_layer_3_bad_opts, fun() -> ocibuild:add_layer(I, [], [gzip]) end},
+        {copy_3_not_image, fun() -> ocibuild:copy(42, [], <<"/app">>) end},
+        {copy_3_files_not_list, fun() -> ocibuild:copy(I, #{}, <<"/app">>) end},
+        {copy_3_bad_host_path, fun() -> ocibuild:copy(I, [{<<"a">>, {file, 42}}], <<"/app">>) end},
+        {entrypoint_2_atom, fun() -> ocibuild:entrypoint(I, [sh]) end},
+        {cmd_2_not_list, fun() -> ocibuild:cmd(I, 42) end},
+        {env_2_list, fun() -> ocibuild:env(I, [{"A", "1"}]) end},
+        {env_2_atom_value, fun() -> ocibuild:env(I, #{<<"A">> => one}) end},
+        {workdir_2_atom, fun() -> ocibuild:workdir(I, app) end},
+        {expose_2_negative, fun() -> ocibuild:expose(I, -80) end},
+        {expose_2_map, fun() -> ocibuild:expose(I, #{}) end},
+        {label_3_atoms, fun() -> ocibuild:label(I, a, b) end},
+        {user_2_integer, fun() -> ocibuild:user(I, 0) end},
+        {annotation_3_empty_key, fun() -> ocibuild:annotation(I, <<>>, <<"v">>) end},
+        {annotation_3_wrong_config, fun() -> ocibuild:annotation(I#{config := #{}}, <<"k">>, <<"v">>) end},
+        {export_2_bad_dir, fun() -> ocibuild:export(I, 42) end},
+        {export_2_improper, fun() -> ocibuild:export([I | I], Out) end},
+        {export_2_not_image, fun() -> ocibuild:export(#{a => 1}, Out) end},
+        {save_2_bad_path, fun() -> ocibuild:save(I, {x}) end},
+        {save_2_not_images, fun() -> ocibuild:save(42, Out) end},
+        {save_3_bad_opts, fun() -> ocibuild:save(I, Out, [tag]) end},
+        {save_3_bad_format, fun() -> ocibuild:save(I, Out, #{format => 42}) end},
+        {save_3_wrong_layers, fun() -> ocibuild:save(I#{layers := [x]}, Out) end},
+        {parse_platform_1, fun() -> ocibuild:parse_platform([a | b]) end},
+        {parse_platforms_1, fun() -> ocibuild:parse_platforms(#{}) end},
+        {layer_create_1_improper, fun() -> ocibuild_layer:create([a | b]) end},
+        {layer_create_1_atom, fun() -> ocibuild_layer:create(files) end},
+        {layer_create_2_bad_opts, fun() -> ocibuild_layer:create([], #{compression => 1}) end},
+        {layer_create_2_huge_mode, fun() -> ocibuild_layer:create([{<<"/a">>, <<>>, 1 bsl 70}], #{}) end}
+    ],
+    Results = [{Name, returns_error(F)} || {Name, F} <- Calls],
+    ?assertEqual([], [{Name, R} || {Name, R} <- Results, R =/= error]),
+    ?assertNot(filelib:is_file(Out)).
+
+returns_error(F) ->
+    try F() of
+        {error, _} -> error;
+        Other -> {returned, Other}
+    catch
+        Class:Reason -> {raised, Class, Reason}
+    end.

@@ -155,6 +155,22 @@ pub enum Error {
     /// Untrusted input asked for more than a fixed bound (bytes, members, manifests, layers).
     #[error("{what} exceed the limit of {limit}")]
     LoadLimit { what: String, limit: u64 },
+    /// A `{file, HostPath}` source that is not a regular file (a FIFO, socket or device): such
+    /// a file can block the reader forever or never end, so it is refused before it is read.
+    /// `kind` is `fifo`, `socket`, `character_device`, `block_device` or `unknown`.
+    #[error("{path} is a {} special file, not a regular file", kind.replace('_', " "))]
+    SpecialFile { path: PathBuf, kind: &'static str },
+
+    /// An image config or manifest value that cannot be stored: `field` is `env`, `labels`,
+    /// `annotations`, `entrypoint`, `cmd`, `workdir`, `user` or `exposed_ports`; `key` names
+    /// the entry (the variable, label or annotation key, the item or the value itself);
+    /// `why` is `nul_byte`, `equals_in_name` or `empty_name`.
+    #[error("invalid {field} value {key:?}: {why}")]
+    InvalidValue {
+        field: &'static str,
+        key: String,
+        why: &'static str,
+    },
 }
 
 /// Why an encrypted signing key could not be opened.

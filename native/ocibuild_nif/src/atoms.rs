@@ -120,4 +120,6 @@ rustler::atoms! {
     tarball_not_found, not_a_file, path_traversal, absolute_path, symlink_not_allowed,
     invalid_oci_layout, no_manifests, unsupported_index_version, invalid_index_schema,
     missing_required_fields, load_limit_exceeded, what, limit, handle, extract_dir,
+    // input validation
+    special_file, invalid_value,
 }

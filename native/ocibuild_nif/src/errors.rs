@@ -2,7 +2,7 @@
 //!
 //! | core `Error`              | Erlang reason                                             |
 //! |---------------------------|-----------------------------------------------------------|
-//! | `InvalidPath`             | `{invalid_path, Path, empty \| nul_byte \| parent_component}` |
+//! | `InvalidPath`             | `{invalid_path, Path, empty \| nul_byte \| parent_component \| path_too_long \| component_too_long}` |
 //! | `DuplicatePath`           | `{duplicate_path, Path}`                                  |
 //! | `InvalidMode`             | `{invalid_mode, Path, Mode}`                              |
 //! | `FileRead`                | `{file_read, HostPath, Posix}` (`enoent`, `eacces`, ...)  |
@@ -34,6 +34,8 @@
 //! | `UnsupportedIndexVersion` | `{unsupported_index_version, V}` (V an integer, else its JSON text) |
 //! | `InvalidIndexSchema`      | `{invalid_index_schema, missing_required_fields}`         |
 //! | `LoadLimit`               | `{load_limit_exceeded, #{what => Text, limit => N}}`      |
+//! | `SpecialFile`             | `{special_file, HostPath, fifo \| socket \| character_device \| block_device \| unknown}` |
+//! | `InvalidValue`            | `{invalid_value, Field, Key, nul_byte \| equals_in_name \| empty_name}` |
 //!
 //! Strings and paths are binaries; `why`/`name` words that form a closed set are atoms.
 
@@ -162,6 +164,12 @@ pub fn reason<'a>(env: Env<'a>, err: &Error) -> Term<'a> {
             word(env, kind),
         )
             .encode(env),
+        Error::SpecialFile { path, kind } => (
+            atoms::special_file(),
+            terms::encode_path(env, path),
+            word(env, kind),
+        )
+            .encode(env),
         Error::PathTraversal(name) => (atoms::path_traversal(), text(name)).encode(env),
         Error::AbsolutePath(name) => (atoms::absolute_path(), text(name)).encode(env),
         Error::SymlinkNotAllowed(name) => (atoms::symlink_not_allowed(), text(name)).encode(env),
@@ -188,6 +196,13 @@ pub fn reason<'a>(env: Env<'a>, err: &Error) -> Term<'a> {
             );
             (atoms::load_limit_exceeded(), detail).encode(env)
         }
+        Error::InvalidValue { field, key, why } => (
+            atoms::invalid_value(),
+            word(env, field),
+            text(key),
+            word(env, why),
+        )
+            .encode(env),
     }
 }
 

@@ -10,6 +10,7 @@ mod image;
 mod jobs;
 mod layer;
 mod platform;
+mod reference;
 mod registry;
 mod reply;
 mod supply;

@@ -4,11 +4,13 @@
 //! - `manifest`: manifest and index JSON.
 //! - `json`: canonical JSON bytes (sorted keys) so digests are reproducible.
 //! - `platform`: `os/arch[/variant]` values.
+//! - `validate`: values refused before anything is derived (NUL bytes, `=` in env names).
 
 pub mod config;
 pub mod json;
 pub mod manifest;
 pub mod platform;
+pub mod validate;
 
 use std::collections::BTreeMap;
 
@@ -113,6 +115,7 @@ impl Image {
 
 /// Derive the config and manifest of `image`: the blobs every sink writes.
 pub fn render(image: &Image, opts: &RenderOptions) -> Result<Rendered> {
+    validate::check(image)?;
     // The base config is parsed once: it gives the default platform and the config to extend.
     let base_config = match &image.base {
         Some(base) => Some(json::parse_object(&base.config, "base image config")?),

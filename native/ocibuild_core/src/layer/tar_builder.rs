@@ -18,9 +18,11 @@
 //! ```
 
 use std::collections::BTreeSet;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::Arc;
 
 use super::{Content, FileEntry};
 use crate::{Error, Result};
@@ -32,12 +34,22 @@ const BLOCK: usize = 512;
 const NAME_LEN: usize = 100;
 /// The largest value an 11-digit octal header field holds (8 GiB - 1; year 2242 for mtime).
 const MAX_OCTAL_11: u64 = 0o77_777_777_777;
+/// Linux's PATH_MAX counts the terminating NUL: a usable absolute path has at most 4095 bytes.
+/// Tar itself (with PAX) has no limit, but a layer no runtime can unpack is of no use.
+pub const MAX_PATH_LEN: usize = 4095;
+/// Linux's NAME_MAX: the longest single component any common filesystem accepts.
+pub const MAX_COMPONENT_LEN: usize = 255;
 
 /// One tar member in its final position: a normalised path (no leading or trailing `/`) and
 /// what goes there.
+///
+/// An implied directory shares its file's path bytes (`path[..len]`) instead of copying them,
+/// so a deep path costs one pointer per parent, not one copy of the prefix per parent: the
+/// plan's memory stays linear in its input.
 #[derive(Debug)]
 pub struct TarEntry<'a> {
-    path: Vec<u8>,
+    path: Arc<[u8]>,
+    len: usize,
     kind: EntryKind<'a>,
     mode: u32,
 }
@@ -51,7 +63,7 @@ enum EntryKind<'a> {
 impl TarEntry<'_> {
     /// The normalised path, without the trailing `/` a directory gets in the tar itself.
     pub fn path(&self) -> &[u8] {
-        &self.path
+        &self.path[..self.len]
     }
 
     pub fn is_dir(&self) -> bool {
@@ -65,12 +77,18 @@ impl TarEntry<'_> {
 
 /// Normalise a path inside the image: strip leading `/`, fold `//` and `.` components.
 /// Rejects empty paths, NUL bytes and `..` components (a layer must never write outside its
-/// root, and `..` would make two spellings of one path).
+/// root, and `..` would make two spellings of one path), and paths Linux cannot hold: more
+/// than [`MAX_PATH_LEN`] bytes as given, or a component over [`MAX_COMPONENT_LEN`] bytes.
+/// The length is checked first, so an enormous path is refused before any other work.
 pub fn normalize_path(path: &[u8]) -> Result<Vec<u8>> {
     let invalid = |why| Error::InvalidPath {
         path: String::from_utf8_lossy(path).into_owned(),
         why,
     };
+    // As given, plus the leading `/` normalisation would add to a relative path.
+    if path.len() + usize::from(!path.starts_with(b"/")) > MAX_PATH_LEN {
+        return Err(invalid("path_too_long"));
+    }
     if path.contains(&0) {
         return Err(invalid("nul_byte"));
     }
@@ -79,6 +97,7 @@ pub fn normalize_path(path: &[u8]) -> Result<Vec<u8>> {
         match component {
             b"" | b"." => continue,
             b".." => return Err(invalid("parent_component")),
+            long if long.len() > MAX_COMPONENT_LEN => return Err(invalid("component_too_long")),
             _ => {
                 if !out.is_empty() {
                     out.push(b'/');
@@ -99,7 +118,7 @@ pub fn normalize_path(path: &[u8]) -> Result<Vec<u8>> {
 pub fn plan(entries: &[FileEntry]) -> Result<Vec<TarEntry<'_>>> {
     let mut files = Vec::with_capacity(entries.len());
     for entry in entries {
-        let path = normalize_path(&entry.path)?;
+        let path: Arc<[u8]> = normalize_path(&entry.path)?.into();
         if entry.mode > 0o7777 {
             return Err(Error::InvalidMode {
                 path: String::from_utf8_lossy(&entry.path).into_owned(),
@@ -107,42 +126,45 @@ pub fn plan(entries: &[FileEntry]) -> Result<Vec<TarEntry<'_>>> {
             });
         }
         files.push(TarEntry {
+            len: path.len(),
             path,
             kind: EntryKind::File(&entry.content),
             mode: entry.mode,
         });
     }
-    files.sort_unstable_by(|a, b| a.path.cmp(&b.path));
-    if let Some(pair) = files.windows(2).find(|w| w[0].path == w[1].path) {
-        return Err(Error::DuplicatePath(image_path(&pair[0].path)));
+    files.sort_unstable_by(|a, b| a.path().cmp(b.path()));
+    if let Some(pair) = files.windows(2).find(|w| w[0].path() == w[1].path()) {
+        return Err(Error::DuplicatePath(image_path(pair[0].path())));
     }
 
-    let mut dirs = BTreeSet::new();
+    // Each implied directory once, as (the first file path it is a prefix of, its length).
+    let mut seen = BTreeSet::new();
+    let mut dirs = Vec::new();
     for file in &files {
-        let mut end = file.path.len();
+        let mut end = file.len;
         while let Some(slash) = file.path[..end].iter().rposition(|&b| b == b'/') {
             // Parents of a path share its prefix, so once one is known all of its own are too.
-            if !dirs.insert(&file.path[..slash]) {
+            if !seen.insert(&file.path[..slash]) {
                 break;
             }
+            dirs.push(TarEntry {
+                path: Arc::clone(&file.path),
+                len: slash,
+                kind: EntryKind::Dir,
+                mode: IMPLIED_DIR_MODE,
+            });
             end = slash;
         }
     }
     // A file whose path is also some other entry's directory cannot be both in one tar.
-    if let Some(clash) = files.iter().find(|f| dirs.contains(f.path.as_slice())) {
-        return Err(Error::DuplicatePath(image_path(&clash.path)));
+    if let Some(clash) = files.iter().find(|f| seen.contains(f.path())) {
+        return Err(Error::DuplicatePath(image_path(clash.path())));
     }
+    drop(seen);
 
-    let mut all: Vec<TarEntry> = dirs
-        .into_iter()
-        .map(|d| TarEntry {
-            path: d.to_vec(),
-            kind: EntryKind::Dir,
-            mode: IMPLIED_DIR_MODE,
-        })
-        .collect();
+    let mut all = dirs;
     all.extend(files);
-    all.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    all.sort_unstable_by(|a, b| a.path().cmp(b.path()));
     Ok(all)
 }
 
@@ -154,13 +176,14 @@ pub fn write_tar<W: Write>(entries: &[TarEntry], mtime: u64, out: &mut W) -> Res
     for entry in entries {
         match entry.kind {
             EntryKind::Dir => {
-                let mut name = entry.path.clone();
+                let mut name = entry.path().to_vec();
                 name.push(b'/');
                 write_header(out, &name, b'5', entry.mode, 0, mtime).map_err(write_err)?;
             }
             EntryKind::File(Content::Bytes(bytes)) => {
                 let size = bytes.len() as u64;
-                write_header(out, &entry.path, b'0', entry.mode, size, mtime).map_err(write_err)?;
+                write_header(out, entry.path(), b'0', entry.mode, size, mtime)
+                    .map_err(write_err)?;
                 out.write_all(bytes).map_err(write_err)?;
                 write_padding(out, size).map_err(write_err)?;
             }
@@ -187,16 +210,8 @@ fn write_file<W: Write>(
         source,
     };
     let write_err = |e| Error::io("writing layer tar", e);
-    let mut file = File::open(host_path).map_err(read_err)?;
-    let meta = file.metadata().map_err(read_err)?;
-    if !meta.is_file() {
-        return Err(read_err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        )));
-    }
-    let size = meta.len();
-    write_header(out, &entry.path, b'0', entry.mode, size, mtime).map_err(write_err)?;
+    let (mut file, size) = open_regular_file(host_path)?;
+    write_header(out, entry.path(), b'0', entry.mode, size, mtime).map_err(write_err)?;
     let mut left = size;
     while left > 0 {
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
@@ -218,6 +233,64 @@ fn write_file<W: Write>(
         }
     }
     write_padding(out, size).map_err(write_err)
+}
+
+/// Open a host file for reading only if it is a regular file, and return it with its size.
+///
+/// Opening a FIFO for reading blocks until a writer appears (forever, on a dirty scheduler
+/// that killing the caller does not free), and a device can be endless (`/dev/zero`) or
+/// react to being opened (a tape, a terminal). So the path is stat'ed first and refused unless
+/// it is a regular file; the open itself is non-blocking and never makes a terminal ours, in
+/// case the path was swapped in between; and the opened descriptor must be that same regular
+/// file (device and inode), so a swap is caught rather than read. O_NONBLOCK stays set:
+/// regular files ignore it, and a kernel file that would block a read (`/proc/kmsg`) fails
+/// instead. Symlinks are followed: `{file, Path}` names the content to store, wherever the
+/// link points.
+fn open_regular_file(path: &Path) -> Result<(File, u64)> {
+    let read_err = |source| Error::FileRead {
+        path: path.to_path_buf(),
+        source,
+    };
+    let before = std::fs::metadata(path).map_err(read_err)?;
+    refuse_unless_regular(path, &before)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(read_err)?;
+    let opened = file.metadata().map_err(read_err)?;
+    refuse_unless_regular(path, &opened)?;
+    if (opened.dev(), opened.ino()) != (before.dev(), before.ino()) {
+        return Err(read_err(changed("was replaced")));
+    }
+    Ok((file, opened.len()))
+}
+
+fn refuse_unless_regular(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    let kind = if t.is_file() {
+        return Ok(());
+    } else if t.is_dir() {
+        return Err(Error::FileRead {
+            path: path.to_path_buf(),
+            source: io::Error::new(io::ErrorKind::IsADirectory, "a directory, not a file"),
+        });
+    } else if t.is_fifo() {
+        "fifo"
+    } else if t.is_socket() {
+        "socket"
+    } else if t.is_char_device() {
+        "character_device"
+    } else if t.is_block_device() {
+        "block_device"
+    } else {
+        "unknown"
+    };
+    Err(Error::SpecialFile {
+        path: path.to_path_buf(),
+        kind,
+    })
 }
 
 fn changed(how: &str) -> io::Error {
@@ -418,6 +491,119 @@ mod tests {
         assert_eq!(why(b"/app/a\0b"), "nul_byte");
         assert_eq!(why(b"/app/../etc/passwd"), "parent_component");
         assert_eq!(why(b".."), "parent_component");
+    }
+
+    #[test]
+    fn paths_linux_cannot_hold_are_refused() {
+        let why = |p: &[u8]| match normalize_path(p) {
+            Err(Error::InvalidPath { why, .. }) => why,
+            other => panic!(
+                "expected InvalidPath for a {}-byte path, got {other:?}",
+                p.len()
+            ),
+        };
+        let deepest = "/a".repeat(MAX_PATH_LEN / 2);
+        assert_eq!(deepest.len(), MAX_PATH_LEN - 1);
+        assert!(normalize_path(deepest.as_bytes()).is_ok());
+        assert!(normalize_path(format!("{deepest}b").as_bytes()).is_ok());
+        assert_eq!(why(format!("{deepest}bc").as_bytes()), "path_too_long");
+        // Relative paths get a leading `/` in the image, so that byte counts too.
+        assert_eq!(why(&deepest.as_bytes()[1..].repeat(2)), "path_too_long");
+        assert_eq!(why(&b"a".repeat(MAX_PATH_LEN)), "path_too_long");
+        assert!(normalize_path(&b"a".repeat(MAX_PATH_LEN - 1)).is_err());
+        assert_eq!(why(&b"/a".repeat(50_000)), "path_too_long");
+        assert_eq!(why(&b"/a".repeat(100_000)), "path_too_long");
+        let longest_name = "n".repeat(MAX_COMPONENT_LEN);
+        assert!(normalize_path(format!("/app/{longest_name}").as_bytes()).is_ok());
+        assert_eq!(
+            why(format!("/app/{longest_name}n/x").as_bytes()),
+            "component_too_long"
+        );
+    }
+
+    #[test]
+    fn the_deepest_path_plans_with_memory_linear_in_its_length() {
+        let deepest = "/a".repeat(MAX_PATH_LEN / 2);
+        let files = [bytes(&deepest, b"x", 0o644)];
+        let planned = plan(&files).unwrap();
+        assert_eq!(planned.len(), MAX_PATH_LEN / 2);
+        assert!(owned_path_bytes(&planned) <= deepest.len());
+        let tar_bytes = tar_of(&files, 0);
+        assert_eq!(read_back(&tar_bytes).len(), MAX_PATH_LEN / 2);
+    }
+
+    /// Bytes of path data the plan holds: each distinct allocation once.
+    fn owned_path_bytes(planned: &[TarEntry]) -> usize {
+        let mut seen = std::collections::HashSet::new();
+        planned
+            .iter()
+            .filter(|e| seen.insert(Arc::as_ptr(&e.path) as *const u8))
+            .map(|e| e.path.len())
+            .sum()
+    }
+
+    /// Runs `write_tar` for one `{file, path}` on another thread and waits a bounded time, so
+    /// a regression that blocks (a FIFO open) fails the test instead of hanging the suite.
+    fn write_tar_within(host: &Path, limit: std::time::Duration) -> Result<Vec<u8>> {
+        let host = host.to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let files = [FileEntry::new("/x", Content::File(host), 0o644)];
+            let mut out = Vec::new();
+            let result = plan(&files).and_then(|p| write_tar(&p, 0, &mut out));
+            let _ = tx.send(result.map(|()| out));
+        });
+        rx.recv_timeout(limit)
+            .expect("write_tar did not return in time: it blocked on the file")
+    }
+
+    fn special_kind(host: &Path) -> &'static str {
+        match write_tar_within(host, std::time::Duration::from_secs(10)) {
+            Err(Error::SpecialFile { path, kind }) => {
+                assert_eq!(path, host);
+                kind
+            }
+            other => panic!(
+                "expected SpecialFile for {host:?}, got {:?}",
+                other.map(|v| v.len())
+            ),
+        }
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path and a plain mode; mkfifo touches nothing else.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        assert_eq!(special_kind(&fifo), "fifo");
+        // Through a symlink too: the link is followed, the FIFO behind it still refused.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&fifo, &link).unwrap();
+        assert_eq!(special_kind(&link), "fifo");
+    }
+
+    #[test]
+    fn devices_and_sockets_are_refused() {
+        assert_eq!(special_kind(Path::new("/dev/zero")), "character_device");
+        assert_eq!(special_kind(Path::new("/dev/null")), "character_device");
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        assert_eq!(special_kind(&sock), "socket");
+    }
+
+    #[test]
+    fn a_file_shorter_than_its_metadata_says_is_an_error() {
+        // sysfs attributes report 4096 bytes but yield a few: the same as a file shrinking.
+        let sys_file = Path::new("/sys/kernel/mm/transparent_hugepage/enabled");
+        assert!(sys_file.is_file(), "this test needs sysfs at /sys");
+        let err = write_tar_within(sys_file, std::time::Duration::from_secs(10)).unwrap_err();
+        assert!(
+            matches!(err, Error::FileRead { ref source, .. } if source.to_string().contains("shrank")),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -625,6 +811,93 @@ mod tests {
             matches!(err, Error::FileRead { ref source, .. } if source.to_string().contains("grew")),
             "{err:?}"
         );
+    }
+
+    mod props {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Path bytes biased towards what matters: separators, dots, NUL and plain letters.
+        fn path_bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
+            prop::collection::vec(
+                prop_oneof![
+                    4 => Just(b'/'),
+                    2 => Just(b'.'),
+                    1 => Just(0u8),
+                    6 => prop::sample::select(b"abc".to_vec()),
+                    1 => any::<u8>(),
+                ],
+                0..max,
+            )
+        }
+
+        /// The planned paths are valid and unique, at most one directory per `/` of the input
+        /// was added, and the plan holds no more path bytes than the input had.
+        fn check_plan(files: &[FileEntry]) {
+            match plan(files) {
+                Ok(planned) => {
+                    let input_bytes: usize = files.iter().map(|f| f.path.len()).sum();
+                    let slashes: usize = files
+                        .iter()
+                        .map(|f| f.path.iter().filter(|&&b| b == b'/').count())
+                        .sum();
+                    assert!(planned.len() <= files.len() + slashes);
+                    assert!(owned_path_bytes(&planned) <= input_bytes);
+                    for w in planned.windows(2) {
+                        assert!(w[0].path() < w[1].path(), "sorted and unique");
+                    }
+                    for e in &planned {
+                        assert!(e.path().len() < MAX_PATH_LEN && !e.path().contains(&0));
+                    }
+                    let mut out = Vec::new();
+                    write_tar(&planned, 0, &mut out).unwrap();
+                    assert_eq!(read_back(&out).len(), planned.len());
+                }
+                Err(
+                    Error::InvalidPath { .. } | Error::DuplicatePath(_) | Error::InvalidMode { .. },
+                ) => {}
+                Err(other) => panic!("untagged error {other:?}"),
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn prop_layer_paths_arbitrary_bytes_plan_or_give_a_tagged_error(
+                paths in prop::collection::vec(path_bytes(40), 0..8),
+            ) {
+                let files: Vec<FileEntry> =
+                    paths.into_iter().map(|p| bytes_entry(p, 0o644)).collect();
+                check_plan(&files);
+            }
+
+            #[test]
+            fn prop_layer_paths_deep_and_long_are_linear_or_refused(
+                components in 0usize..2500,
+                width in 1usize..300,
+            ) {
+                let path = format!("/{}", "d".repeat(width)).repeat(components);
+                let fits = path.len() <= MAX_PATH_LEN && width <= MAX_COMPONENT_LEN;
+                let files = [bytes_entry(path.into_bytes(), 0o644)];
+                match plan(&files) {
+                    Ok(_) => prop_assert!(fits && components > 0),
+                    Err(Error::InvalidPath { why, .. }) => prop_assert_eq!(
+                        why,
+                        match () {
+                            _ if components == 0 => "empty",
+                            _ if !fits && files[0].path.len() > MAX_PATH_LEN => "path_too_long",
+                            _ => "component_too_long",
+                        }
+                    ),
+                    Err(other) => prop_assert!(false, "{other:?}"),
+                }
+                check_plan(&files);
+            }
+        }
+
+        fn bytes_entry(path: Vec<u8>, mode: u32) -> FileEntry {
+            FileEntry::new(path, Content::Bytes(b"x".to_vec()), mode)
+        }
     }
 
     #[test]

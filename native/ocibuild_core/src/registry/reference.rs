@@ -42,23 +42,75 @@ pub struct Reference {
     pub digest: Option<Digest>,
 }
 
+/// The rule of the reference grammar a string breaks, so a caller can say which one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rule {
+    Empty,
+    NameTooLong,
+    Registry,
+    Repository,
+    Tag,
+    Digest,
+}
+
+impl Rule {
+    /// A short name for the rule (an Erlang atom on the other side of the NIF).
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::Empty => "empty",
+            Rule::NameTooLong => "name_too_long",
+            Rule::Registry => "registry",
+            Rule::Repository => "repository",
+            Rule::Tag => "tag",
+            Rule::Digest => "digest",
+        }
+    }
+
+    /// The rule in one line, as a user needs it to fix the reference.
+    pub fn explain(self) -> &'static str {
+        match self {
+            Rule::Empty => "an image reference cannot be empty",
+            Rule::NameTooLong => {
+                "the name (registry/repository, with docker.io/library/ for Docker Hub) must be \
+                 at most 255 characters"
+            }
+            Rule::Registry => "the registry must be a host name or [IPv6] address with an optional :port",
+            Rule::Repository => {
+                "each repository component must be lower-case letters and digits, joined by \
+                 single '.', '_', '__' or runs of '-'"
+            }
+            Rule::Tag => {
+                "a tag is 1 to 128 letters, digits, '_', '.' or '-', and cannot start with '.' or '-'"
+            }
+            Rule::Digest => "a digest is sha256: followed by 64 lower-case hex digits",
+        }
+    }
+}
+
 impl Reference {
     /// Parse a reference as `docker pull` does: `[registry/]repository[:tag][@digest]`.
     pub fn parse(s: &str) -> Result<Reference> {
-        let invalid = || Error::InvalidReference(s.to_string());
+        Reference::check(s).map_err(|_| Error::InvalidReference(s.to_string()))
+    }
+
+    /// [`Reference::parse`], telling which [`Rule`] a bad reference breaks.
+    pub fn check(s: &str) -> std::result::Result<Reference, Rule> {
+        if s.is_empty() {
+            return Err(Rule::Empty);
+        }
         let (name_tag, digest) = match s.split_once('@') {
-            Some((rest, d)) => (rest, Some(Digest::parse(d).map_err(|_| invalid())?)),
+            Some((rest, d)) => (rest, Some(Digest::parse(d).map_err(|_| Rule::Digest)?)),
             None => (s, None),
         };
         let (name, tag) = split_tag(name_tag);
         if name.len() > MAX_NAME_LEN {
-            return Err(invalid());
+            return Err(Rule::NameTooLong);
         }
         let (registry, path) = match name.split_once('/') {
             Some((first, rest)) if looks_like_registry(first) => (first, rest),
             _ => (DOCKER_HUB, name),
         };
-        build(registry, path, tag, digest).ok_or_else(invalid)
+        build(registry, path, tag, digest)
     }
 
     /// The tuple form `{Registry, Repository, Reference}`, where the last part is a tag or a
@@ -77,7 +129,7 @@ impl Reference {
         } else {
             (Some(reference), None)
         };
-        build(registry, repository, tag, digest).ok_or_else(invalid)
+        build(registry, repository, tag, digest).map_err(|_| invalid())
     }
 
     /// The host that serves this reference's registry API.
@@ -134,7 +186,7 @@ pub fn parse_target(registry: &str, repo_tag: &str) -> Result<Reference> {
         return Err(invalid());
     }
     let tag = tag.or(Some(DEFAULT_TAG));
-    build(host, &repository, tag, None).ok_or_else(invalid)
+    build(host, &repository, tag, None).map_err(|_| invalid())
 }
 
 /// The canonical name of a registry host: lowercase, Docker Hub's aliases folded into
@@ -162,34 +214,36 @@ pub(crate) fn strip_scheme(s: &str) -> &str {
     s
 }
 
-/// Validate and normalise the parts; `None` when any part is invalid.
+/// Validate and normalise the parts; the first rule broken is the error.
 fn build(
     registry: &str,
     path: &str,
     tag: Option<&str>,
     digest: Option<Digest>,
-) -> Option<Reference> {
-    let registry = normalize_registry(registry)?;
+) -> std::result::Result<Reference, Rule> {
+    let registry = normalize_registry(registry).ok_or(Rule::Registry)?;
     if !path.split('/').all(is_path_component) {
-        return None;
+        return Err(Rule::Repository);
     }
-    if let Some(t) = tag {
-        if !is_tag(t) {
-            return None;
-        }
+    if tag.is_some_and(|t| !is_tag(t)) {
+        return Err(Rule::Tag);
     }
     let repository = if registry == DOCKER_HUB && !path.contains('/') {
         format!("library/{path}")
     } else {
         path.to_string()
     };
+    // docker/distribution limits the normalised name, so what we print parses back.
+    if registry.len() + 1 + repository.len() > MAX_NAME_LEN {
+        return Err(Rule::NameTooLong);
+    }
     // Neither tag nor digest means the default tag; a digest alone stays untagged.
     let tag = match (tag, &digest) {
         (Some(t), _) => Some(t.to_string()),
         (None, Some(_)) => None,
         (None, None) => Some(DEFAULT_TAG.to_string()),
     };
-    Some(Reference {
+    Ok(Reference {
         registry,
         repository,
         tag,
@@ -637,6 +691,137 @@ mod tests {
             match parse_target(reg, repo_tag) {
                 Err(Error::InvalidReference(s)) => assert_eq!(s, format!("{reg}/{repo_tag}")),
                 other => panic!("{reg} {repo_tag}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn check_names_the_rule_broken() {
+        let d = digest();
+        for (bad, rule) in [
+            ("", Rule::Empty),
+            ("bad tag!!", Rule::Repository),
+            ("MyApp:1", Rule::Repository),
+            ("app:bad tag", Rule::Tag),
+            ("app:.x", Rule::Tag),
+            ("app\0:1", Rule::Repository),
+            ("app:1\0", Rule::Tag),
+            ("app@sha256:zz", Rule::Digest),
+            ("-x.io/app", Rule::Registry),
+            ("localhost:99999/app", Rule::Registry),
+            (&format!("{}@{d}", "a".repeat(256)), Rule::NameTooLong),
+        ] {
+            assert_eq!(Reference::check(bad), Err(rule), "{bad:?}");
+            assert!(!rule.explain().is_empty() && !rule.explain().contains('\n'));
+        }
+    }
+
+    #[test]
+    fn docker_hub_names_are_limited_once_normalised() {
+        // `docker.io/library/` + 237 = 255: the canonical form must parse back.
+        let fits = "a".repeat(255 - "docker.io/library/".len());
+        let r = Reference::parse(&fits).unwrap();
+        assert_eq!(Reference::parse(&r.to_string()).unwrap(), r);
+        assert_eq!(
+            Reference::check(&format!("{fits}a")),
+            Err(Rule::NameTooLong)
+        );
+    }
+
+    mod props {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// The OCI distribution grammar, stated run by run: a repository component is
+        /// lower-case alphanumeric runs separated by exactly `.`, `_`, `__` or dashes.
+        fn grammar_component(c: &str) -> bool {
+            let alnum = |ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit();
+            let runs: Vec<&str> = c.split(|ch: char| alnum(ch)).collect();
+            let separators = &runs[1..runs.len().saturating_sub(1)];
+            c.chars().all(|ch| alnum(ch) || "._-".contains(ch))
+                && c.starts_with(alnum)
+                && c.ends_with(alnum)
+                && separators.iter().all(|s| {
+                    s.is_empty() || [".", "_", "__"].contains(s) || s.chars().all(|ch| ch == '-')
+                })
+        }
+
+        fn grammar_tag(t: &str) -> bool {
+            let word = |ch: char| ch.is_ascii_alphanumeric() || ch == '_';
+            (1..=128).contains(&t.len())
+                && t.starts_with(word)
+                && t.chars().all(|ch| word(ch) || ch == '.' || ch == '-')
+        }
+
+        /// Anything accepted is canonical, follows the grammar and prints to what it parsed.
+        fn check_accepted(r: &Reference) {
+            assert!(r.repository.split('/').all(grammar_component), "{r:?}");
+            assert!(r.tag.as_deref().is_none_or(grammar_tag), "{r:?}");
+            assert!(r.tag.is_some() || r.digest.is_some());
+            assert_eq!(
+                normalize_registry(&r.registry).as_deref(),
+                Some(r.registry.as_str())
+            );
+            if let Some(d) = &r.digest {
+                let hex = d.as_str().strip_prefix("sha256:").unwrap();
+                assert!(
+                    hex.len() == 64
+                        && hex
+                            .bytes()
+                            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                );
+            }
+            assert!(r.registry.len() + 1 + r.repository.len() <= MAX_NAME_LEN);
+            let shown = r.to_string();
+            assert_eq!(Reference::check(&shown).as_ref(), Ok(r), "{shown}");
+        }
+
+        fn component() -> impl Strategy<Value = String> {
+            "[a-z0-9]{1,4}(([._]|__|-{1,3})[a-z0-9]{1,4}){0,2}"
+        }
+
+        proptest! {
+            #[test]
+            fn prop_reference_arbitrary_strings_parse_or_name_a_rule(s in any::<String>()) {
+                if let Ok(r) = Reference::check(&s) {
+                    check_accepted(&r);
+                }
+            }
+
+            #[test]
+            fn prop_reference_near_valid_strings_parse_or_name_a_rule(
+                s in "([A-Za-z0-9.:_-]{0,12}/){0,3}[A-Za-z0-9._ -]{0,12}(:[A-Za-z0-9._!-]{0,10})?(@sha256:[0-9a-fA-F]{62,66})?",
+            ) {
+                if let Ok(r) = Reference::check(&s) {
+                    check_accepted(&r);
+                }
+            }
+
+            #[test]
+            fn prop_reference_grammar_strings_are_accepted_as_written(
+                registry in prop::sample::select(vec!["", "ghcr.io/", "localhost:5000/", "Index.Docker.io/", "[::1]:5000/", "a-b.c/"]),
+                path in prop::collection::vec(component(), 1..4),
+                tag in proptest::option::of("[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}"),
+                hex in proptest::option::of("[0-9a-f]{64}"),
+            ) {
+                // Without a registry, a first component with a dot would be read as one.
+                prop_assume!(!(registry.is_empty() && path.len() > 1 && path[0].contains('.')));
+                let path = path.join("/");
+                let mut s = format!("{registry}{path}");
+                if let Some(t) = &tag {
+                    s = format!("{s}:{t}");
+                }
+                if let Some(h) = &hex {
+                    s = format!("{s}@sha256:{h}");
+                }
+                let r = Reference::check(&s).unwrap_or_else(|rule| panic!("{s}: {rule:?}"));
+                check_accepted(&r);
+                prop_assert!(r.repository.ends_with(&path));
+                prop_assert_eq!(r.tag.as_deref(), tag.as_deref().or(hex.as_ref().map_or(Some(DEFAULT_TAG), |_| None)));
+                // One upper-case letter in the repository breaks it, and says so.
+                let upper = format!("{registry}X{path}");
+                prop_assert_eq!(Reference::check(&upper), Err(Rule::Repository));
             }
         }
     }
