@@ -118,6 +118,10 @@ pub enum Error {
     /// An encrypted (cosign) signing key whose password is missing or wrong.
     #[error("signing key password is {}", match .0 { SignKeyPassword::Missing => "missing: set COSIGN_PASSWORD", SignKeyPassword::Wrong => "wrong (COSIGN_PASSWORD does not decrypt the key)" })]
     SignKeyPassword(SignKeyPassword),
+
+    /// The caller of a sink (save, export) exited while it ran; its temp output was removed.
+    #[error("{0} stopped: the caller exited")]
+    Cancelled(String),
 }
 
 /// Why an encrypted signing key could not be opened.

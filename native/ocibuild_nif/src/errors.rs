@@ -25,6 +25,7 @@
 //! | `UnsupportedMediaType`    | `{unsupported_media_type, MediaType}`                     |
 //! | `SignKey`                 | `{sign_key_error, Why}`                                   |
 //! | `SignKeyPassword`         | `{sign_key_password, missing \| wrong}`                   |
+//! | `Cancelled`               | `{cancelled, What}` (only a dead caller would see it)     |
 //!
 //! Strings and paths are binaries; `why`/`name` words that form a closed set are atoms.
 
@@ -144,6 +145,7 @@ pub fn reason<'a>(env: Env<'a>, err: &Error) -> Term<'a> {
             };
             (atoms::sign_key_password(), word(env, why)).encode(env)
         }
+        Error::Cancelled(what) => (atoms::cancelled(), text(what)).encode(env),
     }
 }
 
