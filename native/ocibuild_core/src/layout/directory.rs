@@ -2,7 +2,10 @@
 //!
 //! The layout is written into a temp directory next to the target and renamed into place, so a
 //! reader never sees half a layout. An existing layout (or empty directory) at the target is
-//! replaced; any other existing path is refused rather than overwritten.
+//! replaced; any other existing path is refused rather than overwritten. Every blob goes
+//! through the verifying copy, so a blob changed in the blob store fails the export. Temp and
+//! aside names are unique per call: concurrent exports, to one directory or to siblings, each
+//! finish with one whole layout in place and nothing left beside it.
 
 use std::fs::{self, File};
 use std::io::{self, Write};

@@ -193,14 +193,18 @@ impl ChunkSource {
     }
 
     /// Bytes `[offset, offset + len)`, reading what has not been read yet. `None` when
-    /// `offset` is outside what this source can send without reading a byte twice: before
-    /// what the registry confirmed (it lost bytes), or past what was read (it claims bytes
-    /// nobody sent). The upload then starts over as a whole-blob upload.
+    /// the range is outside what this source can send without reading a byte twice: before
+    /// what the registry confirmed (it lost bytes), past what was read (it claims bytes
+    /// nobody sent), or past the blob. The upload then starts over as a whole-blob upload.
     pub async fn take(&mut self, offset: u64, len: u64) -> Result<Option<Bytes>> {
+        let size = self.verifier.seen() + self.verifier.remaining();
+        let end = match offset.checked_add(len) {
+            Some(end) if end <= size => end,
+            _ => return Ok(None),
+        };
         if offset < self.confirmed || offset > self.verifier.seen() {
             return Ok(None);
         }
-        let end = offset + len;
         if end > self.verifier.seen() {
             self.read_to(end).await?;
         }
@@ -223,12 +227,10 @@ impl ChunkSource {
 
     async fn read_to(&mut self, end: u64) -> Result<()> {
         let Some((file, path)) = self.file.as_mut() else {
-            // In-memory data was all seen at open; a range past it is past the blob.
-            return Err(self.verifier.finish().err().unwrap_or_else(|| {
-                Error::io("reading blob", std::io::Error::other("range past the blob"))
-            }));
+            // Bytes in memory were all seen at open: nothing is left to read.
+            return Ok(());
         };
-        let want = end.min(self.verifier.seen() + self.verifier.remaining()) - self.verifier.seen();
+        let want = end - self.verifier.seen();
         let mut grown = BytesMut::with_capacity(self.pending.len() + want as usize);
         grown.extend_from_slice(&self.pending);
         let mut left = want as usize;
@@ -275,6 +277,10 @@ mod tests {
         // Before the confirmed offset, or past what was read: not servable from one read.
         assert!(source.take(100, 100).await.unwrap().is_none());
         assert!(source.take(500, 100).await.unwrap().is_none());
+        assert!(
+            source.take(300, 1000).await.unwrap().is_none(),
+            "past the blob's end"
+        );
         // The bytes read after the change are the changed ones, and the blob fails.
         let err = source.take(400, 600).await.unwrap_err();
         assert!(matches!(err, Error::DigestMismatch { .. }), "{err:?}");
