@@ -86,7 +86,7 @@ roundtrip_oci_untagged({Root, _}) ->
     Path = filename:join(Root, "untagged.tar.gz"),
     Image = image(<<"untagged">>),
     ok = ocibuild_layout:save_tarball(Image, Path, #{format => oci}),
-    %% 0.10 reports an untagged tarball as `latest'.
+    %% An untagged save is named `latest' in its index.json, as ocibuild 0.10 names it.
     {ok, #{images := [L], tag := <<"latest">>, cleanup := Cleanup}} = ocibuild_layout:load_tarball_for_push(Path),
     check_loaded(L, Image),
     ok = Cleanup().

@@ -171,6 +171,9 @@ pub enum Error {
         key: String,
         why: &'static str,
     },
+    /// The caller of a sink (save, export) exited while it ran; its temp output was removed.
+    #[error("{0} stopped: the caller exited")]
+    Cancelled(String),
 }
 
 /// Why an encrypted signing key could not be opened.

@@ -122,4 +122,5 @@ rustler::atoms! {
     missing_required_fields, load_limit_exceeded, what, limit, handle, extract_dir,
     // input validation
     special_file, invalid_value,
+    cancelled,
 }

@@ -36,6 +36,7 @@
 //! | `LoadLimit`               | `{load_limit_exceeded, #{what => Text, limit => N}}`      |
 //! | `SpecialFile`             | `{special_file, HostPath, fifo \| socket \| character_device \| block_device \| unknown}` |
 //! | `InvalidValue`            | `{invalid_value, Field, Key, nul_byte \| equals_in_name \| empty_name}` |
+//! | `Cancelled`               | `{cancelled, What}` (only a dead caller would see it)     |
 //!
 //! Strings and paths are binaries; `why`/`name` words that form a closed set are atoms.
 
@@ -203,6 +204,7 @@ pub fn reason<'a>(env: Env<'a>, err: &Error) -> Term<'a> {
             word(env, why),
         )
             .encode(env),
+        Error::Cancelled(what) => (atoms::cancelled(), text(what)).encode(env),
     }
 }
 

@@ -1,19 +1,22 @@
 //! Writing images out: `image_export(Images, Dir, Opts)` (an OCI layout directory) and
 //! `image_save(Images, Path, Opts)` (a tarball). Both copy layer blobs and write files, so they
-//! run on a dirty I/O scheduler.
+//! run on a dirty I/O scheduler. Each counts as a job (`job_count/0`) while it runs, and stops,
+//! removing its temp output, when its caller dies: a killed caller leaves nothing behind.
 //!
 //! Opts: `#{tag := binary() | undefined, format := docker | oci, created := non_neg_integer()}`
 //! (export always writes a pure OCI layout). One image writes a single manifest; several write an index.
 
-use ocibuild_core::layout::{self, SaveFormat, SaveOptions};
+use ocibuild_core::layout::{self, SaveFormat, SaveOptions, Wanted};
 use ocibuild_core::Result;
 use rustler::{Env, Term};
 
 use crate::terms::{self, field, invalid, required};
-use crate::{atoms, reply};
+use crate::{atoms, jobs, reply};
 
 #[rustler::nif(schedule = "DirtyIo")]
 fn image_export<'a>(env: Env<'a>, images: Term<'a>, dir: Term<'a>, opts: Term<'a>) -> Term<'a> {
+    let _job = jobs::Running::start();
+    let caller_alive = || jobs::caller_alive(env);
     let result = (|| {
         let images = terms::decode_images(images)?;
         let dir = terms::path(dir, "dir")?;
@@ -22,17 +25,20 @@ fn image_export<'a>(env: Env<'a>, images: Term<'a>, dir: Term<'a>, opts: Term<'a
             format: SaveFormat::Oci,
             ..save_options(opts)?
         };
-        layout::export_directory(&images, &dir, &opts)
+        layout::export_directory_while(&images, &dir, &opts, Wanted::while_(&caller_alive))
     })();
     reply::unit(env, result)
 }
 
 #[rustler::nif(schedule = "DirtyIo")]
 fn image_save<'a>(env: Env<'a>, images: Term<'a>, path: Term<'a>, opts: Term<'a>) -> Term<'a> {
+    let _job = jobs::Running::start();
+    let caller_alive = || jobs::caller_alive(env);
     let result = (|| {
         let images = terms::decode_images(images)?;
         let path = terms::path(path, "path")?;
-        layout::save_tarball(&images, &path, &save_options(opts)?)
+        let opts = save_options(opts)?;
+        layout::save_tarball_while(&images, &path, &opts, Wanted::while_(&caller_alive))
     })();
     reply::unit(env, result)
 }

@@ -61,11 +61,12 @@ impl Drop for JobHandle {
 }
 
 /// Counts running jobs; decremented when the job's future is dropped, whether it finished
-/// or was aborted.
-struct Running;
+/// or was aborted. Dirty NIFs that write output (save, export) hold one too, for as long as
+/// they run, so a test can wait for a killed caller's sink to be gone.
+pub struct Running;
 
 impl Running {
-    fn start() -> Running {
+    pub fn start() -> Running {
         RUNNING.fetch_add(1, Ordering::SeqCst);
         Running
     }
@@ -75,6 +76,14 @@ impl Drop for Running {
     fn drop(&mut self) {
         RUNNING.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// Whether the process that called the running NIF is still alive. A dirty NIF keeps
+/// running after its caller is killed; this is how it learns to stop.
+pub fn caller_alive(env: Env) -> bool {
+    // SAFETY: `env` is the live environment of the NIF call running on this very thread,
+    // which is what enif_is_current_process_alive requires.
+    unsafe { rustler::sys::enif_is_current_process_alive(env.as_c_arg()) != 0 }
 }
 
 pub fn running() -> usize {

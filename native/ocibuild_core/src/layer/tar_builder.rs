@@ -418,6 +418,41 @@ fn image_path(path: &[u8]) -> String {
     format!("/{}", String::from_utf8_lossy(path))
 }
 
+/// A directory member's header (`path/`, typeflag 5), for a writer that streams members of its
+/// own (the layout tarball, whose blobs go through a verifying copy) in [`plan`] order.
+pub fn write_dir_header<W: Write>(
+    out: &mut W,
+    path: &[u8],
+    mode: u32,
+    mtime: u64,
+) -> io::Result<()> {
+    let mut name = path.to_vec();
+    name.push(b'/');
+    write_header(out, &name, b'5', mode, 0, mtime)
+}
+
+/// A regular file member's header; the caller then writes exactly `size` bytes and
+/// [`write_member_padding`].
+pub fn write_file_header<W: Write>(
+    out: &mut W,
+    path: &[u8],
+    mode: u32,
+    size: u64,
+    mtime: u64,
+) -> io::Result<()> {
+    write_header(out, path, b'0', mode, size, mtime)
+}
+
+/// The zeros that fill a member of `size` bytes to the next block.
+pub fn write_member_padding<W: Write>(out: &mut W, size: u64) -> io::Result<()> {
+    write_padding(out, size)
+}
+
+/// The two zero blocks that end an archive.
+pub fn write_end<W: Write>(out: &mut W) -> io::Result<()> {
+    out.write_all(&[0u8; 2 * BLOCK])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

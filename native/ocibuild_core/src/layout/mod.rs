@@ -7,21 +7,27 @@
 //!   platform);
 //! - `blobs/sha256/<hex>` for every manifest, config and layer (shared blobs once);
 //! - for the Docker format, `manifest.json` so `docker load` accepts the tarball too.
+//!
+//! Both copy every blob with [`copy_source`]: hashed while it is written, so a blob that
+//! changed in the blob store since it was built fails the sink with `DigestMismatch`, and the
+//! sink's temp output is removed as for any other failure.
 
 pub mod directory;
 pub mod load;
 pub mod tarball;
 
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-pub use directory::export_directory;
+pub use directory::{export_directory, export_directory_while};
 pub use load::{load_tarball, LoadedImage, LoadedTarball};
-pub use tarball::save_tarball;
+pub use tarball::{save_tarball, save_tarball_while};
 
-use crate::digest::Digest;
+use crate::digest::{from_io, Digest, VerifyingReader};
 use crate::image::manifest::{index_json, Descriptor};
 use crate::image::{json::canonical, render, Image, RenderOptions};
 use crate::media_types::{ANNOTATION_REF_NAME, OCI_INDEX, OCI_MANIFEST};
@@ -57,6 +63,80 @@ pub enum Source {
         digest: Digest,
         size: u64,
     },
+}
+
+impl Source {
+    /// The bytes this file will have: a blob's descriptor size, never what the disk says.
+    pub fn size(&self) -> u64 {
+        match self {
+            Source::Bytes(bytes) => bytes.len() as u64,
+            Source::Blob { size, .. } => *size,
+        }
+    }
+}
+
+/// Whether the caller still wants a sink's output. Sinks ask between pieces of every blob
+/// they copy, so a sink whose caller died (the NIF asks the VM) stops within a piece.
+#[derive(Clone, Copy)]
+pub struct Wanted<'a>(&'a dyn Fn() -> bool);
+
+impl<'a> Wanted<'a> {
+    /// Wanted for as long as `still_wanted` says so.
+    pub fn while_(still_wanted: &'a dyn Fn() -> bool) -> Wanted<'a> {
+        Wanted(still_wanted)
+    }
+
+    /// Wanted to the end (a caller that cannot go away, such as a test or a CLI).
+    pub fn always() -> Wanted<'static> {
+        fn yes() -> bool {
+            true
+        }
+        Wanted(&yes)
+    }
+
+    fn check(&self, what: &str) -> Result<()> {
+        if (self.0)() {
+            Ok(())
+        } else {
+            Err(Error::Cancelled(what.to_string()))
+        }
+    }
+}
+
+/// Piece size of blob copies: the unit of progress, of cancellation and of the final-piece
+/// check that keeps a changed blob out of the output.
+const COPY_PIECE: usize = 256 * 1024;
+
+/// Write a planned file's bytes to `out` (`dest` names the output in errors). A blob is read
+/// once, through a [`VerifyingReader`]: the bytes written are the bytes hashed, and a blob
+/// whose bytes are not the ones its descriptor names fails before its last piece is written.
+pub(crate) fn copy_source(
+    source: &Source,
+    out: &mut impl Write,
+    dest: &Path,
+    wanted: Wanted,
+) -> Result<()> {
+    let write_error = |e| Error::io(format!("writing {}", dest.display()), e);
+    let (path, digest, size) = match source {
+        Source::Bytes(bytes) => return out.write_all(bytes).map_err(write_error),
+        Source::Blob { path, digest, size } => (path, digest, *size),
+    };
+    let read_error = |e| Error::FileRead {
+        path: path.clone(),
+        source: e,
+    };
+    let file = File::open(path).map_err(read_error)?;
+    let mut reader = VerifyingReader::new(file, digest, size);
+    let mut buf = vec![0u8; COPY_PIECE.min(usize::try_from(size).unwrap_or(COPY_PIECE))];
+    loop {
+        wanted.check("writing the image")?;
+        // An empty buffer (a zero-byte blob) still asks the reader, which checks the digest.
+        let n = reader.read(&mut buf).map_err(|e| from_io(e, read_error))?;
+        if n == 0 {
+            return Ok(());
+        }
+        out.write_all(&buf[..n]).map_err(write_error)?;
+    }
 }
 
 /// One file of a layout, at a path relative to the layout root.
@@ -102,6 +182,16 @@ pub(crate) fn check_blob_size(digest: &Digest, actual: u64, expected: u64) -> Re
 
 /// Every file of the layout for `images`, sorted by path, each blob once.
 pub fn plan(images: &[Image], opts: &SaveOptions) -> Result<Vec<PlannedFile>> {
+    plan_named(images, opts, opts.tag.as_deref())
+}
+
+/// [`plan`], with `ref_name` as the index's `org.opencontainers.image.ref.name` (a sink may
+/// name an untagged image; Docker's `RepoTags` still come from `opts.tag` alone).
+pub(crate) fn plan_named(
+    images: &[Image],
+    opts: &SaveOptions,
+    ref_name: Option<&str>,
+) -> Result<Vec<PlannedFile>> {
     if images.is_empty() {
         return Err(Error::InvalidOption {
             name: "images",
@@ -162,10 +252,9 @@ pub fn plan(images: &[Image], opts: &SaveOptions) -> Result<Vec<PlannedFile>> {
         }));
     }
 
-    let ref_name: BTreeMap<String, String> = opts
-        .tag
+    let ref_name: BTreeMap<String, String> = ref_name
         .iter()
-        .map(|t| (ANNOTATION_REF_NAME.to_string(), t.clone()))
+        .map(|t| (ANNOTATION_REF_NAME.to_string(), t.to_string()))
         .collect();
     let top = if images.len() == 1 {
         let mut d = descriptors.remove(0);

@@ -3,55 +3,56 @@
 //!
 //! The tar is built by the same deterministic writer as layers (sorted entries, uid/gid 0, one
 //! mtime) and compressed with the fixed-block gzip writer, so two saves of the same input are
-//! byte-identical files. It is written to a temp file beside the target and renamed into place.
+//! byte-identical files. It is written to a temp file beside the target (a name unique to the
+//! call) and renamed into place; every blob goes through the verifying copy on the way, so a
+//! blob changed in the blob store fails the save and the temp file is removed.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use super::{check_blob_size, output_permissions, parent_dir, plan, SaveOptions, Source};
+use super::{copy_source, output_permissions, parent_dir, plan_named, SaveOptions, Source, Wanted};
 use crate::image::Image;
 use crate::layer::{default_threads, tar_builder, Compression, Content, FileEntry};
 use crate::{Error, Result};
 
 const FILE_MODE: u32 = 0o644;
 
+/// The ref name a tarball saved without a tag gets, as ocibuild 0.10 gives it.
+pub const DEFAULT_TAG: &str = "latest";
+
 /// Write `images` (one, or several for a multi-platform index) as a tarball at `path`.
 pub fn save_tarball(images: &[Image], path: &Path, opts: &SaveOptions) -> Result<()> {
-    let files = plan(images, opts)?;
-    let mut entries = Vec::with_capacity(files.len());
-    for file in files {
-        let content = match file.source {
-            Source::Bytes(bytes) => Content::Bytes(bytes),
-            Source::Blob {
-                path: blob,
-                digest,
-                size,
-            } => {
-                // The tar header takes its size from the file, so check it matches the
-                // descriptor before we commit to writing anything.
-                let actual = fs::metadata(&blob)
-                    .map_err(|e| Error::FileRead {
-                        path: blob.clone(),
-                        source: e,
-                    })?
-                    .len();
-                check_blob_size(&digest, actual, size)?;
-                Content::File(blob)
-            }
-        };
-        entries.push(FileEntry::new(
-            format!("/{}", file.path),
-            content,
-            FILE_MODE,
-        ));
-    }
-    let tar_plan = tar_builder::plan(&entries)?;
+    save_tarball_while(images, path, opts, Wanted::always())
+}
+
+/// [`save_tarball`], giving up (and removing the temp file) once `wanted` says so.
+pub fn save_tarball_while(
+    images: &[Image],
+    path: &Path,
+    opts: &SaveOptions,
+    wanted: Wanted,
+) -> Result<()> {
+    let tag = opts.tag.as_deref().unwrap_or(DEFAULT_TAG);
+    let files: HashMap<String, Source> = plan_named(images, opts, Some(tag))?
+        .into_iter()
+        .map(|f| (f.path, f.source))
+        .collect();
+
+    // The tar builder orders the members and adds their directories; the bytes of each file
+    // are written here, so blobs go through the verifying copy.
+    let placeholders: Vec<FileEntry> = files
+        .keys()
+        .map(|p| FileEntry::new(format!("/{p}"), Content::Bytes(Vec::new()), FILE_MODE))
+        .collect();
+    let members = tar_builder::plan(&placeholders)?;
 
     let dir = parent_dir(path);
     fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     // A saved image is an ordinary output file: 0666 less the umask, as `cp` or a shell
-    // redirect would make it, not the owner-only mode temp files default to.
+    // redirect would make it, not the owner-only mode temp files default to. The name is
+    // unique per call, and the file is removed on any failure (the guard's drop).
     let tmp = tempfile::Builder::new()
         .prefix(".ocibuild-save-")
         .permissions(output_permissions(0o666))
@@ -60,14 +61,43 @@ pub fn save_tarball(images: &[Image], path: &Path, opts: &SaveOptions) -> Result
     {
         let out = BufWriter::with_capacity(256 * 1024, tmp.as_file());
         let mut gz = Compression::Gzip.writer(out, default_threads())?;
-        tar_builder::write_tar(&tar_plan, opts.created, &mut gz)?;
+        for member in &members {
+            let name = String::from_utf8_lossy(member.path());
+            if member.is_dir() {
+                tar_builder::write_dir_header(&mut gz, member.path(), member.mode(), opts.created)
+                    .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+                continue;
+            }
+            let source = &files[name.as_ref()];
+            write_member(&mut gz, member.path(), source, opts.created, path, wanted)?;
+        }
+        tar_builder::write_end(&mut gz)
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
         let mut out = gz.finish()?;
         out.flush()
             .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
     }
+    wanted.check("saving the image")?;
     tmp.persist(path)
         .map_err(|e| Error::io(format!("writing {}", path.display()), e.error))?;
     Ok(())
+}
+
+/// One regular file of the tar: its header (size from the plan, never from the disk), its
+/// bytes through the verifying copy, and the padding to the next block.
+fn write_member<W: Write>(
+    out: &mut W,
+    name: &[u8],
+    source: &Source,
+    mtime: u64,
+    dest: &Path,
+    wanted: Wanted,
+) -> Result<()> {
+    let write_error = |e| Error::io(format!("writing {}", dest.display()), e);
+    let size = source.size();
+    tar_builder::write_file_header(out, name, FILE_MODE, size, mtime).map_err(write_error)?;
+    copy_source(source, out, dest, wanted)?;
+    tar_builder::write_member_padding(out, size).map_err(write_error)
 }
 
 #[cfg(test)]
@@ -87,6 +117,105 @@ mod tests {
         fs::File::create(&plain).unwrap();
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&out), mode(&plain));
+    }
+
+    fn leftovers(dir: &Path) -> Vec<String> {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".ocibuild-"))
+            .collect()
+    }
+
+    /// A file of `tar_gz` by its path inside the tarball.
+    fn member(tar_gz: &Path, name: &str) -> Vec<u8> {
+        let gz = flate2::read::GzDecoder::new(fs::File::open(tar_gz).unwrap());
+        let mut archive = tar::Archive::new(gz);
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            if entry.path().unwrap().to_string_lossy() == name {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+                return bytes;
+            }
+        }
+        panic!("{name} is not in {}", tar_gz.display())
+    }
+
+    #[test]
+    fn a_blob_changed_on_disk_at_the_same_size_fails_the_save_and_leaves_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let image = image_with_blob(tmp.path(), None);
+        let blob = image.layers[0].layer.blob.clone().unwrap();
+        let mut bytes = fs::read(&blob).unwrap();
+        bytes[0] ^= 0x20;
+        fs::write(&blob, &bytes).unwrap();
+        let out = tmp.path().join("image.tar.gz");
+        let err =
+            save_tarball(std::slice::from_ref(&image), &out, &SaveOptions::default()).unwrap_err();
+        match err {
+            Error::DigestMismatch { expected, .. } => {
+                assert_eq!(expected, image.layers[0].layer.digest.to_string())
+            }
+            other => panic!("expected a digest mismatch, got {other:?}"),
+        }
+        assert!(!out.exists());
+        assert!(leftovers(tmp.path()).is_empty());
+    }
+
+    #[test]
+    fn a_save_its_caller_gave_up_on_stops_and_leaves_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut image = image_with_blob(tmp.path(), None);
+        // A blob of several copy pieces, so the save is asked more than once.
+        let bytes: Vec<u8> = (0..3 * 1024 * 1024u32)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let layer = &mut image.layers[0].layer;
+        layer.digest = crate::digest::Digest::of(&bytes);
+        layer.size = bytes.len() as u64;
+        let blob = tmp.path().join(layer.digest.hex());
+        fs::write(&blob, &bytes).unwrap();
+        layer.blob = Some(blob);
+
+        let asked = std::cell::Cell::new(0);
+        let wanted_twice = || {
+            asked.set(asked.get() + 1);
+            asked.get() <= 2
+        };
+        let out = tmp.path().join("image.tar.gz");
+        let err = save_tarball_while(
+            &[image],
+            &out,
+            &SaveOptions::default(),
+            Wanted::while_(&wanted_twice),
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::Cancelled(_)), "{err:?}");
+        assert_eq!(
+            asked.get(),
+            3,
+            "stopped at the first piece after the caller left"
+        );
+        assert!(!out.exists());
+        assert!(leftovers(tmp.path()).is_empty());
+    }
+
+    #[test]
+    fn an_untagged_save_is_named_latest_in_its_index() {
+        let tmp = tempfile::tempdir().unwrap();
+        let image = image_with_blob(tmp.path(), None);
+        let out = tmp.path().join("image.tar.gz");
+        save_tarball(&[image], &out, &SaveOptions::default()).unwrap();
+        let index: serde_json::Value = serde_json::from_slice(&member(&out, "index.json")).unwrap();
+        assert_eq!(
+            index["manifests"][0]["annotations"][crate::media_types::ANNOTATION_REF_NAME],
+            DEFAULT_TAG
+        );
+        // Docker has no repository name to go with the tag: its image loads untagged.
+        let docker: serde_json::Value =
+            serde_json::from_slice(&member(&out, "manifest.json")).unwrap();
+        assert_eq!(docker[0]["RepoTags"], serde_json::json!([]));
     }
 
     #[test]

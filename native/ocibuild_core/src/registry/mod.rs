@@ -8,12 +8,14 @@
 //! - `client`: a registry endpoint: auth negotiation (cached per scope), retries, errors.
 //! - `pull`: manifests, platform choice, configs, and base layers into the verified cache.
 //! - `upload`: one blob to one repository: HEAD, mount, monolithic or chunked with resume.
+//! - `blob_source`: a local blob's bytes as an upload sends them: read once, hashed as sent.
 //! - `push`: images and indexes: blobs in parallel, then manifests, then extra tags.
 //! - `progress`: the events long jobs report.
 //!
 //! Everything here is async and runs on a tokio runtime the caller owns (the NIF owns one).
 
 pub mod attach;
+pub mod blob_source;
 pub mod challenge;
 pub mod client;
 pub mod credentials;

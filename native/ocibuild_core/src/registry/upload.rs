@@ -7,16 +7,14 @@
 //! connection: we ask the registry how much it has (GET on the upload URL, `Range: 0-N`) and
 //! carry on from there instead of starting over.
 
-use std::io::{Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use futures_util::StreamExt;
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use reqwest::{Method, Response, StatusCode};
-use tokio_util::io::ReaderStream;
 use url::Url;
 
+use super::blob_source::{self, ChunkSource, Verdict};
 use super::client::{Access, Body, RegistryClient};
 use super::progress::{Phase, ProgressSink, Throttled};
 use crate::digest::Digest;
@@ -151,6 +149,7 @@ impl BlobUpload<'_> {
     /// is opened.
     async fn monolithic(&self, mut session: Option<Url>) -> Result<u64> {
         let (client, access, digest) = (self.client, self.access, self.digest);
+        let verdict = Verdict::default();
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -161,7 +160,7 @@ impl BlobUpload<'_> {
             let url = with_digest(url, digest);
             let mut headers = HeaderMap::new();
             headers.insert(CONTENT_TYPE, OCTET_STREAM);
-            let body = self.body(0, self.size)?;
+            let body = self.whole_body(&verdict)?;
             let action = format!("upload blob {digest}");
             let result = client
                 .send(access, Method::PUT, &url, &headers, &body, &action)
@@ -171,6 +170,10 @@ impl BlobUpload<'_> {
                 Ok(r) => client.error_from(r, access, &action).await,
                 Err(e) => e,
             };
+            if let Some(refused) = verdict.take() {
+                // The body stopped itself: the blob on disk is not the one named.
+                return Err(refused);
+            }
             let session_lost = matches!(&failure, Error::Registry { status: 404, .. });
             if !session_lost || attempt >= MAX_SESSIONS {
                 return Err(failure);
@@ -186,6 +189,7 @@ impl BlobUpload<'_> {
         let mut acked = 0u64;
         let mut sent = 0u64;
         let mut resumes = 0u32;
+        let mut source = ChunkSource::open(self.data, digest, size)?;
         while offset < size {
             let len = chunk.min(size - offset);
             let mut headers = HeaderMap::new();
@@ -195,7 +199,12 @@ impl BlobUpload<'_> {
                 CONTENT_RANGE,
                 HeaderValue::from_str(&range).expect("digits and a dash"),
             );
-            let body = self.body(offset, len)?;
+            let Some(bytes) = source.take(offset, len).await? else {
+                // The registry's offset cannot be served from bytes read once (it lost
+                // confirmed bytes, or claims unsent ones): start over with a whole upload.
+                return Ok(Chunked::RangeNotSatisfiable(sent));
+            };
+            let body = self.chunk_body(offset, bytes);
             let action = format!("upload chunk {range} of {digest}");
             let result = client
                 .send_once(access, Method::PATCH, &session, &headers, &body, &action)
@@ -206,6 +215,7 @@ impl BlobUpload<'_> {
                     let next = client.location(&r, &action)?;
                     offset = range_end(&r).map(|end| end + 1).unwrap_or(offset + len);
                     acked = offset;
+                    source.confirm(offset);
                     session = next;
                     continue;
                 }
@@ -238,6 +248,8 @@ impl BlobUpload<'_> {
                 next_offset
             };
         }
+        // Every byte was checked as it was read; never commit a blob that failed.
+        source.finish()?;
         let url = with_digest(session, digest);
         let action = format!("finish upload of {digest}");
         let response = client
@@ -271,50 +283,54 @@ impl BlobUpload<'_> {
         Ok((url, offset))
     }
 
-    /// A request body for bytes `[offset, offset+len)` of the data, re-made on every
-    /// attempt, reporting progress as the bytes are handed to the connection.
-    fn body(&self, offset: u64, len: u64) -> Result<Body> {
+    /// The whole blob as one request body, re-made on every attempt and checked as it is
+    /// sent (see `blob_source`), reporting progress as the bytes are handed to the connection.
+    fn whole_body(&self, verdict: &Verdict) -> Result<Body> {
+        let size = self.size;
+        match self.data {
+            LocalData::Bytes(b) => {
+                blob_source::verify_bytes(b, self.digest, size)?;
+                self.throttled().update(size);
+                Ok(Body::Bytes(b.clone()))
+            }
+            LocalData::File(path) => {
+                let (path, digest, verdict) = (path.clone(), self.digest.clone(), verdict.clone());
+                let throttled = self.throttled_factory();
+                Ok(Body::Stream(Box::new(move || {
+                    // A fresh count for every attempt: a retried body starts again at zero.
+                    let mut progress = throttled();
+                    let body = blob_source::whole_file_body(
+                        &path,
+                        &digest,
+                        size,
+                        &verdict,
+                        move |done| progress.update(done),
+                    )?;
+                    Ok((body, size))
+                })))
+            }
+        }
+    }
+
+    /// One chunk's bytes (already read and hashed by the `ChunkSource`), starting at `offset`.
+    fn chunk_body(&self, offset: u64, bytes: bytes::Bytes) -> Body {
+        self.throttled().update(offset + bytes.len() as u64);
+        Body::Bytes(bytes)
+    }
+
+    fn throttled(&self) -> Throttled {
+        (self.throttled_factory())()
+    }
+
+    fn throttled_factory(&self) -> impl Fn() -> Throttled + Send + Sync + 'static {
         let (sink, digest, total) = (Arc::clone(self.progress), self.digest.clone(), self.size);
-        let throttled = move || {
+        move || {
             Throttled::new(
                 Arc::clone(&sink),
                 Phase::Upload,
                 Some(digest.clone()),
                 Some(total),
             )
-        };
-        match self.data {
-            LocalData::Bytes(b) => {
-                throttled().update(offset + len);
-                Ok(Body::Bytes(
-                    b.slice(offset as usize..(offset + len) as usize),
-                ))
-            }
-            LocalData::File(path) => {
-                let path = path.clone();
-                Ok(Body::Stream(Box::new(move || {
-                    let read_error = |e| Error::FileRead {
-                        path: path.clone(),
-                        source: e,
-                    };
-                    let mut file = std::fs::File::open(&path).map_err(read_error)?;
-                    file.seek(SeekFrom::Start(offset)).map_err(read_error)?;
-                    let reader =
-                        tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), len);
-                    // A fresh count for every attempt: a retried body starts again at `offset`.
-                    let mut progress = throttled();
-                    let mut done = offset;
-                    let stream =
-                        ReaderStream::with_capacity(reader, 256 * 1024).map(move |chunk| {
-                            if let Ok(c) = &chunk {
-                                done += c.len() as u64;
-                                progress.update(done);
-                            }
-                            chunk
-                        });
-                    Ok((reqwest::Body::wrap_stream(stream), len))
-                })))
-            }
         }
     }
 }
