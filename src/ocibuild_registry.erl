@@ -364,11 +364,12 @@ sign_secret(Key) ->
     #{pem => Pem, password => Password}.
 
 %% The variables registry work reads (credentials files, TLS roots, insecure registries,
-%% credential helpers on PATH), as this VM sees them: os:putenv/2 changes the VM's copy of
-%% the environment, which native code cannot see.
+%% credential helpers on PATH, timeouts), as this VM sees them: os:putenv/2 changes the VM's
+%% copy of the environment, which native code cannot see.
 env_vars() ->
     Names = ["DOCKER_CONFIG", "HOME", "REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR", "PATH",
-             "SSL_CERT_FILE", "OCIBUILD_INSECURE_REGISTRIES"],
+             "SSL_CERT_FILE", "OCIBUILD_INSECURE_REGISTRIES", "OCIBUILD_REGISTRY_TIMEOUT",
+             "OCIBUILD_MIN_TRANSFER_RATE", "OCIBUILD_TRANSFER_RATE_WINDOW"],
     maps:from_list([
         {list_to_binary(N), unicode:characters_to_binary(V, unicode, file:native_name_encoding())}
      || N <- Names, V <- [os:getenv(N)], V =/= false

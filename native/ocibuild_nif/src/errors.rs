@@ -25,12 +25,14 @@
 //! | `UnsupportedMediaType`    | `{unsupported_media_type, MediaType}`                     |
 //! | `SignKey`                 | `{sign_key_error, Why}`                                   |
 //! | `SignKeyPassword`         | `{sign_key_password, missing \| wrong}`                   |
+//! | `Timeout`                 | `{timeout, #{registry, action, phase => headers, limit_ms}}` or `{timeout, #{registry, action, phase => body, min_rate, window_ms}}` |
+//! | `Downgrade`               | `{https_downgrade, #{registry, to}}` (`to`: the refused `http://host:port`) |
 //!
 //! Strings and paths are binaries; `why`/`name` words that form a closed set are atoms.
 
 use std::io;
 
-use ocibuild_core::error::SignKeyPassword;
+use ocibuild_core::error::{SignKeyPassword, TimeoutPhase};
 use ocibuild_core::Error;
 use rustler::{Atom, Encoder, Env, Term};
 
@@ -143,6 +145,36 @@ pub fn reason<'a>(env: Env<'a>, err: &Error) -> Term<'a> {
                 SignKeyPassword::Wrong => "wrong",
             };
             (atoms::sign_key_password(), word(env, why)).encode(env)
+        }
+        Error::Timeout {
+            registry,
+            action,
+            phase,
+        } => {
+            let mut detail = vec![
+                (atoms::registry(), text(registry)),
+                (atoms::action(), text(action)),
+            ];
+            let millis = |d: &std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+            match phase {
+                TimeoutPhase::Headers { limit } => {
+                    detail.push((atoms::phase(), atoms::headers().encode(env)));
+                    detail.push((atoms::limit_ms(), millis(limit).encode(env)));
+                }
+                TimeoutPhase::Body { min_rate, window } => {
+                    detail.push((atoms::phase(), atoms::body().encode(env)));
+                    detail.push((atoms::min_rate(), min_rate.encode(env)));
+                    detail.push((atoms::window_ms(), millis(window).encode(env)));
+                }
+            }
+            (atoms::timeout(), terms::map(env, &detail)).encode(env)
+        }
+        Error::Downgrade { registry, to } => {
+            let detail = terms::map(
+                env,
+                &[(atoms::registry(), text(registry)), (atoms::to(), text(to))],
+            );
+            (atoms::https_downgrade(), detail).encode(env)
         }
     }
 }
