@@ -504,3 +504,40 @@ async fn token_lifetimes_are_clamped() {
         assert_eq!(tokens.seen().len(), 1);
     }
 }
+
+// A token the registry stops taking before its (clamped) lifetime is over is replaced on the
+// 401: the cached header is dropped and a new token fetched, once.
+#[tokio::test]
+async fn a_token_refused_before_its_time_is_renewed() {
+    let issued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = issued.clone();
+    let tokens = Server::start("127.0.0.1", move |_| {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        Reply::status("200 OK").body(format!(r#"{{"token":"tok{n}","expires_in":2}}"#))
+    })
+    .await;
+    let challenge = format!("Bearer realm=\"{}\"", tokens.url("/token"));
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let registry = Server::start("127.0.0.1", move |req| {
+        // tok1 serves one request, then counts as expired; tok2 serves the rest.
+        let ok = match req.header("authorization") {
+            Some("Bearer tok1") => answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0,
+            Some("Bearer tok2") => true,
+            _ => false,
+        };
+        if ok {
+            Reply::status("200 OK").body("{}")
+        } else {
+            Reply::status("401 Unauthorized").header("WWW-Authenticate", challenge.clone())
+        }
+    })
+    .await;
+    let client = client(&registry);
+    let access = push_access(Credentials::Anonymous);
+    for _ in 0..3 {
+        let response = get(&client, &access, "manifests/latest").await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert_eq!(client.token_fetches(), 2);
+    assert_eq!(tokens.seen().len(), 2);
+}
