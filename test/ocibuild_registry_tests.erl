@@ -144,3 +144,19 @@ hold(L, Held) ->
         {ok, S} -> hold(L, [S | Held]);
         {error, _} -> ok
     end.
+
+%% The new reasons read as one actionable line in rebar3 and mix output.
+timeout_and_downgrade_reasons_are_explained_test_() ->
+    Action = <<"GET manifest x:y">>,
+    [
+        ?_assertEqual(Expected, iolist_to_binary(ocibuild_release:format_error(Reason)))
+     || {Reason, Expected} <- [
+            {{timeout, #{registry => <<"r:1">>, action => Action, phase => headers, limit_ms => 200}},
+             <<"r:1 did not answer GET manifest x:y within 200 ms (OCIBUILD_REGISTRY_TIMEOUT)">>},
+            {{timeout, #{registry => <<"r:1">>, action => Action, phase => body, min_rate => 1024,
+                         window_ms => 60000}},
+             <<"r:1: GET manifest x:y moved less than 1024 bytes/s over 60000 ms (OCIBUILD_MIN_TRANSFER_RATE)">>},
+            {{https_downgrade, #{registry => <<"r">>, to => <<"http://s3.example:80">>}},
+             <<"r sent us from HTTPS to plain HTTP (http://s3.example:80): refused">>}
+        ]
+    ].
