@@ -15,7 +15,19 @@
 %%     `credHelpers', `credsStore'; then podman's `auth.json' (`$REGISTRY_AUTH_FILE'). Nothing
 %%     found means anonymous.</li>
 %% </ul>
-%% Credentials are never part of an error term or a progress report.
+%% Credentials are never part of an error term or a progress report. They go only to the
+%% registry's own scheme, host and port: a redirect or upload URL on another origin is
+%% followed without them (S3-backed registries), and one that would leave HTTPS for plain
+%% HTTP is refused with `{https_downgrade, #{registry => R, to => Origin}}'.
+%%
+%% Time is bounded: no response headers within `OCIBUILD_REGISTRY_TIMEOUT' seconds (default
+%% 60; decimals allowed), or a body, ours or the registry's, moving less than
+%% `OCIBUILD_MIN_TRANSFER_RATE' bytes/s (default 1024; 0 turns it off) over
+%% `OCIBUILD_TRANSFER_RATE_WINDOW' seconds (default 60), counts as a failed attempt; when
+%% the retries run out the result is `{timeout, #{registry, action, phase => headers,
+%% limit_ms}}' or `{timeout, #{registry, action, phase => body, min_rate, window_ms}}'.
+%% A registry's error body reaches `{registry_error, ...}' only as the spec's `code' and
+%% `message' (200 characters at most).
 -module(ocibuild_registry).
 
 -export([
@@ -364,11 +376,12 @@ sign_secret(Key) ->
     #{pem => Pem, password => Password}.
 
 %% The variables registry work reads (credentials files, TLS roots, insecure registries,
-%% credential helpers on PATH), as this VM sees them: os:putenv/2 changes the VM's copy of
-%% the environment, which native code cannot see.
+%% credential helpers on PATH, timeouts), as this VM sees them: os:putenv/2 changes the VM's
+%% copy of the environment, which native code cannot see.
 env_vars() ->
     Names = ["DOCKER_CONFIG", "HOME", "REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR", "PATH",
-             "SSL_CERT_FILE", "OCIBUILD_INSECURE_REGISTRIES"],
+             "SSL_CERT_FILE", "OCIBUILD_INSECURE_REGISTRIES", "OCIBUILD_REGISTRY_TIMEOUT",
+             "OCIBUILD_MIN_TRANSFER_RATE", "OCIBUILD_TRANSFER_RATE_WINDOW"],
     maps:from_list([
         {list_to_binary(N), unicode:characters_to_binary(V, unicode, file:native_name_encoding())}
      || N <- Names, V <- [os:getenv(N)], V =/= false

@@ -971,6 +971,15 @@ format_error({registry_error, #{registry := Registry, action := Action} = Info})
                    text_or_empty(maps:get(message, Info, undefined))]);
 format_error({http_error, Registry, Why}) ->
     io_lib:format("cannot reach ~ts: ~ts", [Registry, text_or_term(Why)]);
+format_error({timeout, #{registry := Registry, action := Action, phase := headers} = Info}) ->
+    io_lib:format("~ts did not answer ~ts within ~0tp ms (OCIBUILD_REGISTRY_TIMEOUT)",
+                  [Registry, Action, maps:get(limit_ms, Info, undefined)]);
+format_error({timeout, #{registry := Registry, action := Action, phase := body} = Info}) ->
+    io_lib:format("~ts: ~ts moved less than ~0tp bytes/s over ~0tp ms (OCIBUILD_MIN_TRANSFER_RATE)",
+                  [Registry, Action, maps:get(min_rate, Info, undefined),
+                   maps:get(window_ms, Info, undefined)]);
+format_error({https_downgrade, #{registry := Registry, to := To}}) ->
+    io_lib:format("~ts sent us from HTTPS to plain HTTP (~ts): refused", [Registry, To]);
 format_error({auth_error, Registry, Why}) ->
     io_lib:format("authentication with ~ts failed: ~ts", [Registry, text_or_term(Why)]);
 format_error({credentials_error, Source, Why}) ->

@@ -99,3 +99,64 @@ pulled_image_hides_credentials_test() ->
     ?assertEqual(nomatch, binary:match(Printed, Secret)),
     [#{base := #{source := #{auth := Map}}}] = ocibuild_registry:nif_images([Image]),
     ?assertEqual(Stored, Map).
+
+%% A registry that takes connections and never answers: OCIBUILD_REGISTRY_TIMEOUT (read
+%% from this VM's environment, so os:putenv/2 counts) bounds each attempt, and the error
+%% says which registry and what timed out.
+silent_registry_times_out_test_() ->
+    {timeout, 60, fun() ->
+        {Holder, Port} = silent_listener(),
+        Reg = <<"127.0.0.1:", (integer_to_binary(Port))/binary>>,
+        with_env("OCIBUILD_REGISTRY_TIMEOUT", "0.2", fun() ->
+            ?assertMatch({error, {timeout, #{registry := Reg, phase := headers, limit_ms := 200,
+                                             action := <<_/binary>>}}},
+                         ocibuild:from(<<Reg/binary, "/x:y">>))
+        end),
+        exit(Holder, kill)
+    end}.
+
+invalid_timeouts_are_invalid_options_test_() ->
+    Reg = <<"127.0.0.1:", (integer_to_binary(closed_port()))/binary>>,
+    [
+        ?_assertMatch({error, {invalid_option, 'OCIBUILD_REGISTRY_TIMEOUT', _}},
+                      with_env("OCIBUILD_REGISTRY_TIMEOUT", "soon", fun() -> ocibuild:from(<<Reg/binary, "/x:y">>) end)),
+        ?_assertMatch({error, {invalid_option, 'OCIBUILD_MIN_TRANSFER_RATE', _}},
+                      with_env("OCIBUILD_MIN_TRANSFER_RATE", "-1", fun() -> ocibuild:from(<<Reg/binary, "/x:y">>) end))
+    ].
+
+with_env(Name, Value, Fun) ->
+    true = os:putenv(Name, Value),
+    try Fun() after os:unsetenv(Name) end.
+
+%% A loopback listener that accepts connections and holds them without a word.
+silent_listener() ->
+    Parent = self(),
+    Holder = spawn(fun() ->
+        {ok, L} = gen_tcp:listen(0, [binary, {ip, {127, 0, 0, 1}}, {active, false}]),
+        {ok, Port} = inet:port(L),
+        Parent ! {silent_port, Port},
+        hold(L, [])
+    end),
+    receive {silent_port, Port} -> {Holder, Port} end.
+
+hold(L, Held) ->
+    case gen_tcp:accept(L) of
+        {ok, S} -> hold(L, [S | Held]);
+        {error, _} -> ok
+    end.
+
+%% The new reasons read as one actionable line in rebar3 and mix output.
+timeout_and_downgrade_reasons_are_explained_test_() ->
+    Action = <<"GET manifest x:y">>,
+    [
+        ?_assertEqual(Expected, iolist_to_binary(ocibuild_release:format_error(Reason)))
+     || {Reason, Expected} <- [
+            {{timeout, #{registry => <<"r:1">>, action => Action, phase => headers, limit_ms => 200}},
+             <<"r:1 did not answer GET manifest x:y within 200 ms (OCIBUILD_REGISTRY_TIMEOUT)">>},
+            {{timeout, #{registry => <<"r:1">>, action => Action, phase => body, min_rate => 1024,
+                         window_ms => 60000}},
+             <<"r:1: GET manifest x:y moved less than 1024 bytes/s over 60000 ms (OCIBUILD_MIN_TRANSFER_RATE)">>},
+            {{https_downgrade, #{registry => <<"r">>, to => <<"http://s3.example:80">>}},
+             <<"r sent us from HTTPS to plain HTTP (http://s3.example:80): refused">>}
+        ]
+    ].

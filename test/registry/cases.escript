@@ -248,6 +248,45 @@ case_push_via([Proxy, RepoTag, Expected | Rest]) ->
                               #{chunk_size => Chunk})),
     expect(list_to_binary(Expected), Digest).
 
+%% push_token ProxyAddr RepoTag Expected: the app image in chunks with a ready bearer token,
+%% through a proxy that hands the upload sessions to another origin; the shell checks in the
+%% proxies' logs that the token went only to the registry's own address.
+case_push_token([Proxy, RepoTag, Expected]) ->
+    Digest = ok(ocibuild:push(app(12), list_to_binary(Proxy), list_to_binary(RepoTag),
+                              #{token => <<"ready-token-for-the-registry-only">>},
+                              #{chunk_size => 1024 * 1024})),
+    expect(list_to_binary(Expected), Digest).
+
+%% downgrade Registry PlainOrigin: an HTTPS registry whose upload Location is plain HTTP:
+%% refused with a tagged error naming the refused origin, nothing sent there.
+case_downgrade([Reg0, PlainOrigin]) ->
+    Reg = list_to_binary(Reg0),
+    Result = ocibuild:push(app(0), Reg, <<"tls/downgrade:1">>, #{token => <<"not-for-plain-http">>}),
+    {error, {https_downgrade, #{registry := Reg, to := To}}} = Result,
+    expect(list_to_binary(PlainOrigin), To),
+    say("to", To).
+
+%% timeout ProxyAddr Repo: the proxy holds every manifest answer longer than
+%% OCIBUILD_REGISTRY_TIMEOUT; `from' gives up with a tagged timeout after its retries, well
+%% within a bound.
+case_timeout([Proxy0, Repo]) ->
+    Proxy = list_to_binary(Proxy0),
+    Started = erlang:monotonic_time(millisecond),
+    Result = ocibuild:from(list_to_binary([Proxy0, "/", Repo, ":v1"])),
+    Took = erlang:monotonic_time(millisecond) - Started,
+    {error, {timeout, #{registry := Proxy, phase := headers, limit_ms := 500, action := _}}} = Result,
+    true = Took < 30000 orelse error({took_ms, Took}),
+    say("took_ms", integer_to_list(Took)).
+
+%% slow_body ProxyAddr Repo Out: layers served slower than OCIBUILD_MIN_TRANSFER_RATE:
+%% `save' fails with a tagged body timeout and leaves no output.
+case_slow_body([Proxy0, Repo, Out]) ->
+    Proxy = list_to_binary(Proxy0),
+    Image = ok(ocibuild:from(list_to_binary([Proxy0, "/", Repo, ":v1"]))),
+    Result = ocibuild:save(Image, Out),
+    {error, {timeout, #{registry := Proxy, phase := body, min_rate := _, window_ms := _}}} = Result,
+    expect(false, filelib:is_regular(Out)).
+
 %% push_fails ProxyAddr RepoTag: every blob upload fails; the push returns an error.
 case_push_fails([Proxy, RepoTag]) ->
     {error, Reason} = ocibuild:push(app(1), list_to_binary(Proxy), list_to_binary(RepoTag)),
@@ -320,8 +359,9 @@ case_token([Reg0, TokenUrl]) ->
     say("ready", ReadyDigest).
 
 %% token_variants Registry TokenUrl Work: a token server that answers with `access_token'
-%% only and 2-second tokens (renewed when they run out), and an identity token from docker's
-%% config.json (`docker login' with an OAuth2 registry), exchanged with a refresh-token POST.
+%% only and 2-second tokens (held for the 60 s minimum, as docker does), and an identity token
+%% from docker's config.json (`docker login' with an OAuth2 registry), exchanged with a
+%% refresh-token POST.
 case_token_variants([Reg0, TokenUrl, Work]) ->
     Reg = list_to_binary(Reg0),
     User = env("REGISTRY_TEST_USER"),

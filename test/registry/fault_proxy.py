@@ -57,17 +57,24 @@ joins their names with +).
                                    reset the client (a download dropped mid-way).
   --throttle-get BYTES_PER_SEC     send the bodies of GET .../blobs/... answers at this rate.
   --delay MS:METHOD:REGEX[:N]      wait MS milliseconds before forwarding.
+  --location-to SCHEME://HOST:PORT hand out upload sessions elsewhere: the Location of every
+                                   answer to POST/PATCH .../blobs/uploads/ points at this
+                                   origin instead of the proxy (another proxy in front of the
+                                   same registry, say, as S3-backed registries hand out
+                                   storage URLs). Its log lines carry fault=location-to.
+  --tls-cert PEM --tls-key PEM     listen with TLS (HTTPS) instead of plain HTTP.
 
 Log (--log): one line per request, fields in this order:
   t=EPOCH id=N conn=N method=M path=P status=S upstream=U req_bytes=B up_bytes=B
-  resp_bytes=B fault=F ms=T [range=R]
+  resp_bytes=B fault=F ms=T auth=A [range=R]
 status is what the client got: a code, `reset`, or `client-gone` (with the code before it,
 as in 200+client-gone, when the client left during the answer); upstream is the upstream's
 status, - when the request was not forwarded, or `error`; req_bytes is the request body bytes
 read from the client, up_bytes what went upstream, resp_bytes the answer body bytes sent to
 the client; fault is - or the faults that fired, joined with + (status:503, reset-mid-body,
-drop-response, corrupt-blob-get, cut-response, throttle:BPS, delay:MS); range is the upstream's Range
-header when it sent one. The query
+drop-response, corrupt-blob-get, cut-response, throttle:BPS, delay:MS); auth is the scheme of
+the request's Authorization header, lowercased (basic, bearer), or - without one (never its
+value); range is the upstream's Range header when it sent one. The query
 string keeps only the values of digest, mount, from, n, last and artifactType: any other
 value (e.g. distribution's signed _state) is logged as <redacted>. Headers are never logged.
 """
@@ -92,6 +99,12 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriza
 SAFE_QUERY_KEYS = {"digest", "mount", "from", "n", "last", "artifactType"}
 STATUS_CODES = {429: "TOOMANYREQUESTS", 500: "UNKNOWN", 502: "UNKNOWN", 503: "UNAVAILABLE",
                 504: "UNKNOWN"}
+
+
+def auth_scheme(value):
+    """The scheme of an Authorization header (never its credentials), or -."""
+    scheme = (value or "").strip().split(" ", 1)[0].lower()
+    return re.sub(r"[^a-z0-9-]", "?", scheme) or "-"
 
 
 class Fault:
@@ -337,8 +350,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
         host = self.headers.get("Host") or "%s:%d" % self.server.server_address[:2]
         for prefix in self.server.upstream_prefixes:
             if prefix in value:
-                value = value.replace(prefix, "http://" + host)
+                scheme = "https://" if self.server.args.tls_cert else "http://"
+                value = value.replace(prefix, scheme + host)
         return value
+
+    def hands_off_upload(self):
+        path = urllib.parse.urlsplit(self.path).path
+        return (self.server.args.location_to is not None
+                and self.command in ("POST", "PATCH") and "/blobs/uploads/" in path)
+
+    def hand_off(self, value):
+        """The same upload URL on the --location-to origin."""
+        parts = urllib.parse.urlsplit(value)
+        return self.server.args.location_to.rstrip("/") + urllib.parse.urlunsplit(
+            ("", "", parts.path, parts.query, parts.fragment))
 
     def send_head(self, status, reason, headers):
         self.send_response_only(status, reason)
@@ -362,6 +387,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 length = v
             if lk in ("location", "link", "content-location"):
                 v = self.rewrite(v)
+            if lk == "location" and self.hands_off_upload():
+                v = self.hand_off(v)
             headers.append((k, v))
         no_body = (self.command == "HEAD" or resp.status in (204, 304) or resp.status < 200)
         chunked = not no_body and length is None
@@ -480,6 +507,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 labels.append(corrupt.label)
             if drop:
                 labels.append(drop.label)
+            if self.hands_off_upload():
+                labels.append("location-to")
             fault_label = "+".join(labels) or "-"
 
             length = int(self.headers.get("Content-Length") or 0)
@@ -510,7 +539,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                       "path=" + redact_path(self.path), "status=%s" % self.status,
                       "upstream=%s" % self.upstream_status, "req_bytes=%d" % self.req_bytes,
                       "up_bytes=%d" % self.up_bytes, "resp_bytes=%d" % self.resp_bytes,
-                      "fault=" + fault_label, "ms=%d" % ((time.monotonic() - t0) * 1000)]
+                      "fault=" + fault_label, "ms=%d" % ((time.monotonic() - t0) * 1000),
+                      "auth=" + auth_scheme(self.headers.get("Authorization"))]
             if self.range:
                 fields.append("range=" + self.range)
             self.server.log_line(" ".join(fields))
@@ -580,7 +610,12 @@ def main():
     p.add_argument("--cut-response", action="append", default=[], metavar="METHOD:REGEX[:N]")
     p.add_argument("--throttle-get", type=int, metavar="BYTES_PER_SEC")
     p.add_argument("--delay", action="append", default=[], metavar="MS:METHOD:REGEX[:N]")
+    p.add_argument("--location-to", metavar="SCHEME://HOST:PORT")
+    p.add_argument("--tls-cert", metavar="PEM")
+    p.add_argument("--tls-key", metavar="PEM")
     args = p.parse_args()
+    if bool(args.tls_cert) != bool(args.tls_key):
+        p.error("--tls-cert and --tls-key go together")
 
     faults = []
     try:
@@ -599,6 +634,11 @@ def main():
 
     host, _, port = args.listen.rpartition(":")
     server = Proxy((host, int(port)), args, Faults(faults))
+    if args.tls_cert:
+        import ssl
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     bound = server.server_address[1]
     if args.port_file:
         tmp = args.port_file + ".tmp"

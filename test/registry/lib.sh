@@ -35,6 +35,8 @@
 #   faults). Exports NAME_ADDR, NAME_URL, NAME_LOG (one line per request), NAME_OUT (the
 #   proxy's own output), NAME_PID, NAME_DIR, NAME_KIND (fault-proxy). Sends no request
 #   through the proxy, so its log and its fault counters start with the caller's first request.
+#   FAULT_PROXY_HOST (default 127.0.0.1) is the address it listens on (127.0.0.2 is another
+#   loopback host name for the same machine).
 #
 # registry_stop NAME        stop one server (both processes for a token registry)
 # registry_stop_all         stop everything started here and delete the state; idempotent,
@@ -46,6 +48,14 @@
 # fault_proxy_sum LOG FIELD [METHOD_ERE [PATH_ERE]]  add up a numeric field (req_bytes,
 #                           up_bytes, resp_bytes) over the proxy log's matching lines
 # fault_proxy_count LOG [METHOD_ERE [PATH_ERE [FAULT_ERE]]]  count the matching lines
+#
+# A log is written by another process, after it answered: a client that has its answer may
+# look before the line is there. Checks of logs therefore wait for what they expect, within
+# REGISTRY_LOG_WAIT seconds (default 10), and never read once and hope:
+# wait_eq NAME EXPECTED CMD...     check_eq on CMD's output, once it equals EXPECTED or the
+#                                  wait is over
+# wait_contains NAME NEEDLE FILE   check_contains on FILE, once it holds NEEDLE or the wait is
+#                                  over
 #
 # Variables: REGISTRY_TEST_USER (ociuser), REGISTRY_TEST_PASSWORD (random unless already
 # set), REGISTRY_RUN_DIR (the state of this run: made on the first start, under
@@ -326,11 +336,12 @@ fault_proxy_start() {
     [ ! -e "$dir" ] || { _registry_fail "fault_proxy_start: the name $name is already in use in this run"; return 1; }
     mkdir -p "$dir"
     : >"$dir/requests.log"
+    local host=${FAULT_PROXY_HOST:-127.0.0.1}
     _registry_spawn "$name" "$name" "$dir/fault-proxy.log" "${REGISTRY_PYTHON:-python3}" "$REGISTRY_LIB_DIR/fault_proxy.py" \
-        --upstream "$upstream" --listen 127.0.0.1:0 --port-file "$dir/port" --log "$dir/requests.log" "$@" || return 1
+        --upstream "$upstream" --listen "$host:0" --port-file "$dir/port" --log "$dir/requests.log" "$@" || return 1
     _registry_wait_port_file "$_registry_pid" "$dir/port" "$dir/fault-proxy.log" || return 1
     port=$(cat "$dir/port")
-    export "${name}_ADDR=127.0.0.1:$port" "${name}_URL=http://127.0.0.1:$port" \
+    export "${name}_ADDR=$host:$port" "${name}_URL=http://$host:$port" \
         "${name}_LOG=$dir/requests.log" "${name}_OUT=$dir/fault-proxy.log" "${name}_PID=$_registry_pid" \
         "${name}_DIR=$dir" "${name}_KIND=fault-proxy"
 }
@@ -410,4 +421,32 @@ fault_proxy_sum() {
 
 fault_proxy_count() {
     _fault_proxy_select "$1" "${2:-}" "${3:-}" "${4:-}" | wc -l | tr -d ' '
+}
+
+# _registry_wait_until CMD...: run CMD until it succeeds or REGISTRY_LOG_WAIT seconds pass.
+_registry_wait_until() {
+    local deadline=$((SECONDS + ${REGISTRY_LOG_WAIT:-10}))
+    until "$@"; do
+        [ "$SECONDS" -lt "$deadline" ] || return 1
+        sleep 0.1
+    done
+}
+
+_registry_output_is() {
+    local expected=$1
+    shift
+    [ "$("$@" 2>&1)" == "$expected" ]
+}
+
+wait_eq() {
+    local name=$1 expected=$2
+    shift 2
+    _registry_wait_until _registry_output_is "$expected" "$@" || true
+    check_eq "$name" "$expected" "$("$@" 2>&1)"
+}
+
+wait_contains() {
+    local name=$1 needle=$2 file=$3
+    _registry_wait_until grep -qF -- "$needle" "$file" || true
+    check_contains "$name" "$needle" "$(cat "$file" 2>&1)"
 }

@@ -64,6 +64,18 @@ run_case() {
 }
 # value NAME KEY: a KEY=VALUE line a case printed.
 value() { sed -n "s/^$2=//p" "$work/$1.out" | head -n 1; }
+# at_least N CMD...: CMD prints a number that is at least N (with wait_until: eventually).
+at_least() {
+    local n=$1
+    shift
+    [ "$("$@")" -ge "$n" ]
+}
+wait_until() { _registry_wait_until "$@"; }
+# token_grants LOG METHOD SCOPE: the token server's log lines of METHOD granting SCOPE to the
+# test user.
+token_grants() {
+    grep "method=$2" "$1" | grep "scope=$3" | grep -c "user=$REGISTRY_TEST_USER" || true
+}
 
 section "registry: start the registries and proxies"
 start "anonymous registry" registry_start anon REG
@@ -81,6 +93,13 @@ start "failing proxy" fault_proxy_start FAILING "$REG_ADDR" --status '500:PUT:/b
     --status '500:PATCH:/blobs/uploads/' --retry-after 0
 start "manifest-corrupting proxy" fault_proxy_start BADMANIFEST "$REG_ADDR" --corrupt-blob-get 'GET:/manifests/'
 start "slow proxy" fault_proxy_start SLOW "$REG_ADDR" --throttle-get 400000
+start "silent proxy" fault_proxy_start SILENT "$REG_ADDR" --delay '3000:GET:/manifests/'
+FAULT_PROXY_HOST=127.0.0.2 start "storage proxy on another loopback host" fault_proxy_start STORAGE "$REG_ADDR"
+start "storage proxy on another port" fault_proxy_start STORAGE2 "$REG_ADDR"
+start "hand-off proxy (upload sessions on 127.0.0.2)" fault_proxy_start HANDOFF "$REG_ADDR" \
+    --location-to "http://$STORAGE_ADDR"
+start "hand-off proxy (upload sessions on another port)" fault_proxy_start HANDOFF2 "$REG_ADDR" \
+    --location-to "http://$STORAGE2_ADDR"
 pass "registries and proxies started"
 
 section "registry: push, and read back with skopeo and podman"
@@ -98,6 +117,7 @@ check_eq "podman runs the pulled image" "hello from the registry" \
 run_case "re-push of the unchanged image sends no blob bytes" repush "$REG_ADDR" app/hello:v2 "$app_digest"
 : >"$PLAIN_LOG"
 run_case "re-push through a logging proxy" repush "$PLAIN_ADDR" app/hello:v3 "$app_digest"
+wait_eq "the re-push's manifest PUT is logged" 1 fault_proxy_count "$PLAIN_LOG" PUT /manifests/
 check_eq "the proxy saw 0 bytes of blob uploads" 0 "$(fault_proxy_sum "$PLAIN_LOG" req_bytes 'PATCH|PUT' /blobs/uploads/)"
 check_eq "the proxy saw no upload session" 0 "$(fault_proxy_count "$PLAIN_LOG" POST /blobs/uploads/)"
 
@@ -110,7 +130,7 @@ check_eq "skopeo: the derived index lists two platforms" "linux/amd64 linux/arm6
     "$(skopeo_ inspect --tls-verify=false --raw "docker://$REG_ADDR/derived/multi:1" |
         jq -r '[.manifests[].platform | .os + "/" + .architecture] | sort | join(" ")')"
 check "podman pulls the derived multi-platform image" podman_ pull -q --tls-verify=false "$REG_ADDR/derived/multi:1"
-check "the push mounted the base layers" grep -q 'mount=' "$REG_LOG"
+check "the push mounted the base layers" wait_until grep -q 'mount=' "$REG_LOG"
 run_case "export a single-platform layout" export_single "$work/single-layout"
 check "skopeo pushes it as Docker schema 2" skopeo_ copy -q --format v2s2 --dest-tls-verify=false \
     "oci:$work/single-layout" "docker://$REG_ADDR/base/docker:1"
@@ -126,25 +146,25 @@ check "skopeo copies a base with a 12 MiB layer" skopeo_ copy -q --src-tls-verif
     "docker://$REG_ADDR/app/hello:v1" "docker://$REG_ADDR/lazy/base:v1"
 : >"$PLAIN_LOG"
 run_case "from reads manifest and config only" lazy_fetch "$PLAIN_ADDR" lazy/base from "$work/lazy.tar.gz"
-check_eq "from fetched one blob (the config)" 1 "$(fault_proxy_count "$PLAIN_LOG" GET /blobs/sha256:)"
+wait_eq "from fetched one blob (the config)" 1 fault_proxy_count "$PLAIN_LOG" GET /blobs/sha256:
 : >"$PLAIN_LOG"
 # The push above built these layers into the same store: start from an empty cache.
 rm -rf "$OCIBUILD_CACHE_DIR"
 run_case "save fetches the layers into the cache" lazy_fetch "$PLAIN_ADDR" lazy/base save "$work/lazy.tar.gz"
-check_eq "save fetched config + 2 layers" 3 "$(fault_proxy_count "$PLAIN_LOG" GET /blobs/sha256:)"
+wait_eq "save fetched config + 2 layers" 3 fault_proxy_count "$PLAIN_LOG" GET /blobs/sha256:
 : >"$PLAIN_LOG"
 run_case "a second save uses the cache" lazy_fetch "$PLAIN_ADDR" lazy/base save "$work/lazy.tar.gz"
-check_eq "only the config was fetched again" 1 "$(fault_proxy_count "$PLAIN_LOG" GET /blobs/sha256:)"
+wait_eq "only the config was fetched again" 1 fault_proxy_count "$PLAIN_LOG" GET /blobs/sha256:
 : >"$PLAIN_LOG"
 run_case "a corrupt cache entry is discarded and refetched" lazy_fetch "$PLAIN_ADDR" lazy/base corrupt "$work/lazy.tar.gz"
-check_eq "config + the corrupted layer were fetched" 2 "$(fault_proxy_count "$PLAIN_LOG" GET /blobs/sha256:)"
+wait_eq "config + the corrupted layer were fetched" 2 fault_proxy_count "$PLAIN_LOG" GET /blobs/sha256:
 check "podman loads the saved image" podman_ load -q -i "$work/lazy.tar.gz"
 layer=$(skopeo_ inspect --tls-verify=false --raw "docker://$REG_ADDR/lazy/base:v1" | jq -r '.layers[-1].digest')
 layer_size=$(skopeo_ inspect --tls-verify=false --raw "docker://$REG_ADDR/lazy/base:v1" | jq -r '.layers[-1].size')
 rm -rf "$OCIBUILD_CACHE_DIR"
 start "response-cutting proxy" fault_proxy_start CUT "$REG_ADDR" --cut-response "GET:/blobs/$layer:1"
 run_case "a download cut mid-way resumes where it stopped" lazy_fetch "$CUT_ADDR" lazy/base save "$work/cut.tar.gz"
-check_eq "the layer took two GETs" 2 "$(fault_proxy_count "$CUT_LOG" GET "/blobs/$layer")"
+wait_eq "the layer took two GETs" 2 fault_proxy_count "$CUT_LOG" GET "/blobs/$layer"
 # The two answers cover the layer; the second is a partial answer (206) carrying less than the
 # layer, where starting over would carry all of it again. (The cut answer's count includes
 # bytes the reset discarded in the client's socket buffer, which grow with load: the sum alone
@@ -164,18 +184,37 @@ run_case "a killed caller's download is cancelled and its temp file removed" can
 
 section "registry: faults between us and the registry"
 run_case "connection reset mid-chunk: resumed, same digest" push_via "$RESET_ADDR" faults/reset:1 "$app_digest"
-check_eq "the proxy reset two chunk uploads" 2 "$(fault_proxy_count "$RESET_LOG" PATCH /blobs/uploads/ reset)"
+wait_eq "the proxy reset two chunk uploads" 2 fault_proxy_count "$RESET_LOG" PATCH /blobs/uploads/ reset
 check "the client asked the registry for the upload's offset" \
-    test "$(fault_proxy_count "$RESET_LOG" GET /blobs/uploads/)" -ge 2
+    wait_until at_least 2 fault_proxy_count "$RESET_LOG" GET /blobs/uploads/
 run_case "500 on the manifest, 503 on HEADs, 502 on a chunk: same digest" push_via "$FIVE_ADDR" faults/five:1 "$app_digest"
-check_eq "every injected 5xx fired" 4 "$(fault_proxy_count "$FIVE_LOG" '' '' 'status')"
+wait_eq "every injected 5xx fired" 4 fault_proxy_count "$FIVE_LOG" '' '' 'status'
 run_case "429 with Retry-After: same digest" push_via "$TOOMANY_ADDR" faults/429:1 "$app_digest"
-check_eq "the 429 fired once" 1 "$(fault_proxy_count "$TOOMANY_LOG" POST /blobs/uploads/ 'status')"
+wait_eq "the 429 fired once" 1 fault_proxy_count "$TOOMANY_LOG" POST /blobs/uploads/ 'status'
 run_case "416 on a chunk: monolithic fallback, same digest" push_via "$RANGE_ADDR" faults/range:1 "$app_digest"
-check_eq "the 416 fired once" 1 "$(fault_proxy_count "$RANGE_LOG" PATCH /blobs/uploads/ 'status')"
+wait_eq "the 416 fired once" 1 fault_proxy_count "$RANGE_LOG" PATCH /blobs/uploads/ 'status'
 run_case "every blob upload fails: an error" push_fails "$FAILING_ADDR" faults/failed:1
 check "a failed push leaves no tag" bash -c "! skopeo --insecure-policy inspect --tls-verify=false --raw docker://$REG_ADDR/faults/failed:1"
 check_eq "and never put a manifest" 0 "$(fault_proxy_count "$FAILING_LOG" PUT /manifests/)"
+
+section "registry: credentials stay with the registry, time is bounded"
+for via in HANDOFF:STORAGE:"another loopback host" HANDOFF2:STORAGE2:"another port"; do
+    IFS=: read -r handoff storage where <<<"$via"
+    handoff_addr=${handoff}_ADDR handoff_log=${handoff}_LOG storage_log=${storage}_LOG
+    run_case "upload sessions on $where: pushed in chunks, same digest" push_token \
+        "${!handoff_addr}" "handoff/${handoff,,}:1" "$app_digest"
+    check "the registry got the token with the POST" \
+        wait_until grep -q 'method=POST .*fault=location-to .*auth=bearer' "${!handoff_log}"
+    check "the chunks and the final PUT went to $where" \
+        wait_until at_least 2 fault_proxy_count "${!storage_log}" 'PATCH|PUT' /blobs/uploads/
+    check_eq "... and not one request there carried Authorization" 0 \
+        "$(grep -c ' auth=[^-]' "${!storage_log}" || true)"
+done
+OCIBUILD_REGISTRY_TIMEOUT=0.5 run_case "answers slower than OCIBUILD_REGISTRY_TIMEOUT: a timeout, bounded" \
+    timeout "$SILENT_ADDR" app/hello
+rm -rf "$OCIBUILD_CACHE_DIR"
+OCIBUILD_MIN_TRANSFER_RATE=4000000 OCIBUILD_TRANSFER_RATE_WINDOW=0.5 \
+    run_case "bodies slower than OCIBUILD_MIN_TRANSFER_RATE: a body timeout" slow_body "$SLOW_ADDR" lazy/base "$work/slow.tar.gz"
 
 section "registry: auth"
 run_case "Basic: refused, then explicit, docker config, credential helper, podman auth.json" basic "$BASIC_ADDR" "$work"
@@ -185,14 +224,16 @@ check_eq "skopeo with the same credentials sees our digest" "$basic_digest" \
         "docker://$BASIC_ADDR/auth/app:helper" | sha256sum | awk '{print "sha256:" $1}')"
 : >"$TOKEN_TOKEN_LOG"
 run_case "Bearer token: push, anonymous pull, ready token" token "$TOKEN_ADDR" "$TOKEN_TOKEN_URL"
-check_eq "one token served the whole chunked push (auth reused)" 1 \
-    "$(grep 'scope=repository:tok/app:pull,push' "$TOKEN_TOKEN_LOG" | grep -c "user=$REGISTRY_TEST_USER" || true)"
+wait_eq "one token served the whole chunked push (auth reused)" 1 \
+    token_grants "$TOKEN_TOKEN_LOG" '[A-Z]*' repository:tok/app:pull,push
 run_case "access_token answers, expiring tokens, an identity token from config.json" token_variants \
     "$TOKEN2_ADDR" "$TOKEN2_TOKEN_URL" "$work"
-check_eq "the expired token was fetched again (two pushes, two tokens)" 2 \
-    "$(grep 'method=GET' "$TOKEN2_TOKEN_LOG" | grep 'scope=repository:tokv/app:pull,push' | grep -c "user=$REGISTRY_TEST_USER" || true)"
-check_eq "the identity token was exchanged by a refresh-token POST" 1 \
-    "$(grep 'method=POST' "$TOKEN2_TOKEN_LOG" | grep -c 'status=200' || true)"
+# expires_in 2 is held for docker's 60 s minimum (distribution itself allows 60 s of
+# leeway), so the second push, 2.5 s later, reuses the token.
+wait_eq "a 2 s token is kept for the 60 s minimum (two pushes, one token)" 1 \
+    token_grants "$TOKEN2_TOKEN_LOG" GET repository:tokv/app:pull,push
+wait_eq "the identity token was exchanged by a refresh-token POST" 1 \
+    bash -c 'grep "method=POST" "$1" | grep -c "status=200" || true' _ "$TOKEN2_TOKEN_LOG"
 run_case "ferro-oci-server (OCI 1.1): push, pull, multi-platform" ferro "$FERRO_ADDR"
 : >"$work/leak.out"
 run_case "failing pushes with a password" leak "$BASIC_ADDR" "$FAILING_ADDR"
@@ -254,5 +295,12 @@ check_contains "the error names the certificate problem" "ertificate" "$(value "
 OCIBUILD_INSECURE_REGISTRIES="other.example,$host_ip:$plain_port" \
     run_case "plain HTTP for a host in OCIBUILD_INSECURE_REGISTRIES" tls "$host_ip:$plain_port" insecure
 run_case "an unlisted plain-HTTP registry is not downgraded to" tls "$host_ip:$plain_port" unlisted
+FAULT_PROXY_HOST=$host_ip start "HTTPS proxy handing upload sessions to plain HTTP" fault_proxy_start DOWN \
+    "$host_ip:$plain_port" --tls-cert "$tls/server.pem" --tls-key "$tls/server.key" \
+    --location-to "http://$host_ip:$plain_port"
+SSL_CERT_FILE=$tls/ca.pem run_case "an upload Location from HTTPS down to HTTP: refused, tagged" \
+    downgrade "$DOWN_ADDR" "http://$host_ip:$plain_port"
+check "the refusal came after the registry handed out the session" \
+    wait_until grep -q 'method=POST .*fault=location-to' "$DOWN_LOG"
 
 summary registry

@@ -152,17 +152,17 @@ check_eq "the challenge names our realm and service" \
     "Bearer realm=\"$TOK_TOKEN_URL\",service=\"ocibuild-test\"" "$challenge"
 check "push with credentials (skopeo does the token dance)" \
     push --dest-creds "$user:$pw" "$src" "docker://$TOK_ADDR/selftest/app:v1"
-check_contains "the token log shows the push scope granted to the user" \
+wait_contains "the token log shows the push scope granted to the user" \
     "scope=repository:selftest/app:pull,push user=$user granted=repository:selftest/app:pull,push status=200" \
-    "$(cat "$TOK_TOKEN_LOG")"
+    "$TOK_TOKEN_LOG"
 check_eq "anonymous inspect (anonymous pull is granted)" "$image_digest" \
     "$(insp --no-creds "docker://$TOK_ADDR/selftest/app:v1" 2>&1 | jq -r .Digest 2>&1)"
-check_contains "the token log shows the anonymous pull" \
-    "user=anonymous granted=repository:selftest/app:pull status=200" "$(cat "$TOK_TOKEN_LOG")"
+wait_contains "the token log shows the anonymous pull" \
+    "user=anonymous granted=repository:selftest/app:pull status=200" "$TOK_TOKEN_LOG"
 fails "anonymous push is refused" push --dest-no-creds "$src" "docker://$TOK_ADDR/selftest/other:v1"
 fails "push with a wrong password is refused" push --dest-creds "$user:wrong" "$src" "docker://$TOK_ADDR/selftest/other:v1"
-check_contains "the token server answered the wrong password with 401" \
-    "user=$user granted=- status=401 note=bad-credentials" "$(cat "$TOK_TOKEN_LOG")"
+wait_contains "the token server answered the wrong password with 401" \
+    "user=$user granted=- status=401 note=bad-credentials" "$TOK_TOKEN_LOG"
 token=$(curl -s -u "$user:$pw" "$TOK_TOKEN_URL?service=ocibuild-test&scope=repository:selftest/app:pull" | jq -r .token)
 check_eq "curl with a token from GET /token: tags/list" '["v1"]' \
     "$(curl -s -H "Authorization: Bearer $token" "$TOK_URL/v2/selftest/app/tags/list" | jq -c .tags 2>&1)"
@@ -212,15 +212,19 @@ check_eq "inspect through the proxy" "$image_digest" \
     "$(insp "docker://$PX_ADDR/selftest/app:v1" 2>&1 | jq -r .Digest 2>&1)"
 check_eq "inspect of the upstream directly" "$image_digest" \
     "$(insp "docker://$UP_ADDR/selftest/app:v1" 2>&1 | jq -r .Digest 2>&1)"
-blob_bytes=$(fault_proxy_sum "$PX_LOG" req_bytes 'PATCH|PUT' '/blobs/uploads/')
 layer_size=$(jq '[.layers[].size] | add' "$layout/blobs/sha256/${image_digest#sha256:}")
 config_size=$(jq '.config.size' "$layout/blobs/sha256/${image_digest#sha256:}")
-check_eq "the log counts every blob byte of the first push" "$((layer_size + config_size))" "$blob_bytes"
-check_eq "... and all of it went upstream" "$blob_bytes" "$(fault_proxy_sum "$PX_LOG" up_bytes 'PATCH|PUT' '/blobs/uploads/')"
+blob_bytes=$((layer_size + config_size))
+wait_eq "the log counts every blob byte of the first push" "$blob_bytes" \
+    fault_proxy_sum "$PX_LOG" req_bytes 'PATCH|PUT' '/blobs/uploads/'
+wait_eq "... and all of it went upstream" "$blob_bytes" fault_proxy_sum "$PX_LOG" up_bytes 'PATCH|PUT' '/blobs/uploads/'
+wait_eq "the push's manifest PUT is logged" 1 fault_proxy_count "$PX_LOG" PUT /manifests/
 check_eq "no fault fired" 0 "$(fault_proxy_count "$PX_LOG" '' '' '^[^-]')"
 check_eq "Location headers point at the proxy" 0 "$(grep -c "${UP_ADDR##*:}" "$PX_LOG" || true)"
+check_eq "no request carried credentials" 0 "$(grep -c ' auth=[^-]' "$PX_LOG" || true)"
 lines=$(wc -l <"$PX_LOG")
 check "push the same image again" push "$src" "docker://$PX_ADDR/selftest/app:v1"
+wait_eq "the re-push's manifest PUT is logged" 2 fault_proxy_count "$PX_LOG" PUT /manifests/
 tail -n +"$((lines + 1))" "$PX_LOG" >"$work/second-push.log"
 check_eq "the re-push sends 0 blob bytes" 0 "$(fault_proxy_sum "$work/second-push.log" req_bytes 'PATCH|PUT|POST' '/blobs/')"
 check_contains "... and PUTs the manifest again" "method=PUT path=/v2/selftest/app/manifests/v1 status=201" \
@@ -230,15 +234,34 @@ section "fault proxy: an injected 503"
 start_ok "fault_proxy_start --status 503:PUT:/manifests/:1" \
     fault_proxy_start P503 "$UP_ADDR" --status 503:PUT:/manifests/:1 --retry-after 1
 fails "push without retries fails on the 503" push "$src" "docker://$P503_ADDR/selftest/retry:v1"
-check_eq "the log shows the one injected 503" 1 "$(fault_proxy_count "$P503_LOG" PUT /manifests/ 'status:503')"
+wait_eq "the log shows the one injected 503" 1 fault_proxy_count "$P503_LOG" PUT /manifests/ 'status:503'
 check_contains "... answered without reaching the upstream" "status=503 upstream=-" "$(grep 'fault=status:503' "$P503_LOG")"
 check "the same push again succeeds (the fault fired its 1 time)" push "$src" "docker://$P503_ADDR/selftest/retry:v1"
-check_eq "the manifest PUT then reached the upstream" 1 \
-    "$(grep -c 'method=PUT path=/v2/selftest/retry/manifests/v1 status=201 upstream=201' "$P503_LOG" || true)"
+wait_eq "the manifest PUT then reached the upstream" 1 \
+    bash -c 'grep -c "method=PUT path=/v2/selftest/retry/manifests/v1 status=201 upstream=201" "$1" || true' _ "$P503_LOG"
 start_ok "fault_proxy_start --status 503:GET:^/v2/\$:1 --retry-after 7" \
     fault_proxy_start P503B "$UP_ADDR" --status '503:GET:^/v2/$:1' --retry-after 7
 check_eq "an injected 503 carries Retry-After" "7" "$(curl -s -D - -o /dev/null "$P503B_URL/v2/" | header Retry-After)"
 check_eq "... once: the next GET /v2/ is forwarded" 200 "$(http_code "$P503B_URL/v2/")"
+
+section "fault proxy: upload sessions handed to another origin; the auth log"
+FAULT_PROXY_HOST=127.0.0.2 start_ok "fault_proxy_start on 127.0.0.2" fault_proxy_start PS "$UP_ADDR"
+check_contains "it listens on 127.0.0.2" "127.0.0.2:" "$PS_ADDR"
+start_ok "fault_proxy_start --location-to http://PS" fault_proxy_start PH "$UP_ADDR" --location-to "http://$PS_ADDR"
+loc=$(curl -s -D - -o /dev/null -X POST -H 'Authorization: Bearer not-logged' \
+    "$PH_URL/v2/selftest/handoff/blobs/uploads/" | header Location)
+check_contains "POST /blobs/uploads/: the Location is on the other origin" \
+    "http://$PS_ADDR/v2/selftest/handoff/blobs/uploads/" "$loc"
+printf 'handed off\n' >"$work/handoff.bin"
+handoff=sha256:$(sha256sum "$work/handoff.bin" | cut -d' ' -f1)
+check_eq "PUT ?digest= there completes the upload (201)" 201 \
+    "$(http_code -X PUT -H 'Content-Type: application/octet-stream' --data-binary "@$work/handoff.bin" "$loc&digest=$handoff")"
+wait_contains "the log names the hand-off and the auth scheme" "fault=location-to" "$PH_LOG"
+check_contains "... the scheme only" "auth=bearer" "$(grep 'fault=location-to' "$PH_LOG")"
+wait_contains "the other origin logged the PUT without credentials" \
+    "method=PUT path=/v2/selftest/handoff/blobs/uploads/" "$PS_LOG"
+check_contains "... auth=-" "auth=-" "$(grep 'method=PUT' "$PS_LOG")"
+check "no log holds the token" bash -c "! grep -rqF -- not-logged '$REGISTRY_RUN_DIR'"
 
 section "fault proxy: reset mid-body, then resume from the registry's offset"
 head -c 1048576 /dev/urandom >"$work/blob.bin"
@@ -256,8 +279,8 @@ curl -s -o /dev/null -X PATCH -H 'Content-Type: application/octet-stream' -H 'Co
 rc=$?
 set -e
 check_eq "curl sees the connection reset (exit 56)" 56 "$rc"
-check_contains "the log shows the reset after half the body, nothing forwarded" \
-    "status=reset upstream=- req_bytes=524288 up_bytes=0" "$(grep 'fault=reset-mid-body' "$PR_LOG")"
+wait_contains "the log shows the reset after half the body, nothing forwarded" \
+    "status=reset upstream=- req_bytes=524288 up_bytes=0" "$PR_LOG"
 check_eq "GET of the upload URL: the session is still at its start" "0-0" \
     "$(curl -s -D - -o /dev/null "$loc" | header Range)"
 # A chunked upload: first half accepted, the second PATCH is reset.
@@ -289,15 +312,17 @@ got=sha256:$(curl -s "$PC_URL/v2/selftest/big/blobs/$blob" | sha256sum | cut -d'
 check "the first GET of the blob has other bytes" test "$got" != "$blob"
 check_eq "the second GET has the right bytes" "$blob" \
     "sha256:$(curl -s "$PC_URL/v2/selftest/big/blobs/$blob" | sha256sum | cut -d' ' -f1)"
-check_contains "the log shows the corruption, with the full length" \
-    "status=200 upstream=200 req_bytes=0 up_bytes=0 resp_bytes=1048576 fault=corrupt-blob-get" "$(cat "$PC_LOG")"
+wait_contains "the log shows the corruption, with the full length" \
+    "status=200 upstream=200 req_bytes=0 up_bytes=0 resp_bytes=1048576 fault=corrupt-blob-get" "$PC_LOG"
 start_ok "fault_proxy_start --corrupt-blob-get GET:/blobs/sha256: (every time)" \
     fault_proxy_start PC2 "$UP_ADDR" --corrupt-blob-get GET:/blobs/sha256:
 fails "skopeo pull through it fails (digest mismatch)" \
     skopeo_ copy -q --src-tls-verify=false "docker://$PC2_ADDR/selftest/app:v1" "oci:$work/corrupt:v1"
 start_ok "fault_proxy_start --throttle-get 524288" fault_proxy_start PT "$UP_ADDR" --throttle-get 524288
 secs=$(curl -s -o "$work/slow.bin" -w '%{time_total}' "$PT_URL/v2/selftest/big/blobs/$blob")
-check "1 MiB at 512 KiB/s takes about 2 s (took ${secs}s)" awk -v s="$secs" 'BEGIN { exit !(s >= 1.7 && s < 6) }'
+# At least the throttled time; the upper bound only catches a throttle that does nothing
+# useful, with room for a busy machine.
+check "1 MiB at 512 KiB/s takes about 2 s (took ${secs}s)" awk -v s="$secs" 'BEGIN { exit !(s >= 1.7 && s < 30) }'
 check "... and arrives whole" cmp "$work/slow.bin" "$work/blob.bin"
 
 section "fault proxy: a 100 MiB blob streams through without being held in memory"

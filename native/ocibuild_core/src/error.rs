@@ -174,6 +174,48 @@ pub enum Error {
     /// The caller of a sink (save, export) exited while it ran; its temp output was removed.
     #[error("{0} stopped: the caller exited")]
     Cancelled(String),
+    /// A registry too slow to go on with, after retries: no response headers within the
+    /// deadline, or a body (ours or theirs) moving slower than the minimum rate.
+    #[error("registry {registry} timed out while {action}: {phase}")]
+    Timeout {
+        registry: String,
+        action: String,
+        phase: TimeoutPhase,
+    },
+
+    /// A registry sent us from HTTPS to plain HTTP (a redirect, an upload `Location`); `to`
+    /// is the refused origin, without path or query.
+    #[error("registry {registry} sent us from HTTPS to plain HTTP ({to}); refusing to continue without TLS")]
+    Downgrade { registry: String, to: String },
+}
+
+/// What a [`Error::Timeout`] ran out of waiting for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeoutPhase {
+    /// No response headers within `limit` of the request being sent.
+    Headers { limit: std::time::Duration },
+    /// A body moved fewer than `min_rate` bytes/s over a `window`.
+    Body {
+        min_rate: u64,
+        window: std::time::Duration,
+    },
+}
+
+impl std::fmt::Display for TimeoutPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TimeoutPhase::Headers { limit } => write!(
+                f,
+                "no response headers within {:.1} s (OCIBUILD_REGISTRY_TIMEOUT)",
+                limit.as_secs_f64()
+            ),
+            TimeoutPhase::Body { min_rate, window } => write!(
+                f,
+                "the transfer moved less than {min_rate} bytes/s over {:.1} s (OCIBUILD_MIN_TRANSFER_RATE)",
+                window.as_secs_f64()
+            ),
+        }
+    }
 }
 
 /// Why an encrypted signing key could not be opened.

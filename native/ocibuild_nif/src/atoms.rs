@@ -123,4 +123,6 @@ rustler::atoms! {
     // input validation
     special_file, invalid_value,
     cancelled,
+    // registry timeouts and refused downgrades
+    timeout, headers, body, limit_ms, min_rate, window_ms, https_downgrade, to,
 }

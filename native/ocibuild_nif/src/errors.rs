@@ -37,12 +37,14 @@
 //! | `SpecialFile`             | `{special_file, HostPath, fifo \| socket \| character_device \| block_device \| unknown}` |
 //! | `InvalidValue`            | `{invalid_value, Field, Key, nul_byte \| equals_in_name \| empty_name}` |
 //! | `Cancelled`               | `{cancelled, What}` (only a dead caller would see it)     |
+//! | `Timeout`                 | `{timeout, #{registry, action, phase => headers, limit_ms}}` or `{timeout, #{registry, action, phase => body, min_rate, window_ms}}` |
+//! | `Downgrade`               | `{https_downgrade, #{registry, to}}` (`to`: the refused `http://host:port`) |
 //!
 //! Strings and paths are binaries; `why`/`name` words that form a closed set are atoms.
 
 use std::io;
 
-use ocibuild_core::error::SignKeyPassword;
+use ocibuild_core::error::{SignKeyPassword, TimeoutPhase};
 use ocibuild_core::Error;
 use rustler::{Atom, Encoder, Env, Term};
 
@@ -205,6 +207,36 @@ pub fn reason<'a>(env: Env<'a>, err: &Error) -> Term<'a> {
         )
             .encode(env),
         Error::Cancelled(what) => (atoms::cancelled(), text(what)).encode(env),
+        Error::Timeout {
+            registry,
+            action,
+            phase,
+        } => {
+            let mut detail = vec![
+                (atoms::registry(), text(registry)),
+                (atoms::action(), text(action)),
+            ];
+            let millis = |d: &std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+            match phase {
+                TimeoutPhase::Headers { limit } => {
+                    detail.push((atoms::phase(), atoms::headers().encode(env)));
+                    detail.push((atoms::limit_ms(), millis(limit).encode(env)));
+                }
+                TimeoutPhase::Body { min_rate, window } => {
+                    detail.push((atoms::phase(), atoms::body().encode(env)));
+                    detail.push((atoms::min_rate(), min_rate.encode(env)));
+                    detail.push((atoms::window_ms(), millis(window).encode(env)));
+                }
+            }
+            (atoms::timeout(), terms::map(env, &detail)).encode(env)
+        }
+        Error::Downgrade { registry, to } => {
+            let detail = terms::map(
+                env,
+                &[(atoms::registry(), text(registry)), (atoms::to(), text(to))],
+            );
+            (atoms::https_downgrade(), detail).encode(env)
+        }
     }
 }
 

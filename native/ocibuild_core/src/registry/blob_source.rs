@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 
+use super::client::ByteStream;
 use super::upload::LocalData;
 use crate::digest::{Digest, Verifier};
 use crate::{Error, Result};
@@ -59,8 +60,8 @@ pub fn whole_file_body(
     digest: &Digest,
     size: u64,
     verdict: &Verdict,
-    on_sent: impl FnMut(u64) + Send + 'static,
-) -> Result<reqwest::Body> {
+    on_sent: impl FnMut(u64) + Send + Sync + 'static,
+) -> Result<ByteStream> {
     if let Some(earlier) = verdict.take() {
         // An earlier attempt found the blob wrong: another attempt would only read it again.
         return Err(earlier);
@@ -74,12 +75,12 @@ pub fn whole_file_body(
         ended: false,
         on_sent: Box::new(on_sent),
     };
-    Ok(reqwest::Body::wrap_stream(pieces(feed)))
+    Ok(Box::pin(pieces(feed)))
 }
 
 /// The pieces of one attempt; the first failure is recorded and ends the stream with an
 /// error, which makes the HTTP client abandon the request.
-fn pieces(feed: Feed) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send {
+fn pieces(feed: Feed) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + Sync {
     futures_util::stream::unfold(feed, |mut feed| async move {
         if feed.ended {
             return None;
@@ -107,7 +108,7 @@ struct Feed {
     verifier: Verifier,
     verdict: Verdict,
     ended: bool,
-    on_sent: Box<dyn FnMut(u64) + Send>,
+    on_sent: Box<dyn FnMut(u64) + Send + Sync>,
 }
 
 impl Feed {

@@ -223,6 +223,7 @@ impl Parser<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn challenge(scheme: &str, params: &[(&str, &str)]) -> Challenge {
         Challenge {
@@ -383,5 +384,54 @@ mod tests {
         // Non-ASCII inside a quoted string is kept.
         let c = parse("Basic realm=\"Régistre\"");
         assert_eq!(c[0].params["realm"], "Régistre");
+    }
+
+    /// `value` as a quoted-string: quotes and backslashes escaped.
+    fn quote(value: &str) -> String {
+        let mut out = String::from("\"");
+        for c in value.chars() {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('"');
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn prop_challenge_arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            for c in parse(&String::from_utf8_lossy(&bytes)) {
+                prop_assert!(!c.scheme.is_empty());
+                prop_assert!(c.params.keys().all(|k| k.is_empty() || k.bytes().all(is_tchar)));
+            }
+        }
+
+        // Any value survives quoting and parsing, next to another parameter and another
+        // challenge, whatever commas, quotes, backslashes or `=` it holds.
+        #[test]
+        fn prop_challenge_quoted_strings_round_trip(
+            scheme in "[A-Za-z][A-Za-z0-9_-]{0,8}",
+            name in "[A-Za-z][A-Za-z0-9_-]{0,8}",
+            value in any::<String>(),
+            other in "[ -~]{0,20}",
+        ) {
+            let header = format!(
+                "{scheme} {name}={}, zz_last={}, Basic realm={}",
+                quote(&value),
+                quote(&other),
+                quote(&value)
+            );
+            let parsed = parse(&header);
+            prop_assert_eq!(parsed.len(), 2, "{}", header);
+            prop_assert_eq!(&parsed[0].scheme, &scheme.to_ascii_lowercase());
+            let key = name.to_ascii_lowercase();
+            prop_assert_eq!(parsed[0].params.get(&key), Some(&value));
+            if key != "zz_last" {
+                prop_assert_eq!(parsed[0].params.get("zz_last"), Some(&other));
+            }
+            prop_assert_eq!(&parsed[1], &challenge("basic", &[("realm", &value)]));
+        }
     }
 }

@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 
-/// Every variable we read: credentials files, TLS roots, insecure registries, helper lookup.
+/// Every variable we read: credentials files, TLS roots, insecure registries, helper lookup,
+/// timeouts.
 pub const VARIABLES: &[&str] = &[
     "DOCKER_CONFIG",
     "HOME",
@@ -16,6 +17,9 @@ pub const VARIABLES: &[&str] = &[
     "PATH",
     "SSL_CERT_FILE",
     "OCIBUILD_INSECURE_REGISTRIES",
+    "OCIBUILD_REGISTRY_TIMEOUT",
+    "OCIBUILD_MIN_TRANSFER_RATE",
+    "OCIBUILD_TRANSFER_RATE_WINDOW",
 ];
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -5,6 +5,9 @@
 //! - `challenge`: `WWW-Authenticate` parsing.
 //! - `retry`: which failures are retried, and how long to wait.
 //! - `transport`: TLS roots, plain HTTP for loopback/insecure hosts, one client per registry.
+//! - `origin`: where credentials may go (redirects, upload locations, token realms).
+//! - `timeouts`: the response-headers deadline and the minimum transfer rate.
+//! - `token`: a token server's answer, its lifetime clamped.
 //! - `client`: a registry endpoint: auth negotiation (cached per scope), retries, errors.
 //! - `pull`: manifests, platform choice, configs, and base layers into the verified cache.
 //! - `upload`: one blob to one repository: HEAD, mount, monolithic or chunked with resume.
@@ -20,13 +23,21 @@ pub mod challenge;
 pub mod client;
 pub mod credentials;
 pub mod environment;
+pub mod origin;
 pub mod progress;
 pub mod pull;
 pub mod push;
 pub mod reference;
 pub mod retry;
+pub mod timeouts;
+pub mod token;
 pub mod transport;
 pub mod upload;
+
+#[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use client::{Registries, RegistryClient};
 pub use credentials::{CredentialSources, Credentials};

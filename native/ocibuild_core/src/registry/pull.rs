@@ -356,8 +356,10 @@ pub async fn fetch_blob(
         attempt += 1;
         match download.attempt(&client, &access, &url, &action).await {
             Ok(()) => break,
-            // The connection dropped mid-body: ask for the rest (bounded).
-            Err(Error::Http { .. }) if attempt < client.retry.max_attempts => {
+            // The connection dropped or stalled mid-body: ask for the rest (bounded).
+            Err(Error::Http { .. } | Error::Timeout { .. })
+                if attempt < client.retry.max_attempts =>
+            {
                 tokio::time::sleep(client.retry.delay(attempt, None)).await;
             }
             Err(e) => return Err(e),
@@ -419,7 +421,7 @@ impl Download {
             let range = HeaderValue::from_str(&format!("bytes={have}-")).expect("digits");
             headers.insert(reqwest::header::RANGE, range);
         }
-        let mut response = client
+        let response = client
             .send(access, Method::GET, url, &headers, &Body::Empty, action)
             .await?;
         match response.status() {
@@ -427,12 +429,8 @@ impl Download {
             StatusCode::OK => self.restart().await?,
             _ => return Err(client.error_from(response, access, action).await),
         }
-        loop {
-            let chunk = match response.chunk().await {
-                Ok(Some(c)) => c,
-                Ok(None) => break,
-                Err(e) => return Err(client.http_error(action, &e)),
-            };
+        let mut body = client.reader(response, action);
+        while let Some(chunk) = body.chunk().await? {
             self.hasher.update(&chunk);
             self.file
                 .write_all(&chunk)

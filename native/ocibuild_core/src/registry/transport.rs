@@ -122,30 +122,14 @@ fn add_pem_file(roots: &mut rustls::RootCertStore, path: &Path) -> usize {
     }
 }
 
-/// One HTTP client: keep-alive pool, bounded connect/read timeouts, redirects that never
-/// downgrade HTTPS to HTTP. reqwest drops `Authorization` on redirects to another host, so a
-/// blob redirect to a CDN never carries our credentials.
+/// One HTTP client: keep-alive pool and a bounded connect time. It follows no redirects:
+/// the registry client does, so that each hop gets the same decision on credentials
+/// (`origin::decide`) and the same timeouts as any other request.
 pub fn http_client(tls: rustls::ClientConfig) -> Result<reqwest::Client> {
-    let redirects = reqwest::redirect::Policy::custom(|attempt| {
-        let downgrade = attempt
-            .previous()
-            .last()
-            .is_some_and(|prev| prev.scheme() == "https")
-            && attempt.url().scheme() == "http"
-            && !attempt.url().host_str().is_some_and(is_loopback);
-        if attempt.previous().len() >= 10 {
-            attempt.error("too many redirects")
-        } else if downgrade {
-            attempt.error("refusing a redirect from HTTPS to plain HTTP")
-        } else {
-            attempt.follow()
-        }
-    });
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
-        .redirect(redirects)
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(30))
-        .read_timeout(Duration::from_secs(120))
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(16)
         .user_agent(concat!("ocibuild/", env!("CARGO_PKG_VERSION")))
