@@ -19,7 +19,8 @@ path() -> ?PATH.
 -spec media_type() -> binary().
 media_type() -> <<"application/spdx+json">>.
 
-%% @doc The SBOM input for one image. `Opts': `name', `version' (binaries), `release_path',
+%% @doc The SBOM input for one image. `Opts': `name', `version' (binaries), `release_path'
+%% (`undefined' when only files are known, as for `ocibuild_release:build_image/3'),
 %% `dependencies' (the lock file's `#{name, version, source}' maps, or `undefined' without a
 %% lock file), `image' (its `base' gives the base image entry; its `platform' the platform),
 %% `created' (unix seconds).
@@ -72,6 +73,8 @@ tool() ->
 
 %% The ERTS version the release was built for: `releases/start_erl.data' (`ERTS_VSN REL_VSN'),
 %% else the bundled `erts-VSN' directory.
+release_erts_version(undefined) ->
+    undefined;
 release_erts_version(Path) ->
     case ocibuild_release_files:start_erl_data(Path) of
         [Erts | _] -> Erts;
@@ -102,6 +105,8 @@ otp_version(ErtsVsn) ->
     end.
 
 %% The `lib/NAME-VSN' directories of the release.
+release_apps(undefined) ->
+    [];
 release_apps(Path) ->
     Dirs = filelib:wildcard("*-*", filename:join(to_list(Path), "lib")),
     lists:usort([split_app_dir(D) || D <- Dirs]).
