@@ -147,8 +147,11 @@ build_and_publish(Adapter, State, Config0, RunOpts) ->
     Created = check(ocibuild_reproducible:created()),
     Configured = [configure(add_layers(B, Layers), Config, Name, Cmd) || B <- Bases],
     Auto = auto_annotations(hd(Configured), Path, Config, Version, Created),
+    %% The SBOM names the repository the source annotation names, at the same revision.
     Context = #{name => Name, version => Version, release_path => Path,
-                dependencies => Deps, created => Created},
+                dependencies => Deps, created => Created,
+                source => maps:get(<<"org.opencontainers.image.source">>, Auto, undefined),
+                revision => maps:get(<<"org.opencontainers.image.revision">>, Auto, undefined)},
     {Images, Sboms} = lists:unzip([with_sbom(Adapter, add_auto_annotations(I, Auto), Context, Config)
                                    || I <- Configured]),
     write_sbom(Adapter, Config, Sboms),

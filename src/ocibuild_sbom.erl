@@ -23,7 +23,9 @@ media_type() -> <<"application/spdx+json">>.
 %% (`undefined' when only files are known, as for `ocibuild_release:build_image/3'),
 %% `dependencies' (the lock file's `#{name, version, source}' maps, or `undefined' without a
 %% lock file), `image' (its `base' gives the base image entry; its `platform' the platform),
-%% `created' (unix seconds).
+%% `created' (unix seconds), and `source' and `revision' (the image's
+%% `org.opencontainers.image.source' and `.revision' annotations, when it has them: the app's
+%% download location is then that repository at that commit, as in 0.10).
 -spec input(map()) -> map().
 input(#{name := Name, version := Version, release_path := Path, image := Image,
         created := Created} = Opts) ->
@@ -48,6 +50,7 @@ input(#{name := Name, version := Version, release_path := Path, image := Image,
             [{erts_version, ErtsVsn} || ErtsVsn =/= undefined] ++
             [{otp_version, V} || V <- [otp_version(ErtsVsn)], V =/= undefined] ++
             [{base, B} || B <- [base(Image)], B =/= undefined] ++
+            [{K, V} || K <- [source, revision], V <- [maps:get(K, Opts, undefined)], is_binary(V)] ++
             [{platform, ocibuild_local_base:platform_text(P)}
              || P <- [maps:get(platform, Image, undefined)], is_map(P)]
         )

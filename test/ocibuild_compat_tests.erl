@@ -18,6 +18,7 @@ compat_test_() ->
             {"run/3: strings, charlists and a platform binary", fun() -> run_strings(Root) end},
             {"run/3: bad loose values are {error, _}, never an exception", fun() -> run_errors(Root) end},
             {"run/3 passes its options to find_release/2", fun() -> run_opts(Root) end},
+            {"run/3: the source annotation and the SBOM name one repository", fun() -> run_source(Root) end},
             {"build_image/3: SBOM layer, uid nil/undefined", fun() -> build_image(Root) end},
             {"build_image/3: release_path and dependencies give smart layers", fun() -> build_layers(Root) end},
             {"check_for_native_code/1 names the file", fun() -> native_code(Root) end},
@@ -194,6 +195,34 @@ run_opts(Root) ->
     end,
     {_Manifest, #{<<"config">> := C}, _Dir} = saved_image(Root, Out),
     ?assertEqual([<<"/app/bin/myapp">>, <<"console">>], maps:get(<<"Entrypoint">>, C)).
+
+%% A GitHub Actions build: the annotation has no `.git' (as 0.10), and the SBOM's app is
+%% downloadable from the same URL at the same commit.
+run_source(Root) ->
+    Out = filename:join(Root, "source.tar.gz"),
+    Sha = <<"0123456789abcdef0123456789abcdef01234567">>,
+    Env = [{"GITHUB_SERVER_URL", "https://github.com"}, {"GITHUB_REPOSITORY", "acme/hello"},
+           {"GITHUB_SHA", binary_to_list(Sha)}],
+    Run = fun() ->
+        ?R:run(?ADAPTER, state(Root, "source", (loose_config(Out))#{vcs_annotations := true}), #{})
+    end,
+    ?assertMatch({ok, _}, with_envs(Env, Run)),
+    {Manifest, _Config, Dir} = saved_image(Root, Out),
+    Annotations = maps:get(<<"annotations">>, Manifest),
+    ?assertEqual(<<"https://github.com/acme/hello">>, maps:get(<<"org.opencontainers.image.source">>, Annotations)),
+    ?assertEqual(Sha, maps:get(<<"org.opencontainers.image.revision">>, Annotations)),
+    Sbom = sbom_of(Dir, lists:last(maps:get(<<"layers">>, Manifest))),
+    [App] = [P || P <- maps:get(<<"packages">>, Sbom), maps:get(<<"name">>, P) =:= <<"myapp">>],
+    ?assertEqual(<<"git+https://github.com/acme/hello@", Sha/binary>>, maps:get(<<"downloadLocation">>, App)).
+
+with_envs([], Fun) -> Fun();
+with_envs([{Name, Value} | Rest], Fun) ->
+    ocibuild_test_util:with_env(Name, Value, fun() -> with_envs(Rest, Fun) end).
+
+sbom_of(Dir, Layer) ->
+    Blob = ocibuild_test_util:read_blob(Dir, maps:get(<<"digest">>, Layer)),
+    [{_Name, Json}] = ocibuild_test_util:untar_gz(Blob),
+    ocibuild_test_util:json(Json).
 
 flush_find_release() ->
     receive

@@ -116,4 +116,6 @@ rustler::atoms! {
     sboms, sign, pem, attached, referrers, subject, api, signature_tag,
     name, version, tool, dependencies, otp_apps, erts_version, otp_version,
     sign_key_password,
+    // the SBOM's app location
+    revision,
 }
