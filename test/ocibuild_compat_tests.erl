@@ -36,6 +36,138 @@ cleanup(State) ->
     code:delete(?ADAPTER),
     ocibuild_test_util:cleanup(State).
 
+%%% Pushing, as a 0.10 caller would, to a real registry on loopback
+
+push_test_() ->
+    {setup, fun push_setup/0, fun push_cleanup/1, fun({{Root, _}, Registry}) ->
+        [
+            {"ocibuild:push/3,4,5 and push_multi/4,5", fun() -> push_api(Root, Registry) end},
+            {"ocibuild_release:push_image/5 and push_tarball/4", fun() -> release_push(Root, Registry) end},
+            {"run/3 with a 0.10 adapter's push target", fun() -> run_push(Root, Registry) end}
+        ]
+    end}.
+
+push_setup() ->
+    load_adapter(),
+    {Root, _} = Test = ocibuild_test_util:setup(),
+    {Test, start_registry(filename:join(Root, "registry"), 3)}.
+
+push_cleanup({Test, Registry}) ->
+    stop_registry(Registry),
+    cleanup(Test).
+
+%% Debian's docker-registry (CNCF distribution 2.8) on a free loopback port, its storage under
+%% `Dir'; ready once GET /v2/ answers. A port taken between picking and binding is retried.
+start_registry(_Dir, 0) ->
+    error(registry_did_not_start);
+start_registry(Dir, Attempts) ->
+    Port = free_port(),
+    Config = filename:join(Dir, "config.yml"),
+    ok = filelib:ensure_dir(Config),
+    ok = file:write_file(Config, [
+        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: ", Dir,
+        "/storage\nhttp:\n  addr: 127.0.0.1:", integer_to_list(Port), "\n"
+    ]),
+    Server = open_port({spawn_executable, "/usr/bin/docker-registry"},
+                       [{args, ["serve", Config]}, exit_status, stderr_to_stdout, binary]),
+    {os_pid, OsPid} = erlang:port_info(Server, os_pid),
+    Addr = <<"127.0.0.1:", (integer_to_binary(Port))/binary>>,
+    case wait_registry(Server, Port, 300) of
+        ok ->
+            #{server => Server, os_pid => OsPid, addr => Addr};
+        exited ->
+            start_registry(Dir, Attempts - 1)
+    end.
+
+%% Every 100 ms, at most `Tries' times: the registry answers, or its process has exited.
+wait_registry(_Server, _Port, 0) ->
+    error(registry_did_not_answer);
+wait_registry(Server, Port, Tries) ->
+    receive
+        {Server, {exit_status, _}} -> exited
+    after 0 ->
+        case v2_status(Port) of
+            200 -> ok;
+            _ ->
+                timer:sleep(100),
+                wait_registry(Server, Port, Tries - 1)
+        end
+    end.
+
+v2_status(Port) ->
+    case gen_tcp:connect({127, 0, 0, 1}, Port, [binary, {active, false}], 1000) of
+        {ok, S} ->
+            ok = gen_tcp:send(S, <<"GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n">>),
+            Reply = gen_tcp:recv(S, 0, 2000),
+            gen_tcp:close(S),
+            case Reply of
+                {ok, <<"HTTP/1.", _, " ", Code:3/binary, _/binary>>} -> binary_to_integer(Code);
+                _ -> none
+            end;
+        {error, _} ->
+            none
+    end.
+
+free_port() ->
+    {ok, S} = gen_tcp:listen(0, [{ip, {127, 0, 0, 1}}]),
+    {ok, Port} = inet:port(S),
+    ok = gen_tcp:close(S),
+    Port.
+
+stop_registry(#{server := Server, os_pid := OsPid}) ->
+    _ = os:cmd("kill " ++ integer_to_list(OsPid)),
+    receive
+        {Server, {exit_status, _}} -> ok
+    after 10000 -> error({registry_did_not_stop, OsPid})
+    end.
+
+%% What the registry holds under `Ref' (`repo:tag' or `repo@digest'), read back with ocibuild:
+%% an image whose base is the pushed one.
+pulled(#{addr := Addr}, Ref) ->
+    ocibuild:from(<<Addr/binary, "/", Ref/binary>>).
+
+pushable(Layers) ->
+    {ok, S} = ocibuild:scratch(),
+    I = lists:foldl(fun(N, Acc) ->
+        ocibuild:add_layer(Acc, [{<<"/app/f", (integer_to_binary(N))/binary>>, integer_to_binary(N), 8#644}])
+    end, S, lists:seq(1, Layers)),
+    ocibuild:entrypoint(I, [<<"/app/f1">>]).
+
+push_api(_Root, #{addr := Reg} = Registry) ->
+    I = pushable(2),
+    {ok, D3} = ocibuild:push(I, Reg, <<"compat/api:3">>),
+    {ok, D4} = ocibuild:push(I, Reg, <<"compat/api:4">>, #{}),
+    {ok, D5} = ocibuild:push(I, Reg, <<"compat/api:5">>, #{}, #{chunk_size => 5 * 1024 * 1024}),
+    ?assertEqual([D3, D3], [D4, D5]),
+    ?assertMatch({ok, #{base := #{layers := [_, _]}}}, pulled(Registry, <<"compat/api@", D3/binary>>)),
+    {ok, Platforms} = ocibuild:parse_platforms(<<"linux/amd64,linux/arm64">>),
+    Images = [I#{platform := P} || P <- Platforms],
+    {ok, M4} = ocibuild:push_multi(Images, Reg, <<"compat/multi:4">>, #{}),
+    {ok, M5} = ocibuild:push_multi(Images, Reg, <<"compat/multi:5">>, #{}, #{}),
+    ?assertEqual(M4, M5),
+    ?assertMatch({ok, [_, _]}, ocibuild:from(<<Reg/binary, "/compat/multi:4">>, #{}, #{platforms => Platforms})).
+
+release_push(Root, #{addr := Reg} = Registry) ->
+    I = pushable(1),
+    {ok, Digest} = ?R:push_image(I, Reg, <<"compat/release:1">>, #{}, #{}),
+    ?assertMatch({ok, _}, pulled(Registry, <<"compat/release@", Digest/binary>>)),
+    Tarball = filename:join(Root, "push_tarball.tar.gz"),
+    ok = ?R:save_image(I, Tarball, #{tag => <<"compat/tarball:1">>}),
+    State = #{test => self()},
+    ?assertEqual({ok, State}, ?R:push_tarball(?ADAPTER, State, Tarball, #{registry => Reg})),
+    ?assertEqual({ok, State}, ?R:push_tarball(?ADAPTER, State, Tarball,
+                                              #{registry => Reg, tags => [<<"compat/tarball:2;compat/tarball:3">>],
+                                                chunk_size => 5 * 1024 * 1024})),
+    [?assertMatch({ok, #{base := #{layers := [_]}}}, pulled(Registry, <<"compat/tarball:", T/binary>>))
+     || T <- [<<"1">>, <<"2">>, <<"3">>]].
+
+run_push(Root, #{addr := Reg} = Registry) ->
+    Loose = (loose_config(undefined))#{push := Reg, tags := [<<"compat/run:1.0.0">>, <<"compat/run:latest">>]},
+    ?assertMatch({ok, _}, ?R:run(?ADAPTER, state(Root, "push", Loose), #{})),
+    {ok, #{base := #{layers := Layers}}} = pulled(Registry, <<"compat/run:1.0.0">>),
+    ?assertEqual(2, length(Layers)),
+    ?assertMatch({ok, _}, pulled(Registry, <<"compat/run:latest">>)).
+
 %%% The 0.10 adapter, compiled from source by the test
 
 adapter_source() ->
