@@ -18,6 +18,7 @@ compat_test_() ->
             {"run/3: strings, charlists and a platform binary", fun() -> run_strings(Root) end},
             {"run/3: bad loose values are {error, _}, never an exception", fun() -> run_errors(Root) end},
             {"run/3 passes its options to find_release/2", fun() -> run_opts(Root) end},
+            {"run/3: an earlier 0.10's single `tag'", fun() -> run_single_tag(Root) end},
             {"run/3: the source annotation and the SBOM name one repository", fun() -> run_source(Root) end},
             {"build_image/3: SBOM layer, uid nil/undefined", fun() -> build_image(Root) end},
             {"build_image/3: release_path and dependencies give smart layers", fun() -> build_layers(Root) end},
@@ -317,6 +318,14 @@ run_errors(Root) ->
                  ?R:run(?ADAPTER, #{config => not_a_map, test => self()}, #{})),
     ?assertNot(filelib:is_regular(Out)).
 
+run_single_tag(Root) ->
+    Out = filename:join(Root, "single-tag.tar.gz"),
+    Loose = maps:remove(tags, (loose_config(Out))#{tag => <<"compat:single">>}),
+    ?assertMatch({ok, _}, ?R:run(?ADAPTER, state(Root, "single-tag", Loose), #{})),
+    {ok, #{tag := Tag, cleanup := Cleanup}} = ocibuild_layout:load_tarball_for_push(Out),
+    ok = Cleanup(),
+    ?assertEqual(<<"compat:single">>, Tag).
+
 run_opts(Root) ->
     flush_find_release(),
     Out = filename:join(Root, "opts.tar.gz"),
@@ -517,7 +526,20 @@ image_api(Root) ->
     ?assertEqual(ok, ocibuild_layout:save_tarball(I8, filename:join(Root, "api3.tar.gz"), #{tag => <<"myapp:1.0">>})),
     {ok, #{images := [_], is_multi_platform := false, cleanup := Cleanup}} =
         ocibuild_layout:load_tarball_for_push(filename:join(Root, "api3.tar.gz")),
-    ok = Cleanup().
+    ok = Cleanup(),
+    {ok, #{images := [_], cleanup := Cleanup2}} =
+        ocibuild_layout:load_tarball_for_push(filename:join(Root, "api3.tar.gz"), #{memory_threshold => 1024}),
+    ok = Cleanup2(),
+    %% A list of platform images saves as one index, through save/3 and save_tarball/3.
+    {ok, Platforms} = ocibuild:parse_platforms(<<"linux/amd64,linux/arm64">>),
+    Multi = [I8#{platform := P} || P <- Platforms],
+    MultiTar = filename:join(Root, "api-multi.tar.gz"),
+    ?assertEqual(ok, ocibuild:save(Multi, MultiTar, #{tag => <<"myapp:multi">>})),
+    ?assertEqual(ok, ocibuild_layout:save_tarball(Multi, filename:join(Root, "api-multi2.tar.gz"),
+                                                  #{tag => <<"myapp:multi">>})),
+    {ok, #{images := [_, _], is_multi_platform := true, cleanup := Cleanup3}} =
+        ocibuild_layout:load_tarball_for_push(MultiTar),
+    ok = Cleanup3().
 
 release_api(Root) ->
     Rel = release(Root, "api-rel"),
