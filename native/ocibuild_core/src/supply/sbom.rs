@@ -1323,6 +1323,14 @@ mod tests {
         let samples = [
             ("full", input()),
             (
+                "with-source",
+                SbomInput {
+                    source: Some("https://github.com/acme/hello".into()),
+                    revision: Some("0123456789abcdef0123456789abcdef01234567".into()),
+                    ..input()
+                },
+            ),
+            (
                 "no-deps",
                 SbomInput {
                     dependencies: vec![],
