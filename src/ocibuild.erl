@@ -492,6 +492,8 @@ parse_platform(Spec) ->
 -spec parse_platforms(text()) -> {ok, [platform()]} | {error, {invalid_platform, term()}}.
 parse_platforms(Specs) ->
     case ocibuild_input:text(Specs) of
+        %% No platform at all, as in ocibuild 0.10 (CI passes an unset input as "").
+        {ok, <<>>} -> {ok, []};
         {ok, Bin} -> parse_each([string:trim(S) || S <- string:split(Bin, ",", all)], []);
         error -> {error, {invalid_platform, Specs}}
     end.

@@ -21,7 +21,7 @@
 -type annotations() :: #{binary() => binary()}.
 -type validate_error() ::
     {invalid_annotation, empty_key | null_byte | path_traversal | not_utf8 | not_a_string, term()}
-    | {invalid_annotation, created, binary()}
+    | {invalid_created_timestamp, {invalid_format | negative_timestamp, binary()}}
     | {protected_annotation, binary()}.
 
 -define(PREFIX, "org.opencontainers.image.").
@@ -48,8 +48,10 @@
 %%    `.base.digest') are `{protected_annotation, Key}'.
 %% 3. `org.opencontainers.image.created' given as unix seconds (digits only) becomes
 %%    `YYYY-MM-DDTHH:MM:SSZ'; an RFC 3339 date-time (the ISO 8601 profile the OCI spec asks
-%%    for, e.g. `2024-02-29T12:00:00.5+01:00') is kept as given; anything else, an
-%%    impossible date included, is `{invalid_annotation, created, Value}'.
+%%    for, e.g. `2024-02-29T12:00:00.5+01:00') is kept as given; a negative number is
+%%    `{invalid_created_timestamp, {negative_timestamp, Value}}'; anything else, an impossible
+%%    date or a year past 9999 included, `{invalid_created_timestamp, {invalid_format, Value}}'
+%%    (0.10's terms).
 -spec validate(annotations()) -> {ok, annotations()} | {error, validate_error()}.
 validate(Annotations) when is_map(Annotations) ->
     Sorted = lists:sort(maps:to_list(Annotations)),
@@ -92,14 +94,16 @@ value(?CREATED, Value) -> created(Value);
 value(_Key, Value) -> Value.
 
 created(Value) ->
-    case re:run(Value, "^[0-9]+$", [{capture, none}]) of
-        match ->
+    case re:run(Value, "^(-?)[0-9]+$", [{capture, all_but_first, binary}]) of
+        {match, [<<"-">>]} ->
+            reject({invalid_created_timestamp, {negative_timestamp, Value}});
+        {match, [<<>>]} ->
             case binary_to_integer(Value) of
                 Seconds when Seconds =< ?MAX_SECONDS -> iso8601(Seconds);
-                _ -> reject({invalid_annotation, created, Value})
+                _ -> reject({invalid_created_timestamp, {invalid_format, Value}})
             end;
         nomatch ->
-            is_rfc3339(Value) orelse reject({invalid_annotation, created, Value}),
+            is_rfc3339(Value) orelse reject({invalid_created_timestamp, {invalid_format, Value}}),
             Value
     end.
 

@@ -26,7 +26,8 @@
     save_tarball/2,
     save_tarball/3,
     load_tarball_for_push/1,
-    load_tarball_for_push/2
+    load_tarball_for_push/2,
+    push_reference/1
 ]).
 
 -export_type([loaded_image/0, loaded_layer/0, loaded/0, save_options/0]).
@@ -148,6 +149,19 @@ load(PathBin) ->
 
 saved_tag(undefined) -> <<"latest">>;
 saved_tag(Tag) -> Tag.
+
+%% @doc The `name:tag' a loaded tarball can be pushed under without being told one, or
+%% `undefined'. An OCI layout's ref name may be a bare tag: an untagged save is named `latest'
+%% (as in 0.10), and other tools write bare tags too. A bare tag names no repository, so it is
+%% not a push target: pushing `latest' as `latest:latest' would land in the wrong repository.
+-spec push_reference(loaded() | map()) -> binary() | undefined.
+push_reference(#{tag := Tag}) when is_binary(Tag) ->
+    case binary:match(Tag, [<<":">>, <<"/">>, <<"@">>]) of
+        nomatch -> undefined;
+        _ -> Tag
+    end;
+push_reference(_Loaded) ->
+    undefined.
 
 %% The extraction directory is owned by `Handle' (a NIF resource, held while the caller lives):
 %% every fun handed out keeps it too, so another process given the layers still has their

@@ -209,13 +209,13 @@ is_tty() ->
             end
     end.
 
-%% @doc `1536' -> `"1.5 KB"'; powers of 1024, one decimal from KB up.
+%% @doc `1536' -> `"1.50 KB"'; powers of 1024, two decimals from KB up (as 0.10).
 -spec format_bytes(non_neg_integer()) -> iolist().
 format_bytes(N) when N < 1024 -> io_lib:format("~b B", [N]);
 format_bytes(N) -> scaled(N / 1024, ["KB", "MB", "GB", "TB"]).
 
-scaled(V, [Unit]) -> io_lib:format("~.1f ~s", [V, Unit]);
-scaled(V, [Unit | _]) when V < 1024 -> io_lib:format("~.1f ~s", [V, Unit]);
+scaled(V, [Unit]) -> io_lib:format("~.2f ~s", [V, Unit]);
+scaled(V, [Unit | _]) when V < 1024 -> io_lib:format("~.2f ~s", [V, Unit]);
 scaled(V, [_ | Units]) -> scaled(V / 1024, Units).
 
 %% @doc `[=====>        ]  42% 1.2 MB/2.9 MB'; with an unknown total, the bytes so far.

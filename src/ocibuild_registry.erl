@@ -153,7 +153,8 @@ push(Images, Registry, RepoTag, Auth, Opts) ->
     ).
 
 %% @doc Push images read back from a saved tarball (`ocibuild_layout:load_tarball_for_push/1'),
-%% their bytes exactly as saved. `RepoTag' `undefined' uses the tag saved in the tarball.
+%% their bytes exactly as saved. `RepoTag' `undefined' uses the `name:tag' saved in the
+%% tarball (a bare saved tag such as `latest' names no repository: then `RepoTag' is needed).
 %% A multi-platform tarball is pushed as an index. Options as `push/5'.
 -spec push_loaded(ocibuild_layout:loaded(), binary() | string(), binary() | string() | undefined,
                   auth(), map()) ->
@@ -161,12 +162,13 @@ push(Images, Registry, RepoTag, Auth, Opts) ->
 push_loaded(#{images := [_ | _] = Loaded} = Tarball, Registry, RepoTag0, Auth, Opts) ->
     RepoTag =
         case RepoTag0 of
-            undefined -> maps:get(tag, Tarball, undefined);
+            undefined -> ocibuild_layout:push_reference(Tarball);
             _ -> RepoTag0
         end,
     case RepoTag of
         undefined ->
-            {error, {invalid_option, tag, <<"the tarball has no tag; give one">>}};
+            {error,
+                {invalid_option, tag, <<"the tarball names no repository (no name:tag); give one">>}};
         _ ->
             Multi = maps:get(is_multi_platform, Tarball, false) orelse length(Loaded) > 1,
             maybe_job(

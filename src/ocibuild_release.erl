@@ -46,6 +46,7 @@
     normalize_kv_map/1,
     to_binary/1,
     to_container_path/1,
+    to_container_path/2,
     make_relative_path/2,
     get_file_mode/1,
     format_bytes/1,
@@ -68,14 +69,18 @@
 %%% The pipeline
 
 %% @doc Build the image of the release `Adapter' finds and save or push it, as
-%% `Adapter:get_config(State)' says. `Opts' may override `cmd'. Returns `{ok, State}'.
+%% `Adapter:get_config(State)' says: a resolved config or an ocibuild 0.10 adapter's map
+%% (see `ocibuild_release_config:from_adapter/1'). `Opts' may override `cmd' and is passed on
+%% to `Adapter:find_release/2'. Returns `{ok, State}' or `{error, Reason}', never raises for
+%% a bad configuration.
 -spec run(module(), term(), map()) -> {ok, term()} | {error, term()}.
 run(Adapter, State, Opts) when is_atom(Adapter), is_map(Opts) ->
     try
-        Config = maps:merge(Adapter:get_config(State), maps:with([cmd], Opts)),
+        Loaded = check(ocibuild_release_config:from_adapter(Adapter:get_config(State))),
+        Config = maps:merge(Loaded, cmd_override(Opts)),
         case maps:get(tarball, Config, undefined) of
             undefined ->
-                build_and_publish(Adapter, State, Config);
+                build_and_publish(Adapter, State, Config, Opts);
             Tarball ->
                 PushOpts = #{
                     registry => maps:get(push, Config),
@@ -86,18 +91,44 @@ run(Adapter, State, Opts) when is_atom(Adapter), is_map(Opts) ->
                 push_tarball(Adapter, State, Tarball, PushOpts)
         end
     catch
-        throw:{ocibuild_release, Reason} -> {error, Reason}
+        throw:{ocibuild_release, Reason} -> {error, Reason};
+        error:Reason:Stack -> builder_error(Reason, Stack)
     after
         stop_progress_coordinator()
     end.
 
-build_and_publish(Adapter, State, Config0) ->
+%% `Opts' `cmd' (`run/3''s override), as text; `nil' and `undefined' leave the config's.
+cmd_override(#{cmd := Cmd}) when Cmd =/= undefined, Cmd =/= nil ->
+    case ocibuild_input:text(Cmd) of
+        {ok, Bin} when Bin =/= <<>> -> #{cmd => Bin};
+        _ -> throw({ocibuild_release, {invalid_option, cmd, Cmd}})
+    end;
+cmd_override(_Opts) ->
+    #{}.
+
+%% The image builders (`ocibuild:env/2', `expose/2', `label/3', ...) raise their tagged
+%% reasons on input they refuse, e.g. an environment variable named `A=B'; from `run/3' and
+%% `build_image/3' those are the caller's errors, so they are returned. Anything else is a
+%% bug and raises on.
+-define(BUILDER_REASONS, [invalid_option, invalid_path, duplicate_path, invalid_mode, file_read,
+                          invalid_platform, invalid_uid, ocibuild_release]).
+
+builder_error(Reason, Stack) when is_tuple(Reason), tuple_size(Reason) >= 2 ->
+    case lists:member(element(1, Reason), ?BUILDER_REASONS) of
+        true when element(1, Reason) =:= ocibuild_release -> {error, element(2, Reason)};
+        true -> {error, Reason};
+        false -> erlang:raise(error, Reason, Stack)
+    end;
+builder_error(Reason, Stack) ->
+    erlang:raise(error, Reason, Stack).
+
+build_and_publish(Adapter, State, Config0, RunOpts) ->
     #{workdir := Workdir, platforms := Platforms} = Config0,
     %% The user's annotations and the signing key are checked before any work.
     Config = Config0#{annotations := check(validate_annotations(maps:get(annotations, Config0)))},
     SignKey = sign_key(Config),
-    {Name, Path} = check(find_release(Adapter, State, Config)),
-    Version = release_version(Adapter, State, Path),
+    {Name, Path} = check(find_release(Adapter, State, Config, RunOpts)),
+    Version = release_version(Adapter, State, Config, Path),
     Tags = release_tags(Config, Name, Version),
     multi_platform_check(Adapter, Path, Platforms),
     HasErts = has_bundled_erts(Path),
@@ -116,8 +147,11 @@ build_and_publish(Adapter, State, Config0) ->
     Created = check(ocibuild_reproducible:created()),
     Configured = [configure(add_layers(B, Layers), Config, Name, Cmd) || B <- Bases],
     Auto = auto_annotations(hd(Configured), Path, Config, Version, Created),
+    %% The SBOM names the repository the source annotation names, at the same revision.
     Context = #{name => Name, version => Version, release_path => Path,
-                dependencies => Deps, created => Created},
+                dependencies => Deps, created => Created,
+                source => maps:get(<<"org.opencontainers.image.source">>, Auto, undefined),
+                revision => maps:get(<<"org.opencontainers.image.revision">>, Auto, undefined)},
     {Images, Sboms} = lists:unzip([with_sbom(Adapter, add_auto_annotations(I, Auto), Context, Config)
                                    || I <- Configured]),
     write_sbom(Adapter, Config, Sboms),
@@ -172,8 +206,10 @@ check({ok, Value}) -> Value;
 check({ok, A, B}) -> {A, B};
 check({error, Reason}) -> throw({ocibuild_release, Reason}).
 
-find_release(Adapter, State, Config) ->
-    case Adapter:find_release(State, #{release => maps:get(release, Config, undefined)}) of
+%% 0.10 handed `run/3''s options to `find_release/2'; they still are, with `release'.
+find_release(Adapter, State, Config, RunOpts) ->
+    Release = first_set([maps:get(release, Config, undefined), maps:get(release, RunOpts, undefined)]),
+    case Adapter:find_release(State, RunOpts#{release => Release}) of
         {ok, Name, Path} ->
             {ok, to_binary(Name), Path};
         {error, _} = Error ->
@@ -182,13 +218,17 @@ find_release(Adapter, State, Config) ->
             {error, {bad_adapter_reply, Adapter, find_release, Other}}
     end.
 
-%% The adapter's version, else the one `releases/start_erl.data' records (`ERTS_VSN REL_VSN').
-release_version(Adapter, State, Path) ->
-    FromAdapter =
-        case erlang:function_exported(Adapter, get_app_version, 1) of
-            true -> Adapter:get_app_version(State);
-            false -> undefined
-        end,
+first_set(Values) ->
+    case [V || V <- Values, not is_nil_or_undefined(V)] of
+        [First | _] -> First;
+        [] -> undefined
+    end.
+
+%% The adapter's version, else the config's `app_version' (a 0.10 adapter's map), else the
+%% one `releases/start_erl.data' records (`ERTS_VSN REL_VSN').
+release_version(Adapter, State, Config, Path) ->
+    FromAdapter = first_set([ocibuild_adapter:get_app_version(Adapter, State),
+                             maps:get(app_version, Config, undefined)]),
     case is_nil_or_undefined(FromAdapter) of
         false ->
             to_binary(FromAdapter);
@@ -237,7 +277,7 @@ warn_native_code(Adapter, Path, Platforms) ->
         {ok, []} ->
             ok;
         {warning, Found} ->
-            Names = lists:join(", ", [F || #{file := F} <- Found]),
+            Names = lists:join(", ", [P || #{path := P} <- Found]),
             Adapter:error(
                 "warning: native code built for this machine goes into every platform (~ts); "
                 "it will not load on ~ts unless built for each",
@@ -491,33 +531,62 @@ build_image(BaseImage, Files) ->
     build_image(BaseImage, Files, #{}).
 
 %% @doc An image of `BaseImage' (`<<"scratch">>', a registry reference or `tar://PATH') plus
-%% one layer of `Files'. Options: `release_name' (sets the entrypoint
-%% `<workdir>/bin/<release_name> <cmd>'), `workdir' (`/app'), `env', `expose', `labels',
-%% `annotations', `cmd' (`foreground'), `uid' (65534), `auth' (for the base), `progress',
-%% `compression'.
+%% the release's layers and, last, its SBOM layer (as 0.10). `Files' go into one layer, or with
+%% `dependencies' (the lock file's) and `release_path' into ERTS, dependencies and app layers as
+%% `build_release_layers/5' splits them. Options: `release_name' (sets the entrypoint
+%% `<workdir>/bin/<release_name> <cmd>' and names the SBOM's app), `app_name', `app_version',
+%% `workdir' (`/app'), `env', `expose', `labels', `annotations', `description', `cmd'
+%% (`foreground'), `uid' (65534; `nil' and `undefined' mean the default), `auth' (for the
+%% base), `progress', `compression'. A bad option is `{error, Reason}', never an exception.
 -spec build_image(binary(), [file_entry()], map()) -> {ok, ocibuild:image()} | {error, term()}.
 build_image(BaseImage, Files, Opts) when is_map(Opts) ->
     try
         Cli = maps:with([cmd, uid], Opts),
-        Project = maps:with([workdir, env, expose, labels, annotations, compression], Opts),
+        Project = maps:with([workdir, env, expose, labels, annotations, compression, description],
+                            Opts),
         Config = check(resolve_config(Cli, Project#{base_image => BaseImage})),
         [Base | _] = check(build_base(BaseImage, Opts)),
-        Layer = create_layer(app, Files, Config),
-        Image = add_layers(Base, [Layer]),
-        {ok, case maps:find(release_name, Opts) of
-            {ok, Name} ->
-                Cmd = case maps:get(cmd, Config) of
-                    undefined -> <<"foreground">>;
-                    C -> C
-                end,
-                configure(Image, Config, to_binary(Name), Cmd);
-            error ->
-                configure_runtime(Image, Config)
-        end}
+        Release = first_set([maps:get(release_name, Opts, undefined)]),
+        Name = to_binary(first_set([Release, maps:get(app_name, Opts, undefined), <<"app">>])),
+        Image = add_layers(Base, image_layers(Files, Name, Config, Opts)),
+        Configured =
+            case Release of
+                undefined -> configure_runtime(Image, Config);
+                _ -> configure(Image, Config, Name, first_set([maps:get(cmd, Config), <<"foreground">>]))
+            end,
+        {ok, with_build_sbom(Configured, Name, Config, Opts)}
     catch
         throw:{ocibuild_release, Reason} -> {error, Reason};
-        error:{invalid_option, _, _} = Reason -> {error, Reason}
+        error:Reason:Stack -> builder_error(Reason, Stack)
     end.
+
+%% The release's layers for `build_image/3': split by the lock file when it is given.
+image_layers(Files, Name, #{workdir := Workdir} = Config, Opts) ->
+    ReleasePath = maps:get(release_path, Opts, undefined),
+    Deps =
+        case maps:get(dependencies, Opts, undefined) of
+            [_ | _] = Given -> Given;
+            _ -> undefined
+        end,
+    LayerOpts = #{
+        app_name => to_binary(first_set([maps:get(app_name, Opts, undefined), Name])),
+        workdir => Workdir,
+        has_erts => not is_nil_or_undefined(ReleasePath) andalso has_bundled_erts(ReleasePath)
+    },
+    [create_layer(Type, Group, Config) || {Type, Group} <- layer_groups(Files, Deps, LayerOpts)].
+
+with_build_sbom(Image, Name, Config, Opts) ->
+    Path = maps:get(release_path, Opts, undefined),
+    Context = #{
+        name => Name,
+        version => to_binary(first_set([maps:get(app_version, Opts, undefined), <<>>])),
+        release_path => first_set([Path]),
+        dependencies => maps:get(dependencies, Opts, undefined),
+        created => check(ocibuild_reproducible:created()),
+        image => Image
+    },
+    Document = check(ocibuild_sbom:document(ocibuild_sbom:input(Context))),
+    add_layers(Image, [check(ocibuild_sbom:layer(Document, maps:get(compression, Config)))]).
 
 build_base(<<"scratch">>, _Opts) ->
     {ok, Image} = ocibuild:scratch(),
@@ -595,9 +664,11 @@ partition_files_by_layer(Files, Deps, AppName, Workdir, HasErts) ->
 classify_file_layer(Path, DepNames, AppName, Workdir, HasErts) ->
     ocibuild_release_files:classify(Path, DepNames, AppName, Workdir, HasErts).
 
-%% @doc Native shared libraries (NIFs, ports) under `lib/*/priv'.
+%% @doc Native shared libraries (NIFs, ports) under `lib/*/priv': `file' is the file name
+%% (`<<"crypto.so">>'), `path' the path in the release (`<<"lib/crypto-5.1/priv/lib/crypto.so">>').
 -spec check_for_native_code(file:filename_all()) ->
-    {ok, []} | {warning, [#{app := binary(), file := binary(), extension := binary()}]}.
+    {ok, []} | {warning, [#{app := binary(), file := binary(), extension := binary(),
+                           path := binary()}]}.
 check_for_native_code(ReleasePath) ->
     ocibuild_release_files:native_code(ReleasePath).
 
@@ -737,7 +808,7 @@ push_loaded(Adapter, State, Loaded, Registry, Opts) ->
     Tags =
         case lists:append([expand_semicolon_tags(T) || T <- maps:get(tags, Opts, [])]) of
             [] ->
-                case maps:get(tag, Loaded, undefined) of
+                case ocibuild_layout:push_reference(Loaded) of
                     undefined -> [];
                     Saved -> [strip_registry(Saved)]
                 end;
@@ -746,7 +817,7 @@ push_loaded(Adapter, State, Loaded, Registry, Opts) ->
         end,
     case Tags of
         [] ->
-            {error, {invalid_option, tag, <<"the tarball has no tag; give one with --tag">>}};
+            {error, {invalid_option, tag, <<"the tarball names no repository (no name:tag); give one with --tag">>}};
         _ ->
             Results = [push_loaded_repo(Adapter, Loaded, Registry, G, Opts) || G <- group_by_repo(Tags)],
             case [E || {error, _} = E <- Results] of
@@ -809,12 +880,18 @@ normalize_kv_map(Map) ->
 to_binary(Value) ->
     ocibuild_release_config:to_binary(Value).
 
-%% @doc A host path with forward slashes only.
+%% @doc The path in the image of a release-relative host path, under the default workdir:
+%% `"bin/myapp"' -> `<<"/app/bin/myapp">>'.
 -spec to_container_path(file:filename_all()) -> binary().
 to_container_path(RelPath) ->
-    ocibuild_release_files:container_path(RelPath).
+    to_container_path(RelPath, <<"/app">>).
 
-%% @doc `FullPath' relative to `BasePath'.
+%% @doc As `to_container_path/1', under `Workdir'.
+-spec to_container_path(file:filename_all(), file:filename_all()) -> binary().
+to_container_path(RelPath, Workdir) ->
+    ocibuild_release_files:container_path(RelPath, Workdir).
+
+%% @doc `FullPath' relative to `BasePath', a string for a string and a binary for a binary.
 -spec make_relative_path(file:filename_all(), file:filename_all()) -> file:filename_all().
 make_relative_path(BasePath, FullPath) ->
     ocibuild_release_files:relative_path(BasePath, FullPath).
@@ -826,7 +903,7 @@ get_file_mode(Path) ->
 
 %%% Terminal output
 
-%% @doc `"1.5 MB"'.
+%% @doc `"1.50 MB"'.
 -spec format_bytes(non_neg_integer()) -> iolist().
 format_bytes(N) -> ocibuild_progress:format_bytes(N).
 
@@ -904,7 +981,10 @@ format_error({invalid_annotation, path_traversal, Key}) ->
     io_lib:format("annotation ~ts: keys and values may not contain a .. path component", [show_key(Key)]);
 format_error({invalid_annotation, empty_key, _}) ->
     "annotation with an empty key";
-format_error({invalid_annotation, created, Value}) ->
+format_error({invalid_created_timestamp, {negative_timestamp, Value}}) ->
+    io_lib:format("annotation org.opencontainers.image.created: ~ts is before 1970; give unix "
+                  "seconds or an ISO 8601 date-time", [show(Value)]);
+format_error({invalid_created_timestamp, {_, Value}}) ->
     io_lib:format("annotation org.opencontainers.image.created: ~ts is neither a unix timestamp "
                   "nor an ISO 8601 date-time", [show(Value)]);
 format_error({protected_annotation, Key}) ->
@@ -922,8 +1002,8 @@ format_error({invalid_option, compression, Value}) ->
     io_lib:format("invalid compression ~ts: use gzip, zstd or auto", [show(Value)]);
 format_error({invalid_option, chunk_size, Value}) ->
     io_lib:format("invalid chunk size ~ts: give a number of megabytes from 1 to 4096", [show(Value)]);
-format_error({invalid_option, uid, Value}) ->
-    io_lib:format("invalid uid ~ts: give a non-negative integer", [show(Value)]);
+format_error({invalid_uid, Value, _Why}) ->
+    io_lib:format("invalid uid ~ts: give an integer from 0 to 4294967295", [show(Value)]);
 format_error({invalid_option, workdir, Value}) ->
     io_lib:format("invalid workdir ~ts: give an absolute path without . or ..", [show(Value)]);
 format_error({invalid_option, Name, Value}) ->

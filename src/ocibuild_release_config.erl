@@ -12,8 +12,8 @@
 %% '''
 -module(ocibuild_release_config).
 
--export([resolve/2, expand_semicolon_tags/1, parse_kv_arg/1, normalize_kv_map/1, to_binary/1,
-         env_var/1]).
+-export([resolve/2, from_adapter/1, expand_semicolon_tags/1, parse_kv_arg/1, normalize_kv_map/1,
+         to_binary/1, env_var/1]).
 
 -export_type([config/0]).
 
@@ -39,7 +39,8 @@
     expose := [1..65535 | binary()],
     app_name := binary() | undefined,
     description := binary() | undefined,
-    tag_required := boolean()
+    tag_required := boolean(),
+    app_version => binary()
 }.
 %% `cmd' `undefined' means: the release script's own foreground command (`foreground' for
 %% relx, `start' for Mix), chosen by `ocibuild_release:run/3' once it has found the release.
@@ -50,6 +51,19 @@
 -define(DEFAULT_CHUNK_MB, 5).
 -define(MAX_CHUNK_MB, 4096).
 
+%% Every key `resolve/2' sets: a map holding them all is a resolved config.
+-define(RESOLVED_KEYS, [
+    base_image, tags, output, push, tarball, annotations, labels, platforms, release, cmd, uid,
+    chunk_size, sbom, vcs_annotations, sign_key, compression, workdir, env, expose, app_name,
+    description, tag_required
+]).
+
+%% The keys of a 0.10 adapter's map that mean what the project file's keys mean.
+-define(LOOSE_PROJECT_KEYS, [
+    base_image, workdir, env, expose, labels, annotations, uid, vcs_annotations, sign_key,
+    compression, platform, cmd, app_name, description, output, push
+]).
+
 -define(PROJECT_KEYS, [
     base_image, tag, workdir, env, expose, labels, annotations, uid, vcs_annotations, sign_key,
     compression, platform, cmd, app_name, description, output, push, chunk_size
@@ -57,7 +71,8 @@
 
 %% @doc Resolve the command line (`Cli') and the project file (`Project') into a config.
 %% Keys and value forms are listed in `ocibuild_release'. Errors:
-%% `{unknown_config_key, Key}', `{invalid_option, Name, Value}', `{invalid_kv_format, Arg}',
+%% `{unknown_config_key, Key}', `{invalid_option, Name, Value}', `{invalid_uid, Value, Why}',
+%% `{invalid_kv_format, Arg}',
 %% `{invalid_platform, P}', `{tarball_without_push, Path}'.
 -spec resolve(map(), map() | list()) -> {ok, config()} | {error, term()}.
 resolve(Cli, Project) when is_list(Project) ->
@@ -115,6 +130,69 @@ resolve_checked(Cli, Project) ->
         tag_required => false
     }.
 
+%% @doc What an adapter's `get_config/1' returned, as a checked config. A config made by
+%% `resolve/2' (every key of `config()' present) is taken as it is. Anything else is read as
+%% the map ocibuild 0.10's adapters return and goes through `resolve/2', so it meets the same
+%% checks as the tasks' flags and project keys:
+%% <ul>
+%% <li>`nil', `undefined', `<<>>' and `""' mean "not set" for every key (0.10 adapters pass
+%% optional CI inputs as empty strings), so an empty `platform' is no platform and an empty
+%% `push' means save;</li>
+%% <li>`base_image', `workdir', `env', `expose', `labels', `annotations', `uid', `cmd',
+%% `description', `output', `push', `platform' (`<<"linux/amd64,linux/arm64">>'),
+%% `vcs_annotations', `sign_key', `compression', `app_name' as in the project file;
+%% `tags' (a list) or `tag'; `sbom' and `release' as on the command line;</li>
+%% <li>`chunk_size' in bytes (0.10's unit), 1 MB to 4096 MB;</li>
+%% <li>`app_version', the release version for tags and the version annotation;</li>
+%% <li>other keys (an adapter's own state) are ignored, as 0.10 did;</li>
+%% <li>no tag is `missing_tag', as in 0.10.</li>
+%% </ul>
+-spec from_adapter(term()) -> {ok, config()} | {error, term()}.
+from_adapter(Config) when is_map(Config) ->
+    case lists:all(fun(Key) -> is_map_key(Key, Config) end, ?RESOLVED_KEYS) of
+        true -> {ok, Config};
+        false -> from_loose(maps:filter(fun(_Key, Value) -> not is_unset(Value) end, Config))
+    end;
+from_adapter(Other) ->
+    {error, {invalid_option, config, Other}}.
+
+from_loose(Loose) ->
+    Project = maps:with(?LOOSE_PROJECT_KEYS, Loose),
+    Tags = maps:get(tags, Loose, maps:get(tag, Loose, undefined)),
+    Cli = maps:with([sbom, release], Loose),
+    try
+        Config = ok(resolve(Cli, with_tag(Project, Tags))),
+        ChunkSize = ok(loose_chunk_size(maps:get(chunk_size, Loose, undefined))),
+        Version = ok(loose_version(maps:get(app_version, Loose, undefined))),
+        {ok, maps:merge(Config#{tag_required := true, chunk_size := ChunkSize}, Version)}
+    catch
+        throw:{config_error, Reason} -> {error, Reason}
+    end.
+
+ok({ok, Value}) -> Value;
+ok({error, Reason}) -> throw({config_error, Reason}).
+
+with_tag(Project, undefined) -> Project;
+with_tag(Project, Tags) -> Project#{tag => Tags}.
+
+is_unset(Value) -> Value =:= nil orelse Value =:= undefined orelse Value =:= <<>> orelse Value =:= "".
+
+loose_chunk_size(undefined) ->
+    {ok, ?DEFAULT_CHUNK_MB * 1024 * 1024};
+loose_chunk_size(Bytes) when is_integer(Bytes), Bytes >= 1024 * 1024,
+                             Bytes =< ?MAX_CHUNK_MB * 1024 * 1024 ->
+    {ok, Bytes};
+loose_chunk_size(Other) ->
+    {error, {invalid_option, chunk_size, Other}}.
+
+loose_version(undefined) ->
+    {ok, #{}};
+loose_version(Version) ->
+    case to_text(Version) of
+        {ok, Bin} -> {ok, #{app_version => Bin}};
+        error -> {error, {invalid_option, app_version, Version}}
+    end.
+
 %% Elixir's `nil' counts as "not set", like Erlang's `undefined'.
 get(Key, Map) ->
     case maps:get(Key, Map, undefined) of
@@ -123,6 +201,7 @@ get(Key, Map) ->
     end.
 
 first([undefined | Rest]) -> first(Rest);
+first([nil | Rest]) -> first(Rest);
 first([V | _]) -> V;
 first([]) -> undefined.
 
@@ -214,14 +293,22 @@ input_map(L) -> maps:from_list(L).
 
 is_pair_list(L) -> lists:all(fun(E) -> is_tuple(E) andalso tuple_size(E) =:= 2 end, L).
 
+%% An empty platform is none (the host's), as in 0.10: CI passes an unset input as "".
 platforms(undefined) ->
     [];
 platforms(P) ->
-    case ocibuild:parse_platforms(text(platform, P)) of
+    case to_text(P) of
+        {ok, <<>>} -> [];
+        _ -> parse_platforms(text(platform, P))
+    end.
+
+parse_platforms(Text) ->
+    case ocibuild:parse_platforms(Text) of
         {ok, Ps} -> Ps;
         {error, Reason} -> throw({config_error, Reason})
     end.
 
+%% A uid as an integer or its digits (`"1000"'); 0.10's error term for anything else.
 uid(U) when is_integer(U), U >= 0, U < 1 bsl 32 -> U;
 uid(U) ->
     case to_text(U) of
@@ -229,14 +316,17 @@ uid(U) ->
             try binary_to_integer(Bin) of
                 N -> uid_int(N, U)
             catch
-                error:badarg -> fail(uid, U)
+                error:badarg -> bad_uid(U)
             end;
         error ->
-            fail(uid, U)
+            bad_uid(U)
     end.
 
 uid_int(N, _U) when N >= 0, N < 1 bsl 32 -> N;
-uid_int(_N, U) -> fail(uid, U).
+uid_int(_N, U) -> bad_uid(U).
+
+bad_uid(U) ->
+    throw({config_error, {invalid_uid, U, <<"the uid must be an integer from 0 to 4294967295">>}}).
 
 chunk_size(MB) when is_integer(MB), MB >= 1, MB =< ?MAX_CHUNK_MB -> MB * 1024 * 1024;
 chunk_size(MB) -> fail(chunk_size, MB).

@@ -25,7 +25,7 @@
     start_erl_data/1,
     file_mode/1,
     relative_path/2,
-    container_path/1
+    container_path/2
 ]).
 
 -export_type([file_entry/0, warning/0]).
@@ -255,12 +255,14 @@ partition(Files, Deps, AppName, Workdir, HasErts) ->
 dep_name(#{name := Name}) -> ocibuild_release_config:to_binary(Name);
 dep_name(Name) -> ocibuild_release_config:to_binary(Name).
 
-%% @doc Native shared libraries under `lib/*/priv' (`.so', `.dll', `.dylib').
+%% @doc Native shared libraries under `lib/*/priv' (`.so', `.dll', `.dylib'): `file' is the
+%% file's name (as 0.10 reported it), `path' where it is in the release.
 -spec native_code(file:filename_all()) ->
-    {ok, []} | {warning, [#{app := binary(), file := binary(), extension := binary()}]}.
+    {ok, []} | {warning, [#{app := binary(), file := binary(), extension := binary(),
+                           path := binary()}]}.
 native_code(ReleasePath) ->
-    Found = lists:sort([
-        #{app := _, file := _, extension := _} = native_info(ReleasePath, F)
+    Found = lists:sort(fun(A, B) -> maps:get(path, A) =< maps:get(path, B) end, [
+        native_info(F)
      || F <- filelib:wildcard("lib/*/priv/**/*.{so,dll,dylib}", to_list(ReleasePath))
     ]),
     case Found of
@@ -268,11 +270,12 @@ native_code(ReleasePath) ->
         _ -> {warning, Found}
     end.
 
-native_info(_ReleasePath, Rel) ->
+native_info(Rel) ->
     ["lib", AppDir | _] = filename:split(Rel),
     #{
         app => app_name_of(to_bin(AppDir)),
-        file => to_bin(Rel),
+        file => to_bin(filename:basename(Rel)),
+        path => to_bin(Rel),
         extension => to_bin(filename:extension(Rel))
     }.
 
@@ -301,23 +304,33 @@ file_mode(Path) ->
         {error, _} -> 8#644
     end.
 
-%% @doc `FullPath' relative to `BasePath' (both made absolute first).
+%% @doc `FullPath' relative to `BasePath' (both made absolute first), as the type `FullPath'
+%% was given in (a string for a string, a binary for a binary), as 0.10 returned it.
 -spec relative_path(file:filename_all(), file:filename_all()) -> file:filename_all().
 relative_path(BasePath, FullPath) ->
     Base = filename:split(absolute(to_bin(BasePath))),
     Full = filename:split(absolute(to_bin(FullPath))),
-    case lists:prefix(Base, Full) of
-        true ->
-            case lists:nthtail(length(Base), Full) of
-                [] -> <<".">>;
-                Rest -> to_bin(filename:join(Rest))
-            end;
-        false ->
-            to_bin(filename:join(Full))
-    end.
+    Relative =
+        case lists:prefix(Base, Full) of
+            true ->
+                case lists:nthtail(length(Base), Full) of
+                    [] -> <<".">>;
+                    Rest -> to_bin(filename:join(Rest))
+                end;
+            false ->
+                to_bin(filename:join(Full))
+        end,
+    as_type_of(FullPath, Relative).
 
-%% @doc A host path as a container path: forward slashes only.
--spec container_path(file:filename_all()) -> binary().
-container_path(Path) ->
-    Bin = to_bin(Path),
-    binary:replace(Bin, <<"\\">>, <<"/">>, [global]).
+as_type_of(Given, Path) when is_binary(Given) -> Path;
+as_type_of(_Given, Path) -> to_list(Path).
+
+%% @doc A host path relative to the release as the path inside the image, under `Workdir':
+%% `"bin/myapp"' is `<<"/app/bin/myapp">>' with the default workdir. Backslashes count as
+%% separators; empty and `.' components are dropped.
+-spec container_path(file:filename_all(), file:filename_all()) -> binary().
+container_path(Path, Workdir) ->
+    Parts = [P || P <- binary:split(to_bin(Path), [<<"/">>, <<"\\">>], [global]),
+                  P =/= <<>>, P =/= <<".">>],
+    Root = string:trim(to_bin(Workdir), trailing, "/"),
+    iolist_to_binary([Root, [[<<"/">>, P] || P <- Parts]]).

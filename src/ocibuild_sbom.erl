@@ -19,10 +19,13 @@ path() -> ?PATH.
 -spec media_type() -> binary().
 media_type() -> <<"application/spdx+json">>.
 
-%% @doc The SBOM input for one image. `Opts': `name', `version' (binaries), `release_path',
+%% @doc The SBOM input for one image. `Opts': `name', `version' (binaries), `release_path'
+%% (`undefined' when only files are known, as for `ocibuild_release:build_image/3'),
 %% `dependencies' (the lock file's `#{name, version, source}' maps, or `undefined' without a
 %% lock file), `image' (its `base' gives the base image entry; its `platform' the platform),
-%% `created' (unix seconds).
+%% `created' (unix seconds), and `source' and `revision' (the image's
+%% `org.opencontainers.image.source' and `.revision' annotations, when it has them: the app's
+%% download location is then that repository at that commit, as in 0.10).
 -spec input(map()) -> map().
 input(#{name := Name, version := Version, release_path := Path, image := Image,
         created := Created} = Opts) ->
@@ -47,6 +50,7 @@ input(#{name := Name, version := Version, release_path := Path, image := Image,
             [{erts_version, ErtsVsn} || ErtsVsn =/= undefined] ++
             [{otp_version, V} || V <- [otp_version(ErtsVsn)], V =/= undefined] ++
             [{base, B} || B <- [base(Image)], B =/= undefined] ++
+            [{K, V} || K <- [source, revision], V <- [maps:get(K, Opts, undefined)], is_binary(V)] ++
             [{platform, ocibuild_local_base:platform_text(P)}
              || P <- [maps:get(platform, Image, undefined)], is_map(P)]
         )
@@ -72,6 +76,8 @@ tool() ->
 
 %% The ERTS version the release was built for: `releases/start_erl.data' (`ERTS_VSN REL_VSN'),
 %% else the bundled `erts-VSN' directory.
+release_erts_version(undefined) ->
+    undefined;
 release_erts_version(Path) ->
     case ocibuild_release_files:start_erl_data(Path) of
         [Erts | _] -> Erts;
@@ -102,6 +108,8 @@ otp_version(ErtsVsn) ->
     end.
 
 %% The `lib/NAME-VSN' directories of the release.
+release_apps(undefined) ->
+    [];
 release_apps(Path) ->
     Dirs = filelib:wildcard("*-*", filename:join(to_list(Path), "lib")),
     lists:usort([split_app_dir(D) || D <- Dirs]).

@@ -19,13 +19,13 @@
 %% revision is used only when it is a full object name.
 %%
 %% Nothing here fails: no git, not a repository, no `origin' remote, a non-zero exit or a
-%% timeout leave the value out. URLs are made fit to publish: ssh remotes become https, and
-%% user, password, query and fragment are removed, so a token in a remote URL never reaches an
-%% image. Nothing is logged. Git runs through `/bin/sh' (to discard its stderr), so the git
+%% timeout leave the value out. URLs are made fit to publish: ssh remotes become https, a
+%% trailing `.git' goes (the repository's page, as ocibuild 0.10 gave it), and user, password,
+%% query and fragment are removed, so a token in a remote URL never reaches an image. Nothing is logged. Git runs through `/bin/sh' (to discard its stderr), so the git
 %% half works on Unix hosts; elsewhere only the CI variables are read.
 %%
 %% ```
-%% #{source := <<"https://github.com/acme/hello.git">>, revision := _} =
+%% #{source := <<"https://github.com/acme/hello">>, revision := _} =
 %%     ocibuild_vcs:info(".").
 %% '''
 -module(ocibuild_vcs).
@@ -215,14 +215,29 @@ flush(Port) ->
 %% @doc A repository URL fit to publish. `git@host:org/repo.git' (git's scp-like syntax) and
 %% `ssh://[user@]host[:port]/path' become `https://host/path' (the ssh port means nothing to
 %% https); `git+https://' and `git+http://' lose the `git+'. User info, query and fragment are
-%% removed from every URL; scheme (lowercased), host, port and path of `http', `https' and
-%% `git' URLs are otherwise kept as they are, `.git' suffix included. Local paths, `file://'
-%% URLs, other schemes and text that is not UTF-8 are `error': nobody else can fetch them.
+%% removed from every URL, and so is a trailing `.git' (`https://github.com/org/repo.git' is
+%% `https://github.com/org/repo', the page a registry links the image to, as in 0.10; git
+%% clones either). Scheme (lowercased), host, port and the rest of the path of `http',
+%% `https' and `git' URLs are kept as they are. Local paths, `file://' URLs, other schemes and
+%% text that is not UTF-8 are `error': nobody else can fetch them.
 -spec normalize_url(binary() | string()) -> {ok, binary()} | error.
 normalize_url(Url) ->
     case to_utf8(Url) of
-        {ok, Bin} -> normalize(string:trim(Bin));
-        error -> error
+        {ok, Bin} ->
+            case normalize(string:trim(Bin)) of
+                {ok, Clean} -> {ok, without_git_suffix(Clean)};
+                error -> error
+            end;
+        error ->
+            error
+    end.
+
+%% `.../repo.git' and `.../repo.git/' -> `.../repo'; a host or a path that is only `.git'
+%% stays.
+without_git_suffix(Url) ->
+    case re:run(Url, "^([^:/]+://[^/]+/(?:.*/)?[^/]+)\\.git/?$", [{capture, all_but_first, binary}]) of
+        {match, [Repo]} -> Repo;
+        nomatch -> Url
     end.
 
 to_utf8(Url) ->

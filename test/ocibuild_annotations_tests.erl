@@ -47,7 +47,8 @@ validate_test_() ->
 created_test_() ->
     Created = fun(Value) -> ?A:validate(#{?K("created") => Value, <<"other">> => <<"1700000000">>}) end,
     Kept = fun(Value) -> {ok, #{?K("created") => Value, <<"other">> => <<"1700000000">>}} end,
-    Refused = fun(Value) -> {error, {invalid_annotation, created, Value}} end,
+    Refused = fun(Value) -> {error, {invalid_created_timestamp, {invalid_format, Value}}} end,
+    Negative = fun(Value) -> {error, {invalid_created_timestamp, {negative_timestamp, Value}}} end,
     Cases = [
         %% Unix seconds become ISO 8601 UTC; no other key is touched.
         {<<"0">>, Kept(?EPOCH)},
@@ -61,7 +62,8 @@ created_test_() ->
         %% Anything else.
         {<<"yesterday">>, Refused(<<"yesterday">>)},
         {<<>>, Refused(<<>>)},
-        {<<"-5">>, Refused(<<"-5">>)},
+        {<<"-5">>, Negative(<<"-5">>)},
+        {<<"-">>, Refused(<<"-">>)},
         {<<"1700000000.5">>, Refused(<<"1700000000.5">>)},
         {<<"253402300800">>, Refused(<<"253402300800">>)},
         {<<"2024-02-29">>, Refused(<<"2024-02-29">>)},
@@ -155,7 +157,7 @@ auto_git_test_() ->
      fun({Dir, Head}) ->
          Config = #{created => 0, getenv => ocibuild_vcs_tests:env([])},
          [{"a real repository, by vcs_dir",
-           ?_assertEqual(#{?K("source") => <<"https://github.com/acme/hello.git">>,
+           ?_assertEqual(#{?K("source") => <<"https://github.com/acme/hello">>,
                            ?K("revision") => Head, ?K("created") => ?EPOCH},
                          ?A:auto(#{base => none}, "/elsewhere", Config#{vcs_dir => Dir}))},
           {"vcs_annotations false",
@@ -168,7 +170,7 @@ auto_git_test_() ->
                Outside = ocibuild_test_util:tmp_dir("ocibuild-annotations-rel"),
                ok = file:set_cwd(Dir),
                try
-                   ?assertEqual(#{?K("source") => <<"https://github.com/acme/hello.git">>,
+                   ?assertEqual(#{?K("source") => <<"https://github.com/acme/hello">>,
                                   ?K("revision") => Head, ?K("created") => ?EPOCH},
                                 ?A:auto(#{base => none}, Outside, Config))
                after

@@ -87,8 +87,16 @@ roundtrip_oci_untagged({Root, _}) ->
     Image = image(<<"untagged">>),
     ok = ocibuild_layout:save_tarball(Image, Path, #{format => oci}),
     %% An untagged save is named `latest' in its index.json, as ocibuild 0.10 names it.
-    {ok, #{images := [L], tag := <<"latest">>, cleanup := Cleanup}} = ocibuild_layout:load_tarball_for_push(Path),
+    {ok, #{images := [L], tag := <<"latest">>, cleanup := Cleanup} = Loaded} =
+        ocibuild_layout:load_tarball_for_push(Path),
     check_loaded(L, Image),
+    %% `latest' is a bare tag: it names no repository, so a push must be told one, and is
+    %% refused before any connection (port 1 on loopback would refuse it anyway).
+    ?assertEqual(undefined, ocibuild_layout:push_reference(Loaded)),
+    ?assertMatch({error, {invalid_option, tag, _}},
+                 ocibuild_registry:push_loaded(Loaded, <<"127.0.0.1:1">>, undefined, #{}, #{})),
+    ?assertEqual(<<"app:1">>, ocibuild_layout:push_reference(Loaded#{tag := <<"app:1">>})),
+    ?assertEqual(<<"reg:5000/a/b">>, ocibuild_layout:push_reference(Loaded#{tag := <<"reg:5000/a/b">>})),
     ok = Cleanup().
 
 %% The loaded image is what was saved: the manifest and config hash to their digests, the

@@ -10,7 +10,7 @@
 
 -define(V, ocibuild_vcs).
 -define(ORIGIN, "git@github.com:acme/hello.git").
--define(SOURCE, <<"https://github.com/acme/hello.git">>).
+-define(SOURCE, <<"https://github.com/acme/hello">>).
 -define(NO_GIT, "/nonexistent/ocibuild-tests/git").
 
 %%% Fixtures
@@ -60,23 +60,30 @@ fake_git(Dir, Body) ->
 
 normalize_url_test_() ->
     Cases = [
-        %% ssh becomes https; an ssh port means nothing to https.
-        {"git@github.com:acme/hello.git", {ok, <<"https://github.com/acme/hello.git">>}},
-        {"github.com:acme/hello.git", {ok, <<"https://github.com/acme/hello.git">>}},
-        {"git@host.example:/srv/repo.git", {ok, <<"https://host.example/srv/repo.git">>}},
-        {"ssh://git@host:2222/org/repo.git", {ok, <<"https://host/org/repo.git">>}},
+        %% ssh becomes https; an ssh port means nothing to https; a trailing .git goes (as in
+        %% ocibuild 0.10: the repository's page).
+        {"git@github.com:acme/hello.git", {ok, <<"https://github.com/acme/hello">>}},
+        {"github.com:acme/hello.git", {ok, <<"https://github.com/acme/hello">>}},
+        {"git@host.example:/srv/repo.git", {ok, <<"https://host.example/srv/repo">>}},
+        {"ssh://git@host:2222/org/repo.git", {ok, <<"https://host/org/repo">>}},
         {"ssh://host/org/repo", {ok, <<"https://host/org/repo">>}},
         {"git+ssh://git@host.example/x/y", {ok, <<"https://host.example/x/y">>}},
         %% User info, query and fragment go; scheme case is normalized; the rest stays.
         {"https://user:token@host/x", {ok, <<"https://host/x">>}},
         {"https://github.com/acme/hello?x=1#frag", {ok, <<"https://github.com/acme/hello">>}},
         {"HTTPS://github.com/acme/hello", {ok, <<"https://github.com/acme/hello">>}},
-        {"http://git.local:8080/a/b.git", {ok, <<"http://git.local:8080/a/b.git">>}},
-        {"https://[::1]:8443/a.git", {ok, <<"https://[::1]:8443/a.git">>}},
-        {"https://example.com/a%20b.git", {ok, <<"https://example.com/a%20b.git">>}},
-        {"git://git.kernel.org/pub/scm/git/git.git", {ok, <<"git://git.kernel.org/pub/scm/git/git.git">>}},
-        {"git+https://u:p@example.com/a.git", {ok, <<"https://example.com/a.git">>}},
+        {"http://git.local:8080/a/b.git", {ok, <<"http://git.local:8080/a/b">>}},
+        {"https://[::1]:8443/a.git", {ok, <<"https://[::1]:8443/a">>}},
+        {"https://example.com/a%20b.git", {ok, <<"https://example.com/a%20b">>}},
+        {"git://git.kernel.org/pub/scm/git/git.git", {ok, <<"git://git.kernel.org/pub/scm/git/git">>}},
+        {"git+https://u:p@example.com/a.git", {ok, <<"https://example.com/a">>}},
         {"  https://github.com/acme/hello\n", {ok, <<"https://github.com/acme/hello">>}},
+        {"https://github.com/acme/hello.git/", {ok, <<"https://github.com/acme/hello">>}},
+        {"https://example.com/a.git?x=1", {ok, <<"https://example.com/a">>}},
+        {"https://example.com/a.github", {ok, <<"https://example.com/a.github">>}},
+        %% Only a repository name loses .git, never a host or a bare .git path.
+        {"https://git.git", {ok, <<"https://git.git">>}},
+        {"https://example.com/.git", {ok, <<"https://example.com/.git">>}},
         {<<"https://github.com/acme/hello">>, {ok, <<"https://github.com/acme/hello">>}},
         %% Nothing a reader could fetch.
         {"/srv/git/hello.git", error},
@@ -244,17 +251,17 @@ misbehaving_git_test_() ->
         {"stderr is kept apart from the output",
          ["echo 'warning: noise' >&2\n",
           "case \"$*\" in *get-url*) echo 'git@example.com:a/b.git' ;; *) echo ", Sha, " ;; esac"],
-         #{source => <<"https://example.com/a/b.git">>, revision => list_to_binary(Sha)}},
+         #{source => <<"https://example.com/a/b">>, revision => list_to_binary(Sha)}},
         {"a non-zero exit discards the output",
          ["echo 'git@example.com:a/b.git'; echo ", Sha, "; exit 1"],
          #{}},
         {"a revision that is not an object name is left out",
          "case \"$*\" in *get-url*) echo 'https://example.com/a.git' ;; *) echo HEAD ;; esac",
-         #{source => <<"https://example.com/a.git">>}},
+         #{source => <<"https://example.com/a">>}},
         {"git runs with prompts disabled",
          ["[ \"$GIT_TERMINAL_PROMPT\" = 0 ] || exit 1\n"
           "case \"$*\" in *get-url*) echo 'https://example.com/a.git' ;; *) echo ", Sha, " ;; esac"],
-         #{source => <<"https://example.com/a.git">>, revision => list_to_binary(Sha)}}
+         #{source => <<"https://example.com/a">>, revision => list_to_binary(Sha)}}
     ],
     {setup, fun() -> ocibuild_test_util:tmp_dir("ocibuild-vcs-fake") end, fun remove/1, fun(Root) ->
         [{Name, fun() ->

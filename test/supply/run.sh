@@ -112,7 +112,7 @@ check "mix ocibuild --push (git origin and commit)" run "$work/git-push.log" \
     ocibuild --push "$REG_ADDR/supply" -t hello:git --sbom "$work/sbom.spdx.json"
 ann=$(raw "$REG_ADDR/supply/hello:git" 2>&1 | jq -c .annotations 2>&1) || true
 annotation() { jq -r --arg k "org.opencontainers.image.$2" '.[$k] // "absent"' <<<"$1"; }
-check_eq "source: the ssh origin as https" https://github.com/acme/hello.git "$(annotation "$ann" source)"
+check_eq "source: the ssh origin as https, without .git" https://github.com/acme/hello "$(annotation "$ann" source)"
 check_eq "revision: git rev-parse HEAD" "$commit" "$(annotation "$ann" revision)"
 check_eq "version: the release's" 0.1.0 "$(annotation "$ann" version)"
 check "created: ISO 8601 UTC" grep -Eq '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$' \

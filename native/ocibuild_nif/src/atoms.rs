@@ -125,4 +125,6 @@ rustler::atoms! {
     cancelled,
     // registry timeouts and refused downgrades
     timeout, headers, body, limit_ms, min_rate, window_ms, https_downgrade, to,
+    // the SBOM's app location
+    revision,
 }

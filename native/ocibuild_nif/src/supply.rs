@@ -2,8 +2,8 @@
 //!
 //! - `sbom_spdx(Input)`: the SPDX 2.2 JSON of a release image. Input `#{name, version,
 //!   created, tool, dependencies => [#{name, version, source}], otp_apps => [{Name, Vsn}],
-//!   erts_version, otp_version, base => #{reference, digest}, platform}` (the last four
-//!   optional). Result `{ok, Json}`.
+//!   erts_version, otp_version, base => #{reference, digest}, platform, source, revision}` (the
+//!   last six optional). Result `{ok, Json}`.
 //! - `sign_key_check(Pem, Password | undefined)`: `ok` when the key can sign. Opening a cosign
 //!   key runs scrypt (a deliberate ~0.1 s of CPU), so this runs on a dirty CPU scheduler.
 //!
@@ -182,6 +182,8 @@ fn decode_sbom_input(term: Term) -> Result<SbomInput> {
         dependencies,
         base,
         platform: optional(atoms::platform(), "platform")?,
+        source: optional(atoms::source(), "source")?,
+        revision: optional(atoms::revision(), "revision")?,
     })
 }
 

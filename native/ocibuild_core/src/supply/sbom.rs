@@ -3,7 +3,9 @@
 //! One package per component, each with a package URL (purl) as its external reference:
 //!
 //! - the app (the release): `pkg:generic/<name>@<version>`, since a release is not
-//!   necessarily published anywhere;
+//!   necessarily published anywhere, downloadable from its repository when the image's
+//!   `org.opencontainers.image.source` and `.revision` name it (`git+<source>@<revision>`,
+//!   the same URL as the annotation, so the two agree);
 //! - every lock-file dependency: `pkg:hex/<name>@<version>`, `pkg:github/<org>/<repo>@<ref>`
 //!   for git dependencies on GitHub, `pkg:generic/<name>@<ref>?vcs_url=git+...` for other git
 //!   hosts, else `pkg:generic/<name>@<version>`;
@@ -62,6 +64,11 @@ pub struct SbomInput {
     pub base: Option<BaseImage>,
     /// `linux/amd64`: platform images of one build differ by this and their base.
     pub platform: Option<String>,
+    /// The project's repository as the image's `org.opencontainers.image.source` annotation
+    /// gives it (`https://github.com/acme/hello`, already without user info or `.git`).
+    pub source: Option<String>,
+    /// The commit the release was built from (the `.revision` annotation).
+    pub revision: Option<String>,
 }
 
 /// A lock-file entry: `source` is `hex`, a git URL (then `version` is the locked revision),
@@ -125,7 +132,7 @@ pub fn spdx_json(input: &SbomInput) -> Result<Vec<u8>> {
         name: input.name.clone(),
         version: input.version.clone(),
         purl: purl("generic", &[], &input.name, &input.version, &[]),
-        download: None,
+        download: app_location(input),
         comment: Some("the release the image runs".into()),
     };
     let mut others = Vec::new();
@@ -560,6 +567,20 @@ fn uri_part(s: &str) -> String {
     utf8_percent_encode(s, PURL_COMPONENT).to_string()
 }
 
+/// The app's SPDX VCS download location: the image's source annotation as a git location, at
+/// its revision. The URL is the annotation's own, `.git`-less form (git clones either), so
+/// the SBOM and the manifest name the repository alike; lock-file dependencies keep their
+/// clone URLs as the lock file gives them (`vcs_location`). `None` (`NOASSERTION`) without a
+/// source or when SPDX tools would refuse the location.
+fn app_location(input: &SbomInput) -> Option<String> {
+    let source = input.source.as_deref()?;
+    let location = match input.revision.as_deref() {
+        Some(revision) => format!("git+{source}@{revision}"),
+        None => format!("git+{source}"),
+    };
+    is_spdx_download_location(&location).then_some(location)
+}
+
 /// The source with any `user:password@` removed, for a comment.
 fn redact(source: &str) -> String {
     let Some((scheme, rest)) = source.split_once("://") else {
@@ -727,6 +748,8 @@ mod tests {
                 digest: base_digest(),
             }),
             platform: Some("linux/amd64".into()),
+            source: None,
+            revision: None,
         }
     }
 
@@ -793,6 +816,44 @@ mod tests {
                 assert_eq!(p[field], NOASSERTION, "{field}");
             }
         }
+    }
+
+    #[test]
+    fn app_download_is_the_source_annotation_at_its_revision() {
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+        let with = |source: Option<&str>, revision: Option<&str>| {
+            let d = doc(&SbomInput {
+                source: source.map(Into::into),
+                revision: revision.map(Into::into),
+                ..input()
+            });
+            download_of(&d, "hello_elixir").to_string()
+        };
+        assert_eq!(
+            with(Some("https://github.com/acme/hello"), Some(sha)),
+            format!("git+https://github.com/acme/hello@{sha}")
+        );
+        assert_eq!(
+            with(Some("https://github.com/acme/hello"), None),
+            "git+https://github.com/acme/hello"
+        );
+        assert_eq!(
+            with(Some("git://git.example.org/hello"), Some(sha)),
+            format!("git+git://git.example.org/hello@{sha}")
+        );
+        assert_eq!(with(None, Some(sha)), NOASSERTION);
+        // What SPDX tools refuse (a loopback host, user info) is left unasserted.
+        assert_eq!(with(Some("https://localhost/hello"), None), NOASSERTION);
+        assert_eq!(with(Some("https://u:p@github.com/a/b"), None), NOASSERTION);
+        // Lock-file dependencies keep their clone URLs, `.git` included.
+        let d = doc(&SbomInput {
+            source: Some("https://github.com/acme/hello".into()),
+            ..input()
+        });
+        assert_eq!(
+            download_of(&d, "gitlab_dep"),
+            "git+https://gitlab.example.org/g/dep.git@feed"
+        );
     }
 
     #[test]
@@ -1261,6 +1322,14 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let samples = [
             ("full", input()),
+            (
+                "with-source",
+                SbomInput {
+                    source: Some("https://github.com/acme/hello".into()),
+                    revision: Some("0123456789abcdef0123456789abcdef01234567".into()),
+                    ..input()
+                },
+            ),
             (
                 "no-deps",
                 SbomInput {
