@@ -16,7 +16,8 @@
 %%   2. OCIBUILD_NIF_PATH=FILE: FILE (a .so, or the gzipped artifact), copied;
 %%   3. the precompiled artifact ocibuild_nif-v<vsn>-nif-2.16-<target>.so.gz, downloaded from
 %%      OCIBUILD_NIF_URL (default ?DEFAULT_BASE_URL), its sha256 checked against
-%%      native/checksums.txt before anything is written;
+%%      native/checksums.txt before anything is written (https verifies the server with the
+%%      system's CA certificates and those of SSL_CERT_FILE; plain http only on loopback);
 %%   4. no artifact for this target, or the download failed: built from source, after one line
 %%      saying why; without cargo, one error line naming 1-3.
 %% A version that native/checksums.txt does not list at all (a development checkout: the
@@ -309,20 +310,44 @@ http_get(Url, Redirects, Ssl) ->
             {error, fmt("~0p", [Reason])}
     end.
 
-%% TLS as a browser does it: the OS's CA certificates, the host name checked.
+%% TLS as a browser does it: the OS's CA certificates, plus those of SSL_CERT_FILE (a mirror
+%% behind a private CA; the registry client reads the same variable), the host name checked.
 ssl_options() ->
-    CaCerts =
-        try public_key:cacerts_get() of
-            Certs -> Certs
-        catch
-            _:_ -> fail("no CA certificates found on this machine to verify the NIF download over https", [])
-        end,
+    CaCerts = system_cacerts() ++ extra_cacerts(env("SSL_CERT_FILE")),
+    CaCerts =/= [] orelse fail("no CA certificates found on this machine to verify the NIF download over https", []),
     [
         {verify, verify_peer},
         {cacerts, CaCerts},
+        % A refused certificate is reported in the one error line, not as an ssl log report.
+        {log_level, none},
         {depth, 10},
         {customize_hostname_check, [{match_fun, public_key:pkix_verify_hostname_match_fun(https)}]}
     ].
+
+%% As DER: OTP returns its own certificate records, which ssl refuses to mix with the DER
+%% certificates of SSL_CERT_FILE.
+system_cacerts() ->
+    try public_key:cacerts_get() of
+        Certs -> [der(Cert) || Cert <- Certs]
+    catch
+        _:_ -> []
+    end.
+
+der({cert, Der, _Otp}) -> Der;
+der(Der) when is_binary(Der) -> Der.
+
+extra_cacerts("") ->
+    [];
+extra_cacerts(File) ->
+    case file:read_file(File) of
+        {ok, Pem} ->
+            case [Der || {'Certificate', Der, not_encrypted} <- public_key:pem_decode(Pem)] of
+                [] -> fail("SSL_CERT_FILE=~ts holds no PEM certificate", [File]);
+                Certs -> Certs
+            end;
+        {error, Reason} ->
+            fail("SSL_CERT_FILE=~ts cannot be read (~ts)", [File, file:format_error(Reason)])
+    end.
 
 verify_checksum(Name, Url, Expected, Bytes) ->
     case hex(crypto:hash(sha256, Bytes)) of

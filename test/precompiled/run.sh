@@ -12,9 +12,10 @@
 # project_plugin) build their releases and images, on a base from this machine
 # (test/support/host_base.sh, `tar://`), and podman runs them with --network=none. Then the
 # other ways in: a corrupted artifact (refused, priv/ stays empty), a missing one (falls back
-# to cargo with one line; without cargo, one error naming the options), OCIBUILD_NIF_PATH,
-# OCIBUILD_BUILD_NIF=1 (scripts/nif-package-check.sh) and the loader's line for a missing or
-# foreign library. hex.pm is unreachable, as in the other suites.
+# to cargo with one line; without cargo, one error naming the options), file:// URLs, the
+# release's checksum list, https with an untrusted and a trusted (SSL_CERT_FILE) test CA,
+# OCIBUILD_NIF_PATH, OCIBUILD_BUILD_NIF=1 (scripts/nif-package-check.sh) and the loader's line
+# for a missing or foreign library. hex.pm is unreachable, as in the other suites.
 set -euo pipefail
 here=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
 root=$(CDPATH='' cd -- "$here/../.." && pwd)
@@ -24,15 +25,16 @@ source "$root/test/support/assert.sh"
 work=$(mktemp -d "${TMPDIR:-/tmp}/ocibuild-precompiled.XXXXXX")
 export OCIBUILD_TEST_TMP=$work
 source "$root/test/support/podman.sh"
-server_pid=''
+server_pid='' tls_pid=''
 cleanup() {
     if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; fi
+    if [ -n "$tls_pid" ]; then kill "$tls_pid" 2>/dev/null || true; fi
     podman_clean
     rm -rf "$work"
 }
 trap cleanup EXIT
 
-for tool in mix rebar3 git python3 podman curl gzip cmp busybox ldd cargo; do
+for tool in mix rebar3 git python3 podman curl gzip cmp openssl busybox ldd cargo; do
     command -v "$tool" >/dev/null || die "$tool not found: run scripts/install-deps.sh"
 done
 
@@ -226,6 +228,79 @@ status=0
 env OCIBUILD_NIF_URL=http://example.invalid/nifs escript "$bad/ocibuild/native/install_nif.escript" >/dev/null 2>"$work/http.err" || status=$?
 check_eq "plain http off loopback: exit 1" 1 "$status"
 check_contains "plain http off loopback: refused, never a fallback" "refusing to download the NIF over plain http" "$(cat "$work/http.err")"
+
+section "precompiled: file:// URLs and the release's checksum file"
+filepkg=$work/filepkg
+fresh_package "$filepkg"
+check "OCIBUILD_NIF_URL=file://...: installed" run "$work/file-url.log" without_rust \
+    env OCIBUILD_NIF_URL="file://$dist" escript "$filepkg/ocibuild/native/install_nif.escript"
+check "the NIF is the artifact" cmp "$work/ocibuild_nif.so" "$filepkg/ocibuild/priv/ocibuild_nif.so"
+# A release's assets: one artifact per target of the CI matrix (copies of this machine's here).
+release=$work/release
+mkdir -p "$release"
+vsn=$(escript "$root/native/install_nif.escript" version)
+for target in x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu x86_64-unknown-linux-musl \
+    aarch64-unknown-linux-musl x86_64-apple-darwin aarch64-apple-darwin; do
+    printf '%s' "$target" | cat "$dist/$name" - >"$release/ocibuild_nif-v$vsn-nif-2.16-$target.so.gz"
+done
+check_eq "install_nif.escript checksums: a line per target, as sha256sum writes them" \
+    "$(cd "$release" && sha256sum -- *.so.gz | sort)" \
+    "$(OCIBUILD_NIF_URL="file://$release" escript "$root/native/install_nif.escript" checksums 2>&1 | sort)"
+rm "$release/ocibuild_nif-v$vsn-nif-2.16-aarch64-apple-darwin.so.gz"
+status=0
+OCIBUILD_NIF_URL="file://$release" escript "$root/native/install_nif.escript" checksums >/dev/null 2>"$work/checksums.err" || status=$?
+check_eq "a missing target's artifact: exit 1" 1 "$status"
+check_contains "a missing target's artifact: named" "cannot fetch file://$release/ocibuild_nif-v$vsn-nif-2.16-aarch64-apple-darwin.so.gz" \
+    "$(cat "$work/checksums.err")"
+
+section "precompiled: https verifies the server (system CAs, plus SSL_CERT_FILE)"
+tls=$work/tls
+mkdir -p "$tls"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=ocibuild test CA" \
+    -keyout "$tls/ca.key" -out "$tls/ca.pem" -addext basicConstraints=critical,CA:TRUE \
+    -addext keyUsage=critical,keyCertSign >/dev/null 2>&1
+openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$tls/server.key" \
+    -out "$tls/server.csr" >/dev/null 2>&1
+printf 'subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$tls/ext.cnf"
+openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+    -days 2 -extfile "$tls/ext.cnf" -out "$tls/server.pem" >/dev/null 2>&1
+check "a test CA and a certificate for localhost" test -s "$tls/server.pem"
+tls_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat >"$tls/serve.py" <<'EOF'
+import functools, http.server, ssl, sys
+dist, port, cert, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=dist)
+server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+EOF
+python3 "$tls/serve.py" "$dist" "$tls_port" "$tls/server.pem" "$tls/server.key" >"$work/https.log" 2>&1 &
+tls_pid=$!
+served_tls() {
+    local _
+    for _ in $(seq 1 100); do
+        curl -sf --cacert "$tls/ca.pem" -o /dev/null "https://localhost:$tls_port/checksums.txt" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+check "an https server on loopback answers (within 10 s)" served_tls
+https=$work/https
+fresh_package "$https"
+status=0
+without_rust env OCIBUILD_NIF_URL="https://localhost:$tls_port" escript "$https/ocibuild/native/install_nif.escript" \
+    >/dev/null 2>"$work/tls-untrusted.err" || status=$?
+check_eq "an unknown CA: the installer exits 1 (no cargo to fall back to)" 1 "$status"
+check_contains "an unknown CA: the download was refused by TLS" "unknown_ca" "$(cat "$work/tls-untrusted.err")"
+check_eq "an unknown CA: nothing landed in priv/" "" "$(priv_files "$https/ocibuild")"
+check "SSL_CERT_FILE with the test CA: installed over https" run "$work/tls-trusted.log" without_rust \
+    env OCIBUILD_NIF_URL="https://localhost:$tls_port" SSL_CERT_FILE="$tls/ca.pem" \
+    escript "$https/ocibuild/native/install_nif.escript"
+check "the NIF is the artifact" cmp "$work/ocibuild_nif.so" "$https/ocibuild/priv/ocibuild_nif.so"
+kill "$tls_pid" 2>/dev/null || true
+tls_pid=''
 
 section "precompiled: OCIBUILD_NIF_PATH (no network, no Rust)"
 local_nif=$work/local
