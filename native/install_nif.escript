@@ -381,7 +381,7 @@ install_library(Root, Library) ->
 
 write_atomically(Dest, Bytes, Mode) ->
     ok = filelib:ensure_dir(Dest),
-    Tmp = fmt("~s/.~s.~s", [filename:dirname(Dest), filename:basename(Dest), unique()]),
+    Tmp = Dest ++ ".tmp-" ++ unique(),
     try
         ok = file:write_file(Tmp, Bytes, [exclusive, raw]),
         ok = file:change_mode(Tmp, Mode),
