@@ -51,6 +51,7 @@ step "registry test kit self-test" bash test/registry/selftest.sh
 step "registry tests (distribution, ferro-oci-server, fault proxy, skopeo, podman)" bash test/registry/run.sh
 step "release tests (mix ocibuild, rebar3 ocibuild, release step; pushed and run with podman)" bash test/release/run.sh
 step "supply-chain tests (annotations, SBOM, signatures, referrers; skopeo, pyspdxtools, openssl)" bash test/supply/run.sh
+step "precompiled NIF tests (no Rust on PATH: download, checksum, OCIBUILD_NIF_PATH, OCIBUILD_BUILD_NIF; podman)" bash test/precompiled/run.sh
 
 section "summary"
 printf '%s\n' "${timings[@]}"

@@ -1,0 +1,438 @@
+#!/usr/bin/env escript
+%% -*- erlang -*-
+%%! -noshell
+%% Installs priv/ocibuild_nif.so. Run by `mix compile' (the :ocibuild_nif compiler in mix.exs)
+%% and `rebar3 compile' (rebar.config's pre_hook), also when ocibuild is a dependency or a
+%% plugin: paths come from this script's location, never from the working directory.
+%%
+%%   escript native/install_nif.escript                   install (what the compilers run)
+%%   escript native/install_nif.escript version           the package version (src/ocibuild.app.src)
+%%   escript native/install_nif.escript artifact [TARGET] the artifact name (default: this machine's)
+%%   escript native/install_nif.escript checksums         `<sha256>  <artifact>' for every target
+%%                                                       released, fetched from the base URL
+%%
+%% The library comes from, in order:
+%%   1. OCIBUILD_BUILD_NIF=1: built from source with cargo (native/build.sh);
+%%   2. OCIBUILD_NIF_PATH=FILE: FILE (a .so, or the gzipped artifact), copied;
+%%   3. the precompiled artifact ocibuild_nif-v<vsn>-nif-2.16-<target>.so.gz, downloaded from
+%%      OCIBUILD_NIF_URL (default ?DEFAULT_BASE_URL), its sha256 checked against
+%%      native/checksums.txt before anything is written (https verifies the server with the
+%%      system's CA certificates and those of SSL_CERT_FILE; plain http only on loopback);
+%%   4. no artifact for this target, or the download failed: built from source, after one line
+%%      saying why; without cargo, one error line naming 1-3.
+%% A version that native/checksums.txt does not list at all (a development checkout: the
+%% checksums of a release are added when its artifacts exist) is built from source, silently,
+%% as before precompiled NIFs existed. A checksum mismatch is an error, never a fallback.
+%% Writes are atomic (a unique temporary name, then a rename); halts 1 after one line on error.
+-mode(compile).
+
+-define(NIF_VERSION, "2.16").
+-define(DEFAULT_BASE_URL, "https://github.com/ocibuild/ocibuild/releases/download/v~s").
+-define(MAX_REDIRECTS, 5).
+-define(CONNECT_TIMEOUT_MS, 15000).
+-define(TIMEOUT_MS, 300000).
+%% What .github/workflows/release.yml builds; a target added there is added here.
+-define(TARGETS, [
+    "x86_64-unknown-linux-gnu",
+    "aarch64-unknown-linux-gnu",
+    "x86_64-unknown-linux-musl",
+    "aarch64-unknown-linux-musl",
+    "x86_64-apple-darwin",
+    "aarch64-apple-darwin"
+]).
+
+main(Args) ->
+    Root = filename:dirname(filename:dirname(filename:absname(escript:script_name()))),
+    try
+        command(Args, Root),
+        halt(0)
+    catch
+        throw:{install_failed, Message} ->
+            io:format(standard_error, "ocibuild: ~ts~n", [Message]),
+            halt(1);
+        throw:{build_failed, Status} ->
+            halt(Status)
+    end.
+
+command([], Root) ->
+    install(Root);
+command(["version"], Root) ->
+    io:format("~s~n", [version(Root)]);
+command(["artifact"], Root) ->
+    case target() of
+        {ok, Target} -> command(["artifact", Target], Root);
+        {error, Arch} -> fail("no precompiled NIFs are built for this machine (~s)", [Arch])
+    end;
+command(["artifact", Target], Root) ->
+    io:format("~s~n", [artifact_name(version(Root), Target)]);
+command(["checksums"], Root) ->
+    Vsn = version(Root),
+    [io:format("~s  ~s~n", [released_checksum(Vsn, Target), artifact_name(Vsn, Target)]) || Target <- ?TARGETS],
+    ok;
+command(Args, _Root) ->
+    fail("unknown arguments ~0p: expected none, version, artifact [TARGET] or checksums", [Args]).
+
+%% For publishing: every target's artifact must be there; a missing one is an error.
+released_checksum(Vsn, Target) ->
+    Url = base_url(Vsn) ++ "/" ++ artifact_name(Vsn, Target),
+    case fetch(Url, ?MAX_REDIRECTS) of
+        {ok, Bytes} -> hex(crypto:hash(sha256, Bytes));
+        {error, Why} -> fail("cannot fetch ~s (~ts)", [Url, Why])
+    end.
+
+install(Root) ->
+    case {env_flag("OCIBUILD_BUILD_NIF"), env("OCIBUILD_NIF_PATH")} of
+        {true, _} -> build_from_source(Root, explicit);
+        {false, ""} -> install_precompiled(Root);
+        {false, Path} -> install_local(Root, Path)
+    end.
+
+%% Option 3, with option 4 behind it.
+install_precompiled(Root) ->
+    Vsn = version(Root),
+    case checksums(Root, Vsn) of
+        [] ->
+            build_from_source(Root, development);
+        Sums ->
+            case target() of
+                {ok, Target} ->
+                    Name = artifact_name(Vsn, Target),
+                    case lists:keyfind(Name, 1, Sums) of
+                        {Name, Sha} ->
+                            install_artifact(Root, Vsn, Name, Sha);
+                        false ->
+                            build_from_source(Root, {fallback, fmt("no precompiled NIF for ~s in native/checksums.txt", [Target])})
+                    end;
+                {error, Arch} ->
+                    build_from_source(Root, {fallback, fmt("no precompiled NIF for this machine (~s)", [Arch])})
+            end
+    end.
+
+install_artifact(Root, Vsn, Name, Sha) ->
+    case up_to_date(Root, Name, Sha) of
+        true ->
+            ok;
+        false ->
+            Url = base_url(Vsn) ++ "/" ++ Name,
+            case fetch(Url, ?MAX_REDIRECTS) of
+                {ok, Gz} ->
+                    verify_checksum(Name, Url, Sha, Gz),
+                    Library = gunzip(Name, Gz),
+                    install_library(Root, Library),
+                    write_marker(Root, Name, Sha, Library);
+                {error, Why} ->
+                    build_from_source(Root, {fallback, fmt("could not download ~s (~ts)", [Url, Why])})
+            end
+    end.
+
+%% Option 2.
+install_local(Root, Path) ->
+    case file:read_file(Path) of
+        {ok, <<16#1f, 16#8b, _/binary>> = Gz} ->
+            install_library(Root, gunzip(Path, Gz));
+        {ok, Library} ->
+            install_library(Root, Library);
+        {error, Reason} ->
+            fail("OCIBUILD_NIF_PATH=~ts cannot be read (~ts)", [Path, file:format_error(Reason)])
+    end,
+    remove_marker(Root).
+
+%% Options 1 and 4: native/build.sh, which leaves an up-to-date library alone.
+build_from_source(Root, Why) ->
+    case {os:find_executable("cargo"), Why} of
+        {false, explicit} ->
+            fail(
+                "OCIBUILD_BUILD_NIF=1 asks for a build from source, but cargo is not on PATH: "
+                "install Rust (https://rustup.rs), or unset it and use OCIBUILD_NIF_PATH=/path/to/ocibuild_nif.so "
+                "or OCIBUILD_NIF_URL=<base URL of the precompiled NIFs>",
+                []
+            );
+        {false, _} ->
+            fail(
+                "cannot install the NIF: ~ts, and cargo is not on PATH to build it from source. "
+                "Use one of: OCIBUILD_BUILD_NIF=1 with Rust installed (https://rustup.rs); "
+                "OCIBUILD_NIF_PATH=/path/to/ocibuild_nif.so; "
+                "OCIBUILD_NIF_URL=<base URL serving ~s>",
+                [why_no_artifact(Root, Why), expected_artifact(Root)]
+            );
+        {_, {fallback, Reason}} ->
+            io:format(standard_error, "ocibuild: ~ts: building the NIF from source with cargo~n", [Reason]);
+        {_, _} ->
+            ok
+    end,
+    remove_marker(Root),
+    run_build_script(Root).
+
+why_no_artifact(_Root, {fallback, Reason}) -> Reason;
+why_no_artifact(Root, development) ->
+    fmt("native/checksums.txt lists no precompiled NIF for ocibuild ~s", [version(Root)]).
+
+expected_artifact(Root) ->
+    case target() of
+        {ok, Target} -> artifact_name(version(Root), Target);
+        {error, _} -> artifact_name(version(Root), "<target>")
+    end.
+
+run_build_script(Root) ->
+    Sh = os:find_executable("sh"),
+    Port = open_port({spawn_executable, Sh}, [
+        {args, [filename:join([Root, "native", "build.sh"])]},
+        exit_status,
+        stderr_to_stdout,
+        binary,
+        stream
+    ]),
+    relay(Port).
+
+relay(Port) ->
+    receive
+        {Port, {data, Data}} ->
+            io:put_chars(Data),
+            relay(Port);
+        {Port, {exit_status, 0}} ->
+            ok;
+        {Port, {exit_status, Status}} ->
+            throw({build_failed, Status})
+    end.
+
+%% --- the artifact -----------------------------------------------------------------------
+
+artifact_name(Vsn, Target) ->
+    fmt("ocibuild_nif-v~s-nif-~s-~s.so.gz", [Vsn, ?NIF_VERSION, Target]).
+
+version(Root) ->
+    AppSrc = filename:join([Root, "src", "ocibuild.app.src"]),
+    {ok, [{application, ocibuild, Props}]} = file:consult(AppSrc),
+    proplists:get_value(vsn, Props).
+
+base_url(Vsn) ->
+    case env("OCIBUILD_NIF_URL") of
+        "" -> fmt(?DEFAULT_BASE_URL, [Vsn]);
+        Url -> string:trim(Url, trailing, "/")
+    end.
+
+%% native/checksums.txt: `sha256sum' lines, `<hex>  <artifact name>'; only this version's.
+checksums(Root, Vsn) ->
+    Prefix = fmt("ocibuild_nif-v~s-nif-", [Vsn]),
+    case file:read_file(filename:join([Root, "native", "checksums.txt"])) of
+        {ok, Text} ->
+            [
+                {Name, string:lowercase(Hex)}
+             || Line <- string:split(binary_to_list(Text), "\n", all),
+                [Hex, Name] <- [string:lexemes(Line, " \t*")],
+                lists:prefix(Prefix, Name)
+            ];
+        {error, enoent} ->
+            []
+    end.
+
+%% The Rust target triple of this VM, for the targets artifacts are built for.
+target() ->
+    Arch = erlang:system_info(system_architecture),
+    case {cpu(Arch), os_abi(Arch)} of
+        {{ok, Cpu}, {ok, OsAbi}} -> {ok, Cpu ++ "-" ++ OsAbi};
+        _ -> {error, Arch}
+    end.
+
+cpu(Arch) ->
+    case hd(string:split(Arch, "-")) of
+        C when C =:= "x86_64"; C =:= "amd64" -> {ok, "x86_64"};
+        C when C =:= "aarch64"; C =:= "arm64" -> {ok, "aarch64"};
+        _ -> error
+    end.
+
+os_abi(Arch) ->
+    Linux = string:find(Arch, "linux") =/= nomatch,
+    Darwin = string:find(Arch, "darwin") =/= nomatch,
+    if
+        Linux -> {ok, "unknown-linux-" ++ libc(Arch)};
+        Darwin -> {ok, "apple-darwin"};
+        true -> error
+    end.
+
+%% Alpine's Erlang names musl in its architecture; an ERTS built from source there may not, but
+%% the system's ldd then says musl (glibc's says "GNU libc"). A musl package installed next to
+%% glibc (Debian's `musl') does not change the system's ldd.
+libc(Arch) ->
+    case string:find(Arch, "musl") =/= nomatch orelse string:find(ldd_version(), "musl") =/= nomatch of
+        true -> "musl";
+        false -> "gnu"
+    end.
+
+ldd_version() ->
+    case os:find_executable("ldd") of
+        false -> "";
+        Ldd -> os:cmd(Ldd ++ " --version 2>&1")
+    end.
+
+%% --- fetching ---------------------------------------------------------------------------
+
+%% {ok, Bytes} or {error, Why} for what may be a missing artifact or no network (a fallback);
+%% a URL that must not be used throws (a configuration mistake, never a silent fallback).
+fetch("file://" ++ Path, _Redirects) ->
+    case file:read_file(uri_string:percent_decode(Path)) of
+        {ok, Bytes} -> {ok, Bytes};
+        {error, Reason} -> {error, file:format_error(Reason)}
+    end;
+fetch(Url, Redirects) ->
+    case uri_string:parse(Url) of
+        #{scheme := "https"} -> http_get(Url, Redirects, ssl_options());
+        #{scheme := "http", host := Host} ->
+            case is_loopback(Host) of
+                true -> http_get(Url, Redirects, []);
+                false -> fail("refusing to download the NIF over plain http from ~s: use https (plain http is for loopback only)", [Url])
+            end;
+        _ ->
+            fail("cannot download the NIF from ~ts: OCIBUILD_NIF_URL must be an https://, file:// or loopback http:// URL", [Url])
+    end.
+
+is_loopback(Host) ->
+    lists:member(string:lowercase(Host), ["localhost", "127.0.0.1", "::1", "[::1]"]).
+
+http_get(_Url, Redirects, _Ssl) when Redirects < 0 ->
+    {error, "too many redirects"};
+http_get(Url, Redirects, Ssl) ->
+    {ok, _} = application:ensure_all_started(inets),
+    {ok, _} = application:ensure_all_started(ssl),
+    HttpOptions = [{timeout, ?TIMEOUT_MS}, {connect_timeout, ?CONNECT_TIMEOUT_MS}, {autoredirect, false}, {ssl, Ssl}],
+    Request = {Url, [{"user-agent", "ocibuild-nif-installer"}]},
+    case httpc:request(get, Request, HttpOptions, [{body_format, binary}]) of
+        {ok, {{_, 200, _}, _Headers, Body}} ->
+            {ok, Body};
+        {ok, {{_, Status, _}, Headers, _}} when Status >= 301, Status =< 308 ->
+            case lists:keyfind("location", 1, Headers) of
+                {_, Location} -> fetch(uri_string:resolve(Location, Url), Redirects - 1);
+                false -> {error, fmt("HTTP ~b without a Location", [Status])}
+            end;
+        {ok, {{_, Status, Phrase}, _, _}} ->
+            {error, fmt("HTTP ~b ~ts", [Status, Phrase])};
+        {error, Reason} ->
+            {error, fmt("~0p", [Reason])}
+    end.
+
+%% TLS as a browser does it: the OS's CA certificates, plus those of SSL_CERT_FILE (a mirror
+%% behind a private CA; the registry client reads the same variable), the host name checked.
+ssl_options() ->
+    CaCerts = system_cacerts() ++ extra_cacerts(env("SSL_CERT_FILE")),
+    CaCerts =/= [] orelse fail("no CA certificates found on this machine to verify the NIF download over https", []),
+    [
+        {verify, verify_peer},
+        {cacerts, CaCerts},
+        % A refused certificate is reported in the one error line, not as an ssl log report.
+        {log_level, none},
+        {depth, 10},
+        {customize_hostname_check, [{match_fun, public_key:pkix_verify_hostname_match_fun(https)}]}
+    ].
+
+%% As DER: OTP returns its own certificate records, which ssl refuses to mix with the DER
+%% certificates of SSL_CERT_FILE.
+system_cacerts() ->
+    try public_key:cacerts_get() of
+        Certs -> [der(Cert) || Cert <- Certs]
+    catch
+        _:_ -> []
+    end.
+
+der({cert, Der, _Otp}) -> Der;
+der(Der) when is_binary(Der) -> Der.
+
+extra_cacerts("") ->
+    [];
+extra_cacerts(File) ->
+    case file:read_file(File) of
+        {ok, Pem} ->
+            case [Der || {'Certificate', Der, not_encrypted} <- public_key:pem_decode(Pem)] of
+                [] -> fail("SSL_CERT_FILE=~ts holds no PEM certificate", [File]);
+                Certs -> Certs
+            end;
+        {error, Reason} ->
+            fail("SSL_CERT_FILE=~ts cannot be read (~ts)", [File, file:format_error(Reason)])
+    end.
+
+verify_checksum(Name, Url, Expected, Bytes) ->
+    case hex(crypto:hash(sha256, Bytes)) of
+        Expected ->
+            ok;
+        Actual ->
+            fail(
+                "checksum mismatch for ~s downloaded from ~s: expected sha256 ~s, got ~s; "
+                "nothing was installed (a corrupted or tampered artifact; check OCIBUILD_NIF_URL)",
+                [Name, Url, Expected, Actual]
+            )
+    end.
+
+gunzip(Name, Gz) ->
+    try
+        zlib:gunzip(Gz)
+    catch
+        _:_ -> fail("~ts is not a valid gzip file; nothing was installed", [Name])
+    end.
+
+%% --- installing -------------------------------------------------------------------------
+
+%% A unique temporary name next to the library, then a rename: a running VM never sees a
+%% half-written file, and an interrupted install leaves the old library in place.
+install_library(Root, Library) ->
+    Dest = library_path(Root),
+    case file:read_file(Dest) of
+        {ok, Library} -> ok;
+        _ -> write_atomically(Dest, Library, 8#755)
+    end.
+
+write_atomically(Dest, Bytes, Mode) ->
+    ok = filelib:ensure_dir(Dest),
+    Tmp = Dest ++ ".tmp-" ++ unique(),
+    try
+        ok = file:write_file(Tmp, Bytes, [exclusive, raw]),
+        ok = file:change_mode(Tmp, Mode),
+        ok = file:rename(Tmp, Dest)
+    catch
+        _:Reason ->
+            _ = file:delete(Tmp),
+            fail("cannot write ~ts (~0p)", [Dest, Reason])
+    end.
+
+unique() ->
+    integer_to_list(erlang:unique_integer([positive])) ++ "-" ++ os:getpid() ++ "-" ++
+        hex(crypto:strong_rand_bytes(4)).
+
+library_path(Root) -> filename:join([Root, "priv", "ocibuild_nif.so"]).
+
+%% Records which artifact is installed, so the next compile needs no network.
+marker_path(Root) -> filename:join([Root, "priv", ".ocibuild_nif.installed"]).
+
+write_marker(Root, Name, Sha, Library) ->
+    write_atomically(marker_path(Root), marker(Name, Sha, Library), 8#644).
+
+marker(Name, Sha, Library) ->
+    list_to_binary(fmt("~s ~s ~s~n", [Name, Sha, hex(crypto:hash(sha256, Library))])).
+
+remove_marker(Root) ->
+    _ = file:delete(marker_path(Root)),
+    ok.
+
+up_to_date(Root, Name, Sha) ->
+    case {file:read_file(marker_path(Root)), file:read_file(library_path(Root))} of
+        {{ok, Marker}, {ok, Library}} -> Marker =:= marker(Name, Sha, Library);
+        _ -> false
+    end.
+
+%% --- helpers ----------------------------------------------------------------------------
+
+env(Name) ->
+    case os:getenv(Name) of
+        false -> "";
+        Value -> Value
+    end.
+
+env_flag(Name) ->
+    lists:member(string:lowercase(env(Name)), ["1", "true", "yes"]).
+
+hex(Bytes) ->
+    lists:flatten([io_lib:format("~2.16.0b", [B]) || <<B>> <= Bytes]).
+
+fmt(Format, Args) ->
+    lists:flatten(io_lib:format(Format, Args)).
+
+fail(Format, Args) ->
+    throw({install_failed, fmt(Format, Args)}).
