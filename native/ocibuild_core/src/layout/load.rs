@@ -18,6 +18,7 @@ mod tar_stream;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use serde_json::Value;
@@ -149,13 +150,18 @@ fn open_tarball(path: &Path) -> Result<File> {
         Err(e) => return Err(read_err(e)),
         Ok(meta) => check_is_file(path, &meta)?,
     }
-    let file = File::open(path).map_err(read_err)?;
+    // O_NONBLOCK: a path swapped for a FIFO since the first look must not block the open.
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(read_err)?;
     // Again on the open file: the path may have been replaced since the first look.
     check_is_file(path, &file.metadata().map_err(read_err)?)?;
     Ok(file)
 }
 
-fn check_is_file(path: &Path, meta: &fs::Metadata) -> Result<()> {
+pub(super) fn check_is_file(path: &Path, meta: &fs::Metadata) -> Result<()> {
     if meta.is_file() {
         return Ok(());
     }
@@ -895,6 +901,40 @@ mod tests {
         assert!(!tmp.path().join("evil").exists());
         fs::write(&path, b"garbage that is not a tar at all, clearly").unwrap();
         assert!(load_tarball(&path, &tmp.path().join("y")).is_err());
+    }
+
+    fn mkfifo(path: &std::path::Path) {
+        let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    }
+
+    /// `f` on another thread, failing the test (rather than hanging it) after 10 s.
+    fn within_bound<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(f()));
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("blocked on a special file")
+    }
+
+    #[test]
+    fn a_fifo_or_device_tarball_is_refused_without_blocking() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fifo = tmp.path().join("image.tar");
+        mkfifo(&fifo);
+        let out = tmp.path().join("out");
+        let result = within_bound(move || load_tarball(&fifo, &out).map(|_| ()));
+        assert!(
+            matches!(result, Err(Error::NotAFile { kind: "other", .. })),
+            "{result:?}"
+        );
+        let result = within_bound(|| {
+            load_tarball(Path::new("/dev/zero"), Path::new("/nonexistent")).map(|_| ())
+        });
+        assert!(
+            matches!(result, Err(Error::NotAFile { kind: "device", .. })),
+            "{result:?}"
+        );
     }
 
     #[test]

@@ -48,6 +48,7 @@ pub fn save_tarball_while(
         .collect();
     let members = tar_builder::plan(&placeholders)?;
 
+    check_target(path)?;
     let dir = parent_dir(path);
     fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     // A saved image is an ordinary output file: 0666 less the umask, as `cp` or a shell
@@ -83,6 +84,18 @@ pub fn save_tarball_while(
     Ok(())
 }
 
+/// The rename would replace whatever `path` names: a FIFO, a socket, or (for root) a device
+/// node such as `/dev/null`. Only a missing path, a regular file or a symlink (the link is
+/// replaced, not what it points to) is written.
+fn check_target(path: &Path) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Ok(()),
+        Ok(meta) => super::load::check_is_file(path, &meta),
+        // Missing, or not reachable: the temp file or the rename reports it.
+        Err(_) => Ok(()),
+    }
+}
+
 /// One regular file of the tar: its header (size from the plan, never from the disk), its
 /// bytes through the verifying copy, and the padding to the next block.
 fn write_member<W: Write>(
@@ -104,6 +117,61 @@ fn write_member<W: Write>(
 mod tests {
     use super::*;
     use crate::layout::tests::image_with_blob;
+
+    fn mkfifo(path: &Path) {
+        let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    }
+
+    /// `f` on another thread, failing the test (rather than hanging it) after 10 s.
+    fn within_bound<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(f()));
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("blocked on a special file")
+    }
+
+    #[test]
+    fn a_fifo_device_or_directory_target_is_refused_and_left_alone() {
+        use std::os::unix::fs::FileTypeExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let fifo = tmp.path().join("image.tar.gz");
+        mkfifo(&fifo);
+        let dir = tmp.path().join("a-dir");
+        fs::create_dir(&dir).unwrap();
+        let targets = [
+            (fifo.clone(), "other"),
+            (dir, "directory"),
+            (Path::new("/dev/null").to_path_buf(), "device"),
+        ];
+        for (target, kind) in targets {
+            let image = image_with_blob(tmp.path(), None);
+            let dest = target.clone();
+            let result =
+                within_bound(move || save_tarball(&[image], &dest, &SaveOptions::default()));
+            assert!(
+                matches!(&result, Err(Error::NotAFile { kind: k, .. }) if *k == kind),
+                "{}: {result:?}",
+                target.display()
+            );
+        }
+        assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+        assert!(fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device());
+        let names: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
+        assert!(
+            names.iter().all(|e| !e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".ocibuild-save-")),
+            "a temp file was left behind"
+        );
+    }
 
     #[test]
     fn a_saved_tarball_gets_the_mode_of_an_ordinary_new_file() {

@@ -88,14 +88,18 @@ pub fn tls_config(env: &Environment) -> Result<rustls::ClientConfig> {
         }
     }
     if let Some(extra) = env.var_string("SSL_CERT_FILE") {
-        let path = Path::new(&extra);
-        if !path.is_file() {
+        let Some(pem) = read_cert_file(Path::new(&extra)) else {
             return Err(Error::InvalidOption {
                 name: "SSL_CERT_FILE",
-                why: format!("{extra} is not a readable file"),
+                why: format!(
+                    "{extra} is not a readable regular file of at most {MAX_CERT_FILE} bytes"
+                ),
             });
-        }
-        if add_pem_file(&mut roots, path) == 0 {
+        };
+        let added = roots
+            .add_parsable_certificates(CertificateDer::pem_slice_iter(&pem).flatten())
+            .0;
+        if added == 0 {
             return Err(Error::InvalidOption {
                 name: "SSL_CERT_FILE",
                 why: format!("{extra} holds no PEM certificate"),
@@ -113,6 +117,29 @@ pub fn tls_config(env: &Environment) -> Result<rustls::ClientConfig> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(config)
+}
+
+/// A CA bundle is a few hundred KiB; the cap only stops a device or a huge file being read.
+const MAX_CERT_FILE: u64 = 16 << 20;
+
+/// The user's `SSL_CERT_FILE`, if it is a regular file within the cap. Opened with
+/// O_NONBLOCK and checked once open, so a FIFO (even one swapped in after a first look)
+/// fails at once instead of blocking the client's setup forever.
+fn read_cert_file(path: &Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.len() > MAX_CERT_FILE {
+        return None;
+    }
+    let mut pem = Vec::new();
+    file.take(MAX_CERT_FILE + 1).read_to_end(&mut pem).ok()?;
+    (pem.len() as u64 <= MAX_CERT_FILE).then_some(pem)
 }
 
 fn add_pem_file(roots: &mut rustls::RootCertStore, path: &Path) -> usize {
@@ -180,6 +207,37 @@ mod tests {
         assert_eq!(host_only("a.b:5000"), "a.b");
         assert_eq!(host_only("[::1]:5000"), "::1");
         assert_eq!(host_only("ghcr.io"), "ghcr.io");
+    }
+
+    fn mkfifo(path: &Path) {
+        let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    }
+
+    /// `f` on another thread, failing the test (rather than hanging it) after 10 s.
+    fn within_bound<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(f()));
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("blocked on a special file")
+    }
+
+    #[test]
+    fn ssl_cert_file_must_be_a_regular_file_and_is_never_waited_on() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fifo = tmp.path().join("ca.pem");
+        mkfifo(&fifo);
+        for path in [fifo.clone(), tmp.path().to_path_buf(), "/dev/zero".into()] {
+            let env = Environment::from_pairs([("SSL_CERT_FILE".to_string(), path.clone().into())]);
+            match within_bound(move || tls_config(&env)) {
+                Err(Error::InvalidOption { name, why }) => {
+                    assert_eq!(name, "SSL_CERT_FILE");
+                    assert!(why.contains("not a readable regular file"), "{why}");
+                }
+                other => panic!("{}: expected an error, got {other:?}", path.display()),
+            }
+        }
     }
 
     #[test]
