@@ -26,6 +26,14 @@
 %% Writes are atomic (a unique temporary name, then a rename); halts 1 after one line on error.
 -mode(compile).
 
+-include_lib("kernel/include/file.hrl").
+
+%% Caps on files the user names: a NIF is tens of MiB, a CA bundle a few hundred KiB.
+-define(MAX_LIBRARY_BYTES, 512 bsl 20).
+-define(MAX_CERT_BYTES, 16 bsl 20).
+%% A regular file opens at once; only a path swapped for a FIFO after the check can block.
+-define(OPEN_TIMEOUT_MS, 10000).
+
 -define(NIF_VERSION, "2.16").
 -define(DEFAULT_BASE_URL, "https://github.com/ocibuild/ocibuild/releases/download/v~s").
 -define(MAX_REDIRECTS, 5).
@@ -127,13 +135,13 @@ install_artifact(Root, Vsn, Name, Sha) ->
 
 %% Option 2.
 install_local(Root, Path) ->
-    case file:read_file(Path) of
+    case read_regular(Path, ?MAX_LIBRARY_BYTES) of
         {ok, <<16#1f, 16#8b, _/binary>> = Gz} ->
             install_library(Root, gunzip(Path, Gz));
         {ok, Library} ->
             install_library(Root, Library);
         {error, Reason} ->
-            fail("OCIBUILD_NIF_PATH=~ts cannot be read (~ts)", [Path, file:format_error(Reason)])
+            fail("OCIBUILD_NIF_PATH=~ts cannot be read (~ts)", [Path, read_error(Reason)])
     end,
     remove_marker(Root).
 
@@ -270,9 +278,9 @@ ldd_version() ->
 %% {ok, Bytes} or {error, Why} for what may be a missing artifact or no network (a fallback);
 %% a URL that must not be used throws (a configuration mistake, never a silent fallback).
 fetch("file://" ++ Path, _Redirects) ->
-    case file:read_file(uri_string:percent_decode(Path)) of
+    case read_regular(uri_string:percent_decode(Path), ?MAX_LIBRARY_BYTES) of
         {ok, Bytes} -> {ok, Bytes};
-        {error, Reason} -> {error, file:format_error(Reason)}
+        {error, Reason} -> {error, read_error(Reason)}
     end;
 fetch(Url, Redirects) ->
     case uri_string:parse(Url) of
@@ -339,14 +347,14 @@ der(Der) when is_binary(Der) -> Der.
 extra_cacerts("") ->
     [];
 extra_cacerts(File) ->
-    case file:read_file(File) of
+    case read_regular(File, ?MAX_CERT_BYTES) of
         {ok, Pem} ->
             case [Der || {'Certificate', Der, not_encrypted} <- public_key:pem_decode(Pem)] of
                 [] -> fail("SSL_CERT_FILE=~ts holds no PEM certificate", [File]);
                 Certs -> Certs
             end;
         {error, Reason} ->
-            fail("SSL_CERT_FILE=~ts cannot be read (~ts)", [File, file:format_error(Reason)])
+            fail("SSL_CERT_FILE=~ts cannot be read (~ts)", [File, read_error(Reason)])
     end.
 
 verify_checksum(Name, Url, Expected, Bytes) ->
@@ -418,6 +426,62 @@ up_to_date(Root, Name, Sha) ->
     end.
 
 %% --- helpers ----------------------------------------------------------------------------
+
+%% A file the user named (OCIBUILD_NIF_PATH, a file:// URL, SSL_CERT_FILE), read only if it
+%% is a regular file within `Max' bytes: an Erlang open of a FIFO blocks until a writer
+%% comes, and a device never ends. (src/ocibuild_host_file.erl is the library's version;
+%% this script runs before the library is compiled.) The read runs in a helper process so
+%% that a path swapped for a FIFO after the check costs a bounded wait, not a hang.
+read_regular(Path, Max) ->
+    case file:read_file_info(Path) of
+        {ok, #file_info{type = regular, size = Size}} when Size > Max ->
+            {error, {file_too_large, Max}};
+        {ok, #file_info{type = regular}} ->
+            Caller = self(),
+            {Pid, Ref} = spawn_monitor(fun() -> Caller ! {self(), read_opened(Path, Max)} end),
+            receive
+                {Pid, Result} -> erlang:demonitor(Ref, [flush]), Result;
+                {'DOWN', Ref, process, Pid, Why} -> {error, {crashed, Why}}
+            after ?OPEN_TIMEOUT_MS ->
+                exit(Pid, kill),
+                {error, {open_timeout, ?OPEN_TIMEOUT_MS}}
+            end;
+        {ok, #file_info{type = Type}} ->
+            {error, {not_regular_file, Type}};
+        {error, _} = Error ->
+            Error
+    end.
+
+read_opened(Path, Max) ->
+    case file:open(Path, [read, raw, binary]) of
+        {ok, Fd} ->
+            try file:read_file_info(Fd) of
+                {ok, #file_info{type = regular}} -> read_chunks(Fd, Max, [], 0);
+                {ok, #file_info{type = Type}} -> {error, {not_regular_file, Type}};
+                {error, _} = Error -> Error
+            after
+                file:close(Fd)
+            end;
+        {error, _} = Error ->
+            Error
+    end.
+
+read_chunks(_Fd, Max, _Acc, Got) when Got > Max ->
+    {error, {file_too_large, Max}};
+read_chunks(Fd, Max, Acc, Got) ->
+    case file:read(Fd, 1 bsl 20) of
+        {ok, Bytes} -> read_chunks(Fd, Max, [Bytes | Acc], Got + byte_size(Bytes));
+        eof -> {ok, iolist_to_binary(lists:reverse(Acc))};
+        {error, _} = Error -> Error
+    end.
+
+read_error({not_regular_file, directory}) -> "a directory, not a regular file";
+read_error({not_regular_file, device}) -> "a device, not a regular file";
+read_error({not_regular_file, _}) -> "not a regular file: a FIFO, socket or other special file";
+read_error({file_too_large, Max}) -> fmt("larger than ~b bytes", [Max]);
+read_error({open_timeout, Ms}) -> fmt("not opened within ~b ms: is it a FIFO?", [Ms]);
+read_error(Posix) when is_atom(Posix) -> file:format_error(Posix);
+read_error(Other) -> fmt("~0tp", [Other]).
 
 env(Name) ->
     case os:getenv(Name) of

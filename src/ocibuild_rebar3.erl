@@ -44,6 +44,9 @@
 
 -define(PROVIDER, ocibuild).
 -define(DEPS, [release]).
+%% A lock file of thousands of dependencies is well under a MiB; the cap only stops a
+%% device or a huge file being read into the VM.
+-define(MAX_LOCK_BYTES, 16 bsl 20).
 
 -type state() :: #{rebar_state := term(), config := map()}.
 
@@ -116,8 +119,7 @@ format_error(Reason) ->
 lock_error({Line, Mod, Term}) when is_integer(Line) -> [integer_to_list(Line), ": ",
                                                          Mod:format_error(Term)];
 lock_error(unknown_format) -> "not a rebar.lock file";
-lock_error(Posix) when is_atom(Posix) -> file:format_error(Posix);
-lock_error(Other) -> io_lib:format("~0tp", [Other]).
+lock_error(Other) -> ocibuild_host_file:format_error(Other).
 
 %% ===================================================================
 %% Command line and rebar.config
@@ -366,16 +368,58 @@ pick(Name, Releases) ->
     {ok, [#{name := binary(), version := binary(), source := binary()}]} | {error, term()}
     | undefined.
 read_lock(Path) ->
-    case file:consult(Path) of
-        {ok, Terms} ->
-            case lock_entries(Terms) of
-                {ok, Entries} -> {ok, [D || E <- Entries, D <- lock_dep(E)]};
-                error -> {error, {Path, unknown_format}}
+    case ocibuild_host_file:read(Path, ?MAX_LOCK_BYTES) of
+        {ok, Bytes} ->
+            case parse_terms(Bytes) of
+                {ok, Terms} -> lock_deps(Path, Terms);
+                {error, Why} -> {error, {Path, Why}}
             end;
         {error, enoent} ->
             undefined;
         {error, Why} ->
             {error, {Path, Why}}
+    end.
+
+lock_deps(Path, Terms) ->
+    case lock_entries(Terms) of
+        {ok, Entries} -> {ok, [D || E <- Entries, D <- lock_dep(E)]};
+        error -> {error, {Path, unknown_format}}
+    end.
+
+%% `file:consult/1' on bytes already read (it opens the path itself, and would block on a
+%% FIFO). Errors are `{Line, Module, Term}' as `file:consult/1' gives them.
+parse_terms(Bytes) ->
+    Chars = case unicode:characters_to_list(Bytes) of
+                L when is_list(L) -> L;
+                _NotUtf8 -> binary_to_list(Bytes)
+            end,
+    parse_terms(Chars, 1, []).
+
+%% The scanner sees a full stop only once followed by a blank or the end of the file.
+last_term(Tokens, Acc) ->
+    case erl_parse:parse_term(Tokens) of
+        {ok, Term} -> {ok, lists:reverse([Term | Acc])};
+        {error, _} = Error -> Error
+    end.
+
+parse_terms(Chars, Line, Acc) ->
+    case erl_scan:tokens([], Chars, Line) of
+        {done, {ok, Tokens, Next}, Rest} ->
+            case erl_parse:parse_term(Tokens) of
+                {ok, Term} -> parse_terms(Rest, Next, [Term | Acc]);
+                {error, _} = Error -> Error
+            end;
+        {done, {eof, _}, _} ->
+            {ok, lists:reverse(Acc)};
+        {done, {error, Info, _}, _} ->
+            {error, Info};
+        {more, Continuation} ->
+            %% Only blanks and comments are left, or a last term.
+            case erl_scan:tokens(Continuation, eof, Line) of
+                {done, {eof, _}, _} -> {ok, lists:reverse(Acc)};
+                {done, {error, Info, _}, _} -> {error, Info};
+                {done, {ok, Tokens, _End}, _} -> last_term(Tokens, Acc)
+            end
     end.
 
 lock_entries([]) -> {ok, []};

@@ -127,6 +127,7 @@ build_and_publish(Adapter, State, Config0, RunOpts) ->
     %% The user's annotations and the signing key are checked before any work.
     Config = Config0#{annotations := check(validate_annotations(maps:get(annotations, Config0)))},
     SignKey = sign_key(Config),
+    check_output_paths(Config),
     {Name, Path} = check(find_release(Adapter, State, Config, RunOpts)),
     Version = release_version(Adapter, State, Config, Path),
     Tags = release_tags(Config, Name, Version),
@@ -188,10 +189,24 @@ with_sbom(Adapter, Image, Context, Config) ->
 write_sbom(_Adapter, #{sbom := undefined}, _Sboms) ->
     ok;
 write_sbom(Adapter, #{sbom := Path}, [Document | _]) ->
-    case file:write_file(Path, Document) of
+    case ocibuild_host_file:write(Path, Document) of
         ok -> Adapter:info("SBOM written to ~ts", [Path]);
-        {error, Posix} -> throw({ocibuild_release, {sbom_write, Path, Posix}})
+        {error, Why} -> throw({ocibuild_release, {sbom_write, Path, Why}})
     end.
+
+%% A FIFO or device given as `--sbom' or `-o' would block the write or swallow the image:
+%% refused before any layer is built. (The default output path is checked by the save.)
+check_output_paths(Config) ->
+    check_writable(sbom_write, maps:get(sbom, Config, undefined)),
+    check_writable(output_write, maps:get(output, Config, undefined)).
+
+check_writable(Reason, Path) when is_binary(Path) ->
+    case ocibuild_host_file:check_writable(Path) of
+        ok -> ok;
+        {error, Why} -> throw({ocibuild_release, {Reason, Path, Why}})
+    end;
+check_writable(_Reason, _NoPath) ->
+    ok.
 
 %% The signing key, loaded and checked up front; only a push signs (a saved tarball carries
 %% no signature, so a key in the environment does not get in the way of local builds).
@@ -359,7 +374,8 @@ base_images(Adapter, #{base_image := Base, platforms := Platforms}) ->
 start_command(#{cmd := Cmd}, _Path, _Name) when is_binary(Cmd) ->
     Cmd;
 start_command(_Config, Path, Name) ->
-    case file:read_file(filename:join([Path, "bin", Name])) of
+    %% Release scripts are a few KiB; a FIFO or device here must not block the build.
+    case ocibuild_host_file:read(filename:join([Path, "bin", Name]), 1 bsl 20) of
         {ok, Script} ->
             case binary:match(Script, <<"foreground">>) of
                 nomatch -> <<"start">>;
@@ -963,10 +979,12 @@ format_warning(Other) ->
 -spec format_error(term()) -> iolist().
 format_error(missing_tag) ->
     "no image tag: give one with --tag NAME:VERSION (or `tag' in the ocibuild config)";
-format_error({sbom_write, Path, Posix}) ->
-    io_lib:format("cannot write the SBOM to ~ts: ~ts", [Path, file:format_error(Posix)]);
-format_error({sign_key, Path, {file_read, Posix}}) ->
-    io_lib:format("cannot read the signing key ~ts: ~ts", [Path, file:format_error(Posix)]);
+format_error({sbom_write, Path, Why}) ->
+    io_lib:format("cannot write the SBOM to ~ts: ~ts", [Path, ocibuild_host_file:format_error(Why)]);
+format_error({output_write, Path, Why}) ->
+    io_lib:format("cannot write the image to ~ts: ~ts", [Path, ocibuild_host_file:format_error(Why)]);
+format_error({sign_key, Path, {file_read, Why}}) ->
+    io_lib:format("cannot read the signing key ~ts: ~ts", [Path, ocibuild_host_file:format_error(Why)]);
 format_error({sign_key, Path, {sign_key_password, missing}}) ->
     io_lib:format("signing key ~ts is encrypted: set COSIGN_PASSWORD to its password", [Path]);
 format_error({sign_key, Path, {sign_key_password, wrong}}) ->

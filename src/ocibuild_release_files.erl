@@ -288,10 +288,10 @@ has_bundled_erts(ReleasePath) ->
     lists:any(fun filelib:is_dir/1, filelib:wildcard(filename:join(to_list(ReleasePath), "erts-*"))).
 
 %% @doc The words of `releases/start_erl.data' (`ERTS_VSN REL_VSN', as relx and Mix write
-%% it); `[]' when the file cannot be read.
+%% it); `[]' when it is not a small regular file (a FIFO there must not block the build).
 -spec start_erl_data(file:filename_all()) -> [binary()].
 start_erl_data(ReleasePath) ->
-    case file:read_file(filename:join([ReleasePath, "releases", "start_erl.data"])) of
+    case ocibuild_host_file:read(filename:join([ReleasePath, "releases", "start_erl.data"]), 4096) of
         {ok, Data} -> string:lexemes(Data, " \n\r\t");
         {error, _} -> []
     end.

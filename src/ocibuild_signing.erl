@@ -14,6 +14,9 @@
 
 -export_type([key/0]).
 
+%% A PEM key is a few hundred bytes; the cap only stops a device or huge file being read.
+-define(MAX_KEY_BYTES, 1 bsl 20).
+
 -opaque key() :: #{path := binary(), secret := fun(() -> {binary(), binary() | undefined})}.
 
 %% @doc Load and check the key at `Path', with the password in `COSIGN_PASSWORD' (if set).
@@ -27,14 +30,14 @@ load(Path) ->
 load(Path0, Password0) ->
     Path = unicode:characters_to_binary(Path0),
     Password = password(Password0),
-    case file:read_file(Path) of
+    case ocibuild_host_file:read(Path, ?MAX_KEY_BYTES) of
         {ok, Pem} ->
             case ocibuild_nif:sign_key_check(Pem, Password) of
                 ok -> {ok, #{path => Path, secret => fun() -> {Pem, Password} end}};
                 {error, Reason} -> {error, {sign_key, Path, Reason}}
             end;
-        {error, Posix} ->
-            {error, {sign_key, Path, {file_read, Posix}}}
+        {error, Why} ->
+            {error, {sign_key, Path, {file_read, Why}}}
     end.
 
 %% @doc The file the key came from.

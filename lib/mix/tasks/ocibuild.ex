@@ -390,7 +390,9 @@ defmodule Mix.Tasks.Ocibuild do
   def get_dependencies(%{mix_config: mix_config}) do
     lockfile = Path.expand(Keyword.get(mix_config, :lockfile, "mix.lock"))
 
-    if File.regular?(lockfile), do: read_lock(lockfile), else: :undefined
+    # A lock file that is there but is not a regular file (a FIFO, a directory) is an error,
+    # as in rebar3, not a silent one-layer image.
+    if File.exists?(lockfile), do: read_lock(lockfile), else: :undefined
   end
 
   @doc false
@@ -408,10 +410,13 @@ defmodule Mix.Tasks.Ocibuild do
     end
   end
 
+  # A lock file is well under a MiB; a FIFO or device in its place must not block the build.
+  @max_lock_bytes 16 * 1024 * 1024
+
   defp read_file(path) do
-    case File.read(path) do
+    case :ocibuild_host_file.read(path, @max_lock_bytes) do
       {:ok, contents} -> {:ok, contents}
-      {:error, posix} -> {:error, IO.chardata_to_string(:file.format_error(posix))}
+      {:error, why} -> {:error, IO.chardata_to_string(:ocibuild_host_file.format_error(why))}
     end
   end
 
