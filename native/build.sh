@@ -33,7 +33,8 @@ dest="$root/priv/ocibuild_nif.so"
 if [ -f "$dest" ] && cmp -s "$built" "$dest"; then
     exit 0
 fi
-tmp="$root/priv/.ocibuild_nif.so.$$"
+# mktemp: a name unique to this call (a PID can be reused, and is shared by subshells).
+tmp=$(mktemp "$root/priv/.ocibuild_nif.so.XXXXXX")
 trap 'rm -f "$tmp"' EXIT
 cp "$built" "$tmp"
 mv -f "$tmp" "$dest"

@@ -12,6 +12,16 @@ defmodule Mix.Tasks.OcibuildTest do
     %{tmp_dir: tmp}
   end
 
+  # A call that could block on a FIFO: the test fails after a bound instead of hanging.
+  defp within_bound(fun) do
+    task = Elixir.Task.async(fun)
+
+    case Elixir.Task.yield(task, 30_000) || Elixir.Task.shutdown(task, :brutal_kill) do
+      {:ok, result} -> result
+      nil -> flunk("blocked on a FIFO")
+    end
+  end
+
   defp state(mix_config, config \\ %{}) do
     %{config: config, mix_config: mix_config, release: nil}
   end
@@ -109,6 +119,27 @@ defmodule Mix.Tasks.OcibuildTest do
       assert_raise Mix.Error, ~s(invalid value "big" for option --chunk-size), fn ->
         Task.parse_args(["--chunk-size=big"])
       end
+    end
+
+    test "a FIFO as --sign-key, --sbom or -o is one line, before anything is written",
+         %{tmp_dir: tmp} do
+      fifo = Path.join(tmp, "fifo")
+      {_, 0} = System.cmd("mkfifo", [fifo])
+
+      File.cd!(tmp, fn ->
+        for args <- [
+              ["--sign-key", fifo, "--push", "localhost:1", "-t", "x:1"],
+              ["--sbom", fifo, "-t", "x:1"],
+              ["-o", fifo, "-t", "x:1"]
+            ] do
+          error = within_bound(fn -> catch_error(Task.run(args)) end)
+          assert %Mix.Error{} = error, inspect(args)
+          assert error.message =~ "not a regular file"
+          refute error.message =~ "\n"
+        end
+
+        assert File.ls!(tmp) == ["fifo"]
+      end)
     end
 
     test "a tag that is not an image reference is one line, before anything is written",
@@ -311,6 +342,16 @@ defmodule Mix.Tasks.OcibuildTest do
     test "no lock file: undefined (one layer)", %{tmp_dir: tmp} do
       lockfile = Path.join(tmp, "mix.lock")
       assert Task.get_dependencies(state(lockfile: lockfile)) == :undefined
+    end
+
+    test "a FIFO as mix.lock is an error at once, not a hang", %{tmp_dir: tmp} do
+      lockfile = Path.join(tmp, "mix.lock")
+      {_, 0} = System.cmd("mkfifo", [lockfile])
+
+      assert {:error, {:invalid_lock_file, ^lockfile, why}} =
+               within_bound(fn -> Task.get_dependencies(state(lockfile: lockfile)) end)
+
+      assert why =~ "not a regular file"
     end
 
     test "a broken lock file is an error", %{tmp_dir: tmp} do
