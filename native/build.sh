@@ -37,4 +37,6 @@ fi
 tmp=$(mktemp "$root/priv/.ocibuild_nif.so.XXXXXX")
 trap 'rm -f "$tmp"' EXIT
 cp "$built" "$tmp"
+# mktemp made it owner-only; a library is read by whoever runs the VM.
+chmod 755 "$tmp"
 mv -f "$tmp" "$dest"

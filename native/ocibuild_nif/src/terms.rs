@@ -78,7 +78,11 @@ pub fn word(term: Term, name: &'static str) -> Result<String> {
     }
 }
 
+/// A proper list's elements. rustler's list decoder panics on an improper list (`[a | b]`);
+/// `enif_get_list_length` refuses one, so it is asked first.
 pub fn list<'a>(term: Term<'a>, name: &'static str) -> Result<Vec<Term<'a>>> {
+    term.list_length()
+        .map_err(|_| invalid(name, "expected a proper list"))?;
     term.decode::<Vec<Term>>()
         .map_err(|_| invalid(name, "expected a list"))
 }
