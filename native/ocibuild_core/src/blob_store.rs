@@ -74,10 +74,7 @@ impl BlobStore {
 
 /// Hash a file and compare with the expected digest; returns its size.
 pub fn verify_file(path: &Path, expected: &Digest) -> Result<u64> {
-    let file = File::open(path).map_err(|e| Error::FileRead {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
+    let (file, _) = crate::layer::tar_builder::open_regular_file(path)?;
     let mut reader = HashingReader::new(file);
     io::copy(&mut reader, &mut io::sink()).map_err(|e| Error::FileRead {
         path: path.to_path_buf(),

@@ -245,8 +245,9 @@ fn write_file<W: Write>(
 /// file (device and inode), so a swap is caught rather than read. O_NONBLOCK stays set:
 /// regular files ignore it, and a kernel file that would block a read (`/proc/kmsg`) fails
 /// instead. Symlinks are followed: `{file, Path}` names the content to store, wherever the
-/// link points.
-fn open_regular_file(path: &Path) -> Result<(File, u64)> {
+/// link points. The one way the core opens a host file it did not create this call (layer
+/// sources, blobs named by layer maps, blobs to save, export or push).
+pub(crate) fn open_regular_file(path: &Path) -> Result<(File, u64)> {
     let read_err = |source| Error::FileRead {
         path: path.to_path_buf(),
         source,

@@ -17,7 +17,6 @@ pub mod load;
 pub mod tarball;
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -125,7 +124,8 @@ pub(crate) fn copy_source(
         path: path.clone(),
         source: e,
     };
-    let file = File::open(path).map_err(read_error)?;
+    // A layer map's blob path may name anything: a FIFO there must not block the save.
+    let (file, _) = crate::layer::tar_builder::open_regular_file(path)?;
     let mut reader = VerifyingReader::new(file, digest, size);
     let mut buf = vec![0u8; COPY_PIECE.min(usize::try_from(size).unwrap_or(COPY_PIECE))];
     loop {

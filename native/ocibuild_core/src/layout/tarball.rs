@@ -174,6 +174,23 @@ mod tests {
     }
 
     #[test]
+    fn a_layer_blob_that_is_a_fifo_fails_the_save_without_blocking() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut image = image_with_blob(tmp.path(), None);
+        let blob = image.layers[0].layer.blob.clone().unwrap();
+        fs::remove_file(&blob).unwrap();
+        mkfifo(&blob);
+        let out = tmp.path().join("out.tar.gz");
+        let dest = out.clone();
+        image.layers[0].layer.blob = Some(blob);
+        let result = within_bound(move || save_tarball(&[image], &dest, &SaveOptions::default()));
+        // The plan finds no regular file there; the open (regular files only, non-blocking)
+        // is the second line, for a path swapped after the plan looked.
+        assert!(matches!(result, Err(Error::BlobMissing(_))), "{result:?}");
+        assert!(!out.exists());
+    }
+
+    #[test]
     fn a_saved_tarball_gets_the_mode_of_an_ordinary_new_file() {
         use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::tempdir().unwrap();

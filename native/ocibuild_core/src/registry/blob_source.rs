@@ -66,7 +66,8 @@ pub fn whole_file_body(
         // An earlier attempt found the blob wrong: another attempt would only read it again.
         return Err(earlier);
     }
-    let file = std::fs::File::open(path).map_err(|e| read_error(path, e))?;
+    // A layer map's blob path may name anything: a FIFO there must not block the push.
+    let (file, _) = crate::layer::tar_builder::open_regular_file(path)?;
     let feed = Feed {
         file: tokio::fs::File::from_std(file),
         path: path.to_path_buf(),
@@ -180,7 +181,7 @@ impl ChunkSource {
                 (None, bytes.clone())
             }
             LocalData::File(path) => {
-                let file = std::fs::File::open(path).map_err(|e| read_error(path, e))?;
+                let (file, _) = crate::layer::tar_builder::open_regular_file(path)?;
                 let file = tokio::fs::File::from_std(file);
                 (Some((file, path.clone())), Bytes::new())
             }
@@ -286,6 +287,35 @@ mod tests {
         let err = source.take(400, 600).await.unwrap_err();
         assert!(matches!(err, Error::DigestMismatch { .. }), "{err:?}");
         assert!(source.finish().is_err());
+    }
+
+    #[test]
+    fn a_blob_path_that_is_a_fifo_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("blob");
+        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let digest = Digest::of(b"x");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let _entered = runtime.enter();
+            let whole = whole_file_body(&fifo, &digest, 1, &Verdict::default(), |_| {}).err();
+            let chunks = ChunkSource::open(&LocalData::File(fifo), &digest, 1).err();
+            let _ = tx.send((whole, chunks));
+        });
+        let (whole, chunks) = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("blocked on a FIFO");
+        for err in [whole, chunks] {
+            assert!(
+                matches!(err, Some(Error::SpecialFile { kind: "fifo", .. })),
+                "{err:?}"
+            );
+        }
     }
 
     #[tokio::test]

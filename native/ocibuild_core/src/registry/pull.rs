@@ -335,7 +335,9 @@ pub async fn fetch_blob(
             .map_err(|e| Error::io("verifying a cached blob", std::io::Error::other(e)))?;
         match verified {
             Ok(_) => return Ok(store.path(digest)),
-            Err(Error::DigestMismatch { .. }) | Err(Error::FileRead { .. }) => {
+            Err(Error::DigestMismatch { .. })
+            | Err(Error::FileRead { .. })
+            | Err(Error::SpecialFile { .. }) => {
                 // Corrupt cache entry: discard it and download again.
                 let _ = std::fs::remove_file(store.path(digest));
             }
