@@ -31,6 +31,8 @@
 %% Caps on files the user names: a NIF is tens of MiB, a CA bundle a few hundred KiB.
 -define(MAX_LIBRARY_BYTES, 512 bsl 20).
 -define(MAX_CERT_BYTES, 16 bsl 20).
+%% A precompiled artifact is a few MiB gzipped.
+-define(MAX_DOWNLOAD_BYTES, 64 bsl 20).
 %% A regular file opens at once; only a path swapped for a FIFO after the check can block.
 -define(OPEN_TIMEOUT_MS, 10000).
 
@@ -304,7 +306,9 @@ http_get(Url, Redirects, Ssl) ->
     {ok, _} = application:ensure_all_started(ssl),
     HttpOptions = [{timeout, ?TIMEOUT_MS}, {connect_timeout, ?CONNECT_TIMEOUT_MS}, {autoredirect, false}, {ssl, Ssl}],
     Request = {Url, [{"user-agent", "ocibuild-nif-installer"}]},
-    case httpc:request(get, Request, HttpOptions, [{body_format, binary}]) of
+    Options = [{sync, false}, {stream, self}, {body_format, binary}],
+    {ok, RequestId} = httpc:request(get, Request, HttpOptions, Options),
+    case receive_body(RequestId, [], 0) of
         {ok, {{_, 200, _}, _Headers, Body}} ->
             {ok, Body};
         {ok, {{_, Status, _}, Headers, _}} when Status >= 301, Status =< 308 ->
@@ -314,8 +318,33 @@ http_get(Url, Redirects, Ssl) ->
             end;
         {ok, {{_, Status, Phrase}, _, _}} ->
             {error, fmt("HTTP ~b ~ts", [Status, Phrase])};
+        {error, Reason} when is_list(Reason) ->
+            {error, Reason};
         {error, Reason} ->
             {error, fmt("~0p", [Reason])}
+    end.
+
+%% A 200 body arrives in pieces, counted against the cap so that a mirror sending without
+%% end cannot exhaust memory before the checksum is even looked at; any other answer comes
+%% whole (httpc streams only 200s), and is small or cut by httpc's timeout.
+receive_body(RequestId, _Acc, Got) when Got > ?MAX_DOWNLOAD_BYTES ->
+    httpc:cancel_request(RequestId),
+    {error, fmt("the download is larger than ~b bytes", [?MAX_DOWNLOAD_BYTES])};
+receive_body(RequestId, Acc, Got) ->
+    receive
+        {http, {RequestId, stream_start, _Headers}} ->
+            receive_body(RequestId, Acc, Got);
+        {http, {RequestId, stream, Piece}} ->
+            receive_body(RequestId, [Piece | Acc], Got + byte_size(Piece));
+        {http, {RequestId, stream_end, Headers}} ->
+            {ok, {{"HTTP/1.1", 200, "OK"}, Headers, iolist_to_binary(lists:reverse(Acc))}};
+        {http, {RequestId, {error, Reason}}} ->
+            {error, Reason};
+        {http, {RequestId, Response}} ->
+            {ok, Response}
+    after ?TIMEOUT_MS ->
+        httpc:cancel_request(RequestId),
+        {error, "timed out"}
     end.
 
 %% TLS as a browser does it: the OS's CA certificates, plus those of SSL_CERT_FILE (a mirror
