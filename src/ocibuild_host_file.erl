@@ -128,6 +128,26 @@ check_writable(Path) ->
 
 write_atomically(Path, Data) ->
     Temp = temp_name(Path),
+    Guard = remove_if_caller_dies(Temp),
+    try
+        write_and_rename(Temp, Path, Data)
+    after
+        Guard ! written
+    end.
+
+%% A caller killed between the write and the rename would leave the temp file behind: a
+%% process watching it removes the file then. (Only a VM that dies outright leaves it.)
+remove_if_caller_dies(Temp) ->
+    Caller = self(),
+    spawn(fun() ->
+        Ref = erlang:monitor(process, Caller),
+        receive
+            written -> ok;
+            {'DOWN', Ref, process, Caller, _} -> file:delete(Temp, [raw])
+        end
+    end).
+
+write_and_rename(Temp, Path, Data) ->
     case file:write_file(Temp, Data, [exclusive, raw]) of
         ok ->
             case file:rename(Temp, Path) of

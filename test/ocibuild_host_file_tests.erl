@@ -15,6 +15,7 @@ host_file_test_() ->
         [
             {"read: regular files only, within the cap", fun() -> read_rules(Root) end},
             {"write: missing or regular targets, atomically", fun() -> write_rules(Root) end},
+            {"write: a killed writer leaves no temp file", timeout, 60, fun() -> killed_writer(Root) end},
             {"every reason is one line", fun format_lines/0},
             {"signing key", fun() -> signing_key(Root) end},
             {"rebar.lock", fun() -> rebar_lock(Root) end},
@@ -85,6 +86,33 @@ write_rules(Root) ->
                                            || _ <- lists:seq(1, 20)]),
     {ok, Names} = file:list_dir(Dir),
     ?assertEqual(["fifo", "out.json"], lists:sort(Names)).
+
+%% Killed at whatever point (before the temp file, during its write, before the rename or
+%% after), the writer leaves the target old or new and no temp name: checked for kills at
+%% several delays, waiting (with a bound) for the watcher to clean up.
+killed_writer(Root) ->
+    Dir = filename:join(Root, "killed"),
+    Out = filename:join(Dir, "sbom.json"),
+    ok = filelib:ensure_dir(Out),
+    Big = binary:copy(<<"x">>, 32 bsl 20),
+    [begin
+         Writer = spawn(fun() -> ?F:write(Out, Big) end),
+         timer:sleep(Delay),
+         exit(Writer, kill),
+         ?assertEqual(ok, wait_until(fun() -> only_target(Dir) end, 10000))
+     end || Delay <- [0, 1, 2, 5, 10, 20, 50]].
+
+only_target(Dir) ->
+    {ok, Names} = file:list_dir(Dir),
+    Names -- ["sbom.json"] =:= [].
+
+wait_until(Check, Ms) when Ms =< 0 ->
+    {timeout, Check()};
+wait_until(Check, Ms) ->
+    case Check() of
+        true -> ok;
+        false -> timer:sleep(20), wait_until(Check, Ms - 20)
+    end.
 
 type(Path) ->
     case file:read_link_info(Path) of
