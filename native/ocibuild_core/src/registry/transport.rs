@@ -75,16 +75,26 @@ pub fn insecure_list(env: &Environment) -> Vec<String> {
 /// A rustls config trusting the system roots plus `SSL_CERT_FILE`, with ring as the provider.
 pub fn tls_config(env: &Environment) -> Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
     // rustls-native-certs reads the process's SSL_CERT_FILE / SSL_CERT_DIR *instead of* the
-    // system store when they are set; the system bundle is then read here, so that those
-    // variables only ever add roots. (Ours come from `env` below.)
-    let overridden = ["SSL_CERT_FILE", "SSL_CERT_DIR"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
-    if overridden {
+    // system store when they are set, and opens that file without looking at what it is (a
+    // FIFO there blocked the client's setup forever). So when they are set the system bundle
+    // is read here, the process's SSL_CERT_FILE through the same regular-file check as
+    // `env`'s, and only SSL_CERT_DIR (whose entries it stats as regular files first) is left
+    // to it: those variables only ever add roots.
+    let process_var = |v| std::env::var_os(v).filter(|x| !x.is_empty());
+    let (process_file, process_dir) = (process_var("SSL_CERT_FILE"), process_var("SSL_CERT_DIR"));
+    if process_file.is_none() && process_dir.is_none() {
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    } else {
         for bundle in SYSTEM_BUNDLES.iter().map(Path::new).filter(|b| b.is_file()) {
             add_pem_file(&mut roots, bundle);
+        }
+        if let Some(pem) = process_file.and_then(|f| read_cert_file(Path::new(&f))) {
+            roots.add_parsable_certificates(CertificateDer::pem_slice_iter(&pem).flatten());
+        }
+        for dir in process_dir.iter().flat_map(std::env::split_paths) {
+            let found = rustls_native_certs::load_certs_from_paths(None, Some(&dir));
+            roots.add_parsable_certificates(found.certs);
         }
     }
     if let Some(extra) = env.var_string("SSL_CERT_FILE") {
