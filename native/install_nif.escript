@@ -34,7 +34,7 @@
 %% A precompiled artifact is a few MiB gzipped.
 -define(MAX_DOWNLOAD_BYTES, 64 bsl 20).
 %% A regular file opens at once; only a path swapped for a FIFO after the check can block.
--define(OPEN_TIMEOUT_MS, 10000).
+-define(READ_TIMEOUT_MS, 10000).
 
 -define(NIF_VERSION, "2.16").
 -define(DEFAULT_BASE_URL, "https://github.com/ocibuild/ocibuild/releases/download/v~s").
@@ -471,9 +471,9 @@ read_regular(Path, Max) ->
             receive
                 {Pid, Result} -> erlang:demonitor(Ref, [flush]), Result;
                 {'DOWN', Ref, process, Pid, Why} -> {error, {crashed, Why}}
-            after ?OPEN_TIMEOUT_MS ->
+            after ?READ_TIMEOUT_MS ->
                 exit(Pid, kill),
-                {error, {open_timeout, ?OPEN_TIMEOUT_MS}}
+                {error, {read_timeout, ?READ_TIMEOUT_MS}}
             end;
         {ok, #file_info{type = Type}} ->
             {error, {not_regular_file, Type}};
@@ -508,7 +508,7 @@ read_error({not_regular_file, directory}) -> "a directory, not a regular file";
 read_error({not_regular_file, device}) -> "a device, not a regular file";
 read_error({not_regular_file, _}) -> "not a regular file: a FIFO, socket or other special file";
 read_error({file_too_large, Max}) -> fmt("larger than ~b bytes", [Max]);
-read_error({open_timeout, Ms}) -> fmt("not opened within ~b ms: is it a FIFO?", [Ms]);
+read_error({read_timeout, Ms}) -> fmt("not read within ~b ms: is it a FIFO?", [Ms]);
 read_error(Posix) when is_atom(Posix) -> file:format_error(Posix);
 read_error(Other) -> fmt("~0tp", [Other]).
 

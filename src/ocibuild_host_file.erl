@@ -25,11 +25,12 @@
     | {not_regular_file, directory | device | other | symlink | undefined}
     | {file_too_large, MaxBytes :: non_neg_integer()}
     | {file_replaced, binary()}
-    | {open_timeout, Ms :: pos_integer()}.
+    | {read_timeout, Ms :: pos_integer()}.
 
-%% A regular file opens at once; only a path swapped for a FIFO between the type check and
-%% the open can block, and then this bounds the caller's wait.
--define(OPEN_TIMEOUT_MS, 10000).
+%% A regular file opens and reads at once; only a path swapped for a FIFO between the type
+%% check and the open, or a kernel file whose read waits (`/proc/kmsg'), can block, and
+%% then this bounds the caller's wait for the open and the read.
+-define(READ_TIMEOUT_MS, 10000).
 -define(PIECE_BYTES, 65536).
 
 %% @doc The contents of the regular file at `Path' (symlinks followed), at most `MaxBytes'.
@@ -59,11 +60,11 @@ read_in_helper(Path, MaxBytes, Before) ->
             Result;
         {'DOWN', Monitor, process, Pid, Why} ->
             {error, {helper_exit, Why}}
-    after ?OPEN_TIMEOUT_MS ->
+    after ?READ_TIMEOUT_MS ->
         exit(Pid, kill),
         erlang:demonitor(Monitor, [flush]),
         receive {Ref, _} -> ok after 0 -> ok end,
-        {error, {open_timeout, ?OPEN_TIMEOUT_MS}}
+        {error, {read_timeout, ?READ_TIMEOUT_MS}}
     end.
 
 open_and_read(Path, MaxBytes, Before) ->
@@ -181,8 +182,8 @@ format_error({file_too_large, MaxBytes}) ->
     lists:flatten(io_lib:format("is larger than the limit of ~b bytes", [MaxBytes]));
 format_error({file_replaced, _Path}) ->
     "was replaced while it was being opened";
-format_error({open_timeout, Ms}) ->
-    lists:flatten(io_lib:format("could not be opened within ~b ms (is it a FIFO?)", [Ms]));
+format_error({read_timeout, Ms}) ->
+    lists:flatten(io_lib:format("could not be read within ~b ms (a FIFO or a kernel file?)", [Ms]));
 format_error(Posix) when is_atom(Posix) ->
     file:format_error(Posix);
 format_error(Other) ->

@@ -123,7 +123,7 @@ type(Path) ->
 format_lines() ->
     Reasons = [enoent, eacces, {not_regular_file, other}, {not_regular_file, directory},
                {not_regular_file, device}, {file_too_large, 5}, {file_replaced, <<"a\nb">>},
-               {open_timeout, 10000}, {something, "else\n"}],
+               {read_timeout, 10000}, {something, "else\n"}],
     [?assertEqual(nomatch, string:find(?F:format_error(R), "\n")) || R <- Reasons].
 
 signing_key(Root) ->
