@@ -19,11 +19,11 @@ impl Digest {
     pub fn parse(s: &str) -> Result<Digest> {
         let hex = s
             .strip_prefix("sha256:")
-            .ok_or_else(|| Error::InvalidDigest(s.to_string()))?;
+            .ok_or_else(|| Error::InvalidDigest(crate::error::shown(s)))?;
         if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             Ok(Digest(s.to_string()))
         } else {
-            Err(Error::InvalidDigest(s.to_string()))
+            Err(Error::InvalidDigest(crate::error::shown(s)))
         }
     }
 
@@ -292,6 +292,22 @@ mod tests {
         let (bytes, d, n) = w.finish();
         assert_eq!(n, 11);
         assert_eq!(d, Digest::of(&bytes));
+    }
+
+    #[test]
+    fn a_refused_digest_is_named_on_one_short_line() {
+        // A registry's descriptor may hold anything where the digest goes.
+        let hostile = format!("sha256:\u{1b}[2J{}", "f".repeat(1 << 20));
+        match Digest::parse(&hostile) {
+            Err(Error::InvalidDigest(shown)) => {
+                assert!(shown.starts_with("sha256:\\u{1b}[2J"), "{shown}");
+                assert!(shown.chars().count() < 300);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(Digest::parse("sha256:abc"), Err(Error::InvalidDigest(s)) if s == "sha256:abc")
+        );
     }
 
     #[test]

@@ -225,12 +225,62 @@ pub enum SignKeyPassword {
     Wrong,
 }
 
+/// How many characters of an outside string an error shows.
+const SHOWN_CHARS: usize = 200;
+
+/// Text from outside (a registry's JSON, a tarball's member names, a digest to parse) as an
+/// error may carry it: control characters escaped, so the message stays one line and cannot
+/// drive a terminal, and at most [`SHOWN_CHARS`] characters then `…`, so a hostile document
+/// cannot put megabytes into an error term.
+pub fn shown(s: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i == SHOWN_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 impl Error {
     /// Wrap an I/O error with a short description of the operation.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),
             source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod shown_tests {
+    use super::*;
+
+    #[test]
+    fn plain_text_is_shown_as_is_and_the_rest_escaped_and_cut() {
+        assert_eq!(shown("sha256:abc"), "sha256:abc");
+        assert_eq!(shown("a\u{1b}]0;x\u{7}\nb"), "a\\u{1b}]0;x\\u{7}\\nb");
+        let long = shown(&"é".repeat(10_000));
+        assert_eq!(long.chars().count(), SHOWN_CHARS + 1);
+        assert!(long.ends_with('…'));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn prop_shown_is_one_bounded_line(s in ".*") {
+            let out = shown(&s);
+            proptest::prop_assert!(!out.chars().any(char::is_control));
+            // An escaped control character is at most 10 characters (`\u{10ffff}`).
+            proptest::prop_assert!(out.chars().count() <= SHOWN_CHARS * 10 + 1);
+            if s.chars().count() <= SHOWN_CHARS && !s.chars().any(char::is_control) {
+                proptest::prop_assert_eq!(out, s);
+            }
         }
     }
 }

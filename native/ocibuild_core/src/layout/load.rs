@@ -359,11 +359,12 @@ fn file_member_name(member: &Member) -> Result<Option<String>> {
         return Ok(None);
     }
     if kind.is_symlink() || kind.is_hard_link() {
-        return Err(Error::SymlinkNotAllowed(name));
+        return Err(Error::SymlinkNotAllowed(crate::error::shown(&name)));
     }
     if !(kind.is_file() || kind == tar::EntryType::Continuous) {
         return Err(Error::InvalidLayout(format!(
-            "{name} is a special file; layouts hold only files"
+            "{} is a special file; layouts hold only files",
+            crate::error::shown(&name)
         )));
     }
     Ok(Some(name))
@@ -374,13 +375,13 @@ fn safe_name(raw: &[u8]) -> Result<String> {
     let name = std::str::from_utf8(raw)
         .map_err(|_| Error::InvalidLayout("a tarball member name is not UTF-8".into()))?;
     if name.starts_with('/') {
-        return Err(Error::AbsolutePath(name.to_string()));
+        return Err(Error::AbsolutePath(crate::error::shown(name)));
     }
     let mut parts = Vec::new();
     for part in name.split('/') {
         match part {
             "" | "." => {}
-            ".." => return Err(Error::PathTraversal(name.to_string())),
+            ".." => return Err(Error::PathTraversal(crate::error::shown(name))),
             p => parts.push(p),
         }
     }

@@ -22,6 +22,7 @@ use super::progress::{Phase, ProgressSink, Throttled};
 use super::{Credentials, Environment, Reference, Registries};
 use crate::blob_store::BlobStore;
 use crate::digest::{Digest, Hasher};
+use crate::error::shown;
 use crate::image::{BaseImage, BaseSource, Image, Platform};
 use crate::layer::Layer;
 use crate::media_types::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
@@ -117,7 +118,7 @@ pub async fn pull(
         if is_index(&m.media_type) {
             return Err(Error::UnsupportedMediaType(format!(
                 "{} (an index inside an index)",
-                m.media_type
+                shown(&m.media_type)
             )));
         }
         let image = image_from_manifest(&client, &access, reference, m, progress).await?;
@@ -251,14 +252,15 @@ pub async fn get_manifest(
         OCI_MANIFEST | OCI_INDEX | DOCKER_MANIFEST | DOCKER_MANIFEST_LIST => declared,
         DOCKER_SCHEMA1 | DOCKER_SCHEMA1_UNSIGNED => {
             return Err(Error::UnsupportedMediaType(format!(
-                "{declared} (Docker schema 1 is obsolete; re-push the base image)"
+                "{} (Docker schema 1 is obsolete; re-push the base image)",
+                shown(&declared)
             )))
         }
         // An OCI manifest may omit mediaType; tell manifest from index by its fields.
         _ => match &json {
             Ok(v) if v.get("manifests").is_some() => OCI_INDEX.to_string(),
             Ok(v) if v.get("config").is_some() => OCI_MANIFEST.to_string(),
-            Ok(_) => return Err(Error::UnsupportedMediaType(declared)),
+            Ok(_) => return Err(Error::UnsupportedMediaType(shown(&declared))),
             Err(e) => return Err(invalid_json("manifest", &e.to_string())),
         },
     };
@@ -633,9 +635,30 @@ pub fn choose<'a>(index: &'a Value, want: &Platform) -> Result<&'a Value> {
         Some((d, _)) => Ok(d),
         None => Err(Error::NoMatchingPlatform {
             wanted: want.to_string(),
-            available: usable.iter().map(|(_, p)| p.to_string()).collect(),
+            available: listed_platforms(&usable),
         }),
     }
+}
+
+/// At most this many of an index's platforms are named in an error.
+const MAX_LISTED_PLATFORMS: usize = 32;
+
+/// The platforms an index lists, as an error names them: only those written as a platform
+/// is (`Platform::parse`'s grammar), once each, and at most [`MAX_LISTED_PLATFORMS`], so a
+/// hostile index can put neither control characters nor megabytes into the error.
+fn listed_platforms(usable: &[(&Value, Platform)]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for (_, p) in usable {
+        let name = p.to_string();
+        let plain = name.len() <= 64 && Platform::parse(&name).is_ok_and(|q| q.to_string() == name);
+        if plain && !names.contains(&name) {
+            names.push(name);
+        }
+        if names.len() == MAX_LISTED_PLATFORMS {
+            break;
+        }
+    }
+    names
 }
 
 #[cfg(test)]
@@ -652,6 +675,31 @@ mod tests {
             {"digest": "sha256:dd", "platform": {"os": "linux", "architecture": "arm", "variant": "v6"}},
             {"digest": "sha256:ee", "platform": {"os": "linux", "architecture": "arm", "variant": "v7"}}
         ]})
+    }
+
+    #[test]
+    fn a_hostile_index_puts_no_control_characters_or_megabytes_in_the_error() {
+        let mut manifests = vec![
+            json!({"digest": "sha256:aa", "platform": {"os": "linux\u{1b}]0;pwned\u{7}", "architecture": "amd64"}}),
+            json!({"digest": "sha256:bb", "platform": {"os": "linux", "architecture": "x".repeat(100_000)}}),
+            json!({"digest": "sha256:cc", "platform": {"os": "linux", "architecture": "arm64"}}),
+            json!({"digest": "sha256:dd", "platform": {"os": "linux", "architecture": "arm64"}}),
+        ];
+        for i in 0..1000 {
+            manifests.push(json!({"digest": "sha256:ee", "platform": {"os": "linux", "architecture": format!("a{i}")}}));
+        }
+        let want = Platform::parse("linux/s390x").unwrap();
+        match choose(&json!({ "manifests": manifests }), &want) {
+            Err(Error::NoMatchingPlatform { available, .. }) => {
+                assert_eq!(available.len(), MAX_LISTED_PLATFORMS);
+                assert_eq!(
+                    available[0], "linux/arm64",
+                    "listed once, the odd ones left out"
+                );
+                assert!(available.iter().all(|p| Platform::parse(p).is_ok()));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -500,7 +500,7 @@ pub async fn put_manifest_headers(
     headers.insert(
         CONTENT_TYPE,
         HeaderValue::from_str(media_type)
-            .map_err(|_| Error::UnsupportedMediaType(media_type.to_string()))?,
+            .map_err(|_| Error::UnsupportedMediaType(crate::error::shown(media_type)))?,
     );
     let action = format!("PUT manifest {repo}:{reference}");
     let body = Body::Bytes(bytes::Bytes::copy_from_slice(bytes));
