@@ -25,7 +25,8 @@
     | {not_regular_file, directory | device | other | symlink | undefined}
     | {file_too_large, MaxBytes :: non_neg_integer()}
     | {file_replaced, binary()}
-    | {read_timeout, Ms :: pos_integer()}.
+    | {read_timeout, Ms :: pos_integer()}
+    | {helper_exit, term()}.
 
 %% A regular file opens and reads at once; only a path swapped for a FIFO between the type
 %% check and the open, or a kernel file whose read waits (`/proc/kmsg'), can block, and
