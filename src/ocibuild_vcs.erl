@@ -172,16 +172,23 @@ run_git(Git, Dir, Args, Timeout) ->
             exit_status, binary, use_stdio, hide
         ])
     of
-        Port -> collect(Port, [], erlang:monotonic_time(millisecond) + Timeout)
+        Port -> collect(Port, [], 0, erlang:monotonic_time(millisecond) + Timeout)
     catch
         error:_ -> error
     end.
 
-collect(Port, Acc, Deadline) ->
+%% A URL or a commit id is a line; more than this is not an answer we can use (a hook or a
+%% broken git writing without end), and is not kept in memory.
+-define(MAX_GIT_OUTPUT, 65536).
+
+collect(Port, _Acc, Size, _Deadline) when Size > ?MAX_GIT_OUTPUT ->
+    kill(Port),
+    error;
+collect(Port, Acc, Size, Deadline) ->
     Left = max(0, Deadline - erlang:monotonic_time(millisecond)),
     receive
         {Port, {data, Data}} ->
-            collect(Port, [Acc, Data], Deadline);
+            collect(Port, [Acc, Data], Size + byte_size(Data), Deadline);
         {Port, {exit_status, 0}} ->
             {ok, iolist_to_binary(Acc)};
         {Port, {exit_status, _}} ->

@@ -273,6 +273,20 @@ misbehaving_git_test_() ->
          || {Name, Body, Want} <- Cases]
     end}.
 
+%% A git that writes without end is cut at the output cap, at once, not kept in memory until
+%% the timeout.
+endless_git_test() ->
+    Dir = ocibuild_test_util:tmp_dir("ocibuild-vcs-endless"),
+    Git = fake_git(Dir, "yes 'https://example.com/a.git'"),
+    try
+        T0 = erlang:monotonic_time(millisecond),
+        Info = ?V:info(Dir, #{git => Git, getenv => env([{"OCIBUILD_GIT_TIMEOUT", "60000"}])}),
+        ?assertEqual(#{}, Info),
+        ?assert(erlang:monotonic_time(millisecond) - T0 < 20000)
+    after
+        remove(Dir)
+    end.
+
 %% A git that never answers is killed, with what it started, once OCIBUILD_GIT_TIMEOUT has
 %% passed; no second git is started after it.
 hanging_git_test() ->
