@@ -216,7 +216,7 @@ env_var(Name) ->
     end.
 
 is_proplist(List) ->
-    lists:all(fun({K, _}) -> is_atom(K); (K) -> is_atom(K) end, List).
+    ocibuild_input:is_proper_list(List) andalso lists:all(fun({K, _}) -> is_atom(K); (K) -> is_atom(K) end, List).
 
 fail(Name, Value) ->
     throw({config_error, {invalid_option, Name, Value}}).
