@@ -116,8 +116,10 @@ fetch_missing(Images) ->
             end
     end.
 
+%% A layer that is not a map is left to the native library, which refuses the image.
 needs_fetch(#{base := #{layers := Layers}}) ->
-    lists:any(fun(L) -> maps:get(blob, L, undefined) =:= undefined end, Layers);
+    ocibuild_input:is_proper_list(Layers) andalso
+        lists:any(fun(L) -> is_map(L) andalso maps:get(blob, L, undefined) =:= undefined end, Layers);
 needs_fetch(_) ->
     false.
 
@@ -187,7 +189,7 @@ push_loaded_checked(#{images := Loaded} = Tarball, Registry, RepoTag0, Auth, Opt
             {error,
                 {invalid_option, tag, <<"the tarball names no repository (no name:tag); give one">>}};
         _ ->
-            Multi = maps:get(is_multi_platform, Tarball, false) orelse length(Loaded) > 1,
+            Multi = maps:get(is_multi_platform, Tarball, false) =:= true orelse length(Loaded) > 1,
             maybe_job(
                 [
                     fun() -> {ok, [loaded_image(I) || I <- Loaded]} end,

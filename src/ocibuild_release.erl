@@ -548,7 +548,7 @@ build_image(BaseImage, Files, Opts) ->
     with_args(
         [{base_image, text, BaseImage}, {files, files, Files}, {options, map, Opts}] ++
             option_args([{release_name, scalar}, {app_name, scalar}, {app_version, scalar},
-                         {release_path, optional_path}, {dependencies, deps}], Opts),
+                         {release_path, optional_path}, {dependencies, sbom_deps}], Opts),
         fun() -> build_image_checked(BaseImage, Files, Opts) end
     ).
 
@@ -1061,13 +1061,16 @@ valid_arg(path, _V) -> false;
 valid_arg(optional_path, V) -> is_nil_or_undefined(V) orelse valid_arg(path, V);
 valid_arg(scalar, V) -> is_scalar(V);
 valid_arg(map, V) -> is_map(V);
-valid_arg(image, V) -> is_map(V) andalso is_list(maps:get(layers, V, undefined));
+valid_arg(image, V) -> is_map(V) andalso ocibuild_input:is_proper_list(maps:get(layers, V, undefined));
 valid_arg(images, V) -> is_map(V) orelse valid_arg(list, V);
 valid_arg(boolean, V) -> is_boolean(V);
 valid_arg(list, V) -> ocibuild_input:is_proper_list(V);
 valid_arg(text_list, V) -> valid_arg(list, V) andalso lists:all(fun(T) -> valid_arg(text, T) end, V);
 valid_arg(files, V) -> element(1, ocibuild_input:files(V)) =:= ok;
 valid_arg(deps, V) -> is_nil_or_undefined(V) orelse (valid_arg(list, V) andalso lists:all(fun is_dep/1, V));
+%% The SBOM reads each dependency's name, version and source from its map.
+valid_arg(sbom_deps, V) ->
+    valid_arg(list, V) andalso lists:all(fun(D) -> is_map(D) andalso is_dep(D) end, V);
 valid_arg(dep_list, V) -> valid_arg(list, V) andalso lists:all(fun is_dep/1, V);
 valid_arg(set, V) -> sets:is_set(V);
 valid_arg(non_neg_integer, V) -> is_integer(V) andalso V >= 0;

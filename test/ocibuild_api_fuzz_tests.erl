@@ -186,11 +186,11 @@ refusal_required(_, _) -> true.
 
 %%% Argument kinds: a valid value, and whether a value could be valid at all
 
-valid(image, _Ctx) -> image();
-valid(images, _Ctx) -> image();
-valid(image_list, _Ctx) -> [image()];
-valid(platform_images, _Ctx) ->
-    [(image())#{platform := #{os => <<"linux">>, architecture => A}} || A <- [<<"amd64">>, <<"arm64">>]];
+valid(image, #{images := Images}) -> pick(Images);
+valid(images, #{images := Images}) -> pick(Images);
+valid(image_list, #{images := Images}) -> [pick(Images)];
+valid(platform_images, #{images := Images}) ->
+    [(pick(Images))#{platform := #{os => <<"linux">>, architecture => A}} || A <- [<<"amd64">>, <<"arm64">>]];
 valid(base_ref, #{base := Base}) -> <<"tar://", Base/binary>>;
 valid(registry_ref, #{registry := Registry}) -> <<Registry/binary, "/fuzz/x:1">>;
 valid(registry, #{registry := Registry}) -> Registry;
@@ -341,21 +341,22 @@ is_network_junk(V) ->
     not is_text(V) orelse (is_binary(V) andalso binary:match(V, <<0>>) =/= nomatch).
 
 %% `format_error/1' takes any term: junk there is mostly our own tags with junk fields.
-junk(reason, Pool) ->
+junk(reason, Pool, _Ctx) ->
     case rand:uniform(3) of
         1 -> pick(Pool);
         _ -> list_to_tuple([pick(reason_tags()) | [reason_field(Pool) || _ <- lists:seq(1, rand:uniform(3))]])
     end;
-junk(Kind, Pool) ->
+junk(Kind, Pool, Ctx) ->
     Candidates =
         case network_kind(Kind) of
             true -> [V || V <- Pool, is_network_junk(V)];
             false -> Pool
         end,
     Junk =
-        case rand:uniform(5) of
+        case rand:uniform(6) of
             1 -> junk_map(Pool);
             2 -> deep_junk(3, Candidates);
+            3 -> mutate(valid(Kind, Ctx), Pool);
             _ -> pick(Candidates)
         end,
     case network_kind(Kind) andalso not is_network_junk(Junk) of
@@ -398,33 +399,72 @@ reason_field(Pool) ->
             pick(Pool)
     end.
 
+%% A valid value with one part spoiled, somewhere inside: a key dropped or given junk, a
+%% list item spoiled or added, a list made improper, a tuple element spoiled, a NUL or a
+%% byte that is not UTF-8 appended, a binary cut short. This is how a hand-edited image
+%% map or a loaded tarball goes wrong.
+mutate(Map, Pool) when is_map(Map), map_size(Map) > 0 ->
+    Key = pick(maps:keys(Map)),
+    case rand:uniform(3) of
+        1 -> maps:remove(Key, Map);
+        _ -> Map#{Key := mutate_or_junk(maps:get(Key, Map), Pool)}
+    end;
+mutate([_ | _] = List, Pool) ->
+    case rand:uniform(3) of
+        1 ->
+            I = rand:uniform(length(List)),
+            {Before, [Item | After]} = lists:split(I - 1, List),
+            Before ++ [mutate_or_junk(Item, Pool) | After];
+        2 ->
+            List ++ [pick(Pool)];
+        3 ->
+            lists:droplast(List) ++ [lists:last(List) | pick(Pool)]
+    end;
+mutate(Tuple, Pool) when is_tuple(Tuple), tuple_size(Tuple) > 0 ->
+    I = rand:uniform(tuple_size(Tuple)),
+    setelement(I, Tuple, mutate_or_junk(element(I, Tuple), Pool));
+mutate(Bin, _Pool) when is_binary(Bin) ->
+    case rand:uniform(3) of
+        1 -> <<Bin/binary, 0>>;
+        2 -> <<Bin/binary, 255>>;
+        3 -> binary:part(Bin, 0, byte_size(Bin) div 2)
+    end;
+mutate(_Other, Pool) ->
+    pick(Pool).
+
+mutate_or_junk(Value, Pool) ->
+    case rand:uniform(2) of
+        1 -> mutate(Value, Pool);
+        2 -> pick(Pool)
+    end.
+
 pick(List) ->
     lists:nth(rand:uniform(length(List)), List).
 
 %%% The calls
 
 %% One planned call: which positions are junk, and the argument builders.
-plan(Specs) ->
+plan(Specs, Ctx) ->
     Pool = junk_pool(),
-    lists:append([plan_function(Spec, Pool) || Spec <- Specs]).
+    lists:append([plan_function(Spec, Pool, Ctx) || Spec <- Specs]).
 
-plan_function({M, F, [], Contract}, _Pool) ->
+plan_function({M, F, [], Contract}, _Pool, _Ctx) ->
     [{M, F, Contract, []}];
-plan_function({M, F, Kinds, Contract}, Pool) ->
+plan_function({M, F, Kinds, Contract}, Pool, Ctx) ->
     Fuzzable = [I || {I, K} <- enumerate(Kinds), fuzzed_kind(K)],
     AllJunk = [
-        {M, F, Contract, [arg(K, I, Fuzzable, Pool) || {I, K} <- enumerate(Kinds)]}
+        {M, F, Contract, [arg(K, I, Fuzzable, Pool, Ctx) || {I, K} <- enumerate(Kinds)]}
      || _ <- lists:seq(1, ?ALL_JUNK_CALLS), Fuzzable =/= []
     ],
     OneJunk = [
-        {M, F, Contract, [arg(K, I, [Bad], Pool) || {I, K} <- enumerate(Kinds)]}
+        {M, F, Contract, [arg(K, I, [Bad], Pool, Ctx) || {I, K} <- enumerate(Kinds)]}
      || Bad <- Fuzzable, _ <- lists:seq(1, ?ONE_JUNK_CALLS)
     ],
     AllJunk ++ OneJunk.
 
-arg(Kind, I, JunkPositions, Pool) ->
+arg(Kind, I, JunkPositions, Pool, Ctx) ->
     case lists:member(I, JunkPositions) of
-        true -> {junk, Kind, junk(Kind, Pool)};
+        true -> {junk, Kind, junk(Kind, Pool, Ctx)};
         false -> {valid, Kind}
     end.
 
@@ -511,7 +551,12 @@ setup() ->
     ok = file:write_file(<<Release/binary, "/bin/fuzz">>, <<"#!/bin/sh\nforeground\n">>),
     ok = file:change_mode(<<Release/binary, "/bin/fuzz">>, 8#755),
     {ok, Loaded} = ocibuild_layout:load_tarball_for_push(Base),
-    Ctx = #{root => Root, base => Base, release => Release, registry => Registry, loaded => Loaded},
+    %% Valid images: one of ours with a layer and config, one on the saved base.
+    Layered = ocibuild:label(ocibuild:entrypoint(ocibuild:add_layer(image(), [{<<"/app/x">>, <<"x">>, 8#755}]),
+                                                 [<<"/app/x">>]), <<"k">>, <<"v">>),
+    {ok, OnBase} = ocibuild:from(<<"tar://", Base/binary>>),
+    Ctx = #{root => Root, base => Base, release => Release, registry => Registry, loaded => Loaded,
+            images => [Layered, OnBase]},
     {Ctx, OldCwd, Env, Listener}.
 
 cleanup({#{root := Root, loaded := #{cleanup := Cleanup}}, OldCwd, Env, Listener}) ->
@@ -586,7 +631,7 @@ no_public_function_raises_or_hangs() ->
     {Ctx, _, _, _} = Fixture = setup(),
     try
         rand:seed(exsss, ?SEED),
-        Calls = plan(specs()),
+        Calls = plan(specs(), Ctx),
         Failures = [Failure || Call <- Calls, Failure <- [check_call(Call, Ctx)], Failure =/= ok],
         _ = ocibuild_release:stop_progress_coordinator(),
         io:format(user, "~napi fuzz: ~b calls of ~b functions, ~b failures~n",
@@ -598,6 +643,42 @@ no_public_function_raises_or_hangs() ->
         %% Every loaded tarball's directory went with its cleanup or its process.
         TmpDir = <<(maps:get(root, Ctx))/binary, "/tmp">>,
         ?assert(wait_until(fun() -> {ok, []} =:= file:list_dir(TmpDir) end, 10000))
+    after
+        cleanup(Fixture)
+    end.
+
+%% A hand-edited image map with an improper list in any list field reaches the native
+%% library through every sink; rustler's list iterator panics at an improper tail, so the
+%% NIF must refuse it before iterating (`terms::list'), never raise `nif_panicked'.
+improper_lists_in_an_image_are_refused_by_every_sink_test_() ->
+    {timeout, 120, fun improper_lists_in_an_image_are_refused_by_every_sink/0}.
+
+improper_lists_in_an_image_are_refused_by_every_sink() ->
+    {#{root := Root, registry := Registry, images := [Layered, OnBase]}, _, _, _} = Fixture = setup(),
+    try
+        #{config := Config, layers := [Layer]} = Layered,
+        #{base := Base} = OnBase,
+        Spoiled = [
+            Layered#{layers := [Layer | tail]},
+            Layered#{config := Config#{cmd := [<<"x">> | <<"y">>]}},
+            Layered#{config := Config#{entrypoint := [<<"/app/x">> | tail]}},
+            Layered#{config := Config#{env := [{<<"A">>, <<"1">>} | tail]}},
+            Layered#{config := Config#{exposed_ports := [<<"80/tcp">> | tail]}},
+            OnBase#{base := Base#{layers := [hd(maps:get(layers, Base)) | tail]}}
+        ],
+        Sinks = [
+            fun(I) -> ocibuild:export(I, iolist_to_binary([Root, "/improper-layout"])) end,
+            fun(I) -> ocibuild:save(I, iolist_to_binary([Root, "/improper.tar.gz"])) end,
+            fun(I) -> ocibuild:push(I, Registry, <<"fuzz/app:1">>) end,
+            fun(I) -> ocibuild_registry:push([I], Registry, <<"fuzz/app:1">>, #{}, #{}) end,
+            fun(I) -> ocibuild_layout:save_tarball([I, I], iolist_to_binary([Root, "/multi.tar.gz"])) end
+        ],
+        [?assertMatch({error, _}, Sink(Image)) || Image <- Spoiled, Sink <- Sinks],
+        ?assertMatch({error, _}, ocibuild_nif:layer_create([{<<"/a">>, <<"x">>, 8#644} | tail],
+                                                           #{compression => gzip, mtime => 0,
+                                                             store => <<Root/binary, "/cache">>})),
+        ?assertEqual([], [F || F <- ["improper-layout", "improper.tar.gz", "multi.tar.gz"],
+                               filelib:is_file(filename:join(Root, F))])
     after
         cleanup(Fixture)
     end.
