@@ -111,6 +111,11 @@ defmodule OcibuildApiFuzzTest do
       |> Ocibuild.save(base, %{tag: "fuzz/base:1"})
 
     {:ok, loaded} = Ocibuild.Layout.load_tarball_for_push(base)
+    # Valid images: one of ours with a layer and an entrypoint, one on the saved base.
+    layered =
+      image() |> Ocibuild.add_layer([{"/app/x", "x", 0o755}]) |> Ocibuild.entrypoint(["/app/x"])
+
+    {:ok, on_base} = Ocibuild.from("tar://" <> base)
 
     on_exit(fn ->
       loaded.cleanup.()
@@ -123,7 +128,15 @@ defmodule OcibuildApiFuzzTest do
       File.rm_rf!(root)
     end)
 
-    %{ctx: %{root: root, base: base, registry: registry, loaded: loaded}}
+    %{
+      ctx: %{
+        root: root,
+        base: base,
+        registry: registry,
+        loaded: loaded,
+        images: [layered, on_base]
+      }
+    }
   end
 
   test "every public function has a spec" do
@@ -146,7 +159,7 @@ defmodule OcibuildApiFuzzTest do
     calls =
       for mod <- @modules,
           {fun, arity} <- Enum.sort(mod.__info__(:functions)),
-          call <- plan(mod, fun, arity, pool),
+          call <- plan(mod, fun, arity, pool, ctx),
           do: call
 
     failures = for call <- calls, failure = check_call(call, ctx), failure != :ok, do: failure
@@ -163,7 +176,7 @@ defmodule OcibuildApiFuzzTest do
 
   ## Planning: which positions get junk
 
-  defp plan(mod, fun, arity, pool) do
+  defp plan(mod, fun, arity, pool, ctx) do
     {kinds, contract} = Map.fetch!(@specs, {mod, fun})
     kinds = Enum.take(kinds, arity)
     positions = Enum.to_list(0..(arity - 1)//1)
@@ -171,21 +184,25 @@ defmodule OcibuildApiFuzzTest do
     all_junk =
       if arity == 0,
         do: [],
-        else: for(_ <- 1..@all_junk_calls, do: {mod, fun, contract, args(kinds, positions, pool)})
+        else:
+          for(
+            _ <- 1..@all_junk_calls,
+            do: {mod, fun, contract, args(kinds, positions, pool, ctx)}
+          )
 
     one_junk =
       for bad <- positions, _ <- 1..@one_junk_calls do
-        {mod, fun, contract, args(kinds, [bad], pool)}
+        {mod, fun, contract, args(kinds, [bad], pool, ctx)}
       end
 
     if arity == 0, do: [{mod, fun, contract, []}], else: all_junk ++ one_junk
   end
 
-  defp args(kinds, junk_positions, pool) do
+  defp args(kinds, junk_positions, pool, ctx) do
     kinds
     |> Enum.with_index()
     |> Enum.map(fn {kind, i} ->
-      if i in junk_positions, do: {:junk, kind, junk(kind, pool)}, else: {:valid, kind}
+      if i in junk_positions, do: {:junk, kind, junk(kind, pool, ctx)}, else: {:valid, kind}
     end)
   end
 
@@ -266,15 +283,15 @@ defmodule OcibuildApiFuzzTest do
 
   ## Kinds: a valid value, and whether a value could be valid
 
-  defp valid(:image, _ctx), do: image()
-  defp valid(:images, _ctx), do: image()
-  defp valid(:image_list, _ctx), do: [image()]
+  defp valid(:image, ctx), do: pick(ctx.images)
+  defp valid(:images, ctx), do: pick(ctx.images)
+  defp valid(:image_list, ctx), do: [pick(ctx.images)]
 
-  defp valid(:platform_images, _ctx),
+  defp valid(:platform_images, ctx),
     do:
       for(
         arch <- ["amd64", "arm64"],
-        do: %{image() | platform: %{os: "linux", architecture: arch}}
+        do: %{pick(ctx.images) | platform: %{os: "linux", architecture: arch}}
       )
 
   defp valid(:base_ref, ctx), do: "tar://" <> ctx.base
@@ -393,13 +410,14 @@ defmodule OcibuildApiFuzzTest do
     ]
   end
 
-  defp junk(kind, pool) do
+  defp junk(kind, pool, ctx) do
     candidates = if network_kind?(kind), do: Enum.filter(pool, &network_junk?/1), else: pool
 
     value =
-      case :rand.uniform(5) do
+      case :rand.uniform(6) do
         1 -> Map.new(1..:rand.uniform(3), fn _ -> {pick(@option_keys), pick(pool)} end)
         2 -> [pick(candidates), pick(candidates)]
+        3 when kind != :mix_release -> spoil(valid(kind, ctx), pool)
         _ -> pick(candidates)
       end
 
@@ -408,6 +426,36 @@ defmodule OcibuildApiFuzzTest do
 
   # Junk that can never name a host: not text, or text with a NUL byte.
   defp network_junk?(v), do: not text?(v) or (is_binary(v) and String.contains?(v, <<0>>))
+
+  # A valid value with one part spoiled somewhere inside: a key dropped or given junk, a list
+  # item spoiled or added, an improper tail, a NUL or a non-UTF-8 byte appended.
+  defp spoil(map, pool) when is_map(map) and map_size(map) > 0 do
+    key = pick(Map.keys(map))
+
+    case :rand.uniform(3) do
+      1 -> Map.delete(map, key)
+      _ -> Map.put(map, key, spoil_or_junk(Map.fetch!(map, key), pool))
+    end
+  end
+
+  defp spoil([_ | _] = list, pool) do
+    case :rand.uniform(3) do
+      1 -> List.update_at(list, :rand.uniform(length(list)) - 1, &spoil_or_junk(&1, pool))
+      2 -> list ++ [pick(pool)]
+      3 -> Enum.drop(list, -1) ++ [List.last(list) | pick(pool)]
+    end
+  end
+
+  defp spoil(tuple, pool) when is_tuple(tuple) and tuple_size(tuple) > 0 do
+    i = :rand.uniform(tuple_size(tuple)) - 1
+    put_elem(tuple, i, spoil_or_junk(elem(tuple, i), pool))
+  end
+
+  defp spoil(bin, _pool) when is_binary(bin), do: bin <> pick([<<0>>, <<255>>])
+  defp spoil(_other, pool), do: pick(pool)
+
+  defp spoil_or_junk(value, pool),
+    do: if(:rand.uniform(2) == 1, do: spoil(value, pool), else: pick(pool))
 
   defp pick(list), do: Enum.at(list, :rand.uniform(length(list)) - 1)
 
