@@ -473,8 +473,16 @@ enumerate(List) ->
 
 %% Run one call in its own process, bounded; `ok' or a description of what went wrong.
 check_call({M, F, Contract, ArgSpecs}, Ctx) ->
-    Args = [case A of {junk, _, V} -> V; {valid, K} -> valid(K, Ctx) end || A <- ArgSpecs],
     CertainlyBad = [V || {junk, K, V} <- ArgSpecs, not could_be_valid(K, V)],
+    %% A call that must refuse gets a registry of its own, so a connection to it can only be
+    %% this call's (a finished call's stray connection goes to its own, closed, port).
+    {CallCtx, Tripwire} =
+        case CertainlyBad of
+            [] -> {Ctx, undefined};
+            _ -> tripwire(Ctx)
+        end,
+    Valid = [{K, valid(K, CallCtx)} || {valid, K} <- ArgSpecs],
+    Args = fill(ArgSpecs, Valid),
     Parent = self(),
     {Pid, Ref} = spawn_monitor(fun() ->
         Result =
@@ -489,12 +497,39 @@ check_call({M, F, Contract, ArgSpecs}, Ctx) ->
     receive
         {Pid, Result} ->
             receive {'DOWN', Ref, process, Pid, _} -> ok end,
-            judge(M, F, Contract, Args, CertainlyBad, Result);
+            case judge(M, F, Contract, Args, CertainlyBad, Result) of
+                ok when CertainlyBad =/= [] -> refused_before_work(M, F, Args, Valid, Tripwire);
+                Judged -> stop_tripwire(Tripwire), Judged
+            end;
         {'DOWN', Ref, process, Pid, Why} ->
+            stop_tripwire(Tripwire),
             {exited, M, F, short_args(Args), Why}
     after ?CALL_TIMEOUT_MS ->
         exit(Pid, kill),
+        stop_tripwire(Tripwire),
         {hung, M, F, short_args(Args)}
+    end.
+
+fill([{junk, _, V} | Rest], Valid) -> [V | fill(Rest, Valid)];
+fill([{valid, _} | Rest], [{_, V} | Valid]) -> [V | fill(Rest, Valid)];
+fill([], []) -> [].
+
+tripwire(Ctx) ->
+    Connections = counters:new(1, []),
+    {Registry, Listener} = start_registry(Connections),
+    {Ctx#{registry := Registry}, {Listener, Connections}}.
+
+stop_tripwire(undefined) -> ok;
+stop_tripwire({Listener, _}) -> exit(Listener, kill).
+
+%% A call given a certainly bad argument checks it before any network or file work: nothing
+%% connected to its registry, and its output paths were not written.
+refused_before_work(M, F, Args, Valid, {_, Connections} = Tripwire) ->
+    stop_tripwire(Tripwire),
+    Written = [P || {K, P} <- Valid, K =:= out_dir orelse K =:= out_file, filelib:is_file(P)],
+    case {counters:get(Connections, 1), Written} of
+        {0, []} -> ok;
+        {N, _} -> {work_before_refusal, M, F, short_args(Args), #{connections => N, written => Written}}
     end.
 
 %% A loaded tarball's directory is removed by its cleanup fun.
@@ -539,7 +574,8 @@ setup() ->
     os:putenv("REGISTRY_AUTH_FILE", binary_to_list(<<Root/binary, "/auth.json">>)),
     ok = file:make_dir(<<Root/binary, "/cwd">>),
     ok = file:set_cwd(<<Root/binary, "/cwd">>),
-    {Registry, Listener} = start_registry(),
+    Connections = counters:new(1, []),
+    {Registry, Listener} = start_registry(Connections),
     Base = <<Root/binary, "/base.tar.gz">>,
     {ok, Scratch} = ocibuild:scratch(),
     ok = ocibuild:save(ocibuild:add_layer(Scratch, [{<<"/b">>, <<"base">>, 8#644}]), Base,
@@ -569,14 +605,14 @@ cleanup({#{root := Root, loaded := #{cleanup := Cleanup}}, OldCwd, Env, Listener
 unique(Root, Name) ->
     iolist_to_binary([Root, "/out-", integer_to_list(erlang:unique_integer([positive])), "-", Name]).
 
-start_registry() ->
+start_registry(Connections) ->
     Parent = self(),
     Pid = spawn(fun() ->
         {ok, Listen} = gen_tcp:listen(0, [binary, {ip, {127, 0, 0, 1}}, {active, false},
                                           {reuseaddr, true}]),
         {ok, Port} = inet:port(Listen),
         Parent ! {registry_port, self(), Port},
-        accept_loop(Listen)
+        accept_loop(Listen, Connections)
     end),
     receive
         {registry_port, Pid, Port} ->
@@ -585,12 +621,13 @@ start_registry() ->
         error(registry_not_started)
     end.
 
-accept_loop(Listen) ->
+accept_loop(Listen, Connections) ->
     {ok, Socket} = gen_tcp:accept(Listen),
+    counters:add(Connections, 1, 1),
     Handler = spawn(fun() -> answer_404(Socket) end),
     ok = gen_tcp:controlling_process(Socket, Handler),
     Handler ! go,
-    accept_loop(Listen).
+    accept_loop(Listen, Connections).
 
 %% Read the request head (bounded), answer 404 and close.
 answer_404(Socket) ->
