@@ -679,7 +679,7 @@ collect_checked(ReleasePath, Opts) ->
 
 %% @doc Split files into `{ErtsFiles, DepFiles, AppFiles}'; see `classify_file_layer/5'.
 -spec partition_files_by_layer([file_entry()], [dep()], binary(), binary(), boolean()) ->
-    {[file_entry()], [file_entry()], [file_entry()]}.
+    {[file_entry()], [file_entry()], [file_entry()]} | {error, {invalid_option, atom(), term()}}.
 partition_files_by_layer(Files, Deps, AppName, Workdir, HasErts) ->
     with_args(
         [{files, files, Files}, {dependencies, dep_list, Deps}, {app_name, text, AppName},
@@ -689,13 +689,11 @@ partition_files_by_layer(Files, Deps, AppName, Workdir, HasErts) ->
         end
     ).
 
-
-
 %% @doc `lib/<app>-*' -> app; `lib/<dep>-*' (in the lock file) -> dep; other `lib/*' (OTP) ->
 %% erts when ERTS is bundled, else dep; `erts-*' -> erts; everything else (bin/, releases/) ->
 %% app.
 -spec classify_file_layer(binary(), sets:set(binary()), binary(), binary(), boolean()) ->
-    erts | dep | app.
+    erts | dep | app | {error, {invalid_option, atom(), term()}}.
 classify_file_layer(Path, DepNames, AppName, Workdir, HasErts) ->
     with_args(
         [{path, text, Path}, {dependencies, set, DepNames}, {app_name, text, AppName},
@@ -707,7 +705,7 @@ classify_file_layer(Path, DepNames, AppName, Workdir, HasErts) ->
 %% (`<<"crypto.so">>'), `path' the path in the release (`<<"lib/crypto-5.1/priv/lib/crypto.so">>').
 -spec check_for_native_code(file:filename_all()) ->
     {ok, []} | {warning, [#{app := binary(), file := binary(), extension := binary(),
-                           path := binary()}]}.
+                           path := binary()}]} | {error, {invalid_option, release_path, term()}}.
 check_for_native_code(ReleasePath) ->
     with_args([{release_path, path, ReleasePath}],
               fun() -> ocibuild_release_files:native_code(host_path(ReleasePath)) end).
@@ -721,7 +719,7 @@ has_bundled_erts(ReleasePath) ->
 %% @doc More than one platform needs ERTS from the base image: a bundled ERTS runs only on
 %% the machine type it was built for.
 -spec validate_multiplatform(file:filename_all(), [ocibuild:platform()]) ->
-    ok | {error, {bundled_erts, binary()}}.
+    ok | {error, {bundled_erts, binary()} | {invalid_option, atom(), term()}}.
 validate_multiplatform(ReleasePath, Platforms) ->
     with_args([{release_path, path, ReleasePath}, {platforms, list, Platforms}],
               fun() -> multiplatform_checked(ReleasePath, Platforms) end).
@@ -743,7 +741,8 @@ multiplatform_checked(_ReleasePath, _Platforms) ->
 
 %% @doc Command-line tags, else the config's, else `<DefaultRepo>:<DefaultVersion>';
 %% `;'-separated lists expand.
--spec get_tags([binary()], [binary()], binary(), binary()) -> [binary()].
+-spec get_tags([binary()], [binary()], binary(), binary()) ->
+    [binary()] | {error, {invalid_option, atom(), term()}}.
 get_tags(CliTags, ConfigTags, DefaultRepo, DefaultVersion) ->
     with_args(
         [{tags, text_list, CliTags}, {tags, text_list, ConfigTags}, {repository, scalar, DefaultRepo},
@@ -788,7 +787,7 @@ split_tag(Tag) ->
     end.
 
 %% @doc `<<"a:1;a:latest">>' -> `[<<"a:1">>, <<"a:latest">>]'.
--spec expand_semicolon_tags(binary()) -> [binary()].
+-spec expand_semicolon_tags(binary()) -> [binary()] | {error, {invalid_option, tags, term()}}.
 expand_semicolon_tags(Tags) ->
     with_args([{tags, text, Tags}], fun() -> ocibuild_release_config:expand_semicolon_tags(Tags) end).
 
