@@ -26,7 +26,7 @@
 -define(ONE_JUNK_CALLS, 60).
 
 -define(MODULES, [ocibuild, ocibuild_layer, ocibuild_layout, ocibuild_registry, ocibuild_release,
-                  ocibuild_adapter]).
+                  ocibuild_adapter, ocibuild_local_base]).
 
 %% Exports that are not API for callers: the rebar3 plugin entry point takes rebar3's state;
 %% behaviour_info/1 is generated for the adapter behaviour.
@@ -134,7 +134,12 @@ specs() ->
         {ocibuild_adapter, min_chunk_size, [], integer},
         {ocibuild_adapter, min_chunk_size_mb, [], integer},
         {ocibuild_adapter, max_chunk_size, [], integer},
-        {ocibuild_adapter, max_chunk_size_mb, [], integer}
+        {ocibuild_adapter, max_chunk_size_mb, [], integer},
+        %% ocibuild_local_base: `tar://' bases, which `ocibuild:from/1,2,3' documents
+        {ocibuild_local_base, is_local, [base_ref], predicate},
+        {ocibuild_local_base, load, [base_ref, platform_list], ok_tuple},
+        {ocibuild_local_base, host_platform, [], map},
+        {ocibuild_local_base, platform_text, [platform], platform_text}
     ].
 
 %%% Contracts: `success', `refused' or `bad' for a result
@@ -158,6 +163,8 @@ contract(partition, {A, B, C}) when is_list(A), is_list(B), is_list(C) -> succes
 contract(layer_class, C) when C =:= erts; C =:= dep; C =:= app -> success;
 contract(native_code, {ok, []}) -> success;
 contract(native_code, {warning, L}) when is_list(L) -> success;
+contract(platform_text, <<"unknown">>) -> refused;
+contract(platform_text, B) when is_binary(B) -> success;
 contract(predicate, true) -> success;
 contract(predicate, false) -> refused;
 contract(any_boolean, B) when is_boolean(B) -> success;
@@ -233,6 +240,7 @@ valid(workdir, _Ctx) -> <<"/app">>;
 valid(workdir_opts, _Ctx) -> #{workdir => <<"/app">>};
 valid(boolean, _Ctx) -> true;
 valid(platform_list, _Ctx) -> [#{os => <<"linux">>, architecture => <<"amd64">>}];
+valid(platform, _Ctx) -> #{os => <<"linux">>, architecture => <<"arm64">>, variant => <<"v8">>};
 valid(annotations, _Ctx) -> #{<<"org.example.k">> => <<"v">>};
 valid(auto_config, _Ctx) -> #{vcs_annotations => false, version => <<"1">>};
 valid(tarball_push_opts, #{registry := Registry}) -> #{registry => Registry, tags => [<<"fuzz:1">>]};
