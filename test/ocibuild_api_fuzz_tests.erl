@@ -26,11 +26,20 @@
 -define(ONE_JUNK_CALLS, 60).
 
 -define(MODULES, [ocibuild, ocibuild_layer, ocibuild_layout, ocibuild_registry, ocibuild_release,
-                  ocibuild_adapter, ocibuild_local_base]).
+                  ocibuild_adapter, ocibuild_local_base, ocibuild_rebar3]).
 
-%% Exports that are not API for callers: the rebar3 plugin entry point takes rebar3's state;
+%% Exports that are not API for callers: the rebar3 plugin's entry points take rebar3's
+%% state, its adapter callbacks the state `ocibuild_release:run/3' hands them (and log through
+%% rebar3, which exists only inside rebar3), its pure helpers are exported for its tests;
 %% behaviour_info/1 is generated for the adapter behaviour.
--define(NOT_FUZZED, [{ocibuild, init, 1}, {ocibuild_adapter, behaviour_info, 1}]).
+-define(NOT_FUZZED, [{ocibuild, init, 1}, {ocibuild_adapter, behaviour_info, 1},
+                     {ocibuild_rebar3, init, 1}, {ocibuild_rebar3, do, 1},
+                     {ocibuild_rebar3, get_config, 1}, {ocibuild_rebar3, find_release, 2},
+                     {ocibuild_rebar3, info, 2}, {ocibuild_rebar3, console, 2},
+                     {ocibuild_rebar3, error, 2}, {ocibuild_rebar3, get_app_version, 1},
+                     {ocibuild_rebar3, get_dependencies, 1}, {ocibuild_rebar3, cli, 1},
+                     {ocibuild_rebar3, project, 1}, {ocibuild_rebar3, read_lock, 1},
+                     {ocibuild_rebar3, relx_release, 2}]).
 
 %%% The specs: {Module, Function, [ArgKind], Contract}
 
@@ -139,7 +148,9 @@ specs() ->
         {ocibuild_local_base, is_local, [base_ref], predicate},
         {ocibuild_local_base, load, [base_ref, platform_list], ok_tuple},
         {ocibuild_local_base, host_platform, [], map},
-        {ocibuild_local_base, platform_text, [platform], platform_text}
+        {ocibuild_local_base, platform_text, [platform], platform_text},
+        %% ocibuild_rebar3: the provider's messages
+        {ocibuild_rebar3, format_error, [reason], chardata}
     ].
 
 %%% Contracts: `success', `refused' or `bad' for a result
@@ -188,7 +199,7 @@ chardata(D) ->
 %% `[]' from get_dependencies is both "no dependencies" and the refusal of a bad adapter.
 refusal_required(ocibuild_adapter, get_dependencies) -> false;
 refusal_required(ocibuild_release, is_nil_or_undefined) -> false;
-refusal_required(ocibuild_release, format_error) -> false;
+refusal_required(_, format_error) -> false;
 refusal_required(_, _) -> true.
 
 %%% Argument kinds: a valid value, and whether a value could be valid at all
@@ -394,11 +405,15 @@ reason_tags() ->
      tarball_not_found, release_not_found, release_not_directory, lock_file, base_image,
      no_matching_platform, unauthorized, registry_error, http_error, timeout, https_downgrade,
      auth_error, credentials_error, invalid_reference, digest_mismatch, file_read, io_error,
-     bad_adapter_reply, negative_timestamp, file_read, sign_key_password, sign_key_error].
+     bad_adapter_reply, negative_timestamp, file_read, sign_key_password, sign_key_error,
+     unexpected_arguments, no_relx_release, multiple_releases, release_not_built].
 
 %% A field of a reason: junk, or a map with the keys the messages read, holding junk.
 reason_field(Pool) ->
-    case rand:uniform(3) of
+    case rand:uniform(4) of
+        4 ->
+            %% `{Path, {Line, Module, Term}}', a lock file's parse error
+            {pick(Pool), {rand:uniform(10), pick([foo, erl_parse, ocibuild_release]), pick(Pool)}};
         1 ->
             maps:from_list([{K, pick(Pool)} || K <- [registry, status, scope, action, code, message,
                                                      to, wanted, limit_ms, min_rate, window_ms]]
