@@ -372,10 +372,12 @@ junk(Kind, Pool, Ctx) ->
             false -> Pool
         end,
     Junk =
-        case rand:uniform(6) of
-            1 -> junk_map(Pool);
-            2 -> deep_junk(3, Candidates);
-            3 -> mutate(valid(Kind, Ctx), Pool);
+        case {rand:uniform(6), option_keys(Kind)} of
+            %% An option map: its own keys, with junk, half the time.
+            {N, [_ | _] = Keys} when N =< 3 -> junk_map(Keys, Pool);
+            {1, _} -> junk_map(option_keys(), Pool);
+            {2, _} -> deep_junk(3, Candidates);
+            {3, _} -> mutate(valid(Kind, Ctx), Pool);
             _ -> pick(Candidates)
         end,
     case network_kind(Kind) andalso not is_network_junk(Junk) of
@@ -383,9 +385,34 @@ junk(Kind, Pool, Ctx) ->
         false -> Junk
     end.
 
-%% A map of one to three known option keys, each with junk.
-junk_map(Pool) ->
-    maps:from_list([{pick(option_keys()), pick(Pool)} || _ <- lists:seq(1, rand:uniform(3))]).
+%% A map of one to three of `Keys', each with junk: a third of the time list-shaped junk
+%% (improper lists, lists of junk), which option checks that only look at `is_list' miss.
+junk_map(Keys, Pool) ->
+    Lists = [V || V <- Pool, is_list(V)],
+    maps:from_list([
+        {pick(Keys), case rand:uniform(3) of 1 -> pick(Lists); _ -> pick(Pool) end}
+     || _ <- lists:seq(1, rand:uniform(3))
+    ]).
+
+%% The options each map kind reads (`[]': not an option map).
+option_keys(from_opts) -> [platform, platforms, progress];
+option_keys(push_opts) -> [tags, chunk_size, max_concurrency, index, sboms, sign, progress];
+option_keys(layer_opts) -> [compression, layer_type, mtime];
+option_keys(save_opts) -> [tag, format];
+option_keys(load_opts) -> [memory_threshold];
+option_keys(run_opts) -> [cmd, release];
+option_keys(cli) -> [tag, output, annotation, label, platform, cmd, uid, chunk_size, compression,
+                     sbom, sign_key, vcs_annotations, release];
+option_keys(project) -> [tag, workdir, env, expose, labels, annotations, uid, vcs_annotations,
+                         compression, platform, cmd, description, app_name];
+option_keys(build_opts) -> [release_name, app_name, app_version, workdir, env, expose, labels,
+                            annotations, description, cmd, uid, auth, progress, compression,
+                            dependencies, release_path];
+option_keys(workdir_opts) -> [workdir];
+option_keys(auto_config) -> [vcs_annotations, version, created, app_version];
+option_keys(tarball_push_opts) -> [tags, chunk_size, sign];
+option_keys(auth) -> [username, password, token];
+option_keys(_) -> [].
 
 %% Junk nested in lists, tuples and maps, the way a confused caller might build it.
 deep_junk(0, Pool) ->
