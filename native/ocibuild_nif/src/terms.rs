@@ -78,12 +78,11 @@ pub fn word(term: Term, name: &'static str) -> Result<String> {
     }
 }
 
-/// A proper list's elements. rustler's list iterator panics at an improper tail (`[a | b]`),
-/// so the length (which the VM computes only for proper lists) is asked first.
+/// A proper list's elements. rustler's list decoder panics on an improper list (`[a | b]`);
+/// `enif_get_list_length` refuses one, so it is asked first.
 pub fn list<'a>(term: Term<'a>, name: &'static str) -> Result<Vec<Term<'a>>> {
-    if term.list_length().is_err() {
-        return Err(invalid(name, "expected a proper list"));
-    }
+    term.list_length()
+        .map_err(|_| invalid(name, "expected a proper list"))?;
     term.decode::<Vec<Term>>()
         .map_err(|_| invalid(name, "expected a list"))
 }
