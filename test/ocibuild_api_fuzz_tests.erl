@@ -451,8 +451,9 @@ reason_field(Pool) ->
 
 %% A valid value with one part spoiled, somewhere inside: a key dropped or given junk, a
 %% list item spoiled or added, a list made improper, a tuple element spoiled, a NUL or a
-%% byte that is not UTF-8 appended, a binary cut short. This is how a hand-edited image
-%% map or a loaded tarball goes wrong.
+%% byte that is not UTF-8 appended, a binary's last bytes cut (only a few: a valid output
+%% path cut short must stay inside the temp root). This is how a hand-edited image map or a
+%% loaded tarball goes wrong.
 mutate(Map, Pool) when is_map(Map), map_size(Map) > 0 ->
     Key = pick(maps:keys(Map)),
     case rand:uniform(3) of
@@ -477,7 +478,7 @@ mutate(Bin, _Pool) when is_binary(Bin) ->
     case rand:uniform(3) of
         1 -> <<Bin/binary, 0>>;
         2 -> <<Bin/binary, 255>>;
-        3 -> binary:part(Bin, 0, byte_size(Bin) div 2)
+        3 -> binary:part(Bin, 0, max(0, byte_size(Bin) - 3))
     end;
 mutate(_Other, Pool) ->
     pick(Pool).
@@ -626,11 +627,13 @@ setup() ->
     ok = file:set_cwd(<<Root/binary, "/cwd">>),
     Connections = counters:new(1, []),
     {Registry, Listener} = start_registry(Connections),
-    Base = <<Root/binary, "/base.tar.gz">>,
+    %% Inputs live apart from the outputs: a path cut short by the junk lists only them.
+    Base = <<Root/binary, "/fixture/base.tar.gz">>,
+    ok = filelib:ensure_dir(Base),
     {ok, Scratch} = ocibuild:scratch(),
     ok = ocibuild:save(ocibuild:add_layer(Scratch, [{<<"/b">>, <<"base">>, 8#644}]), Base,
                        #{tag => <<"fuzz/base:1">>}),
-    Release = <<Root/binary, "/rel">>,
+    Release = <<Root/binary, "/fixture/rel">>,
     ok = filelib:ensure_dir(<<Release/binary, "/lib/fuzz-1.0.0/ebin/x">>),
     ok = file:write_file(<<Release/binary, "/lib/fuzz-1.0.0/ebin/fuzz.app">>, <<"{}.">>),
     ok = filelib:ensure_dir(<<Release/binary, "/bin/x">>),
@@ -718,6 +721,7 @@ no_public_function_raises_or_hangs() ->
     {Ctx, _, _, _} = Fixture = setup(),
     try
         rand:seed(exsss, ?SEED),
+        Outside = escaped(Ctx),
         Calls = plan(specs(), Ctx),
         Failures = [Failure || Call <- Calls, Failure <- [check_call(Call, Ctx)], Failure =/= ok],
         _ = ocibuild_release:stop_progress_coordinator(),
@@ -725,6 +729,8 @@ no_public_function_raises_or_hangs() ->
                   [length(Calls), length(specs()), length(Failures)]),
         [io:format(user, "  ~0tp~n", [F]) || F <- Failures],
         ?assertEqual([], Failures),
+        %% Nothing was written beside the temp root under a name cut from its own.
+        ?assertEqual(Outside, escaped(Ctx)),
         #{loaded := #{cleanup := Cleanup}} = Ctx,
         ok = Cleanup(),
         %% Every loaded tarball's directory went with its cleanup or its process.
@@ -769,6 +775,17 @@ improper_lists_in_an_image_are_refused_by_every_sink() ->
     after
         cleanup(Fixture)
     end.
+
+%% Entries beside the temp root whose names are a prefix of its name: what an output path
+%% cut short would write.
+escaped(#{root := Root}) ->
+    Name = filename:basename(Root),
+    {ok, Siblings} = file:list_dir_all(filename:dirname(Root)),
+    lists:sort([S || S <- lists:map(fun name_binary/1, Siblings), S =/= Name,
+                     binary:longest_common_prefix([S, Name]) =:= byte_size(S)]).
+
+name_binary(Name) when is_binary(Name) -> Name;
+name_binary(Name) -> unicode:characters_to_binary(Name, file:native_name_encoding()).
 
 wait_until(Condition, Timeout) when Timeout =< 0 ->
     Condition();
