@@ -527,14 +527,16 @@ update(Image, Step) ->
 bad_input(Reason) ->
     throw({?MODULE, Reason}).
 
-%% The keys the builders read and write, with the types they rely on.
+%% The keys the builders read and write, with the types they rely on (`++' and the `lists'
+%% functions need proper lists).
 is_image(#{layers := Layers, annotations := Annotations, config := Config}) when
     is_list(Layers), is_map(Annotations), is_map(Config)
 ->
     case Config of
         #{env := Env, exposed_ports := Ports, labels := Labels, entrypoint := _, cmd := _,
           workdir := _, user := _} ->
-            is_list(Env) andalso is_list(Ports) andalso is_map(Labels);
+            lists:all(fun ocibuild_input:is_proper_list/1, [Layers, Env, Ports]) andalso
+                is_map(Labels);
         _ ->
             false
     end;

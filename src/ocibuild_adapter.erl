@@ -91,9 +91,12 @@ get_dependencies(Adapter, State) ->
 
 %% `function_exported/3' is false for a module not loaded yet, which a caller asking before
 %% any other call into the adapter would take for "not implemented".
-implements(Adapter, Callback) ->
+%% Anything but a module name implements nothing, so the helpers give their defaults.
+implements(Adapter, Callback) when is_atom(Adapter) ->
     _ = code:ensure_loaded(Adapter),
-    erlang:function_exported(Adapter, Callback, 1).
+    erlang:function_exported(Adapter, Callback, 1);
+implements(_NotAModule, _Callback) ->
+    false.
 
 %% @doc Chunk size of uploads when none is given, in bytes (5 MB).
 -spec default_chunk_size() -> pos_integer().

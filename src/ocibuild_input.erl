@@ -31,18 +31,28 @@ image_path(_) -> error.
 -spec host_path(term()) -> {ok, binary()} | error.
 host_path(Value) when is_binary(Value) ->
     {ok, Value};
-host_path(Value) when is_list(Value); is_atom(Value) ->
-    try filename:flatten(Value) of
-        Flat ->
-            case unicode:characters_to_binary(Flat, unicode, file:native_name_encoding()) of
-                Bin when is_binary(Bin) -> {ok, Bin};
-                _ -> error
-            end
-    catch
-        error:_ -> error
+host_path(Value) when is_atom(Value) ->
+    native_name(Value);
+host_path(Value) when is_list(Value) ->
+    %% `filename:flatten/1' would take `[a | b]' for "ab": an improper list is no path.
+    case is_deep_proper_list(Value) of
+        true -> native_name(Value);
+        false -> error
     end;
 host_path(_) ->
     error.
+
+native_name(Value) ->
+    try unicode:characters_to_binary(filename:flatten(Value), unicode, file:native_name_encoding()) of
+        Bin when is_binary(Bin) -> {ok, Bin};
+        _ -> error
+    catch
+        error:_ -> error
+    end.
+
+is_deep_proper_list([]) -> true;
+is_deep_proper_list([H | T]) -> (not is_list(H) orelse is_deep_proper_list(H)) andalso is_deep_proper_list(T);
+is_deep_proper_list(_) -> false.
 
 %% @doc Normalise `[{Path, Content, Mode}]' for the NIF. Content is a binary, an iolist (made
 %% into a binary) or `{file, HostPath}' (streamed from disk by the core).

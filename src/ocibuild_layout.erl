@@ -227,7 +227,7 @@ with_target(ImageOrImages, Target, TargetName, Write) ->
 images(Image) when is_map(Image) ->
     {ok, [Image]};
 images([_ | _] = Images) ->
-    case lists:all(fun erlang:is_map/1, Images) of
+    case ocibuild_input:is_proper_list(Images) andalso lists:all(fun erlang:is_map/1, Images) of
         true -> {ok, Images};
         false -> error
     end;

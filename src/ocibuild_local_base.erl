@@ -30,16 +30,21 @@ is_local(Ref) ->
 -spec load(binary() | string(), [ocibuild:platform()]) ->
     {ok, [#{base := map(), platform := ocibuild:platform() | undefined}]} | {error, term()}.
 load(Ref, Platforms) ->
-    {ok, <<?SCHEME, Path/binary>> = RefBin} = ocibuild_input:text(Ref),
-    case Path of
-        <<>> ->
-            {error, {invalid_reference, Ref}};
-        _ ->
+    case {ocibuild_input:text(Ref), is_platform_list(Platforms)} of
+        {_, false} ->
+            {error, {invalid_option, platforms, Platforms}};
+        {{ok, <<?SCHEME, Path/binary>> = RefBin}, true} when Path =/= <<>> ->
             case ocibuild_nif:tarball_load(Path, ocibuild_blob_store:root()) of
                 {ok, #{images := Images}} -> choose(RefBin, Images, Platforms);
                 {error, _} = Error -> Error
-            end
+            end;
+        _ ->
+            {error, {invalid_reference, Ref}}
     end.
+
+is_platform_list(Platforms) ->
+    ocibuild_input:is_proper_list(Platforms) andalso
+        lists:all(fun(P) -> is_map(P) andalso platform_text(P) =/= <<"unknown">> end, Platforms).
 
 choose(Ref, [Only], []) ->
     {ok, [as_base(Ref, Only, platform_of(Only))]};
@@ -98,15 +103,17 @@ matches(#{os := OS, architecture := Arch} = Wanted, #{os := OS, architecture := 
 matches(_, _) ->
     false.
 
-%% @doc `<<"linux/arm64/v8">>'; `<<"unknown">>' for an image that does not say.
--spec platform_text(ocibuild:platform() | undefined) -> binary().
-platform_text(undefined) ->
-    <<"unknown">>;
-platform_text(#{os := OS, architecture := Arch} = P) ->
+%% @doc `<<"linux/arm64/v8">>'; `<<"unknown">>' for an image that does not say (or for
+%% anything that is not a platform map).
+-spec platform_text(ocibuild:platform() | undefined | term()) -> binary().
+platform_text(#{os := OS, architecture := Arch} = P) when is_binary(OS), is_binary(Arch) ->
     case maps:find(variant, P) of
-        {ok, V} -> <<OS/binary, "/", Arch/binary, "/", V/binary>>;
+        {ok, V} when is_binary(V) -> <<OS/binary, "/", Arch/binary, "/", V/binary>>;
+        {ok, _NotText} -> <<"unknown">>;
         error -> <<OS/binary, "/", Arch/binary>>
-    end.
+    end;
+platform_text(_) ->
+    <<"unknown">>.
 
 %% @doc This machine's platform in OCI's names (`x86_64' is `amd64').
 -spec host_platform() -> ocibuild:platform().

@@ -96,24 +96,34 @@ run(State, Config) ->
         {error, Reason} -> {error, {?MODULE, Reason}}
     end.
 
-%% @doc One line for each error `do/1' returns.
+%% @doc One line for each error `do/1' returns, and for any other term (shown as the term
+%% when its fields are not what its message expects).
 -spec format_error(term()) -> iolist().
-format_error({unexpected_arguments, Args}) ->
+format_error(Reason) ->
+    try
+        Line = reason_line(Reason),
+        true = is_binary(unicode:characters_to_binary(Line)),
+        Line
+    catch
+        error:_ -> io_lib:format("~0tp", [Reason])
+    end.
+
+reason_line({unexpected_arguments, Args}) ->
     io_lib:format("unexpected arguments: ~ts (one tarball path may follow --push)",
                   [lists:join(" ", Args)]);
-format_error({no_relx_release, undefined}) ->
+reason_line({no_relx_release, undefined}) ->
     "no release to image: add {relx, [{release, {Name, Vsn}, [Apps]}]} to rebar.config";
-format_error({no_relx_release, Name}) ->
+reason_line({no_relx_release, Name}) ->
     io_lib:format("release ~ts is not in the relx configuration of rebar.config", [Name]);
-format_error({multiple_releases, Names}) ->
+reason_line({multiple_releases, Names}) ->
     io_lib:format("several releases are configured (~ts): choose one with --release NAME",
                   [lists:join(", ", Names)]);
-format_error({release_not_built, Name, Dir}) ->
+reason_line({release_not_built, Name, Dir}) ->
     io_lib:format("release ~ts was not found in ~ts: did `rebar3 release' build it?",
                   [Name, Dir]);
-format_error({lock_file, {Path, Why}}) ->
+reason_line({lock_file, {Path, Why}}) ->
     io_lib:format("cannot read ~ts: ~ts", [Path, lock_error(Why)]);
-format_error(Reason) ->
+reason_line(Reason) ->
     ocibuild_release:format_error(Reason).
 
 lock_error({Line, Mod, Term}) when is_integer(Line) -> [integer_to_list(Line), ": ",

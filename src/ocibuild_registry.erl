@@ -93,6 +93,12 @@ pull(Ref, Auth, Opts) ->
 %% `blob' set on every base layer. Images without a base pass through.
 -spec fetch_base_layers([ocibuild:image()]) -> {ok, [ocibuild:image()]} | {error, term()}.
 fetch_base_layers(Images) ->
+    case is_map_list(Images) of
+        true -> fetch_missing(Images);
+        false -> {error, {invalid_option, images, Images}}
+    end.
+
+fetch_missing(Images) ->
     case [I || I <- Images, needs_fetch(I)] of
         [] ->
             {ok, Images};
@@ -110,8 +116,10 @@ fetch_base_layers(Images) ->
             end
     end.
 
+%% A layer that is not a map is left to the native library, which refuses the image.
 needs_fetch(#{base := #{layers := Layers}}) ->
-    lists:any(fun(L) -> maps:get(blob, L, undefined) =:= undefined end, Layers);
+    ocibuild_input:is_proper_list(Layers) andalso
+        lists:any(fun(L) -> is_map(L) andalso maps:get(blob, L, undefined) =:= undefined end, Layers);
 needs_fetch(_) ->
     false.
 
@@ -160,6 +168,17 @@ push(Images, Registry, RepoTag, Auth, Opts) ->
                   auth(), map()) ->
     {ok, push_report()} | {error, term()}.
 push_loaded(#{images := [_ | _] = Loaded} = Tarball, Registry, RepoTag0, Auth, Opts) ->
+    case is_map_list(Loaded) andalso lists:all(fun has_layer_list/1, Loaded) of
+        true -> push_loaded_checked(Tarball, Registry, RepoTag0, Auth, Opts);
+        false -> {error, {invalid_option, loaded, Tarball}}
+    end;
+push_loaded(Tarball, _Registry, _RepoTag, _Auth, _Opts) ->
+    {error, {invalid_option, loaded, Tarball}}.
+
+has_layer_list(#{layers := Layers}) -> is_map_list(Layers);
+has_layer_list(_) -> false.
+
+push_loaded_checked(#{images := Loaded} = Tarball, Registry, RepoTag0, Auth, Opts) ->
     RepoTag =
         case RepoTag0 of
             undefined -> ocibuild_layout:push_reference(Tarball);
@@ -170,7 +189,7 @@ push_loaded(#{images := [_ | _] = Loaded} = Tarball, Registry, RepoTag0, Auth, O
             {error,
                 {invalid_option, tag, <<"the tarball names no repository (no name:tag); give one">>}};
         _ ->
-            Multi = maps:get(is_multi_platform, Tarball, false) orelse length(Loaded) > 1,
+            Multi = maps:get(is_multi_platform, Tarball, false) =:= true orelse length(Loaded) > 1,
             maybe_job(
                 [
                     fun() -> {ok, [loaded_image(I) || I <- Loaded]} end,
@@ -182,9 +201,7 @@ push_loaded(#{images := [_ | _] = Loaded} = Tarball, Registry, RepoTag0, Auth, O
                 end,
                 Opts
             )
-    end;
-push_loaded(Tarball, _Registry, _RepoTag, _Auth, _Opts) ->
-    {error, {invalid_option, loaded, Tarball}}.
+    end.
 
 loaded_image(#{layers := Layers} = Image) ->
     Image#{layers := [L#{blob => maps:get(path, L, maps:get(blob, L, undefined))} || L <- Layers]}.
@@ -213,6 +230,8 @@ check_auth(_) ->
 
 %% @doc The `progress' option, checked: a fun of arity 1 or `undefined'.
 -spec progress_option(map()) -> {ok, progress_fun() | undefined} | {error, term()}.
+progress_option(Opts) when not is_map(Opts) ->
+    {error, {invalid_option, options, Opts}};
 progress_option(Opts) ->
     case maps:get(progress, Opts, undefined) of
         undefined -> {ok, undefined};
@@ -284,11 +303,17 @@ reference(Ref) ->
 
 %% @doc The `platform' / `platforms' options as a list of platform maps (empty: the host's).
 -spec platforms(map()) -> {ok, [ocibuild:platform()]} | {error, term()}.
+platforms(Opts) when not is_map(Opts) ->
+    {error, {invalid_option, options, Opts}};
 platforms(Opts) ->
     case {maps:get(platforms, Opts, undefined), maps:get(platform, Opts, undefined)} of
         {undefined, undefined} -> {ok, []};
         {undefined, P} -> platform_list([P]);
-        {Ps, _} when is_list(Ps) -> platform_list(Ps);
+        {Ps, _} when is_list(Ps) ->
+            case ocibuild_input:is_proper_list(Ps) of
+                true -> platform_list(Ps);
+                false -> {error, {invalid_option, platforms, Ps}}
+            end;
         {Ps, _} -> {error, {invalid_option, platforms, Ps}}
     end.
 
@@ -303,19 +328,25 @@ platform(#{os := _, architecture := _} = P) -> {ok, P};
 platform(P) when is_binary(P); is_list(P) -> ocibuild:parse_platform(P);
 platform(P) -> {error, {invalid_platform, P}}.
 
-images(Images) when is_list(Images), Images =/= [] ->
-    case lists:all(fun erlang:is_map/1, Images) of
+images([_ | _] = Images) ->
+    case is_map_list(Images) of
         true -> {ok, nif_images(Images)};
         false -> {error, {invalid_option, images, Images}}
     end;
 images(Images) ->
     {error, {invalid_option, images, Images}}.
 
+is_map_list(List) ->
+    ocibuild_input:is_proper_list(List) andalso lists:all(fun erlang:is_map/1, List).
+
 %% @doc Images as the native library takes them. Base sources keep their pull credentials
 %% behind a fun (so printing an image shows no secret); the native library needs the map.
--spec nif_images([ocibuild:image()]) -> [map()].
+-spec nif_images([ocibuild:image()]) -> [map()] | {error, {invalid_option, images, term()}}.
 nif_images(Images) ->
-    [nif_image(I) || I <- Images].
+    case ocibuild_input:is_proper_list(Images) of
+        true -> [nif_image(I) || I <- Images];
+        false -> {error, {invalid_option, images, Images}}
+    end.
 
 nif_image(#{base := #{source := #{auth := AuthFun} = Source} = Base} = Image) when
     is_function(AuthFun, 0)
@@ -335,22 +366,26 @@ target(Registry, RepoTag, Auth, Opts) ->
             {ok, #{registry => R, repo_tag => RT, tags => T, auth => A}}
     end.
 
-texts(List) when is_list(List) ->
-    Texts = [ocibuild_input:text(T) || T <- List],
-    case lists:member(error, Texts) of
-        true -> error;
-        false -> {ok, [T || {ok, T} <- Texts]}
-    end;
-texts(_) ->
-    error.
+texts(List) ->
+    case ocibuild_input:is_proper_list(List) of
+        true ->
+            Texts = [ocibuild_input:text(T) || T <- List],
+            case lists:member(error, Texts) of
+                true -> error;
+                false -> {ok, [T || {ok, T} <- Texts]}
+            end;
+        false ->
+            error
+    end.
 
 push_options(Opts) ->
     Checks = [
         {chunk_size, fun(N) -> is_integer(N) andalso N > 0 end},
         {max_concurrency, fun(N) -> is_integer(N) andalso N >= 1 andalso N =< 64 end},
         {index, fun erlang:is_boolean/1},
-        {sboms, fun(L) -> is_list(L) andalso lists:all(fun is_sbom/1, L) end},
-        {sign, fun(K) -> K =:= undefined orelse is_map(K) end}
+        {sboms, fun(L) -> ocibuild_input:is_proper_list(L) andalso lists:all(fun is_sbom/1, L) end},
+        %% A key from `ocibuild_signing:load/1,2' (its secret behind a fun), or none.
+        {sign, fun(K) -> K =:= undefined orelse is_map(K) andalso is_function(maps:get(secret, K, undefined), 0) end}
     ],
     case ocibuild_input:check_options(Checks, Opts) of
         ok ->

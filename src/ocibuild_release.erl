@@ -74,7 +74,11 @@
 %% to `Adapter:find_release/2'. Returns `{ok, State}' or `{error, Reason}', never raises for
 %% a bad configuration.
 -spec run(module(), term(), map()) -> {ok, term()} | {error, term()}.
-run(Adapter, State, Opts) when is_atom(Adapter), is_map(Opts) ->
+run(Adapter, State, Opts) ->
+    with_args([{adapter, adapter, Adapter}, {options, map, Opts}],
+              fun() -> run_checked(Adapter, State, Opts) end).
+
+run_checked(Adapter, State, Opts) ->
     try
         Loaded = check(ocibuild_release_config:from_adapter(Adapter:get_config(State))),
         Config = maps:merge(Loaded, cmd_override(Opts)),
@@ -226,7 +230,7 @@ find_release(Adapter, State, Config, RunOpts) ->
     Release = first_set([maps:get(release, Config, undefined), maps:get(release, RunOpts, undefined)]),
     case Adapter:find_release(State, RunOpts#{release => Release}) of
         {ok, Name, Path} ->
-            {ok, to_binary(Name), Path};
+            {ok, bin(Name), Path};
         {error, _} = Error ->
             Error;
         Other ->
@@ -246,7 +250,7 @@ release_version(Adapter, State, Config, Path) ->
                              maps:get(app_version, Config, undefined)]),
     case is_nil_or_undefined(FromAdapter) of
         false ->
-            to_binary(FromAdapter);
+            bin(FromAdapter);
         true ->
             case ocibuild_release_files:start_erl_data(Path) of
                 [_Erts, Vsn] -> Vsn;
@@ -523,14 +527,15 @@ report_push(Adapter, #{uploaded := Up, uploaded_bytes := Bytes, existing := Exis
 %% ISO 8601. See `ocibuild_annotations:validate/1'.
 -spec validate_annotations(#{binary() => binary()}) -> {ok, #{binary() => binary()}} | {error, term()}.
 validate_annotations(Annotations) ->
-    ocibuild_annotations:validate(Annotations).
+    with_args([{annotations, map, Annotations}], fun() -> ocibuild_annotations:validate(Annotations) end).
 
 %% @doc The automatic annotations: source and revision (CI variables, else git; unless
 %% `vcs_annotations' is false), `version', `created' (ISO 8601, `SOURCE_DATE_EPOCH' when
 %% set) and the base image's name and digest. See `ocibuild_annotations:auto/3'.
--spec build_auto_annotations(ocibuild:image(), file:filename(), map()) -> map().
+-spec build_auto_annotations(ocibuild:image(), file:filename(), map()) -> map() | {error, term()}.
 build_auto_annotations(Image, ReleasePath, Config) ->
-    ocibuild_annotations:auto(Image, ReleasePath, Config).
+    with_args([{image, image, Image}, {release_path, path, ReleasePath}, {config, map, Config}],
+              fun() -> ocibuild_annotations:auto(Image, ReleasePath, Config) end).
 
 %%% Configuration
 
@@ -555,7 +560,15 @@ build_image(BaseImage, Files) ->
 %% (`foreground'), `uid' (65534; `nil' and `undefined' mean the default), `auth' (for the
 %% base), `progress', `compression'. A bad option is `{error, Reason}', never an exception.
 -spec build_image(binary(), [file_entry()], map()) -> {ok, ocibuild:image()} | {error, term()}.
-build_image(BaseImage, Files, Opts) when is_map(Opts) ->
+build_image(BaseImage, Files, Opts) ->
+    with_args(
+        [{base_image, text, BaseImage}, {files, files, Files}, {options, map, Opts}] ++
+            option_args([{release_name, scalar}, {app_name, scalar}, {app_version, scalar},
+                         {release_path, optional_path}, {dependencies, sbom_deps}], Opts),
+        fun() -> build_image_checked(BaseImage, Files, Opts) end
+    ).
+
+build_image_checked(BaseImage, Files, Opts) ->
     try
         Cli = maps:with([cmd, uid], Opts),
         Project = maps:with([workdir, env, expose, labels, annotations, compression, description],
@@ -563,7 +576,7 @@ build_image(BaseImage, Files, Opts) when is_map(Opts) ->
         Config = check(resolve_config(Cli, Project#{base_image => BaseImage})),
         [Base | _] = check(build_base(BaseImage, Opts)),
         Release = first_set([maps:get(release_name, Opts, undefined)]),
-        Name = to_binary(first_set([Release, maps:get(app_name, Opts, undefined), <<"app">>])),
+        Name = bin(first_set([Release, maps:get(app_name, Opts, undefined), <<"app">>])),
         Image = add_layers(Base, image_layers(Files, Name, Config, Opts)),
         Configured =
             case Release of
@@ -585,7 +598,7 @@ image_layers(Files, Name, #{workdir := Workdir} = Config, Opts) ->
             _ -> undefined
         end,
     LayerOpts = #{
-        app_name => to_binary(first_set([maps:get(app_name, Opts, undefined), Name])),
+        app_name => bin(first_set([maps:get(app_name, Opts, undefined), Name])),
         workdir => Workdir,
         has_erts => not is_nil_or_undefined(ReleasePath) andalso has_bundled_erts(ReleasePath)
     },
@@ -595,7 +608,7 @@ with_build_sbom(Image, Name, Config, Opts) ->
     Path = maps:get(release_path, Opts, undefined),
     Context = #{
         name => Name,
-        version => to_binary(first_set([maps:get(app_version, Opts, undefined), <<>>])),
+        version => bin(first_set([maps:get(app_version, Opts, undefined), <<>>])),
         release_path => first_set([Path]),
         dependencies => maps:get(dependencies, Opts, undefined),
         created => check(ocibuild_reproducible:created()),
@@ -617,22 +630,32 @@ build_base(BaseImage, Opts) ->
 %% @doc Add the release's layers to `Image': with `Deps' (from the lock file) an ERTS layer
 %% (when `ReleasePath' bundles ERTS), a dependencies layer and an application layer; with no
 %% dependency information, one layer. Options: `app_name' (or `release_name'), `workdir'
-%% (`/app'), `compression'. Raises `error({ocibuild_release, Reason})' if a layer cannot be
-%% built (as `ocibuild:add_layer/3' raises).
--spec build_release_layers(ocibuild:image(), [file_entry()], file:filename_all() | undefined,
-                           [dep()] | undefined, map()) -> ocibuild:image().
+%% (`/app'), `compression'. Like the builders of `ocibuild', returns `{error, Reason}' if a
+%% layer cannot be built or an argument is bad, and passes an `{error, _}' image on.
+-spec build_release_layers(ocibuild:built(), [file_entry()], file:filename_all() | undefined,
+                           [dep()] | undefined, map()) -> ocibuild:built().
+build_release_layers({error, _} = Error, _Files, _ReleasePath, _Deps, _Opts) ->
+    Error;
 build_release_layers(Image, Files, ReleasePath, Deps, Opts) ->
-    AppName = to_binary(maps:get(app_name, Opts, maps:get(release_name, Opts, <<>>))),
-    HasErts = ReleasePath =/= undefined andalso has_bundled_erts(ReleasePath),
+    with_args(
+        [{image, image, Image}, {files, files, Files}, {release_path, optional_path, ReleasePath},
+         {dependencies, deps, Deps}, {options, map, Opts}] ++
+            option_args([{app_name, scalar}, {release_name, scalar}, {workdir, text}], Opts),
+        fun() -> release_layers_checked(Image, Files, ReleasePath, Deps, Opts) end
+    ).
+
+release_layers_checked(Image, Files, ReleasePath, Deps, Opts) ->
+    AppName = bin(maps:get(app_name, Opts, maps:get(release_name, Opts, <<>>))),
+    HasErts = not is_nil_or_undefined(ReleasePath) andalso has_bundled_erts(ReleasePath),
     LayerOpts = #{
         app_name => AppName,
-        workdir => to_binary(maps:get(workdir, Opts, <<"/app">>)),
+        workdir => bin(maps:get(workdir, Opts, <<"/app">>)),
         has_erts => HasErts
     },
     DepInfo =
         case Deps of
-            [] -> undefined;
-            _ -> Deps
+            [_ | _] -> Deps;
+            _ -> undefined
         end,
     try
         Layers = [
@@ -641,7 +664,7 @@ build_release_layers(Image, Files, ReleasePath, Deps, Opts) ->
         ],
         add_layers(Image, Layers)
     catch
-        throw:{ocibuild_release, Reason} -> erlang:error({ocibuild_release, Reason})
+        throw:{ocibuild_release, Reason} -> {error, Reason}
     end.
 
 %% @equiv collect_release_files(ReleasePath, #{})
@@ -653,6 +676,10 @@ collect_release_files(ReleasePath) ->
 %% `workdir' (default `/app'). Skipped links and special files are printed as warnings.
 -spec collect_release_files(file:filename_all(), map()) -> {ok, [file_entry()]} | {error, term()}.
 collect_release_files(ReleasePath, Opts) ->
+    with_args([{release_path, path, ReleasePath}, {options, map, Opts}],
+              fun() -> collect_checked(ReleasePath, Opts) end).
+
+collect_checked(ReleasePath, Opts) ->
     case ocibuild_release_config:resolve(#{}, maps:with([workdir], Opts)) of
         {ok, #{workdir := Workdir}} ->
             case ocibuild_release_files:collect(ReleasePath, Workdir) of
@@ -668,36 +695,52 @@ collect_release_files(ReleasePath, Opts) ->
 
 %% @doc Split files into `{ErtsFiles, DepFiles, AppFiles}'; see `classify_file_layer/5'.
 -spec partition_files_by_layer([file_entry()], [dep()], binary(), binary(), boolean()) ->
-    {[file_entry()], [file_entry()], [file_entry()]}.
+    {[file_entry()], [file_entry()], [file_entry()]} | {error, {invalid_option, atom(), term()}}.
 partition_files_by_layer(Files, Deps, AppName, Workdir, HasErts) ->
-    ocibuild_release_files:partition(Files, Deps, to_binary(AppName), to_binary(Workdir), HasErts).
+    with_args(
+        [{files, files, Files}, {dependencies, dep_list, Deps}, {app_name, text, AppName},
+         {workdir, text, Workdir}, {has_erts, boolean, HasErts}],
+        fun() ->
+            ocibuild_release_files:partition(Files, Deps, bin(AppName), bin(Workdir), HasErts)
+        end
+    ).
 
 %% @doc `lib/<app>-*' -> app; `lib/<dep>-*' (in the lock file) -> dep; other `lib/*' (OTP) ->
 %% erts when ERTS is bundled, else dep; `erts-*' -> erts; everything else (bin/, releases/) ->
 %% app.
 -spec classify_file_layer(binary(), sets:set(binary()), binary(), binary(), boolean()) ->
-    erts | dep | app.
+    erts | dep | app | {error, {invalid_option, atom(), term()}}.
 classify_file_layer(Path, DepNames, AppName, Workdir, HasErts) ->
-    ocibuild_release_files:classify(Path, DepNames, AppName, Workdir, HasErts).
+    with_args(
+        [{path, text, Path}, {dependencies, set, DepNames}, {app_name, text, AppName},
+         {workdir, text, Workdir}, {has_erts, boolean, HasErts}],
+        fun() -> ocibuild_release_files:classify(bin(Path), DepNames, bin(AppName), bin(Workdir), HasErts) end
+    ).
 
 %% @doc Native shared libraries (NIFs, ports) under `lib/*/priv': `file' is the file name
 %% (`<<"crypto.so">>'), `path' the path in the release (`<<"lib/crypto-5.1/priv/lib/crypto.so">>').
 -spec check_for_native_code(file:filename_all()) ->
     {ok, []} | {warning, [#{app := binary(), file := binary(), extension := binary(),
-                           path := binary()}]}.
+                           path := binary()}]} | {error, {invalid_option, release_path, term()}}.
 check_for_native_code(ReleasePath) ->
-    ocibuild_release_files:native_code(ReleasePath).
+    with_args([{release_path, path, ReleasePath}],
+              fun() -> ocibuild_release_files:native_code(host_path(ReleasePath)) end).
 
-%% @doc True when the release holds its own ERTS (`erts-*' at its root).
+%% @doc True when the release holds its own ERTS (`erts-*' at its root); false for anything
+%% that is not a path.
 -spec has_bundled_erts(file:filename_all()) -> boolean().
 has_bundled_erts(ReleasePath) ->
-    ocibuild_release_files:has_bundled_erts(ReleasePath).
+    valid_arg(path, ReleasePath) andalso ocibuild_release_files:has_bundled_erts(host_path(ReleasePath)).
 
 %% @doc More than one platform needs ERTS from the base image: a bundled ERTS runs only on
 %% the machine type it was built for.
 -spec validate_multiplatform(file:filename_all(), [ocibuild:platform()]) ->
-    ok | {error, {bundled_erts, binary()}}.
-validate_multiplatform(ReleasePath, Platforms) when length(Platforms) > 1 ->
+    ok | {error, {bundled_erts, binary()} | {invalid_option, atom(), term()}}.
+validate_multiplatform(ReleasePath, Platforms) ->
+    with_args([{release_path, path, ReleasePath}, {platforms, list, Platforms}],
+              fun() -> multiplatform_checked(ReleasePath, Platforms) end).
+
+multiplatform_checked(ReleasePath, Platforms) when length(Platforms) > 1 ->
     case has_bundled_erts(ReleasePath) of
         true ->
             {error, {bundled_erts, <<
@@ -709,25 +752,35 @@ validate_multiplatform(ReleasePath, Platforms) when length(Platforms) > 1 ->
         false ->
             ok
     end;
-validate_multiplatform(_ReleasePath, _Platforms) ->
+multiplatform_checked(_ReleasePath, _Platforms) ->
     ok.
 
 %% @doc Command-line tags, else the config's, else `<DefaultRepo>:<DefaultVersion>';
 %% `;'-separated lists expand.
--spec get_tags([binary()], [binary()], binary(), binary()) -> [binary()].
+-spec get_tags([binary()], [binary()], binary(), binary()) ->
+    [binary()] | {error, {invalid_option, atom(), term()}}.
 get_tags(CliTags, ConfigTags, DefaultRepo, DefaultVersion) ->
+    with_args(
+        [{tags, text_list, CliTags}, {tags, text_list, ConfigTags}, {repository, scalar, DefaultRepo},
+         {version, scalar, DefaultVersion}],
+        fun() -> tags_checked(CliTags, ConfigTags, DefaultRepo, DefaultVersion) end
+    ).
+
+tags_checked(CliTags, ConfigTags, DefaultRepo, DefaultVersion) ->
     Expand = fun(Tags) -> lists:append([expand_semicolon_tags(T) || T <- Tags]) end,
     case {Expand(CliTags), Expand(ConfigTags)} of
         {[_ | _] = Tags, _} -> Tags;
         {[], [_ | _] = Tags} -> Tags;
-        {[], []} -> [<<(to_binary(DefaultRepo))/binary, ":", (to_binary(DefaultVersion))/binary>>]
+        {[], []} -> [<<(bin(DefaultRepo))/binary, ":", (bin(DefaultVersion))/binary>>]
     end.
 
 %% @doc `<<"ghcr.io/org/app:v1">>' -> `{<<"ghcr.io/org/app">>, <<"v1">>}'; no tag means
 %% `latest'. A `:' before the last `/' is a registry port, not a tag.
--spec parse_tag(binary() | string()) -> {binary(), binary()}.
+-spec parse_tag(binary() | string()) -> {binary(), binary()} | {error, {invalid_option, tag, term()}}.
 parse_tag(Tag0) ->
-    Tag = to_binary(Tag0),
+    with_args([{tag, text, Tag0}], fun() -> split_tag(bin(Tag0)) end).
+
+split_tag(Tag) ->
     {Name, _Digest} =
         case binary:split(Tag, <<"@">>) of
             [N, D] -> {N, D};
@@ -750,9 +803,9 @@ parse_tag(Tag0) ->
     end.
 
 %% @doc `<<"a:1;a:latest">>' -> `[<<"a:1">>, <<"a:latest">>]'.
--spec expand_semicolon_tags(binary()) -> [binary()].
+-spec expand_semicolon_tags(binary()) -> [binary()] | {error, {invalid_option, tags, term()}}.
 expand_semicolon_tags(Tags) ->
-    ocibuild_release_config:expand_semicolon_tags(Tags).
+    with_args([{tags, text, Tags}], fun() -> ocibuild_release_config:expand_semicolon_tags(Tags) end).
 
 %% @doc Push credentials from `OCIBUILD_PUSH_TOKEN' (first) or `OCIBUILD_PUSH_USERNAME' and
 %% `OCIBUILD_PUSH_PASSWORD'. Empty values count as unset; with none set, `#{}': the registry
@@ -779,7 +832,13 @@ auth_from_env(Prefix) ->
 %% Options: `tags' (more tags), `chunk_size', `progress' (default: the terminal display).
 -spec push_image(ocibuild:image() | [ocibuild:image()], binary(), binary(), map(), map()) ->
     {ok, binary()} | {error, term()}.
+push_image({error, _} = Error, _Registry, _RepoTag, _Auth, _Opts) ->
+    Error;
 push_image(Image, Registry, RepoTag, Auth, Opts) ->
+    with_args([{images, images, Image}, {options, map, Opts}],
+              fun() -> push_image_checked(Image, Registry, RepoTag, Auth, Opts) end).
+
+push_image_checked(Image, Registry, RepoTag, Auth, Opts) ->
     Images =
         case Image of
             L when is_list(L) -> L;
@@ -799,12 +858,19 @@ push_image(Image, Registry, RepoTag, Auth, Opts) ->
 %% `tags' (default: the tag saved in the tarball), `chunk_size'.
 -spec push_tarball(module(), term(), file:filename_all(), map()) -> {ok, term()} | {error, term()}.
 push_tarball(Adapter, State, TarballPath, Opts) ->
+    with_args(
+        [{adapter, adapter, Adapter}, {tarball, path, TarballPath}, {options, map, Opts}] ++
+            option_args([{registry, text}, {tags, text_list}, {chunk_size, pos_integer}], Opts),
+        fun() -> push_tarball_checked(Adapter, State, TarballPath, Opts) end
+    ).
+
+push_tarball_checked(Adapter, State, TarballPath, Opts) ->
     Registry = maps:get(registry, Opts, undefined),
     case {Registry, filelib:is_regular(TarballPath)} of
         {undefined, _} ->
-            {error, {tarball_without_push, to_binary(TarballPath)}};
+            {error, {tarball_without_push, bin(TarballPath)}};
         {_, false} ->
-            {error, {tarball_not_found, to_binary(TarballPath)}};
+            {error, {tarball_not_found, bin(TarballPath)}};
         {_, true} ->
             Adapter:info("Loading ~ts", [TarballPath]),
             case ocibuild_layout:load_tarball_for_push(TarballPath) of
@@ -870,16 +936,23 @@ strip_registry(Tag) ->
 -spec save_image(ocibuild:image() | [ocibuild:image()], file:filename_all(), map()) ->
     ok | {error, term()}.
 save_image(Image, OutputPath, Opts) ->
-    ocibuild:save(Image, OutputPath, maps:with([tag, format], Opts)).
+    with_args([{options, map, Opts}],
+              fun() -> ocibuild:save(Image, OutputPath, maps:with([tag, format], Opts)) end).
 
-%% @doc True for `.tar.gz', `.tgz', `.tar.zst', `.tar.zstd' and `.tar' paths.
+%% @doc True for `.tar.gz', `.tgz', `.tar.zst', `.tar.zstd' and `.tar' paths; false for
+%% anything that is not text.
 -spec is_tarball_path(string() | binary()) -> boolean().
 is_tarball_path(Path) ->
-    Lower = string:lowercase(to_binary(Path)),
-    lists:any(
-        fun(Ext) -> string:find(Lower, Ext, trailing) =:= Ext end,
-        [<<".tar.gz">>, <<".tgz">>, <<".tar.zst">>, <<".tar.zstd">>, <<".tar">>]
-    ).
+    case ocibuild_input:text(Path) of
+        {ok, Bin} ->
+            Lower = string:lowercase(Bin),
+            lists:any(
+                fun(Ext) -> string:find(Lower, Ext, trailing) =:= Ext end,
+                [<<".tar.gz">>, <<".tgz">>, <<".tar.zst">>, <<".tar.zstd">>, <<".tar">>]
+            );
+        error ->
+            false
+    end.
 
 %% @doc `"key=value"' -> `{ok, {<<"key">>, <<"value">>}}'.
 -spec parse_kv_arg(string()) -> {ok, {binary(), binary()}} | {error, term()}.
@@ -891,9 +964,13 @@ parse_kv_arg(Arg) ->
 normalize_kv_map(Map) ->
     ocibuild_release_config:normalize_kv_map(Map).
 
-%% @doc Atoms, strings, charlists and numbers as a binary.
--spec to_binary(term()) -> binary().
+%% @doc Atoms, strings, charlists, iolists and numbers as a binary; anything else is
+%% `{error, {invalid_option, value, Value}}'.
+-spec to_binary(term()) -> binary() | {error, {invalid_option, value, term()}}.
 to_binary(Value) ->
+    with_args([{value, scalar, Value}], fun() -> bin(Value) end).
+
+bin(Value) ->
     ocibuild_release_config:to_binary(Value).
 
 %% @doc The path in the image of a release-relative host path, under the default workdir:
@@ -903,29 +980,39 @@ to_container_path(RelPath) ->
     to_container_path(RelPath, <<"/app">>).
 
 %% @doc As `to_container_path/1', under `Workdir'.
--spec to_container_path(file:filename_all(), file:filename_all()) -> binary().
+-spec to_container_path(file:filename_all(), file:filename_all()) -> binary() | {error, term()}.
 to_container_path(RelPath, Workdir) ->
-    ocibuild_release_files:container_path(RelPath, Workdir).
+    with_args([{path, path, RelPath}, {workdir, path, Workdir}],
+              fun() -> ocibuild_release_files:container_path(host_path(RelPath), host_path(Workdir)) end).
 
 %% @doc `FullPath' relative to `BasePath', a string for a string and a binary for a binary.
--spec make_relative_path(file:filename_all(), file:filename_all()) -> file:filename_all().
+-spec make_relative_path(file:filename_all(), file:filename_all()) ->
+    file:filename_all() | {error, term()}.
 make_relative_path(BasePath, FullPath) ->
-    ocibuild_release_files:relative_path(BasePath, FullPath).
+    with_args([{path, path, BasePath}, {path, path, FullPath}],
+              fun() -> ocibuild_release_files:relative_path(host_path(BasePath), as_given(FullPath)) end).
 
-%% @doc A file's permission bits.
--spec get_file_mode(file:filename_all()) -> non_neg_integer().
+%% A string stays a (flat) string and a binary a binary: 0.10 returned the type it was given.
+as_given(Path) when is_binary(Path) -> Path;
+as_given(Path) -> unicode:characters_to_list(host_path(Path), file:native_name_encoding()).
+
+%% @doc A file's permission bits (8#644 when it cannot be read).
+-spec get_file_mode(file:filename_all()) -> non_neg_integer() | {error, term()}.
 get_file_mode(Path) ->
-    ocibuild_release_files:file_mode(Path).
+    with_args([{path, path, Path}], fun() -> ocibuild_release_files:file_mode(host_path(Path)) end).
 
 %%% Terminal output
 
 %% @doc `"1.50 MB"'.
--spec format_bytes(non_neg_integer()) -> iolist().
-format_bytes(N) -> ocibuild_progress:format_bytes(N).
+-spec format_bytes(non_neg_integer()) -> iolist() | {error, term()}.
+format_bytes(N) ->
+    with_args([{bytes, non_neg_integer, N}], fun() -> ocibuild_progress:format_bytes(N) end).
 
 %% @doc A progress bar with percentage and sizes.
--spec format_progress(non_neg_integer(), non_neg_integer() | unknown) -> iolist().
-format_progress(Done, Total) -> ocibuild_progress:format_progress(Done, Total).
+-spec format_progress(non_neg_integer(), non_neg_integer() | unknown) -> iolist() | {error, term()}.
+format_progress(Done, Total) ->
+    with_args([{bytes, non_neg_integer, Done}, {total, total, Total}],
+              fun() -> ocibuild_progress:format_progress(Done, Total) end).
 
 %% @doc True when standard output is a terminal.
 -spec is_tty() -> boolean().
@@ -960,6 +1047,82 @@ clear_progress_line() -> ocibuild_progress:clear_line().
 -spec stop_httpc() -> ok.
 stop_httpc() -> ok.
 
+%%% Argument checks
+
+%% The public functions check their arguments' shapes before any work, so a bad one is
+%% `{error, {invalid_option, Name, Value}}' (the first bad one), never an exception from deep
+%% inside a helper. `Checks' are `{Name, Kind, Value}'.
+with_args([], Run) ->
+    Run();
+with_args([{Name, Kind, Value} | Rest], Run) ->
+    case valid_arg(Kind, Value) of
+        true -> with_args(Rest, Run);
+        false -> {error, {invalid_option, Name, Value}}
+    end.
+
+%% Checks for the options present in `Opts' (absent ones take their defaults).
+option_args(Kinds, Opts) when is_map(Opts) ->
+    [{Name, Kind, Value} || {Name, Kind} <- Kinds, {ok, Value} <- [maps:find(Name, Opts)],
+                            not is_nil_or_undefined(Value)];
+option_args(_Kinds, _NotAMap) ->
+    [].
+
+valid_arg(text, V) -> ocibuild_input:text(V) =/= error;
+%% `file:filename_all()': a binary or a string, in the file name encoding (`filelib' needs a
+%% string for some).
+valid_arg(path, V) when is_binary(V) -> is_host_text(ocibuild_input:host_path(V));
+valid_arg(path, V) when is_list(V) -> valid_arg(text, V) andalso is_host_text(ocibuild_input:host_path(V));
+valid_arg(path, _V) -> false;
+valid_arg(optional_path, V) -> is_nil_or_undefined(V) orelse valid_arg(path, V);
+valid_arg(scalar, V) -> is_scalar(V);
+valid_arg(map, V) -> is_map(V);
+valid_arg(image, V) -> is_map(V) andalso ocibuild_input:is_proper_list(maps:get(layers, V, undefined));
+valid_arg(images, V) -> is_map(V) orelse valid_arg(list, V);
+valid_arg(boolean, V) -> is_boolean(V);
+valid_arg(list, V) -> ocibuild_input:is_proper_list(V);
+valid_arg(text_list, V) -> valid_arg(list, V) andalso lists:all(fun(T) -> valid_arg(text, T) end, V);
+valid_arg(files, V) -> element(1, ocibuild_input:files(V)) =:= ok;
+valid_arg(deps, V) -> is_nil_or_undefined(V) orelse (valid_arg(list, V) andalso lists:all(fun is_dep/1, V));
+%% The SBOM reads each dependency's name, version and source from its map.
+valid_arg(sbom_deps, V) ->
+    valid_arg(list, V) andalso lists:all(fun(D) -> is_map(D) andalso is_dep(D) end, V);
+valid_arg(dep_list, V) -> valid_arg(list, V) andalso lists:all(fun is_dep/1, V);
+valid_arg(set, V) -> sets:is_set(V);
+valid_arg(non_neg_integer, V) -> is_integer(V) andalso V >= 0;
+valid_arg(pos_integer, V) -> is_integer(V) andalso V > 0;
+valid_arg(total, V) -> V =:= unknown orelse valid_arg(non_neg_integer, V);
+valid_arg(adapter, V) -> is_adapter(V).
+
+is_host_text({ok, Bin}) -> is_list(unicode:characters_to_list(Bin, file:native_name_encoding()));
+is_host_text(error) -> false.
+
+%% What `bin/1' turns into a binary.
+is_scalar(V) when is_binary(V); is_atom(V); is_number(V) -> true;
+is_scalar(V) when is_list(V) ->
+    ocibuild_input:text(V) =/= error orelse
+        (try iolist_size(V) of
+             _ -> true
+         catch
+             error:badarg -> false
+         end);
+is_scalar(_) -> false.
+
+%% A lock-file dependency: a map with a name, or a bare name.
+is_dep(#{name := Name}) -> is_scalar(Name);
+is_dep(Name) -> is_scalar(Name) andalso not is_map(Name).
+
+%% A module with the callbacks `run/3' and `push_tarball/4' call.
+is_adapter(Module) when is_atom(Module) ->
+    _ = code:ensure_loaded(Module),
+    lists:all(fun({F, A}) -> erlang:function_exported(Module, F, A) end,
+              [{get_config, 1}, {find_release, 2}, {info, 2}, {console, 2}, {error, 2}]);
+is_adapter(_) ->
+    false.
+
+host_path(Path) ->
+    {ok, Bin} = ocibuild_input:host_path(Path),
+    Bin.
+
 %%% Messages
 
 format_warning({symlink_outside_release, Path, Target}) ->
@@ -977,56 +1140,67 @@ format_warning(Other) ->
 
 %% @doc One line, for the user, for any reason `run/3' and the functions here return.
 -spec format_error(term()) -> iolist().
-format_error(missing_tag) ->
+format_error(Reason) ->
+    %% Any term gets its line: a reason whose fields are not what its clause expects (a
+    %% caller's own term that happens to use one of our tags) is shown as the term.
+    try
+        Line = format_reason(Reason),
+        true = is_binary(unicode:characters_to_binary(Line)),
+        Line
+    catch
+        error:_ -> io_lib:format("~0tp", [Reason])
+    end.
+
+format_reason(missing_tag) ->
     "no image tag: give one with --tag NAME:VERSION (or `tag' in the ocibuild config)";
-format_error({sbom_write, Path, Why}) ->
+format_reason({sbom_write, Path, Why}) ->
     io_lib:format("cannot write the SBOM to ~ts: ~ts", [Path, ocibuild_host_file:format_error(Why)]);
-format_error({output_write, Path, Why}) ->
+format_reason({output_write, Path, Why}) ->
     io_lib:format("cannot write the image to ~ts: ~ts", [Path, ocibuild_host_file:format_error(Why)]);
-format_error({sign_key, Path, {file_read, Why}}) ->
+format_reason({sign_key, Path, {file_read, Why}}) ->
     io_lib:format("cannot read the signing key ~ts: ~ts", [Path, ocibuild_host_file:format_error(Why)]);
-format_error({sign_key, Path, {sign_key_password, missing}}) ->
+format_reason({sign_key, Path, {sign_key_password, missing}}) ->
     io_lib:format("signing key ~ts is encrypted: set COSIGN_PASSWORD to its password", [Path]);
-format_error({sign_key, Path, {sign_key_password, wrong}}) ->
+format_reason({sign_key, Path, {sign_key_password, wrong}}) ->
     io_lib:format("signing key ~ts: COSIGN_PASSWORD is not its password", [Path]);
-format_error({sign_key, Path, {sign_key_error, Why}}) ->
+format_reason({sign_key, Path, {sign_key_error, Why}}) ->
     io_lib:format("signing key ~ts: ~ts", [Path, text_or_term(Why)]);
-format_error({sign_key, Path, Reason}) ->
+format_reason({sign_key, Path, Reason}) ->
     io_lib:format("signing key ~ts: ~ts", [Path, format_error(Reason)]);
-format_error({invalid_annotation, null_byte, Key}) ->
+format_reason({invalid_annotation, null_byte, Key}) ->
     io_lib:format("annotation ~ts: keys and values may not contain NUL bytes", [show_key(Key)]);
-format_error({invalid_annotation, path_traversal, Key}) ->
+format_reason({invalid_annotation, path_traversal, Key}) ->
     io_lib:format("annotation ~ts: keys and values may not contain a .. path component", [show_key(Key)]);
-format_error({invalid_annotation, empty_key, _}) ->
+format_reason({invalid_annotation, empty_key, _}) ->
     "annotation with an empty key";
-format_error({invalid_created_timestamp, {negative_timestamp, Value}}) ->
+format_reason({invalid_created_timestamp, {negative_timestamp, Value}}) ->
     io_lib:format("annotation org.opencontainers.image.created: ~ts is before 1970; give unix "
                   "seconds or an ISO 8601 date-time", [show(Value)]);
-format_error({invalid_created_timestamp, {_, Value}}) ->
+format_reason({invalid_created_timestamp, {_, Value}}) ->
     io_lib:format("annotation org.opencontainers.image.created: ~ts is neither a unix timestamp "
                   "nor an ISO 8601 date-time", [show(Value)]);
-format_error({protected_annotation, Key}) ->
+format_reason({protected_annotation, Key}) ->
     io_lib:format("annotation ~ts is computed by ocibuild and cannot be set "
                   "(use --no-vcs-annotations to leave out source and revision)", [Key]);
-format_error(empty_release) ->
+format_reason(empty_release) ->
     "the release directory holds no files";
-format_error({bundled_erts, Message}) ->
+format_reason({bundled_erts, Message}) ->
     Message;
-format_error({unknown_config_key, Key}) ->
+format_reason({unknown_config_key, Key}) ->
     io_lib:format("unknown ocibuild config key ~ts", [show(Key)]);
-format_error({invalid_kv_format, Arg}) ->
+format_reason({invalid_kv_format, Arg}) ->
     io_lib:format("expected KEY=VALUE, got ~ts", [show(Arg)]);
-format_error({invalid_option, compression, Value}) ->
+format_reason({invalid_option, compression, Value}) ->
     io_lib:format("invalid compression ~ts: use gzip, zstd or auto", [show(Value)]);
-format_error({invalid_option, chunk_size, Value}) ->
+format_reason({invalid_option, chunk_size, Value}) ->
     io_lib:format("invalid chunk size ~ts: give a number of megabytes from 1 to 4096", [show(Value)]);
-format_error({invalid_uid, Value, _Why}) ->
+format_reason({invalid_uid, Value, _Why}) ->
     io_lib:format("invalid uid ~ts: give an integer from 0 to 4294967295", [show(Value)]);
-format_error({invalid_option, workdir, Value}) ->
+format_reason({invalid_option, workdir, Value}) ->
     io_lib:format("invalid workdir ~ts: give an absolute path without . or ..", [show(Value)]);
-format_error({invalid_option, Name, Value}) ->
+format_reason({invalid_option, Name, Value}) ->
     io_lib:format("invalid ~s: ~ts", [Name, show(Value)]);
-format_error({invalid_value, Field, Key, Why}) ->
+format_reason({invalid_value, Field, Key, Why}) ->
     io_lib:format("invalid ~s ~ts: ~s", [Field, ocibuild_input:quote(Key),
                                           case Why of
                                               nul_byte -> "NUL bytes are not allowed";
@@ -1034,67 +1208,67 @@ format_error({invalid_value, Field, Key, Why}) ->
                                               empty_name -> "a name cannot be empty";
                                               _ -> atom_to_list(Why)
                                           end]);
-format_error({special_file, Path, Kind}) ->
+format_reason({special_file, Path, Kind}) ->
     io_lib:format("cannot read ~ts: a ~ts, not a regular file", [Path, string:replace(atom_to_list(Kind), "_", " ")]);
-format_error({invalid_tag, Tag, Rule}) ->
+format_reason({invalid_tag, Tag, Rule}) ->
     io_lib:format("invalid image tag ~ts: ~ts", [ocibuild_input:quote(Tag), Rule]);
-format_error({invalid_platform, P}) ->
+format_reason({invalid_platform, P}) ->
     io_lib:format("invalid platform ~ts: use OS/ARCH[/VARIANT], e.g. linux/amd64,linux/arm64", [show(P)]);
-format_error({tarball_without_push, Path}) ->
+format_reason({tarball_without_push, Path}) ->
     io_lib:format("~ts: pushing a saved tarball needs --push REGISTRY[/NAMESPACE]", [Path]);
-format_error({tarball_not_found, Path}) ->
+format_reason({tarball_not_found, Path}) ->
     io_lib:format("tarball ~ts not found", [Path]);
-format_error({release_not_found, Path, _Posix}) ->
+format_reason({release_not_found, Path, _Posix}) ->
     io_lib:format("release directory ~ts not found: build the release first", [Path]);
-format_error({release_not_directory, Path}) ->
+format_reason({release_not_directory, Path}) ->
     io_lib:format("~ts is not a release directory", [Path]);
-format_error({lock_file, Reason}) ->
+format_reason({lock_file, Reason}) ->
     io_lib:format("cannot read the lock file: ~0tp", [Reason]);
-format_error({base_image, Base, {unauthorized, #{registry := Registry, status := Status}}}) ->
+format_reason({base_image, Base, {unauthorized, #{registry := Registry, status := Status}}}) ->
     io_lib:format("base image ~ts: ~ts refused access (HTTP ~b): set OCIBUILD_PULL_TOKEN or "
                   "OCIBUILD_PULL_USERNAME/OCIBUILD_PULL_PASSWORD, or log in with docker/podman",
                   [Base, Registry, Status]);
-format_error({base_image, Base, Reason}) ->
+format_reason({base_image, Base, Reason}) ->
     io_lib:format("base image ~ts: ~ts", [Base, format_error(Reason)]);
-format_error({no_matching_platform, #{wanted := Wanted, available := Available}}) ->
+format_reason({no_matching_platform, #{wanted := Wanted, available := Available}}) ->
     io_lib:format("no image for platform ~ts (available: ~ts)", [Wanted, lists:join(", ", Available)]);
-format_error({unauthorized, #{registry := Registry, status := Status} = Info}) ->
+format_reason({unauthorized, #{registry := Registry, status := Status} = Info}) ->
     io_lib:format("~ts refused the credentials (HTTP ~b, scope ~ts): set OCIBUILD_PUSH_TOKEN or "
                   "OCIBUILD_PUSH_USERNAME/OCIBUILD_PUSH_PASSWORD, or log in with docker/podman",
                   [Registry, Status, maps:get(scope, Info, <<"?">>)]);
-format_error({registry_error, #{registry := Registry, action := Action} = Info}) ->
+format_reason({registry_error, #{registry := Registry, action := Action} = Info}) ->
     io_lib:format("~ts: ~ts failed (HTTP ~0tp ~ts ~ts)",
                   [Registry, Action, maps:get(status, Info, undefined),
                    text_or_empty(maps:get(code, Info, undefined)),
                    text_or_empty(maps:get(message, Info, undefined))]);
-format_error({http_error, Registry, Why}) ->
+format_reason({http_error, Registry, Why}) ->
     io_lib:format("cannot reach ~ts: ~ts", [Registry, text_or_term(Why)]);
-format_error({timeout, #{registry := Registry, action := Action, phase := headers} = Info}) ->
+format_reason({timeout, #{registry := Registry, action := Action, phase := headers} = Info}) ->
     io_lib:format("~ts did not answer ~ts within ~0tp ms (OCIBUILD_REGISTRY_TIMEOUT)",
                   [Registry, Action, maps:get(limit_ms, Info, undefined)]);
-format_error({timeout, #{registry := Registry, action := Action, phase := body} = Info}) ->
+format_reason({timeout, #{registry := Registry, action := Action, phase := body} = Info}) ->
     io_lib:format("~ts: ~ts moved less than ~0tp bytes/s over ~0tp ms (OCIBUILD_MIN_TRANSFER_RATE)",
                   [Registry, Action, maps:get(min_rate, Info, undefined),
                    maps:get(window_ms, Info, undefined)]);
-format_error({https_downgrade, #{registry := Registry, to := To}}) ->
+format_reason({https_downgrade, #{registry := Registry, to := To}}) ->
     io_lib:format("~ts sent us from HTTPS to plain HTTP (~ts): refused", [Registry, To]);
-format_error({auth_error, Registry, Why}) ->
+format_reason({auth_error, Registry, Why}) ->
     io_lib:format("authentication with ~ts failed: ~ts", [Registry, text_or_term(Why)]);
-format_error({credentials_error, Source, Why}) ->
+format_reason({credentials_error, Source, Why}) ->
     io_lib:format("reading credentials from ~ts failed: ~ts", [Source, text_or_term(Why)]);
-format_error({invalid_reference, Ref}) ->
+format_reason({invalid_reference, Ref}) ->
     io_lib:format("invalid image reference ~ts", [show(Ref)]);
-format_error({digest_mismatch, Info}) ->
+format_reason({digest_mismatch, Info}) ->
     io_lib:format("digest mismatch: ~0tp", [Info]);
-format_error({file_read, Path, Posix}) ->
+format_reason({file_read, Path, Posix}) ->
     io_lib:format("cannot read ~ts: ~ts", [Path, file:format_error(Posix)]);
-format_error({io_error, Context, Message}) ->
+format_reason({io_error, Context, Message}) ->
     io_lib:format("~ts: ~ts", [Context, Message]);
-format_error({bad_adapter_reply, Adapter, Callback, Reply}) ->
+format_reason({bad_adapter_reply, Adapter, Callback, Reply}) ->
     io_lib:format("~s:~s/2 returned ~0tp", [Adapter, Callback, Reply]);
-format_error(Reason) when is_binary(Reason) ->
+format_reason(Reason) when is_binary(Reason) ->
     Reason;
-format_error(Reason) ->
+format_reason(Reason) ->
     io_lib:format("~0tp", [Reason]).
 
 %% An annotation key with any NUL shown as \0, so the line stays one printable line.

@@ -216,7 +216,7 @@ env_var(Name) ->
     end.
 
 is_proplist(List) ->
-    lists:all(fun({K, _}) -> is_atom(K); (K) -> is_atom(K) end, List).
+    ocibuild_input:is_proper_list(List) andalso lists:all(fun({K, _}) -> is_atom(K); (K) -> is_atom(K) end, List).
 
 fail(Name, Value) ->
     throw({config_error, {invalid_option, Name, Value}}).
@@ -238,8 +238,9 @@ to_text(V) -> ocibuild_input:text(V).
 tags(CliTags, ProjectTag) ->
     Raw =
         case CliTags of
-            [_ | _] -> CliTags;
-            _ -> project_tags(ProjectTag)
+            [_ | _] -> proper_list(tag, CliTags);
+            [] -> project_tags(ProjectTag);
+            _ -> fail(tag, CliTags)
         end,
     Tags = lists:append([expand_semicolon_tags(text(tag, T)) || T <- Raw]),
     lists:foreach(fun check_tag/1, Tags),
@@ -259,7 +260,7 @@ project_tags(Tag) when is_binary(Tag) ->
 project_tags([C | _] = Tag) when is_integer(C) ->
     [Tag];
 project_tags(Tags) when is_list(Tags) ->
-    Tags;
+    proper_list(tag, Tags);
 project_tags(Tag) ->
     fail(tag, Tag).
 
@@ -269,7 +270,7 @@ kv(Name, FromProject, FromCli) ->
             undefined -> #{};
             M when is_map(M) -> normalize_kv_map(M);
             L when is_list(L) ->
-                case is_pair_list(L) of
+                case ocibuild_input:is_proper_list(L) andalso is_pair_list(L) of
                     true -> normalize_kv_map(maps:from_list(L));
                     false -> fail(Name, L)
                 end;
@@ -284,8 +285,15 @@ kv(Name, FromProject, FromCli) ->
             end
         end,
         Base,
-        FromCli
+        proper_list(Name, FromCli)
     ).
+
+%% A list the `lists' functions and comprehensions can walk, else the option's error.
+proper_list(Name, List) ->
+    case ocibuild_input:is_proper_list(List) of
+        true -> List;
+        false -> fail(Name, List)
+    end.
 
 input_map(undefined) -> #{};
 input_map(M) when is_map(M) -> M;
@@ -366,7 +374,7 @@ workdir(W) ->
     end.
 
 expose(Ports) when is_list(Ports) ->
-    [port(P) || P <- Ports];
+    [port(P) || P <- proper_list(expose, Ports)];
 expose(Other) ->
     fail(expose, Other).
 

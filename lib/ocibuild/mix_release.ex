@@ -35,4 +35,12 @@ defmodule Ocibuild.MixRelease do
     Mix.Tasks.Ocibuild.build(%{}, Keyword.get(release.options, :ocibuild, []), release)
     release
   end
+
+  # A step given something else (a misconfigured `steps:` list) fails as the step does.
+  def build_image(other) do
+    Mix.raise(
+      "Ocibuild.MixRelease.build_image/1 is a release step: it takes the %Mix.Release{} " <>
+        "mix release passes, got #{inspect(other, limit: 5, printable_limit: 80)}"
+    )
+  end
 end
