@@ -458,22 +458,12 @@ save(Image, Path) ->
 -spec save(built() | [built()], file:filename_all(), ocibuild_layout:save_options()) ->
     ok | {error, term()}.
 save(Image, Path, Opts) when is_map(Opts) ->
-    case {images_or_error(Image), save_tag(Opts)} of
-        {{error, _} = Error, _} -> Error;
-        {_, {error, _} = Error} -> Error;
+    case images_or_error(Image) of
+        {error, _} = Error -> Error;
         _ -> ocibuild_layout:save_tarball(Image, Path, Opts)
     end;
 save(_Image, _Path, Opts) ->
     {error, {invalid_option, options, Opts}}.
-
-%% A tag that is not text is left to `ocibuild_layout', which names the option.
-save_tag(#{tag := Tag}) when is_binary(Tag); is_list(Tag) ->
-    case ocibuild_input:text(Tag) of
-        {ok, _} -> ocibuild_input:parse_tag(Tag);
-        error -> ok
-    end;
-save_tag(_) ->
-    ok.
 
 %% @doc Parse `"os/arch"' or `"os/arch/variant"', e.g. `<<"linux/arm64/v8">>'.
 -spec parse_platform(text()) -> {ok, platform()} | {error, {invalid_platform, term()}}.

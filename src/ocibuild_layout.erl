@@ -79,7 +79,8 @@ save_tarball(ImageOrImages, Path) ->
 %% `podman load', `docker load' and `skopeo' read.
 %%
 %% Options: `tag' (e.g. `<<"myapp:1.0">>', written as the ref.name annotation and, for docker
-%% format, as `RepoTags'), `format' (`docker', the default, adds `manifest.json'; `oci' writes
+%% format, as `RepoTags'; `[registry/]repository[:tag]' with a lower-case repository, else
+%% `{error, {invalid_tag, Tag, Rule}}'), `format' (`docker', the default, adds `manifest.json'; `oci' writes
 %% the OCI layout only).
 -spec save_tarball(ocibuild:image() | [ocibuild:image()], file:filename_all(), save_options()) ->
     ok | {error, term()}.
@@ -193,15 +194,24 @@ save_options(Opts) ->
     ],
     case ocibuild_input:check_options(Checks, Opts) of
         ok ->
-            Tag =
-                case maps:find(tag, Opts) of
-                    {ok, T} -> element(2, ocibuild_input:text(T));
-                    error -> undefined
-                end,
-            {ok, #{tag => Tag, format => maps:get(format, Opts, docker)}};
+            case save_tag(Opts) of
+                {ok, Tag} -> {ok, #{tag => Tag, format => maps:get(format, Opts, docker)}};
+                {error, _} = Error -> Error
+            end;
         {error, _} = Error ->
             Error
     end.
+
+%% The one judge of a save's tag (`ocibuild:save/3' and both tasks come through here): an
+%% image reference `[registry/]repository[:tag]' by the core's parser, so no tarball is ever
+%% named `bad tag!!'.
+save_tag(#{tag := Tag}) ->
+    case ocibuild_input:parse_tag(Tag) of
+        {ok, _} -> ocibuild_input:text(Tag);
+        {error, _} = Error -> Error
+    end;
+save_tag(_) ->
+    {ok, undefined}.
 
 %% Shared by export and save: one image or a non-empty list of images, a host path for the
 %% output, and the `created' time.

@@ -401,4 +401,9 @@ bad_arguments({Root, _}) ->
     ?assertEqual(
         {error, {invalid_option, memory_threshold, 0}}, ocibuild_layout:load_tarball_for_push(Out, #{memory_threshold => 0})
     ),
+    %% The save tag is judged here too, not only by ocibuild:save/3: 0.10 callers call this.
+    [?assertMatch({error, {invalid_tag, Tag, Rule}} when is_binary(Rule),
+                  ocibuild_layout:save_tarball(Image, Out, #{tag => Tag}))
+     || Tag <- [<<"bad tag!!">>, <<"MyApp:1">>, <<"a:1", 0, "b">>, <<>>, "app@sha256:00"]],
+    ?assertEqual({error, {invalid_option, tag, 42}}, ocibuild_layout:save_tarball(Image, Out, #{tag => 42})),
     ?assertNot(filelib:is_regular(Out)).
