@@ -24,4 +24,7 @@ pub mod registry;
 pub mod reproducible;
 pub mod supply;
 
+#[cfg(test)]
+mod special_files_testing;
+
 pub use error::{Error, Result};

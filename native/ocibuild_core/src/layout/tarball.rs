@@ -118,19 +118,7 @@ mod tests {
     use super::*;
     use crate::layout::tests::image_with_blob;
 
-    fn mkfifo(path: &Path) {
-        let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
-    }
-
-    /// `f` on another thread, failing the test (rather than hanging it) after 10 s.
-    fn within_bound<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || tx.send(f()));
-        rx.recv_timeout(std::time::Duration::from_secs(10))
-            .expect("blocked on a special file")
-    }
+    use crate::special_files_testing::{mkfifo, within_bound};
 
     #[test]
     fn a_fifo_device_or_directory_target_is_refused_and_left_alone() {
