@@ -183,7 +183,7 @@ fn restore(aside: PathBuf, dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::tests::image_with_blob;
+    use crate::layout::tests::{image_with_blob, leftovers};
 
     #[test]
     fn exports_and_replaces_a_layout() {
@@ -226,14 +226,6 @@ mod tests {
         assert!(matches!(err, Error::DigestMismatch { .. }));
         assert!(!out.exists(), "nothing half-written");
         assert!(leftovers(tmp.path()).is_empty());
-    }
-
-    fn leftovers(dir: &Path) -> Vec<String> {
-        fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with(".ocibuild-"))
-            .collect()
     }
 
     /// Fails unless `dir` is one whole layout: index.json parses and every blob hashes to its

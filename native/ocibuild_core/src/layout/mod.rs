@@ -292,6 +292,16 @@ mod tests {
     use crate::layer::Layer;
     use crate::media_types::OCI_LAYER_GZIP;
 
+    /// The temp and aside names our sinks use (`.ocibuild-*`) still present in `dir`: a sink
+    /// that failed, or raced another, must leave none.
+    pub(crate) fn leftovers(dir: &std::path::Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".ocibuild-"))
+            .collect()
+    }
+
     pub(crate) fn image_with_blob(dir: &std::path::Path, platform: Option<Platform>) -> Image {
         let bytes = b"not really gzip".to_vec();
         let digest = Digest::of(&bytes);

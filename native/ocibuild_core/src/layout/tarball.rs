@@ -116,7 +116,7 @@ fn write_member<W: Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::tests::image_with_blob;
+    use crate::layout::tests::{image_with_blob, leftovers};
 
     use crate::special_files_testing::{mkfifo, within_bound};
 
@@ -190,14 +190,6 @@ mod tests {
         fs::File::create(&plain).unwrap();
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&out), mode(&plain));
-    }
-
-    fn leftovers(dir: &Path) -> Vec<String> {
-        fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with(".ocibuild-"))
-            .collect()
     }
 
     /// A file of `tar_gz` by its path inside the tarball.
