@@ -1,14 +1,14 @@
 //! An in-process HTTP/1.1 server for the registry client's tests, in the spirit of ggcr's
 //! `httptest` handlers: each listener answers with a closure of the request it got, can be
-//! switched to misbehave (never answer, trickle its body, stop reading ours), and records
-//! every request with the `host:port` it reached, so a test can say exactly which headers
-//! went where.
+//! switched to misbehave (never answer, trickle its body, stop reading ours, reset the
+//! connection before, during or after a body), and records every request with the
+//! `host:port` it reached and when, so a test can say exactly which headers went where.
 //!
 //! A request is recorded before it is answered, so once the client has its response the
 //! record is there: tests never wait on a timer to read it.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -24,6 +24,8 @@ pub struct Seen {
     /// Names lowercased.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// When its head had arrived.
+    pub when: Instant,
 }
 
 impl Seen {
@@ -42,7 +44,8 @@ impl Seen {
 
 /// How to answer one request.
 pub enum Reply {
-    /// Status line and headers (without `Content-Length`, which is added), then the body.
+    /// Status line and headers, then the body. `Content-Length` is the body's unless the
+    /// headers give one (a HEAD answer announces the size of a body it does not send).
     Send {
         status: &'static str,
         headers: Vec<(String, String)>,
@@ -52,6 +55,12 @@ pub enum Reply {
     Hang,
     /// Headers announcing `len` bytes, then the body one byte per `every`.
     Trickle { len: usize, every: Duration },
+    /// Reset the connection (RST) instead of answering.
+    Reset,
+    /// Send `reply`'s head and the first `keep` bytes of its body, then close: a download
+    /// dropped mid-way. (A FIN, not an RST, so exactly `keep` bytes arrive: an RST may
+    /// discard what the peer had not read yet.)
+    Cut { reply: Box<Reply>, keep: usize },
 }
 
 impl Reply {
@@ -78,7 +87,14 @@ impl Reply {
     }
 }
 
-type Handler = dyn Fn(&Seen) -> Reply + Send + Sync;
+/// What to do once a request's head is in: read its body and answer, or read about half
+/// of the body and reset the connection (a connection dropped mid-upload).
+pub enum Head {
+    ReadBody(Box<dyn FnOnce(&Seen) -> Reply + Send>),
+    ResetMidBody,
+}
+
+type Router = dyn Fn(&Seen) -> Head + Send + Sync;
 
 /// A listener on loopback and everything it has seen.
 #[derive(Clone)]
@@ -110,6 +126,20 @@ impl Server {
         bodies: Bodies,
         handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
     ) -> Server {
+        let handler = Arc::new(handler);
+        Server::start_routed(ip, bodies, move |_| {
+            let handler = handler.clone();
+            Head::ReadBody(Box::new(move |request| handler(request)))
+        })
+        .await
+    }
+
+    /// A server that decides on each request's head before its body is read.
+    pub async fn start_routed(
+        ip: &str,
+        bodies: Bodies,
+        router: impl Fn(&Seen) -> Head + Send + Sync + 'static,
+    ) -> Server {
         let listener = TcpListener::bind((ip, 0)).await.expect("bind loopback");
         let addr = listener.local_addr().expect("local addr").to_string();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -117,11 +147,11 @@ impl Server {
             addr: addr.clone(),
             seen: seen.clone(),
         };
-        let handler: Arc<Handler> = Arc::new(handler);
+        let router: Arc<Router> = Arc::new(router);
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
-                let (seen, handler, at) = (seen.clone(), handler.clone(), addr.clone());
-                tokio::spawn(connection(socket, at, bodies, seen, handler));
+                let (seen, router, at) = (seen.clone(), router.clone(), addr.clone());
+                tokio::spawn(connection(socket, at, bodies, seen, router));
             }
         });
         server
@@ -144,7 +174,7 @@ async fn connection(
     at: String,
     bodies: Bodies,
     seen: Arc<Mutex<Vec<Seen>>>,
-    handler: Arc<Handler>,
+    router: Arc<Router>,
 ) {
     let Some((mut request, rest)) = read_head(&mut socket, at).await else {
         return;
@@ -158,17 +188,48 @@ async fn connection(
         std::future::pending::<()>().await;
         return;
     }
+    let (handler, want) = match router(&request) {
+        Head::ReadBody(handler) => (Some(handler), len),
+        Head::ResetMidBody => (None, len / 2),
+    };
     request.body = rest;
-    while request.body.len() < len {
+    while request.body.len() < want {
         let mut buf = vec![0u8; 64 * 1024];
         match socket.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => request.body.extend_from_slice(&buf[..n]),
         }
     }
+    let Some(handler) = handler else {
+        request.body.truncate(want);
+        seen.lock().unwrap().push(request);
+        reset(socket);
+        return;
+    };
     let reply = handler(&request);
     seen.lock().unwrap().push(request);
-    let _ = answer(&mut socket, reply).await;
+    answer(socket, reply).await;
+}
+
+/// Close with an RST rather than a FIN: the peer sees "connection reset".
+fn reset(socket: TcpStream) {
+    let _ = socket.set_zero_linger();
+    drop(socket);
+}
+
+fn head(status: &str, headers: &[(String, String)], body_len: usize) -> String {
+    let mut head = format!("HTTP/1.1 {status}\r\n");
+    for (n, v) in headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    if !headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+    {
+        head.push_str(&format!("Content-Length: {body_len}\r\n"));
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    head
 }
 
 async fn read_head(socket: &mut TcpStream, at: String) -> Option<(Seen, Vec<u8>)> {
@@ -198,25 +259,42 @@ async fn read_head(socket: &mut TcpStream, at: String) -> Option<(Seen, Vec<u8>)
         target,
         headers,
         body: Vec::new(),
+        when: Instant::now(),
     };
     Some((seen, buf[end + 4..].to_vec()))
 }
 
-async fn answer(socket: &mut TcpStream, reply: Reply) -> std::io::Result<()> {
+async fn answer(mut socket: TcpStream, reply: Reply) {
+    match reply {
+        Reply::Reset => reset(socket),
+        Reply::Cut { reply, keep } => {
+            if let Reply::Send {
+                status,
+                headers,
+                body,
+            } = *reply
+            {
+                let head = head(status, &headers, body.len());
+                if socket.write_all(head.as_bytes()).await.is_ok() {
+                    let _ = socket.write_all(&body[..keep.min(body.len())]).await;
+                    let _ = socket.shutdown().await;
+                }
+            }
+        }
+        reply => {
+            let _ = send(&mut socket, reply).await;
+        }
+    }
+}
+
+async fn send(socket: &mut TcpStream, reply: Reply) -> std::io::Result<()> {
     match reply {
         Reply::Send {
             status,
             headers,
             body,
         } => {
-            let mut head = format!("HTTP/1.1 {status}\r\n");
-            for (n, v) in headers {
-                head.push_str(&format!("{n}: {v}\r\n"));
-            }
-            head.push_str(&format!(
-                "Content-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            ));
+            let head = head(status, &headers, body.len());
             socket.write_all(head.as_bytes()).await?;
             socket.write_all(&body).await
         }
@@ -231,5 +309,7 @@ async fn answer(socket: &mut TcpStream, reply: Reply) -> std::io::Result<()> {
             }
             Ok(())
         }
+        // Answered by `answer`, which owns the socket these need to close.
+        Reply::Reset | Reply::Cut { .. } => Ok(()),
     }
 }
