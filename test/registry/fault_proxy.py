@@ -12,51 +12,14 @@ Faults: each is METHOD:REGEX[:N]. METHOD is an HTTP method or *, REGEX is search
 in the request path without its query string. Each fault counts the requests that match it,
 and N says which of them it fires on: N (the first N), K-M (the K-th to the M-th) or K- (the
 K-th and all after it); left out, every match. REGEX may hold colons (e.g. /blobs/sha256:);
-a last field of the form N, K-M or K- is always taken as the count. When several faults fire
-on one request: a delay comes first; then a status answers, or else a reset-mid-body resets;
-otherwise drop-response, corrupt-blob-get and throttle-get all apply (the log's fault field
-joins their names with +).
+a last field of the form N, K-M or K- is always taken as the count. (Resets, cut and corrupt
+answers and the like are tested in `cargo test` against an in-process registry,
+native/ocibuild_core/src/registry/testing/; this proxy keeps what the shell suites use.)
 
   --status CODE:METHOD:REGEX[:N]   answer CODE (429, 500, 503, ...) without forwarding; the
                                    request body is read and dropped first. --retry-after SECS
                                    adds Retry-After to injected 429 and 503 answers.
-  --reset-mid-body METHOD:REGEX[:N]
-                                   read about half of the request body (Content-Length / 2; a
-                                   chunked body is read up to --reset-chunked-bytes, and half of
-                                   it is kept if it ended sooner), then reset the client
-                                   connection (SO_LINGER 0, close) without answering.
-                                   What reaches the upstream (--reset-forward):
-                                     none (default): nothing. The upload session stays exactly
-                                       as the client last saw it acknowledged, on every
-                                       registry: the client can GET the upload URL it holds,
-                                       read Range, and resume from that offset. (Forwarding
-                                       the half and then dropping the upstream connection is
-                                       not offered: what a registry keeps of an aborted
-                                       request differs from one to another, so a test could
-                                       not say what the offset ought to be.)
-                                     prefix: a PATCH's received half is forwarded as a
-                                       complete, well-formed PATCH of its own (Content-Length =
-                                       the half, Content-Range narrowed to it), so the session
-                                       advances to a known offset past the client's last
-                                       acknowledged one. Against ferro-oci-server (upload URLs
-                                       without state) a client that GETs the upload URL learns
-                                       the new offset and must resume from it. Against
-                                       distribution 2.8 the _state signed into the client's
-                                       upload URL no longer matches the session, so any use of
-                                       that URL answers 404 BLOB_UPLOAD_INVALID and cancels the
-                                       upload: the client must start over with a new POST.
-                                     Any other method (PUT, POST) forwards nothing: a truncated
-                                     PUT would only fail the upstream's digest check.
-  --drop-response METHOD:REGEX[:N] forward the request, read the upstream's whole answer, then
-                                   reset the client instead of answering (the request took
-                                   effect but the client never learns it).
-  --corrupt-blob-get METHOD:REGEX[:N]
-                                   pass the answer on with its first body byte inverted (same
-                                   length), so the client sees a digest mismatch.
-  --cut-response METHOD:REGEX[:N]  pass the answer's head and about half its body on, then
-                                   reset the client (a download dropped mid-way).
   --throttle-get BYTES_PER_SEC     send the bodies of GET .../blobs/... answers at this rate.
-  --delay MS:METHOD:REGEX[:N]      wait MS milliseconds before forwarding.
   --location-to SCHEME://HOST:PORT hand out upload sessions elsewhere: the Location of every
                                    answer to POST/PATCH .../blobs/uploads/ points at this
                                    origin instead of the proxy (another proxy in front of the
@@ -67,12 +30,12 @@ joins their names with +).
 Log (--log): one line per request, fields in this order:
   t=EPOCH id=N conn=N method=M path=P status=S upstream=U req_bytes=B up_bytes=B
   resp_bytes=B fault=F ms=T auth=A [range=R]
-status is what the client got: a code, `reset`, or `client-gone` (with the code before it,
-as in 200+client-gone, when the client left during the answer); upstream is the upstream's
+status is what the client got: a code, or `client-gone` (with the code before it, as in
+200+client-gone, when the client left during the answer); upstream is the upstream's
 status, - when the request was not forwarded, or `error`; req_bytes is the request body bytes
 read from the client, up_bytes what went upstream, resp_bytes the answer body bytes sent to
-the client; fault is - or the faults that fired, joined with + (status:503, reset-mid-body,
-drop-response, corrupt-blob-get, cut-response, throttle:BPS, delay:MS); auth is the scheme of
+the client; fault is - or the faults that fired, joined with + (status:503, throttle:BPS,
+location-to); auth is the scheme of
 the request's Authorization header, lowercased (basic, bearer), or - without one (never its
 value); range is the upstream's Range header when it sent one. The query
 string keeps only the values of digest, mount, from, n, last and artifactType: any other
@@ -85,10 +48,7 @@ import http.server
 import itertools
 import os
 import re
-import socket
-import struct
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -139,7 +99,7 @@ class Faults:
 
     def select(self, method, path):
         """Count this request against every fault it matches; return {kind: fault} for the
-        faults that fire on it (the first listed, when two of a kind both fire)."""
+        faults that fire on it (the first listed, when two fire)."""
         firing = {}
         with self.lock:
             for f in self.faults:
@@ -274,7 +234,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 timeout=self.server.args.upstream_timeout)
         return self.upstream
 
-    def upstream_headers(self, body_mode, length=None, content_range=None):
+    def upstream_headers(self, body_mode, length=None):
         out = []
         for k, v in self.headers.items():
             lk = k.lower()
@@ -282,8 +242,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 continue
             if lk == "host" and not self.server.args.preserve_host:
                 v = self.server.args.upstream
-            if lk == "content-range" and content_range is not None:
-                v = content_range
             out.append((k, v))
         if body_mode == "chunked":
             out.append(("Transfer-Encoding", "chunked"))
@@ -291,7 +249,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             out.append(("Content-Length", str(length)))
         return out
 
-    def send_upstream(self, pieces, body_mode, length=None, content_range=None):
+    def send_upstream(self, pieces, body_mode, length=None):
         """Send the request upstream with the body from PIECES; return the response (or None
         if the upstream could not be reached). The client's body is read to its end even if
         the upstream stops listening, so the client connection stays in step."""
@@ -300,7 +258,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             reused = conn.sock is not None
             try:
                 conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
-                for k, v in self.upstream_headers(body_mode, length, content_range):
+                for k, v in self.upstream_headers(body_mode, length):
                     conn.putheader(k, v)
                 conn.endheaders()
             except (OSError, http.client.HTTPException):
@@ -374,9 +332,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.status = str(status)
 
-    def relay(self, resp, corrupt=False, throttle=None, cut=False):
-        """Pass the upstream answer on to the client, streaming its body (with `cut`, only
-        about half of it, then reset the client)."""
+    def relay(self, resp, throttle=None):
+        """Pass the upstream answer on to the client, streaming its body."""
         headers = []
         length = None
         for k, v in resp.getheaders():
@@ -401,21 +358,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         start = time.monotonic()
         sent = 0
-        cut_at = int(length) // 2 if cut and length else None
         piece = PIECE if not throttle else max(1, min(PIECE, throttle // 10))
         while True:
             data = resp.read(piece)
             if not data:
                 break
-            if corrupt and sent == 0:
-                data = bytes([data[0] ^ 0xFF]) + data[1:]
-            if cut_at is not None and sent + len(data) >= cut_at:
-                data = data[:max(0, cut_at - sent)]
-                self.wfile.write(data)
-                self.wfile.flush()
-                self.resp_bytes = sent + len(data)
-                self.reset_client()
-                return
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
             sent += len(data)
             self.resp_bytes = sent
@@ -437,18 +384,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
             self.resp_bytes = len(body)
-
-    def reset_client(self):
-        """Abort the client connection with a TCP RST."""
-        self.close_connection = True
-        self.status = "reset"
-        try:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
-        # rfile holds a reference to the socket: close it too, or close() would not close.
-        self.rfile.close()
-        self.connection.close()
 
     # -- the request -----------------------------------------------------------------------
 
@@ -476,37 +411,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         try:
             firing = faults.select(method, path_only)
             labels = []
-            delay = firing.get("delay")
-            if delay:
-                labels.append(delay.label)
-                fault_label = "+".join(labels)
-                time.sleep(delay.value / 1000.0)
-
-            for kind in ("status", "reset-mid-body"):
-                f = firing.get(kind)
-                if f:
-                    labels.append(f.label)
-                    fault_label = "+".join(labels)
-                    if kind == "status":
-                        self.drain_body()
-                        self.inject(f.value, args.retry_after)
-                    else:
-                        self.reset_mid_body()
-                    return
-
-            drop = firing.get("drop-response")
-            cut = firing.get("cut-response")
-            if cut:
-                labels.append(cut.label)
-            corrupt = firing.get("corrupt-blob-get") if method == "GET" else None
+            f = firing.get("status")
+            if f:
+                fault_label = f.label
+                self.drain_body()
+                self.inject(f.value, args.retry_after)
+                return
             throttle = None
             if args.throttle_get and method == "GET" and "/blobs/" in path_only:
                 throttle = args.throttle_get
                 labels.append("throttle:%d" % throttle)
-            if corrupt:
-                labels.append(corrupt.label)
-            if drop:
-                labels.append(drop.label)
             if self.hands_off_upload():
                 labels.append("location-to")
             fault_label = "+".join(labels) or "-"
@@ -521,11 +435,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return
             if not self.body_done:
                 self.close_connection = True
-            if drop:
-                resp.read()
-                self.reset_client()
-                return
-            self.relay(resp, corrupt=bool(corrupt), throttle=throttle, cut=bool(cut))
+            self.relay(resp, throttle=throttle)
         except ClientGone as e:
             self.close_connection = True
             self.status = "client-gone"
@@ -545,46 +455,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 fields.append("range=" + self.range)
             self.server.log_line(" ".join(fields))
 
-    def reset_mid_body(self):
-        args = self.server.args
-        te = self.headers.get("Transfer-Encoding", "").lower()
-        spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)
-        with spool:
-            if "chunked" in te:
-                for data in self.body_pieces(limit=args.reset_chunked_bytes):
-                    spool.write(data)
-                keep = self.req_bytes // 2 if self.body_done else self.req_bytes
-            else:
-                half = int(self.headers.get("Content-Length") or 0) // 2
-                for data in self.body_pieces(limit=half):
-                    spool.write(data)
-                keep = self.req_bytes
-            if self.command == "PATCH" and args.reset_forward == "prefix" and keep > 0:
-                content_range = None
-                old = self.headers.get("Content-Range")
-                if old:
-                    m = re.match(r"^(?:bytes[ =])?(\d+)-\d+", old.strip())
-                    if m:
-                        start = int(m.group(1))
-                        content_range = "%d-%d" % (start, start + keep - 1)
-                spool.seek(0)
-
-                def prefix_pieces():
-                    left = keep
-                    while left > 0:
-                        data = spool.read(min(left, PIECE))
-                        if not data:
-                            break
-                        left -= len(data)
-                        yield data
-
-                resp = self.send_upstream(prefix_pieces(), "length", keep, content_range)
-                if resp is None:
-                    self.upstream_status = "error"
-                else:
-                    resp.read()
-        self.reset_client()
-
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = handle_request
 
 
@@ -601,15 +471,7 @@ def main():
     p.add_argument("--upstream-timeout", type=float, default=300)
     p.add_argument("--status", action="append", default=[], metavar="CODE:METHOD:REGEX[:N]")
     p.add_argument("--retry-after", type=int, metavar="SECS")
-    p.add_argument("--reset-mid-body", action="append", default=[], metavar="METHOD:REGEX[:N]")
-    p.add_argument("--reset-forward", choices=("none", "prefix"), default="none")
-    p.add_argument("--reset-chunked-bytes", type=int, default=1024 * 1024,
-                   help="how much of a chunked body --reset-mid-body reads (default 1 MiB)")
-    p.add_argument("--drop-response", action="append", default=[], metavar="METHOD:REGEX[:N]")
-    p.add_argument("--corrupt-blob-get", action="append", default=[], metavar="METHOD:REGEX[:N]")
-    p.add_argument("--cut-response", action="append", default=[], metavar="METHOD:REGEX[:N]")
     p.add_argument("--throttle-get", type=int, metavar="BYTES_PER_SEC")
-    p.add_argument("--delay", action="append", default=[], metavar="MS:METHOD:REGEX[:N]")
     p.add_argument("--location-to", metavar="SCHEME://HOST:PORT")
     p.add_argument("--tls-cert", metavar="PEM")
     p.add_argument("--tls-key", metavar="PEM")
@@ -622,13 +484,6 @@ def main():
         for spec in args.status:
             code, _, rest = spec.partition(":")
             faults.append(Fault("status", rest, int(code)))
-        for spec in args.delay:
-            ms, _, rest = spec.partition(":")
-            faults.append(Fault("delay", rest, int(ms)))
-        faults += [Fault("reset-mid-body", s) for s in args.reset_mid_body]
-        faults += [Fault("drop-response", s) for s in args.drop_response]
-        faults += [Fault("corrupt-blob-get", s) for s in args.corrupt_blob_get]
-        faults += [Fault("cut-response", s) for s in args.cut_response]
     except (ValueError, re.error) as e:
         p.error(str(e))
 
