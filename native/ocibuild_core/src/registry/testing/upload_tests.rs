@@ -370,3 +370,88 @@ async fn a_declined_mount_uploads_into_the_session_it_opened() {
     assert_eq!(fetched.len(), 1);
     assert!(push.cache().contains(&layer), "the base layer is cached");
 }
+
+// A registry that lost a monolithic upload's session (404 on the PUT) gets a fresh session
+// and the blob again.
+#[tokio::test]
+async fn a_lost_upload_session_is_opened_again() {
+    let registry = Registry::start(Config::default()).await;
+    registry.inject(
+        Fault::status("404 Not Found")
+            .on("PUT", "/blobs/uploads/")
+            .times(1..=1),
+    );
+    let image = TestImage::new(&[100 * KIB], 14);
+    Push::new()
+        .run(&registry, "app/lost:1", &[image.push_image()])
+        .await
+        .unwrap();
+    image.assert_in(&registry, "app/lost", "1");
+    assert_eq!(registry.fired(), 1);
+    // Two blobs, and one of them needed a second session.
+    assert_eq!(registry.requests("POST", "/blobs/uploads/").len(), 3);
+}
+
+// Several platforms: every blob first, then each manifest by digest, then the index under
+// the tag, so the tag never names an index whose manifests are missing.
+#[tokio::test]
+async fn a_multi_platform_push_puts_the_index_last() {
+    let registry = Registry::start(Config::default()).await;
+    let amd64 = TestImage::new(&[50 * KIB], 15);
+    let arm64 = TestImage::new(&[60 * KIB], 16);
+    let images: Vec<_> = [(&amd64, "amd64"), (&arm64, "arm64")]
+        .into_iter()
+        .map(|(image, arch)| {
+            let mut push = image.push_image();
+            push.platform = Some(crate::image::Platform {
+                os: "linux".into(),
+                architecture: arch.into(),
+                variant: None,
+            });
+            push
+        })
+        .collect();
+    let report = Push::new()
+        .run(&registry, "app/multi:1", &images)
+        .await
+        .unwrap();
+    let (media_type, index) = registry.manifest("app/multi", "1").unwrap();
+    assert_eq!(media_type, "application/vnd.oci.image.index.v1+json");
+    assert_eq!(report.digest, crate::digest::Digest::of(&index));
+    let index: serde_json::Value = serde_json::from_slice(&index).unwrap();
+    let listed: Vec<(String, String)> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["digest"].as_str().unwrap().to_string(),
+                m["platform"]["architecture"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (amd64.digest().to_string(), "amd64".to_string()),
+            (arm64.digest().to_string(), "arm64".to_string())
+        ]
+    );
+    amd64.assert_in(&registry, "app/multi", amd64.digest().as_str());
+    arm64.assert_in(&registry, "app/multi", arm64.digest().as_str());
+    let order: Vec<String> = registry
+        .seen()
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .map(|r| r.target.rsplit('/').next().unwrap().to_string())
+        .collect();
+    let tag_at = order.iter().position(|t| t == "1").unwrap();
+    assert_eq!(tag_at, order.len() - 1, "{order:?}");
+    assert!(
+        order[..tag_at]
+            .iter()
+            .filter(|t| t.starts_with("sha256:"))
+            .count()
+            >= 2
+    );
+}
