@@ -11,6 +11,8 @@ use reqwest::{Method, StatusCode};
 
 use super::client::{Access, Registries, RegistryClient, Scopes};
 use super::retry::RetryPolicy;
+use super::testing::fixtures::{self, TestImage};
+use super::testing::oci::{Auth, Config, Registry};
 use super::testing::{Bodies, Reply, Seen, Server};
 use super::upload::{BlobUpload, LocalData};
 use super::{progress, Credentials, Environment};
@@ -473,35 +475,37 @@ async fn a_registry_silent_after_our_upload_times_out() {
     .await;
 }
 
-/// A registry behind a token server whose answers carry `expires_in`.
-async fn token_registry(expires_in: &'static str) -> (Server, Server) {
-    let tokens = Server::start("127.0.0.1", move |_| {
-        Reply::status("200 OK").body(format!(r#"{{"token":"tok","expires_in":{expires_in}}}"#))
-    })
-    .await;
-    let challenge = format!("Bearer realm=\"{}\",service=\"reg\"", tokens.url("/token"));
-    let registry = Server::start("127.0.0.1", move |req| match req.header("authorization") {
-        Some("Bearer tok") => Reply::status("200 OK").body("{}"),
-        _ => Reply::status("401 Unauthorized").header("WWW-Authenticate", challenge.clone()),
-    })
-    .await;
-    (registry, tokens)
-}
-
-// `expires_in: 0` is read as a minute (one token serves both requests), and 2^64-1 neither
+// `expires_in: 0` is read as a minute (one token serves both pulls), and 2^64-1 neither
 // panics nor overflows.
 #[tokio::test]
 async fn token_lifetimes_are_clamped() {
     for expires_in in ["0", "18446744073709551615", "-1", "1e300"] {
-        let (registry, tokens) = token_registry(expires_in).await;
-        let client = client(&registry);
-        let access = push_access(Credentials::Anonymous);
+        let registry = Registry::start(Config {
+            auth: Auth::Token {
+                username: "u".into(),
+                password: "p".into(),
+                anonymous_pull: true,
+                uses: None,
+            },
+            token_expires_in: Some(expires_in),
+            ..Config::default()
+        })
+        .await;
+        let image = TestImage::new(&[1024], 1);
+        image.seed(&registry, "a/b", "latest");
+        let registries = fixtures::registries();
         for _ in 0..2 {
-            let response = get(&client, &access, "manifests/latest").await.unwrap();
-            assert_eq!(response.status(), StatusCode::OK, "expires_in {expires_in}");
+            let pulled = fixtures::pull(
+                &registries,
+                &registry,
+                "a/b:latest",
+                &Credentials::Anonymous,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("expires_in {expires_in}: {e:?}"));
+            assert_eq!(pulled[0].base.manifest_digest, image.digest());
         }
-        assert_eq!(client.token_fetches(), 1, "expires_in {expires_in}");
-        assert_eq!(tokens.seen().len(), 1);
+        assert_eq!(registry.tokens_issued(), 1, "expires_in {expires_in}");
     }
 }
 

@@ -58,6 +58,9 @@ pub struct Config {
     /// Answer mount requests with a plain upload session, as registries without
     /// cross-repository mounts do.
     pub no_mounts: bool,
+    /// The token endpoint's `expires_in`, as JSON text (default 300): a test may send 0,
+    /// -1, 1e300 or 2^64-1.
+    pub token_expires_in: Option<&'static str>,
 }
 
 /// What a fault does to the requests it fires on.
@@ -750,7 +753,10 @@ fn token(state: &Mutex<State>, config: &Config, req: &Seen) -> Reply {
             uses_left: *uses,
         },
     );
+    let expires_in = config.token_expires_in.unwrap_or("300");
     Reply::status("200 OK")
         .header("Content-Type", "application/json")
-        .body(serde_json::json!({"token": token, "expires_in": 300}).to_string())
+        .body(format!(
+            r#"{{"token":"{token}","expires_in":{expires_in}}}"#
+        ))
 }
