@@ -107,7 +107,7 @@ impl Attacher<'_> {
     fn docker_reference(&self) -> String {
         let target = self.job.target;
         let registry = match target.registry.as_str() {
-            super::reference::DOCKER_HUB => "index.docker.io",
+            crate::reference::DOCKER_HUB => "index.docker.io",
             other => other,
         };
         format!("{registry}/{}", target.repository)

@@ -29,7 +29,7 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use url::Url;
 
 use super::challenge::{self, Challenge};
-use super::credentials::Credentials;
+use crate::credentials::Credentials;
 use super::environment::Environment;
 use super::origin::{self, Carry, Refusal};
 use super::retry::{self, RetryPolicy};

@@ -1,7 +1,8 @@
 //! Talking to OCI registries (distribution spec v1.1): pulling base images and pushing images.
 //!
-//! - `reference`: parsing `alpine:3.19`, `host:5000/a/b@sha256:...` and push targets.
-//! - `credentials`: explicit credentials and the ones docker/podman config files hold.
+//! - `reference`: the old path of [`crate::reference`] (image references), kept for callers.
+//! - `credentials`: finding credentials: docker/podman config files and credential helpers
+//!   (the value itself is [`crate::credentials::Credentials`]).
 //! - `challenge`: `WWW-Authenticate` parsing.
 //! - `retry`: which failures are retried, and how long to wait.
 //! - `transport`: TLS roots, plain HTTP for loopback/insecure hosts, one client per registry.
@@ -40,15 +41,16 @@ mod hostile_tests;
 pub(crate) mod testing;
 
 pub use client::{Registries, RegistryClient};
-pub use credentials::{CredentialSources, Credentials};
+pub use crate::credentials::Credentials;
+pub use crate::reference::Reference;
+pub use credentials::CredentialSources;
 pub use environment::Environment;
 pub use progress::{Phase, Progress, ProgressSink};
-pub use reference::Reference;
 
 /// The host that serves a registry's API: Docker Hub's is not `docker.io` itself.
 pub fn api_host(registry: &str) -> &str {
-    if registry == reference::DOCKER_HUB {
-        reference::DOCKER_HUB_API_HOST
+    if registry == crate::reference::DOCKER_HUB {
+        crate::reference::DOCKER_HUB_API_HOST
     } else {
         registry
     }

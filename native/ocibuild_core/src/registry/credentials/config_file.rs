@@ -20,8 +20,8 @@ use base64::engine::{self, general_purpose::GeneralPurpose, DecodePaddingMode};
 use base64::Engine;
 use serde_json::{Map, Value};
 
-use super::Credentials;
-use crate::registry::reference;
+use crate::credentials::Credentials;
+use crate::reference;
 use crate::{Error, Result};
 
 /// Real files hold a handful of registries; anything near this size is not one.

@@ -20,8 +20,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::helper_process::{self, Failure, Limits};
-use super::Credentials;
-use crate::registry::reference::DOCKER_HUB;
+use crate::credentials::Credentials;
+use crate::reference::DOCKER_HUB;
 use crate::{Error, Result};
 
 /// The server URL docker's helpers file Docker Hub credentials under.
