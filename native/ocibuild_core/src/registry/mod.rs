@@ -3,13 +3,16 @@
 //! - `reference`: the old path of [`crate::reference`] (image references), kept for callers.
 //! - `credentials`: finding credentials: docker/podman config files and credential helpers
 //!   (the value itself is [`crate::credentials::Credentials`]).
-//! - `challenge`: `WWW-Authenticate` parsing.
 //! - `retry`: which failures are retried, and how long to wait.
 //! - `transport`: TLS roots, plain HTTP for loopback/insecure hosts, one client per registry.
 //! - `origin`: where credentials may go (redirects, upload locations, token realms).
 //! - `timeouts`: the response-headers deadline and the minimum transfer rate.
-//! - `token`: a token server's answer, its lifetime clamped.
-//! - `client`: a registry endpoint: auth negotiation (cached per scope), retries, errors.
+//! - `auth`: scopes, `WWW-Authenticate` challenges, how to answer them, the token request
+//!   and answer, and the negotiated headers cached per scope.
+//! - `request`: one request as a value (method, URL, headers, body, retries, statuses).
+//! - `errors`: what a failed exchange becomes (tagged errors, cleaned error bodies).
+//! - `client`: a registry endpoint: the one request loop (auth, retries), redirects under
+//!   the origin rule and the timeouts, response bodies under the transfer rate.
 //! - `pull`: manifests, platform choice, configs, and base layers into the verified cache.
 //! - `upload`: one blob to one repository: HEAD, mount, monolithic or chunked with resume.
 //! - `blob_source`: a local blob's bytes as an upload sends them: read once, hashed as sent.
@@ -19,19 +22,20 @@
 //! Everything here is async and runs on a tokio runtime the caller owns (the NIF owns one).
 
 pub mod attach;
+pub mod auth;
 pub mod blob_source;
-pub mod challenge;
 pub mod client;
 pub mod credentials;
 pub mod environment;
+pub mod errors;
 pub mod origin;
 pub mod progress;
 pub mod pull;
 pub mod push;
 pub mod reference;
+pub mod request;
 pub mod retry;
 pub mod timeouts;
-pub mod token;
 pub mod transport;
 pub mod upload;
 
@@ -40,9 +44,11 @@ mod hostile_tests;
 #[cfg(test)]
 pub(crate) mod testing;
 
-pub use client::{Registries, RegistryClient};
+// Their old paths, kept for callers.
 pub use crate::credentials::Credentials;
 pub use crate::reference::Reference;
+pub use auth::{challenge, token};
+pub use client::{Registries, RegistryClient};
 pub use credentials::CredentialSources;
 pub use environment::Environment;
 pub use progress::{Phase, Progress, ProgressSink};
