@@ -13,10 +13,13 @@
 //! - `errors`: what a failed exchange becomes (tagged errors, cleaned error bodies).
 //! - `client`: a registry endpoint: the one request loop (auth, retries), redirects under
 //!   the origin rule and the timeouts, response bodies under the transfer rate.
-//! - `pull`: manifests, platform choice, configs, and base layers into the verified cache.
+//! - `manifest`: manifests on the wire: GET (with every media type we read) and PUT.
+//! - `pull`: platform choice, configs, and base layers into the verified cache.
 //! - `upload`: one blob to one repository: HEAD, mount, monolithic or chunked with resume.
+//! - `writer`: one repository as a push writes to it: blobs placed, then manifests put.
 //! - `blob_source`: a local blob's bytes as an upload sends them: read once, hashed as sent.
 //! - `push`: images and indexes: blobs in parallel, then manifests, then extra tags.
+//! - `attach`: what a push adds after its tags: SBOM referrers and cosign signatures.
 //! - `progress`: the events long jobs report.
 //!
 //! Everything here is async and runs on a tokio runtime the caller owns (the NIF owns one).
@@ -28,6 +31,7 @@ pub mod client;
 pub mod credentials;
 pub mod environment;
 pub mod errors;
+pub mod manifest;
 pub mod origin;
 pub mod progress;
 pub mod pull;
@@ -38,6 +42,7 @@ pub mod retry;
 pub mod timeouts;
 pub mod transport;
 pub mod upload;
+pub mod writer;
 
 #[cfg(test)]
 mod hostile_tests;

@@ -220,3 +220,133 @@ fn retry_after(response: &Response) -> Option<Duration> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| retry::parse_retry_after(v, SystemTime::now()))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use reqwest::Method;
+
+    use super::*;
+    use crate::credentials::Credentials;
+    use crate::registry::auth::Scopes;
+    use crate::registry::retry::RetryPolicy;
+    use crate::registry::testing::{Reply, Server};
+    use crate::registry::{Environment, Registries};
+
+    fn client(server: &Server, attempts: u32) -> Arc<RegistryClient> {
+        let quick = RetryPolicy {
+            max_attempts: attempts,
+            base_delay: Duration::ZERO,
+            max_delay: Duration::ZERO,
+        };
+        Registries::with_retry(quick)
+            .client(&server.addr, &server.addr, &Environment::default())
+            .unwrap()
+    }
+
+    fn access() -> Access {
+        Access {
+            credentials: Credentials::basic("u", "p"),
+            scopes: Scopes::pull("a/b"),
+        }
+    }
+
+    /// Answers 503 (with `Retry-After: 0`) to the first `failures` requests, then `ok`.
+    fn flaky(
+        failures: usize,
+        ok: impl Fn(&crate::registry::testing::Seen) -> Reply + Send + Sync + 'static,
+    ) -> impl Fn(&crate::registry::testing::Seen) -> Reply + Send + Sync + 'static {
+        let count = AtomicUsize::new(0);
+        move |req| {
+            if count.fetch_add(1, Ordering::SeqCst) < failures {
+                Reply::status("503 Service Unavailable").header("Retry-After", "0")
+            } else {
+                ok(req)
+            }
+        }
+    }
+
+    // Token fetches go through the same loop as registry requests: a token server's 503 is
+    // retried (honouring Retry-After) instead of failing the push.
+    #[tokio::test]
+    async fn a_token_servers_503_is_retried_like_any_request() {
+        let tokens = Server::start(
+            "127.0.0.1",
+            flaky(1, |_| Reply::status("200 OK").body(r#"{"token":"tok"}"#)),
+        )
+        .await;
+        let challenge = format!("Bearer realm=\"{}\",service=\"reg\"", tokens.url("/token"));
+        let registry = Server::start("127.0.0.1", move |req| match req.header("authorization") {
+            Some("Bearer tok") => Reply::status("200 OK").body("{}"),
+            _ => Reply::status("401 Unauthorized").header("WWW-Authenticate", challenge.clone()),
+        })
+        .await;
+        let client = client(&registry, 3);
+        let request = Request::new(
+            Method::GET,
+            client.url("a/b", "manifests/1"),
+            "GET manifest",
+        )
+        .expect(&[StatusCode::OK]);
+        client.execute(&access(), &request).await.unwrap();
+        assert_eq!(client.token_fetches(), 1);
+        let seen = tokens.seen();
+        assert_eq!(seen.len(), 2, "one 503, then the token");
+        // Basic credentials go to the realm (its own origin) on every attempt.
+        assert!(seen
+            .iter()
+            .all(|s| s.header("authorization") == Some("Basic dTpw")));
+    }
+
+    // A token server that keeps failing is an auth error naming it, after the policy's
+    // attempts.
+    #[tokio::test]
+    async fn a_token_server_that_keeps_failing_is_an_auth_error() {
+        let tokens = Server::start("127.0.0.1", |_| Reply::status("502 Bad Gateway")).await;
+        let challenge = format!("Bearer realm=\"{}\"", tokens.url("/token"));
+        let registry = Server::start("127.0.0.1", move |_| {
+            Reply::status("401 Unauthorized").header("WWW-Authenticate", challenge.clone())
+        })
+        .await;
+        let client = client(&registry, 2);
+        let request = Request::new(
+            Method::GET,
+            client.url("a/b", "manifests/1"),
+            "GET manifest",
+        );
+        let err = client.execute(&access(), &request).await.unwrap_err();
+        match err {
+            Error::Auth { why, .. } => assert!(why.contains("502"), "{why}"),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(tokens.seen().len(), 2);
+    }
+
+    // `once` is one attempt; the default is the policy's; `expect` turns other statuses into
+    // the registry's error.
+    #[tokio::test]
+    async fn once_means_one_attempt_and_expect_judges_the_status() {
+        let registry = Server::start(
+            "127.0.0.1",
+            flaky(1, |_| {
+                Reply::status("404 Not Found")
+                    .body(r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"unknown"}]}"#)
+            }),
+        )
+        .await;
+        let client = client(&registry, 3);
+        let url = client.url("a/b", "manifests/1");
+        let once = Request::new(Method::GET, url.clone(), "GET manifest").once();
+        let response = client.execute(&access(), &once).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let expecting = Request::new(Method::GET, url, "GET manifest").expect(&[StatusCode::OK]);
+        let err = client.execute(&access(), &expecting).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Registry { status: 404, code: Some(c), .. } if c == "MANIFEST_UNKNOWN"),
+            "{err:?}"
+        );
+        assert_eq!(registry.seen().len(), 2);
+    }
+}
