@@ -114,17 +114,31 @@ impl CredentialSources {
     /// The stored credentials for `registry` (`docker.io`, `ghcr.io`, `localhost:5000`), or
     /// `Anonymous` when no source has any. Missing files are skipped; broken ones are errors,
     /// since silently pulling anonymously would hide the real problem.
+    ///
+    /// For callers without a runtime: runs [`CredentialSources::find`] on a small one of its
+    /// own (so never call it from async code; await `find` there).
     pub fn lookup(&self, registry: &str) -> Result<Credentials> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|e| crate::Error::io("starting the credential lookup", e))?;
+        runtime.block_on(self.find(registry))
+    }
+
+    /// [`CredentialSources::lookup`], awaited: a credential helper runs without holding a
+    /// thread, and config files are read on the blocking pool.
+    pub async fn find(&self, registry: &str) -> Result<Credentials> {
         let registry = normalize_key(registry);
         if let Some(path) = &self.docker_config {
-            if let Some(config) = read_config(path)? {
-                if let Some(c) = self.lookup_docker_config(&config, path, &registry)? {
+            if let Some(config) = read_config_blocking(path).await? {
+                if let Some(c) = self.lookup_docker_config(&config, path, &registry).await? {
                     return Ok(c);
                 }
             }
         }
         for path in &self.podman_auth {
-            if let Some(config) = read_config(path)? {
+            if let Some(config) = read_config_blocking(path).await? {
                 if let Some(c) = from_auths(&config, path, &registry)? {
                     return Ok(c);
                 }
@@ -133,7 +147,7 @@ impl CredentialSources {
         Ok(Credentials::Anonymous)
     }
 
-    fn lookup_docker_config(
+    async fn lookup_docker_config(
         &self,
         config: &Map<String, Value>,
         path: &Path,
@@ -145,14 +159,14 @@ impl CredentialSources {
                     let key = config_file::quoted_key(key);
                     file_error(path, format!("credHelpers entry {key} is not a string"))
                 })?;
-                if let Some(c) = self.run_helper(helper, registry)? {
+                if let Some(c) = self.run_helper(helper, registry).await? {
                     return Ok(Some(c));
                 }
             }
         }
         match config.get("credsStore") {
             Some(Value::String(store)) if !store.is_empty() => {
-                if let Some(c) = self.run_helper(store, registry)? {
+                if let Some(c) = self.run_helper(store, registry).await? {
                     return Ok(Some(c));
                 }
             }
@@ -163,14 +177,24 @@ impl CredentialSources {
     }
 
     /// Ask `docker-credential-<name>` for `registry`'s credentials; `None` when it has none.
-    fn run_helper(&self, name: &str, registry: &str) -> Result<Option<Credentials>> {
+    async fn run_helper(&self, name: &str, registry: &str) -> Result<Option<Credentials>> {
         let helper = Helper::find(name, self.helper_path.as_deref())?;
-        helper.get(registry, &self.helper_env, self.helper_timeout)
+        helper
+            .get(registry, &self.helper_env, self.helper_timeout)
+            .await
     }
 }
 
-/// Explicit credentials, else the ones the config files hold for `registry` (read on a
-/// blocking thread: a credential helper may take a while).
+/// A config file read on the blocking pool: a home directory may be on a slow file system.
+async fn read_config_blocking(path: &Path) -> Result<Option<Map<String, Value>>> {
+    let owned = path.to_path_buf();
+    tokio::task::spawn_blocking(move || read_config(&owned))
+        .await
+        .map_err(|e| crate::Error::io("reading a credentials file", std::io::Error::other(e)))?
+}
+
+/// Explicit credentials, else the ones the config files hold for `registry` (a credential
+/// helper may take a while: it is awaited, holding no thread).
 pub async fn resolve(
     explicit: Option<Credentials>,
     registry: &str,
@@ -179,11 +203,9 @@ pub async fn resolve(
     if let Some(c) = explicit {
         return Ok(c);
     }
-    let sources = CredentialSources::from_environment(env);
-    let registry = registry.to_string();
-    tokio::task::spawn_blocking(move || sources.lookup(&registry))
+    CredentialSources::from_environment(env)
+        .find(registry)
         .await
-        .map_err(|e| crate::Error::io("looking up credentials", std::io::Error::other(e)))?
 }
 
 #[cfg(test)]
