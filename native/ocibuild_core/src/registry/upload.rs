@@ -7,7 +7,6 @@
 //! connection: we ask the registry how much it has (GET on the upload URL, `Range: 0-N`) and
 //! carry on from there instead of starting over.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use reqwest::header::{HeaderValue, CONTENT_RANGE, CONTENT_TYPE, RANGE};
@@ -17,17 +16,11 @@ use url::Url;
 use super::auth::Access;
 use super::blob_source::{self, ChunkSource, Verdict};
 use super::client::RegistryClient;
+pub use super::local_data::LocalData;
 use super::progress::{Phase, ProgressSink, Throttled};
 use super::request::{Body, Request};
 use crate::digest::Digest;
 use crate::{Error, Result};
-
-/// Bytes to upload, in memory or in a file (a built layer, a cached base layer).
-#[derive(Clone, Debug)]
-pub enum LocalData {
-    Bytes(bytes::Bytes),
-    File(PathBuf),
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
