@@ -214,3 +214,211 @@ impl<'a> RepositoryWriter<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::credentials::Credentials;
+    use crate::registry::auth::Scopes;
+    use crate::registry::testing::{Reply, Seen, Server};
+    use crate::registry::{Environment, Registries};
+
+    const BLOB: &[u8] = b"layer bytes";
+
+    /// A registry that has `present` in every repository, mounts from `mountable` (as the
+    /// query spells it, `base%2Fimg`: 201) or
+    /// else opens a session (202) on a mount, takes monolithic uploads, and answers manifest
+    /// PUTs with `manifest_digest` and GETs with 404.
+    fn registry(
+        present: bool,
+        mountable: Option<&'static str>,
+        manifest_digest: Option<String>,
+    ) -> impl Fn(&Seen) -> Reply + Send + Sync + 'static {
+        move |req| {
+            let (method, target) = (req.method.as_str(), req.target.as_str());
+            match method {
+                "HEAD" if present => Reply::status("200 OK"),
+                "HEAD" => Reply::status("404 Not Found"),
+                "POST"
+                    if mountable.is_some_and(|from| target.contains(&format!("from={from}"))) =>
+                {
+                    Reply::status("201 Created")
+                }
+                "POST" => {
+                    Reply::status("202 Accepted").header("Location", "/v2/a/b/blobs/uploads/s1")
+                }
+                "PUT" if target.starts_with("/v2/a/b/blobs/uploads/s1?digest=") => {
+                    Reply::status("201 Created")
+                }
+                "PUT" if target.starts_with("/v2/a/b/manifests/") => match &manifest_digest {
+                    Some(d) => {
+                        Reply::status("201 Created").header("Docker-Content-Digest", d.clone())
+                    }
+                    None => Reply::status("201 Created"),
+                },
+                "GET" => Reply::status("404 Not Found"),
+                _ => Reply::status("400 Bad Request"),
+            }
+        }
+    }
+
+    struct Fixture {
+        server: Server,
+        client: Arc<RegistryClient>,
+        access: Access,
+        events: Arc<Mutex<Vec<Phase>>>,
+        progress: ProgressSink,
+    }
+
+    async fn fixture(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Fixture {
+        let server = Server::start("127.0.0.1", handler).await;
+        let client = Registries::new()
+            .client(&server.addr, &server.addr, &Environment::default())
+            .unwrap();
+        let access = Access {
+            credentials: Credentials::Anonymous,
+            scopes: Scopes::push("a/b").with_pull("base/img"),
+        };
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        let progress: ProgressSink =
+            Arc::new(move |p: Progress| sink.lock().unwrap().push(p.phase));
+        Fixture {
+            server,
+            client,
+            access,
+            events,
+            progress,
+        }
+    }
+
+    impl Fixture {
+        fn writer(&self) -> RepositoryWriter<'_> {
+            RepositoryWriter::new(
+                &self.client,
+                &self.access,
+                "r",
+                "a/b",
+                1 << 20,
+                &self.progress,
+            )
+        }
+
+        fn methods(&self) -> Vec<String> {
+            self.server
+                .seen()
+                .iter()
+                .map(|s| s.method.clone())
+                .collect()
+        }
+    }
+
+    /// Bytes for `place`, recording that they were asked for.
+    async fn local(asked: &AtomicBool) -> Result<LocalData> {
+        asked.store(true, Ordering::SeqCst);
+        Ok(LocalData::Bytes(bytes::Bytes::from_static(BLOB)))
+    }
+
+    #[tokio::test]
+    async fn a_blob_already_there_is_neither_read_nor_sent() {
+        let f = fixture(registry(true, None, None)).await;
+        let w = f.writer();
+        let asked = AtomicBool::new(false);
+        let digest = Digest::of(BLOB);
+        let outcome = w.place(&digest, BLOB.len() as u64, Some("base/img"), || {
+            local(&asked)
+        });
+        assert_eq!(outcome.await.unwrap(), Outcome::Existed);
+        assert!(!asked.load(Ordering::SeqCst));
+        assert_eq!(f.methods(), ["HEAD"]);
+        assert_eq!((w.placed.existing(), w.placed.uploaded()), (1, 0));
+        assert_eq!(*f.events.lock().unwrap(), [Phase::Exists]);
+    }
+
+    #[tokio::test]
+    async fn a_mountable_blob_is_mounted_without_its_bytes() {
+        let f = fixture(registry(false, Some("base%2Fimg"), None)).await;
+        let w = f.writer();
+        let asked = AtomicBool::new(false);
+        let digest = Digest::of(BLOB);
+        let outcome = w.place(&digest, BLOB.len() as u64, Some("base/img"), || {
+            local(&asked)
+        });
+        assert_eq!(outcome.await.unwrap(), Outcome::Mounted);
+        assert!(!asked.load(Ordering::SeqCst));
+        assert_eq!(f.methods(), ["HEAD", "POST"]);
+        assert_eq!(w.placed.mounted(), 1);
+        assert_eq!(*f.events.lock().unwrap(), [Phase::Mounted]);
+    }
+
+    // A declined mount opens a session: the upload goes there, with no second POST.
+    #[tokio::test]
+    async fn a_declined_mount_uploads_into_the_session_it_opened() {
+        let f = fixture(registry(false, None, None)).await;
+        let w = f.writer();
+        let asked = AtomicBool::new(false);
+        let digest = Digest::of(BLOB);
+        let outcome = w.place(&digest, BLOB.len() as u64, Some("base/img"), || {
+            local(&asked)
+        });
+        assert_eq!(outcome.await.unwrap(), Outcome::Uploaded(BLOB.len() as u64));
+        assert!(asked.load(Ordering::SeqCst));
+        assert_eq!(f.methods(), ["HEAD", "POST", "PUT"]);
+        assert_eq!(f.server.seen()[2].body, BLOB);
+        assert_eq!(
+            (w.placed.uploaded(), w.placed.uploaded_bytes()),
+            (1, BLOB.len() as u64)
+        );
+    }
+
+    // No mount is tried from the repository being written to.
+    #[tokio::test]
+    async fn put_bytes_uploads_without_a_mount() {
+        let f = fixture(registry(false, None, None)).await;
+        let w = f.writer();
+        let outcome = w.put_bytes(BLOB.to_vec()).await.unwrap();
+        assert_eq!(outcome, Outcome::Uploaded(BLOB.len() as u64));
+        let seen = f.server.seen();
+        assert!(
+            seen.iter().all(|s| !s.target.contains("mount=")),
+            "{seen:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_manifest_digest_the_registry_disagrees_with_is_an_error() {
+        let wrong = Digest::of(b"other").to_string();
+        let f = fixture(registry(false, None, Some(wrong.clone()))).await;
+        let err = f
+            .writer()
+            .put_manifest("v1", b"{}", crate::media_types::OCI_MANIFEST)
+            .await
+            .unwrap_err();
+        match err {
+            Error::DigestMismatch { expected, actual } => {
+                assert_eq!((expected, actual), (Digest::of(b"{}").to_string(), wrong))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let right = Digest::of(b"{}").to_string();
+        let f = fixture(registry(false, None, Some(right))).await;
+        f.writer()
+            .put_manifest("v1", b"{}", crate::media_types::OCI_MANIFEST)
+            .await
+            .unwrap();
+        assert_eq!(*f.events.lock().unwrap(), [Phase::ManifestPut]);
+        assert_eq!(
+            f.server.seen()[0].header("content-type"),
+            Some(crate::media_types::OCI_MANIFEST)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_tag_has_no_manifest() {
+        let f = fixture(registry(false, None, None)).await;
+        assert_eq!(f.writer().manifest_at("sha256-00.sig").await.unwrap(), None);
+    }
+}
