@@ -116,14 +116,26 @@ impl CredentialSources {
     /// since silently pulling anonymously would hide the real problem.
     ///
     /// For callers without a runtime: runs [`CredentialSources::find`] on a small one of its
-    /// own (so never call it from async code; await `find` there).
+    /// own, on a thread of its own, so that even a caller inside a runtime cannot make tokio
+    /// panic with "a runtime within a runtime" (async code should await `find` instead).
     pub fn lookup(&self, registry: &str) -> Result<Credentials> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .enable_time()
-            .build()
-            .map_err(|e| crate::Error::io("starting the credential lookup", e))?;
-        runtime.block_on(self.find(registry))
+        // Made, used and dropped on the thread: dropping a runtime in async code panics too.
+        let on_its_own = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .enable_time()
+                .build()
+                .map_err(|e| crate::Error::io("starting the credential lookup", e))?
+                .block_on(self.find(registry))
+        };
+        std::thread::scope(|scope| {
+            scope.spawn(on_its_own).join().unwrap_or_else(|_| {
+                Err(crate::Error::io(
+                    "looking up credentials",
+                    std::io::Error::other("the lookup thread panicked"),
+                ))
+            })
+        })
     }
 
     /// [`CredentialSources::lookup`], awaited: a credential helper runs without holding a
@@ -304,6 +316,16 @@ mod tests {
     }
 
     const NOT_FOUND: &str = "echo 'credentials not found in native keychain'; exit 1";
+
+    // The sync lookup works from inside a runtime too (where a nested block_on would panic).
+    #[tokio::test]
+    async fn lookup_works_inside_a_runtime() {
+        let f = Fixture::new();
+        f.docker(r#"{"credsStore": "h"}"#)
+            .helper("h", &helper_answer("bob", "pw"));
+        assert_eq!(f.lookup("ghcr.io").unwrap(), basic("bob", "pw"));
+        assert_eq!(f.sources.find("ghcr.io").await.unwrap(), basic("bob", "pw"));
+    }
 
     #[test]
     fn basic_constructor_and_anonymous() {
