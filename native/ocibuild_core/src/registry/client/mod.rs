@@ -225,6 +225,27 @@ impl RegistryClient {
             .await
     }
 
+    /// [`RegistryClient::send`] without retries (a 401 is still answered); a [`Request`]
+    /// says it with `once()`.
+    pub async fn send_once(
+        &self,
+        access: &Access,
+        method: Method,
+        url: &Url,
+        headers: &HeaderMap,
+        body: &Body,
+        action: &str,
+    ) -> Result<Response> {
+        let parts = Parts {
+            method: &method,
+            url,
+            headers,
+            body,
+            action,
+        };
+        self.send_parts(access, &parts, 1).await
+    }
+
     async fn send_parts(
         &self,
         access: &Access,
