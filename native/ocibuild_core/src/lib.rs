@@ -14,12 +14,14 @@
 //! ```
 
 pub mod blob_store;
+pub mod credentials;
 pub mod digest;
 pub mod error;
 pub mod image;
 pub mod layer;
 pub mod layout;
 pub mod media_types;
+pub mod reference;
 pub mod registry;
 pub mod reproducible;
 pub mod supply;

@@ -7,8 +7,7 @@
 
 use std::sync::Arc;
 
-use super::pull::get_manifest;
-use super::push::{put_manifest_headers, BlobData, BlobJob, PushBlob};
+use super::writer::RepositoryWriter;
 use crate::digest::Digest;
 use crate::image::manifest::Descriptor;
 use crate::media_types::{OCI_INDEX, OCI_MANIFEST};
@@ -17,7 +16,7 @@ use crate::supply::referrers::{
     add_referrer, artifact_manifest, referrers_tag, Artifact, EMPTY_JSON,
 };
 use crate::supply::signing::{simple_signing_payload, SigningKey};
-use crate::{Error, Result};
+use crate::Result;
 
 /// What to attach after a push. Empty by default: a plain push.
 #[derive(Clone, Debug, Default)]
@@ -53,10 +52,36 @@ pub struct Attached {
     pub signature_tag: Option<String>,
 }
 
-/// Attaches to the images of one push: its client, access, target repository, progress and
-/// blob uploads are the push's own.
-pub(super) struct Attacher<'a> {
-    pub job: &'a BlobJob<'a>,
+/// Referrers for each image that has one (`subjects[i]` describes the image
+/// `attachments.referrers[i]` belongs to), then the signature of `digest`, what the tags point
+/// at. Written with the push's own writer: its access, progress and counts.
+pub async fn attach(
+    writer: &RepositoryWriter<'_>,
+    subjects: &[Descriptor],
+    digest: &Digest,
+    attachments: &Attachments,
+) -> Result<Attached> {
+    let mut attached = Attached::default();
+    if attachments.is_empty() {
+        return Ok(attached);
+    }
+    let attacher = Attacher { writer };
+    for (subject, artifact) in subjects.iter().zip(&attachments.referrers) {
+        if let Some(artifact) = artifact {
+            attached
+                .referrers
+                .push(attacher.referrer(artifact, subject).await?);
+        }
+    }
+    if let Some(key) = &attachments.signature {
+        attached.signature_tag = Some(attacher.signature(key, digest).await?);
+    }
+    Ok(attached)
+}
+
+/// Attaches to the images of one push, into the push's repository.
+struct Attacher<'a> {
+    writer: &'a RepositoryWriter<'a>,
 }
 
 impl Attacher<'_> {
@@ -66,20 +91,21 @@ impl Attacher<'_> {
         artifact: &Artifact,
         subject: &Descriptor,
     ) -> Result<AttachedReferrer> {
+        let writer = self.writer;
         let built = artifact_manifest(artifact, subject);
-        self.blob(EMPTY_JSON.to_vec()).await?;
-        self.blob(artifact.data.clone()).await?;
-        let headers = self
-            .put(built.digest.as_str(), &built.manifest, OCI_MANIFEST)
+        writer.put_bytes(EMPTY_JSON.to_vec()).await?;
+        writer.put_bytes(artifact.data.clone()).await?;
+        let headers = writer
+            .put_manifest(built.digest.as_str(), &built.manifest, OCI_MANIFEST)
             .await?;
         // The distribution spec: a registry that indexed the subject says so with
         // OCI-Subject; without it, the client keeps the fallback tag up to date.
         let api = headers.contains_key("OCI-Subject");
         if !api {
             let tag = referrers_tag(&subject.digest);
-            let existing = self.existing_manifest(&tag).await?;
+            let existing = writer.manifest_at(&tag).await?;
             if let Some(index) = add_referrer(existing.as_deref(), &built.descriptor)? {
-                self.put(&tag, &index, OCI_INDEX).await?;
+                writer.put_manifest(&tag, &index, OCI_INDEX).await?;
             }
         }
         Ok(AttachedReferrer {
@@ -94,62 +120,24 @@ impl Attacher<'_> {
         let payload = simple_signing_payload(&self.docker_reference(), digest);
         let signature = key.sign(&payload);
         let tag = signature_tag(digest);
-        let existing = self.existing_manifest(&tag).await?;
+        let writer = self.writer;
+        let existing = writer.manifest_at(&tag).await?;
         let signed = add_signature(existing.as_deref(), &payload, &signature)?;
-        self.blob(signed.config.clone()).await?;
-        self.blob(payload).await?;
-        self.put(&tag, &signed.manifest, OCI_MANIFEST).await?;
+        writer.put_bytes(signed.config.clone()).await?;
+        writer.put_bytes(payload).await?;
+        writer
+            .put_manifest(&tag, &signed.manifest, OCI_MANIFEST)
+            .await?;
         Ok(tag)
     }
 
     /// The repository as cosign names it in a signature: `registry/repository`, Docker Hub
     /// as `index.docker.io` (what go-containerregistry calls it).
     fn docker_reference(&self) -> String {
-        let target = self.job.target;
-        let registry = match target.registry.as_str() {
-            super::reference::DOCKER_HUB => "index.docker.io",
+        let registry = match self.writer.registry {
+            crate::reference::DOCKER_HUB => "index.docker.io",
             other => other,
         };
-        format!("{registry}/{}", target.repository)
-    }
-
-    /// PUT a manifest or index into the target repository under `reference`.
-    async fn put(
-        &self,
-        reference: &str,
-        bytes: &[u8],
-        media_type: &str,
-    ) -> Result<reqwest::header::HeaderMap> {
-        let job = self.job;
-        put_manifest_headers(
-            job.client,
-            job.access,
-            &job.target.repository,
-            reference,
-            bytes,
-            media_type,
-            job.progress,
-        )
-        .await
-    }
-
-    async fn blob(&self, data: Vec<u8>) -> Result<()> {
-        let blob = PushBlob {
-            digest: Digest::of(&data),
-            size: data.len() as u64,
-            data: BlobData::Bytes(bytes::Bytes::from(data)),
-        };
-        self.job.push_blob(&blob).await
-    }
-
-    /// The manifest at `tag`, or `None` when the tag does not exist yet.
-    async fn existing_manifest(&self, tag: &str) -> Result<Option<Vec<u8>>> {
-        let quiet = super::progress::ignore();
-        let job = self.job;
-        match get_manifest(job.client, job.access, &job.target.repository, tag, &quiet).await {
-            Ok(fetched) => Ok(Some(fetched.bytes)),
-            Err(Error::Registry { status: 404, .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        format!("{registry}/{}", self.writer.repository)
     }
 }

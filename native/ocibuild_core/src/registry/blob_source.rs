@@ -18,7 +18,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 
 use super::client::ByteStream;
-use super::upload::LocalData;
+use super::local_data::LocalData;
 use crate::digest::{Digest, Verifier};
 use crate::{Error, Result};
 

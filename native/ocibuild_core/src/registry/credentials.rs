@@ -31,64 +31,10 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+pub use crate::credentials::Credentials;
 use crate::Result;
 use config_file::{file_error, find_entry, from_auths, normalize_key, object_field, read_config};
 use helper::Helper;
-
-#[derive(Clone, PartialEq, Eq, Default)]
-pub enum Credentials {
-    #[default]
-    Anonymous,
-    Basic {
-        username: String,
-        password: String,
-    },
-    /// A registry token used as is (`Authorization: Bearer`), for every scope.
-    Bearer(String),
-    /// An OAuth2 refresh token from `docker login` against an identity provider.
-    IdentityToken {
-        username: String,
-        token: String,
-    },
-}
-
-impl Credentials {
-    /// Username and password as a user configured them; both empty means anonymous, so an
-    /// unset pair of options needs no special case.
-    pub fn basic(username: impl Into<String>, password: impl Into<String>) -> Credentials {
-        let (username, password) = (username.into(), password.into());
-        if username.is_empty() && password.is_empty() {
-            Credentials::Anonymous
-        } else {
-            Credentials::Basic { username, password }
-        }
-    }
-
-    pub fn is_anonymous(&self) -> bool {
-        matches!(self, Credentials::Anonymous)
-    }
-}
-
-/// Shows the kind of credentials and the username, never a password or token.
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const REDACTED: &str = "<redacted>";
-        match self {
-            Credentials::Anonymous => f.write_str("Anonymous"),
-            Credentials::Basic { username, .. } => f
-                .debug_struct("Basic")
-                .field("username", username)
-                .field("password", &REDACTED)
-                .finish(),
-            Credentials::Bearer(_) => f.debug_tuple("Bearer").field(&REDACTED).finish(),
-            Credentials::IdentityToken { username, .. } => f
-                .debug_struct("IdentityToken")
-                .field("username", username)
-                .field("token", &REDACTED)
-                .finish(),
-        }
-    }
-}
 
 /// Where to look for stored credentials.
 #[derive(Clone, Debug)]
@@ -168,17 +114,43 @@ impl CredentialSources {
     /// The stored credentials for `registry` (`docker.io`, `ghcr.io`, `localhost:5000`), or
     /// `Anonymous` when no source has any. Missing files are skipped; broken ones are errors,
     /// since silently pulling anonymously would hide the real problem.
+    ///
+    /// For callers without a runtime: runs [`CredentialSources::find`] on a small one of its
+    /// own, on a thread of its own, so that even a caller inside a runtime cannot make tokio
+    /// panic with "a runtime within a runtime" (async code should await `find` instead).
     pub fn lookup(&self, registry: &str) -> Result<Credentials> {
+        // Made, used and dropped on the thread: dropping a runtime in async code panics too.
+        let on_its_own = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .enable_time()
+                .build()
+                .map_err(|e| crate::Error::io("starting the credential lookup", e))?
+                .block_on(self.find(registry))
+        };
+        std::thread::scope(|scope| {
+            scope.spawn(on_its_own).join().unwrap_or_else(|_| {
+                Err(crate::Error::io(
+                    "looking up credentials",
+                    std::io::Error::other("the lookup thread panicked"),
+                ))
+            })
+        })
+    }
+
+    /// [`CredentialSources::lookup`], awaited: a credential helper runs without holding a
+    /// thread, and config files are read on the blocking pool.
+    pub async fn find(&self, registry: &str) -> Result<Credentials> {
         let registry = normalize_key(registry);
         if let Some(path) = &self.docker_config {
-            if let Some(config) = read_config(path)? {
-                if let Some(c) = self.lookup_docker_config(&config, path, &registry)? {
+            if let Some(config) = read_config_blocking(path).await? {
+                if let Some(c) = self.lookup_docker_config(&config, path, &registry).await? {
                     return Ok(c);
                 }
             }
         }
         for path in &self.podman_auth {
-            if let Some(config) = read_config(path)? {
+            if let Some(config) = read_config_blocking(path).await? {
                 if let Some(c) = from_auths(&config, path, &registry)? {
                     return Ok(c);
                 }
@@ -187,7 +159,7 @@ impl CredentialSources {
         Ok(Credentials::Anonymous)
     }
 
-    fn lookup_docker_config(
+    async fn lookup_docker_config(
         &self,
         config: &Map<String, Value>,
         path: &Path,
@@ -199,14 +171,14 @@ impl CredentialSources {
                     let key = config_file::quoted_key(key);
                     file_error(path, format!("credHelpers entry {key} is not a string"))
                 })?;
-                if let Some(c) = self.run_helper(helper, registry)? {
+                if let Some(c) = self.run_helper(helper, registry).await? {
                     return Ok(Some(c));
                 }
             }
         }
         match config.get("credsStore") {
             Some(Value::String(store)) if !store.is_empty() => {
-                if let Some(c) = self.run_helper(store, registry)? {
+                if let Some(c) = self.run_helper(store, registry).await? {
                     return Ok(Some(c));
                 }
             }
@@ -217,14 +189,24 @@ impl CredentialSources {
     }
 
     /// Ask `docker-credential-<name>` for `registry`'s credentials; `None` when it has none.
-    fn run_helper(&self, name: &str, registry: &str) -> Result<Option<Credentials>> {
+    async fn run_helper(&self, name: &str, registry: &str) -> Result<Option<Credentials>> {
         let helper = Helper::find(name, self.helper_path.as_deref())?;
-        helper.get(registry, &self.helper_env, self.helper_timeout)
+        helper
+            .get(registry, &self.helper_env, self.helper_timeout)
+            .await
     }
 }
 
-/// Explicit credentials, else the ones the config files hold for `registry` (read on a
-/// blocking thread: a credential helper may take a while).
+/// A config file read on the blocking pool: a home directory may be on a slow file system.
+async fn read_config_blocking(path: &Path) -> Result<Option<Map<String, Value>>> {
+    let owned = path.to_path_buf();
+    tokio::task::spawn_blocking(move || read_config(&owned))
+        .await
+        .map_err(|e| crate::Error::io("reading a credentials file", std::io::Error::other(e)))?
+}
+
+/// Explicit credentials, else the ones the config files hold for `registry` (a credential
+/// helper may take a while: it is awaited, holding no thread).
 pub async fn resolve(
     explicit: Option<Credentials>,
     registry: &str,
@@ -233,11 +215,9 @@ pub async fn resolve(
     if let Some(c) = explicit {
         return Ok(c);
     }
-    let sources = CredentialSources::from_environment(env);
-    let registry = registry.to_string();
-    tokio::task::spawn_blocking(move || sources.lookup(&registry))
+    CredentialSources::from_environment(env)
+        .find(registry)
         .await
-        .map_err(|e| crate::Error::io("looking up credentials", std::io::Error::other(e)))?
 }
 
 #[cfg(test)]
@@ -336,6 +316,16 @@ mod tests {
     }
 
     const NOT_FOUND: &str = "echo 'credentials not found in native keychain'; exit 1";
+
+    // The sync lookup works from inside a runtime too (where a nested block_on would panic).
+    #[tokio::test]
+    async fn lookup_works_inside_a_runtime() {
+        let f = Fixture::new();
+        f.docker(r#"{"credsStore": "h"}"#)
+            .helper("h", &helper_answer("bob", "pw"));
+        assert_eq!(f.lookup("ghcr.io").unwrap(), basic("bob", "pw"));
+        assert_eq!(f.sources.find("ghcr.io").await.unwrap(), basic("bob", "pw"));
+    }
 
     #[test]
     fn basic_constructor_and_anonymous() {

@@ -11,13 +11,14 @@ use std::path::PathBuf;
 use futures_util::{StreamExt, TryStreamExt};
 use std::sync::Arc;
 
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use super::client::{Access, Body, RegistryClient, Scopes};
 use super::credentials::resolve;
+pub use super::manifest::{get_manifest, Fetched};
 use super::progress::{Phase, ProgressSink, Throttled};
 use super::{Credentials, Environment, Reference, Registries};
 use crate::blob_store::BlobStore;
@@ -25,15 +26,11 @@ use crate::digest::{Digest, Hasher};
 use crate::error::shown;
 use crate::image::{BaseImage, BaseSource, Image, Platform};
 use crate::layer::Layer;
-use crate::media_types::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
+use crate::media_types::{DOCKER_MANIFEST_LIST, OCI_INDEX};
 use crate::{Error, Result};
 
-/// Manifests and configs are small; a registry serving more is misbehaving.
-const MAX_MANIFEST: usize = 4 << 20;
+/// Configs are small; a registry serving more is misbehaving.
 const MAX_CONFIG: usize = 16 << 20;
-
-const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
-const DOCKER_SCHEMA1_UNSIGNED: &str = "application/vnd.docker.distribution.manifest.v1+json";
 
 /// One pulled image: the base (manifest, config, layer descriptors) and its platform.
 #[derive(Clone, Debug)]
@@ -48,14 +45,6 @@ pub struct PulledImage {
 pub struct PlatformChoice {
     /// Explicitly asked for: every one must be found.
     pub wanted: Vec<Platform>,
-}
-
-/// A manifest as served: bytes, digest and media type.
-#[derive(Clone, Debug)]
-pub struct Fetched {
-    pub bytes: Vec<u8>,
-    pub digest: Digest,
-    pub media_type: String,
 }
 
 pub async fn pull(
@@ -205,70 +194,6 @@ async fn image_from_manifest(
             }),
         },
         platform,
-    })
-}
-
-/// GET a manifest by tag or digest with every media type we read in `Accept`.
-pub async fn get_manifest(
-    client: &RegistryClient,
-    access: &Access,
-    repository: &str,
-    reference: &str,
-    progress: &ProgressSink,
-) -> Result<Fetched> {
-    let url = client.url(repository, &format!("manifests/{reference}"));
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        ACCEPT,
-        HeaderValue::from_static(
-            "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json",
-        ),
-    );
-    let action = format!("GET manifest {repository}:{reference}");
-    let response = client
-        .send(access, Method::GET, &url, &headers, &Body::Empty, &action)
-        .await?;
-    let response = client
-        .expect(response, &[StatusCode::OK], access, &action)
-        .await?;
-    let header_type = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
-    let bytes = client.read_body(response, MAX_MANIFEST, &action).await?;
-    let digest = Digest::of(&bytes);
-    // The body's own mediaType wins: some registries serve manifests as application/json.
-    let json = serde_json::from_slice::<Value>(&bytes);
-    let body_type = json
-        .as_ref()
-        .ok()
-        .and_then(|v| v.get("mediaType").and_then(Value::as_str));
-    let declared = body_type
-        .map(str::to_string)
-        .or(header_type)
-        .unwrap_or_default();
-    let media_type = match declared.as_str() {
-        OCI_MANIFEST | OCI_INDEX | DOCKER_MANIFEST | DOCKER_MANIFEST_LIST => declared,
-        DOCKER_SCHEMA1 | DOCKER_SCHEMA1_UNSIGNED => {
-            return Err(Error::UnsupportedMediaType(format!(
-                "{} (Docker schema 1 is obsolete; re-push the base image)",
-                shown(&declared)
-            )))
-        }
-        // An OCI manifest may omit mediaType; tell manifest from index by its fields.
-        _ => match &json {
-            Ok(v) if v.get("manifests").is_some() => OCI_INDEX.to_string(),
-            Ok(v) if v.get("config").is_some() => OCI_MANIFEST.to_string(),
-            Ok(_) => return Err(Error::UnsupportedMediaType(shown(&declared))),
-            Err(e) => return Err(invalid_json("manifest", &e.to_string())),
-        },
-    };
-    progress_done(progress, Phase::Manifest, &digest, bytes.len());
-    Ok(Fetched {
-        bytes,
-        digest,
-        media_type,
     })
 }
 

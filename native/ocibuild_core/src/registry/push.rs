@@ -7,20 +7,20 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use futures_util::{StreamExt, TryStreamExt};
-use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
-use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use super::attach::{Attached, Attacher, Attachments};
-use super::client::{Access, Body, RegistryClient, Scopes};
+use super::attach::{attach, Attached, Attachments};
+use super::auth::{Access, Scopes};
 use super::credentials::resolve;
-use super::progress::{Phase, Progress, ProgressSink};
+use super::progress::ProgressSink;
 use super::pull::{fetch_blob, BlobRequest};
 use super::reference::parse_target;
-use super::upload::{self, LocalData, Outcome};
+use super::upload::LocalData;
+use super::writer::RepositoryWriter;
+// Their old home, kept for callers.
+pub use super::manifest::{put_manifest, put_manifest as put_manifest_headers};
 use super::{Credentials, Environment, Reference, Registries};
 use crate::blob_store::BlobStore;
 use crate::digest::Digest;
@@ -227,10 +227,8 @@ pub async fn push(
     let mut blobs = Vec::new();
     let mut scopes = Scopes::push(&target.repository);
     for blob in images.iter().flat_map(|i| i.blobs.iter()) {
-        if let BlobData::Base(src) = &blob.data {
-            if src.registry == target.registry && src.repository != target.repository {
-                scopes = scopes.with_pull(&src.repository);
-            }
+        if let Some(from) = mount_source(blob, target) {
+            scopes = scopes.with_pull(from);
         }
         if seen.insert(blob.digest.clone()) {
             blobs.push(blob.clone());
@@ -240,21 +238,26 @@ pub async fn push(
         credentials: target.credentials.clone(),
         scopes,
     };
-
-    let stats = Stats::default();
-    let job = BlobJob {
+    let writer = RepositoryWriter::new(
+        &client,
+        &access,
+        &target.registry,
+        &target.repository,
+        opts.chunk_size,
+        progress,
+    );
+    let sources = BlobSources {
         registries,
         env,
-        client: &client,
-        access: &access,
-        target,
-        opts,
+        cache: &opts.cache,
         progress,
-        stats: &stats,
     };
     // Collected first: a stream over a closure trips rustc's Send inference for the caller's
     // spawned future ("FnOnce is not general enough").
-    let uploads: Vec<_> = blobs.iter().map(|b| job.push_blob(b)).collect();
+    let uploads: Vec<_> = blobs
+        .iter()
+        .map(|b| place_blob(&writer, &sources, target, b))
+        .collect();
     futures_util::stream::iter(uploads)
         .buffer_unordered(opts.max_concurrency.max(1))
         .try_collect::<Vec<()>>()
@@ -264,161 +267,79 @@ pub async fn push(
     let digest = if multi {
         let mut descriptors = Vec::new();
         for image in images {
-            put_manifest(
-                &client,
-                &access,
-                &target.repository,
-                image.manifest_digest.as_str(),
-                &image.manifest,
-                &image.media_type,
-                progress,
-            )
-            .await?;
-            let mut d = Descriptor::new(
-                &image.media_type,
-                image.manifest_digest.clone(),
-                image.manifest.len() as u64,
-            );
+            writer
+                .put_manifest(
+                    image.manifest_digest.as_str(),
+                    &image.manifest,
+                    &image.media_type,
+                )
+                .await?;
+            let mut d = subject(image);
             d.platform = image.platform.clone();
             descriptors.push(d);
         }
         let index = canonical(&index_json(&descriptors, &BTreeMap::new()));
-        put_tags(&client, &access, target, &index, OCI_INDEX, progress).await?;
+        put_tags(&writer, &target.tags, &index, OCI_INDEX).await?;
         Digest::of(&index)
     } else {
         let image = &images[0];
-        put_tags(
-            &client,
-            &access,
-            target,
-            &image.manifest,
-            &image.media_type,
-            progress,
-        )
-        .await?;
+        put_tags(&writer, &target.tags, &image.manifest, &image.media_type).await?;
         image.manifest_digest.clone()
     };
-    let attached = attach(&job, images, &digest, &opts.attach).await?;
+    let subjects: Vec<Descriptor> = images.iter().map(subject).collect();
+    let attached = attach(&writer, &subjects, &digest, &opts.attach).await?;
+    let placed = &writer.placed;
     Ok(PushReport {
         digest,
-        uploaded_bytes: stats.bytes.load(Ordering::Relaxed),
-        uploaded: stats.uploaded.load(Ordering::Relaxed),
-        existing: stats.existing.load(Ordering::Relaxed),
-        mounted: stats.mounted.load(Ordering::Relaxed),
+        uploaded_bytes: placed.uploaded_bytes(),
+        uploaded: placed.uploaded(),
+        existing: placed.existing(),
+        mounted: placed.mounted(),
         attached,
     })
 }
 
-/// Referrers for each image that has one, then the signature of what the tags point at.
-async fn attach(
-    job: &BlobJob<'_>,
-    images: &[PushImage],
-    digest: &Digest,
-    attachments: &Attachments,
-) -> Result<Attached> {
-    let mut attached = Attached::default();
-    if attachments.is_empty() {
-        return Ok(attached);
-    }
-    let attacher = Attacher { job };
-    for (image, artifact) in images.iter().zip(&attachments.referrers) {
-        if let Some(artifact) = artifact {
-            let subject = Descriptor::new(
-                &image.media_type,
-                image.manifest_digest.clone(),
-                image.manifest.len() as u64,
-            );
-            attached
-                .referrers
-                .push(attacher.referrer(artifact, &subject).await?);
-        }
-    }
-    if let Some(key) = &attachments.signature {
-        attached.signature_tag = Some(attacher.signature(key, digest).await?);
-    }
-    Ok(attached)
+/// The descriptor of an image's manifest, as an index or a referrer names it.
+fn subject(image: &PushImage) -> Descriptor {
+    Descriptor::new(
+        &image.media_type,
+        image.manifest_digest.clone(),
+        image.manifest.len() as u64,
+    )
 }
 
-#[derive(Default)]
-struct Stats {
-    bytes: AtomicU64,
-    uploaded: AtomicUsize,
-    existing: AtomicUsize,
-    mounted: AtomicUsize,
+/// The repository of the target's registry a base layer can be mounted from, if any.
+fn mount_source<'b>(blob: &'b PushBlob, target: &PushTarget) -> Option<&'b str> {
+    match &blob.data {
+        BlobData::Base(src) if src.registry == target.registry => Some(&src.repository),
+        _ => None,
+    }
 }
 
-pub(super) struct BlobJob<'a> {
+/// Where blobs not held locally (base layers) are fetched from when they must be uploaded.
+struct BlobSources<'a> {
     registries: &'a Registries,
     env: &'a Environment,
-    pub(super) client: &'a RegistryClient,
-    pub(super) access: &'a Access,
-    pub(super) target: &'a PushTarget,
-    opts: &'a PushOptions,
-    pub(super) progress: &'a ProgressSink,
-    stats: &'a Stats,
+    cache: &'a BlobStore,
+    progress: &'a ProgressSink,
 }
 
-impl BlobJob<'_> {
-    pub(super) async fn push_blob(&self, blob: &PushBlob) -> Result<()> {
-        let repo = &self.target.repository;
-        let outcome = self.place(blob, repo).await?;
-        let phase = match outcome {
-            Outcome::Existed => {
-                self.stats.existing.fetch_add(1, Ordering::Relaxed);
-                Phase::Exists
-            }
-            Outcome::Mounted => {
-                self.stats.mounted.fetch_add(1, Ordering::Relaxed);
-                Phase::Mounted
-            }
-            Outcome::Uploaded(n) => {
-                self.stats.uploaded.fetch_add(1, Ordering::Relaxed);
-                self.stats.bytes.fetch_add(n, Ordering::Relaxed);
-                Phase::Upload
-            }
-        };
-        if phase != Phase::Upload {
-            (self.progress)(Progress {
-                phase,
-                digest: Some(blob.digest.clone()),
-                bytes: 0,
-                total: Some(blob.size),
-            });
-        }
-        Ok(())
-    }
+async fn place_blob(
+    writer: &RepositoryWriter<'_>,
+    sources: &BlobSources<'_>,
+    target: &PushTarget,
+    blob: &PushBlob,
+) -> Result<()> {
+    let mount_from = mount_source(blob, target);
+    writer
+        .place(&blob.digest, blob.size, mount_from, || {
+            sources.local_data(blob)
+        })
+        .await?;
+    Ok(())
+}
 
-    async fn place(&self, blob: &PushBlob, repo: &str) -> Result<Outcome> {
-        let (client, access) = (self.client, self.access);
-        if upload::exists(client, access, repo, &blob.digest).await? {
-            return Ok(Outcome::Existed);
-        }
-        let mut session = None;
-        if let BlobData::Base(src) = &blob.data {
-            if src.registry == self.target.registry && src.repository != *repo {
-                match upload::mount(client, access, repo, &blob.digest, &src.repository).await {
-                    Ok(None) => return Ok(Outcome::Mounted),
-                    Ok(Some(url)) => session = Some(url),
-                    // A registry that refuses mounts outright still takes uploads.
-                    Err(Error::Registry { .. }) | Err(Error::Unauthorized { .. }) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        let local = self.local_data(blob).await?;
-        let upload = upload::BlobUpload {
-            client,
-            access,
-            repo,
-            digest: &blob.digest,
-            size: blob.size,
-            data: &local,
-            progress: self.progress,
-        };
-        let sent = upload.run(session, self.opts.chunk_size).await?;
-        Ok(Outcome::Uploaded(sent))
-    }
-
+impl BlobSources<'_> {
     async fn local_data(&self, blob: &PushBlob) -> Result<LocalData> {
         Ok(match &blob.data {
             BlobData::Bytes(b) => LocalData::Bytes(b.clone()),
@@ -436,7 +357,7 @@ impl BlobJob<'_> {
                     self.env,
                     &request,
                     &creds,
-                    &self.opts.cache,
+                    self.cache,
                     self.progress,
                 )
                 .await?;
@@ -446,93 +367,15 @@ impl BlobJob<'_> {
     }
 }
 
-/// PUT the same manifest (or index) under every tag of the target, main tag first.
+/// PUT the same manifest (or index) under every tag, main tag first.
 async fn put_tags(
-    client: &RegistryClient,
-    access: &Access,
-    target: &PushTarget,
+    writer: &RepositoryWriter<'_>,
+    tags: &[String],
     bytes: &[u8],
     media_type: &str,
-    progress: &ProgressSink,
 ) -> Result<()> {
-    for tag in &target.tags {
-        put_manifest(
-            client,
-            access,
-            &target.repository,
-            tag,
-            bytes,
-            media_type,
-            progress,
-        )
-        .await?;
+    for tag in tags {
+        writer.put_manifest(tag, bytes, media_type).await?;
     }
     Ok(())
-}
-
-/// PUT a manifest or index under a tag or digest, and check the digest the registry reports.
-pub async fn put_manifest(
-    client: &RegistryClient,
-    access: &Access,
-    repo: &str,
-    reference: &str,
-    bytes: &[u8],
-    media_type: &str,
-    progress: &ProgressSink,
-) -> Result<()> {
-    put_manifest_headers(client, access, repo, reference, bytes, media_type, progress).await?;
-    Ok(())
-}
-
-/// `put_manifest`, returning the answer's headers (`OCI-Subject` says whether the registry
-/// indexed a referrer).
-pub async fn put_manifest_headers(
-    client: &RegistryClient,
-    access: &Access,
-    repo: &str,
-    reference: &str,
-    bytes: &[u8],
-    media_type: &str,
-    progress: &ProgressSink,
-) -> Result<HeaderMap> {
-    let url = client.url(repo, &format!("manifests/{reference}"));
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_str(media_type)
-            .map_err(|_| Error::UnsupportedMediaType(crate::error::shown(media_type)))?,
-    );
-    let action = format!("PUT manifest {repo}:{reference}");
-    let body = Body::Bytes(bytes::Bytes::copy_from_slice(bytes));
-    let response = client
-        .send(access, Method::PUT, &url, &headers, &body, &action)
-        .await?;
-    let response = client
-        .expect(
-            response,
-            &[StatusCode::CREATED, StatusCode::OK],
-            access,
-            &action,
-        )
-        .await?;
-    let ours = Digest::of(bytes);
-    if let Some(theirs) = response
-        .headers()
-        .get("Docker-Content-Digest")
-        .and_then(|v| v.to_str().ok())
-    {
-        if theirs != ours.as_str() {
-            return Err(Error::DigestMismatch {
-                expected: ours.to_string(),
-                actual: theirs.to_string(),
-            });
-        }
-    }
-    progress(Progress {
-        phase: Phase::ManifestPut,
-        digest: Some(ours),
-        bytes: bytes.len() as u64,
-        total: Some(bytes.len() as u64),
-    });
-    Ok(response.headers().clone())
 }

@@ -7,25 +7,20 @@
 //! connection: we ask the registry how much it has (GET on the upload URL, `Range: 0-N`) and
 //! carry on from there instead of starting over.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use reqwest::header::{HeaderMap, HeaderValue, CONTENT_RANGE, CONTENT_TYPE, RANGE};
+use reqwest::header::{HeaderValue, CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use reqwest::{Method, Response, StatusCode};
 use url::Url;
 
+use super::auth::Access;
 use super::blob_source::{self, ChunkSource, Verdict};
-use super::client::{Access, Body, RegistryClient};
+use super::client::RegistryClient;
+pub use super::local_data::LocalData;
 use super::progress::{Phase, ProgressSink, Throttled};
+use super::request::{Body, Request};
 use crate::digest::Digest;
 use crate::{Error, Result};
-
-/// Bytes to upload, in memory or in a file (a built layer, a cached base layer).
-#[derive(Clone, Debug)]
-pub enum LocalData {
-    Bytes(bytes::Bytes),
-    File(PathBuf),
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -53,14 +48,12 @@ pub async fn exists(
     digest: &Digest,
 ) -> Result<bool> {
     let url = client.url(repo, &format!("blobs/{digest}"));
-    let action = format!("HEAD blob {digest}");
-    let response = client
-        .send_empty(access, Method::HEAD, &url, &action)
-        .await?;
+    let head = Request::new(Method::HEAD, url, format!("HEAD blob {digest}"));
+    let response = client.execute(access, &head).await?;
     match response.status() {
         StatusCode::OK => Ok(true),
         StatusCode::NOT_FOUND => Ok(false),
-        _ => Err(client.error_from(response, access, &action).await),
+        _ => Err(client.error_from(response, access, head.action()).await),
     }
 }
 
@@ -77,14 +70,16 @@ pub async fn mount(
     url.query_pairs_mut()
         .append_pair("mount", digest.as_str())
         .append_pair("from", from);
-    let action = format!("mount blob {digest} from {from}");
-    let response = client
-        .send_empty(access, Method::POST, &url, &action)
-        .await?;
+    let post = Request::new(
+        Method::POST,
+        url,
+        format!("mount blob {digest} from {from}"),
+    );
+    let response = client.execute(access, &post).await?;
     match response.status() {
         StatusCode::CREATED => Ok(None),
-        StatusCode::ACCEPTED => Ok(Some(client.location(&response, &action)?)),
-        _ => Err(client.error_from(response, access, &action).await),
+        StatusCode::ACCEPTED => Ok(Some(client.location(&response, post.action())?)),
+        _ => Err(client.error_from(response, access, post.action()).await),
     }
 }
 
@@ -130,12 +125,8 @@ impl BlobUpload<'_> {
         let (client, access) = (self.client, self.access);
         let url = client.url(self.repo, "blobs/uploads/");
         let action = format!("start upload of {}", self.digest);
-        let response = client
-            .send_empty(access, Method::POST, &url, &action)
-            .await?;
-        let response = client
-            .expect(response, &[StatusCode::ACCEPTED], access, &action)
-            .await?;
+        let post = Request::new(Method::POST, url, &action).expect(&[StatusCode::ACCEPTED]);
+        let response = client.execute(access, &post).await?;
         let min = response
             .headers()
             .get("OCI-Chunk-Min-Length")
@@ -157,17 +148,16 @@ impl BlobUpload<'_> {
                 Some(u) => u,
                 None => self.start_session().await?.0,
             };
-            let url = with_digest(url, digest);
-            let mut headers = HeaderMap::new();
-            headers.insert(CONTENT_TYPE, OCTET_STREAM);
-            let body = self.whole_body(&verdict)?;
-            let action = format!("upload blob {digest}");
-            let result = client
-                .send(access, Method::PUT, &url, &headers, &body, &action)
-                .await;
-            let failure = match result {
-                Ok(r) if r.status() == StatusCode::CREATED => return Ok(self.size),
-                Ok(r) => client.error_from(r, access, &action).await,
+            let put = Request::new(
+                Method::PUT,
+                with_digest(url, digest),
+                format!("upload blob {digest}"),
+            )
+            .header(CONTENT_TYPE, OCTET_STREAM)
+            .body(self.whole_body(&verdict)?)
+            .expect(&[StatusCode::CREATED]);
+            let failure = match client.execute(access, &put).await {
+                Ok(_created) => return Ok(self.size),
                 Err(e) => e,
             };
             if let Some(refused) = verdict.take() {
@@ -192,23 +182,23 @@ impl BlobUpload<'_> {
         let mut source = ChunkSource::open(self.data, digest, size)?;
         while offset < size {
             let len = chunk.min(size - offset);
-            let mut headers = HeaderMap::new();
-            headers.insert(CONTENT_TYPE, OCTET_STREAM);
             let range = format!("{}-{}", offset, offset + len - 1);
-            headers.insert(
-                CONTENT_RANGE,
-                HeaderValue::from_str(&range).expect("digits and a dash"),
-            );
             let Some(bytes) = source.take(offset, len).await? else {
                 // The registry's offset cannot be served from bytes read once (it lost
                 // confirmed bytes, or claims unsent ones): start over with a whole upload.
                 return Ok(Chunked::RangeNotSatisfiable(sent));
             };
-            let body = self.chunk_body(offset, bytes);
             let action = format!("upload chunk {range} of {digest}");
-            let result = client
-                .send_once(access, Method::PATCH, &session, &headers, &body, &action)
-                .await;
+            // One attempt: after a failure we ask the registry how far it got instead.
+            let patch = Request::new(Method::PATCH, session.clone(), &action)
+                .header(CONTENT_TYPE, OCTET_STREAM)
+                .header(
+                    CONTENT_RANGE,
+                    HeaderValue::from_str(&range).expect("digits and a dash"),
+                )
+                .body(self.chunk_body(offset, bytes))
+                .once();
+            let result = client.execute(access, &patch).await;
             sent += len;
             let failure = match result {
                 Ok(r) if r.status() == StatusCode::ACCEPTED => {
@@ -250,14 +240,13 @@ impl BlobUpload<'_> {
         }
         // Every byte was checked as it was read; never commit a blob that failed.
         source.finish()?;
-        let url = with_digest(session, digest);
-        let action = format!("finish upload of {digest}");
-        let response = client
-            .send_empty(access, Method::PUT, &url, &action)
-            .await?;
-        client
-            .expect(response, &[StatusCode::CREATED], access, &action)
-            .await?;
+        let put = Request::new(
+            Method::PUT,
+            with_digest(session, digest),
+            format!("finish upload of {digest}"),
+        )
+        .expect(&[StatusCode::CREATED]);
+        client.execute(access, &put).await?;
         Ok(Chunked::Done(sent))
     }
 
@@ -265,17 +254,9 @@ impl BlobUpload<'_> {
     async fn status(&self, session: &Url) -> Result<(Url, u64)> {
         let (client, access) = (self.client, self.access);
         let action = format!("query upload of {}", self.digest);
-        let response = client
-            .send_empty(access, Method::GET, session, &action)
-            .await?;
-        let response = client
-            .expect(
-                response,
-                &[StatusCode::NO_CONTENT, StatusCode::OK],
-                access,
-                &action,
-            )
-            .await?;
+        let get = Request::new(Method::GET, session.clone(), &action)
+            .expect(&[StatusCode::NO_CONTENT, StatusCode::OK]);
+        let response = client.execute(access, &get).await?;
         let offset = range_end(&response).map(|end| end + 1).unwrap_or(0);
         let url = client
             .location(&response, &action)

@@ -20,8 +20,8 @@ use base64::engine::{self, general_purpose::GeneralPurpose, DecodePaddingMode};
 use base64::Engine;
 use serde_json::{Map, Value};
 
-use super::Credentials;
-use crate::registry::reference;
+use crate::credentials::Credentials;
+use crate::reference;
 use crate::{Error, Result};
 
 /// Real files hold a handful of registries; anything near this size is not one.
@@ -421,10 +421,17 @@ mod tests {
         let path = PathBuf::from("config.json");
         match parse_config(bytes, &path) {
             Err(e) => vec![Err(e)],
-            Ok(config) => REGISTRIES
-                .iter()
-                .map(|r| no_helpers().lookup_docker_config(&config, &path, r))
-                .collect(),
+            Ok(config) => {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let sources = no_helpers();
+                REGISTRIES
+                    .iter()
+                    .map(|r| runtime.block_on(sources.lookup_docker_config(&config, &path, r)))
+                    .collect()
+            }
         }
     }
 

@@ -8,9 +8,10 @@
 //! ```no_run
 //! # use ocibuild_core::registry::credentials::helper::Helper;
 //! # use std::time::Duration;
+//! # async fn f() -> ocibuild_core::Result<()> {
 //! let helper = Helper::find("pass", None)?;
-//! let credentials = helper.get("ghcr.io", &[], Duration::from_secs(30))?;
-//! # Ok::<(), ocibuild_core::Error>(())
+//! let credentials = helper.get("ghcr.io", &[], Duration::from_secs(30)).await?;
+//! # Ok(()) }
 //! ```
 
 use std::ffi::{OsStr, OsString};
@@ -20,8 +21,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::helper_process::{self, Failure, Limits};
-use super::Credentials;
-use crate::registry::reference::DOCKER_HUB;
+use crate::credentials::Credentials;
+use crate::reference::DOCKER_HUB;
 use crate::{Error, Result};
 
 /// The server URL docker's helpers file Docker Hub credentials under.
@@ -71,7 +72,7 @@ impl Helper {
 
     /// The helper's credentials for `registry`; `None` when it has none.
     /// `env` is set on top of the process environment.
-    pub fn get(
+    pub async fn get(
         &self,
         registry: &str,
         env: &[(OsString, OsString)],
@@ -87,6 +88,7 @@ impl Helper {
             max_output: MAX_HELPER_OUTPUT,
         };
         let done = helper_process::run(&self.path, "get", server_url.as_bytes(), env, limits)
+            .await
             .map_err(|failure| helper_error(&self.program, describe(failure)))?;
         if done.status != 0 {
             if says_not_found(&done.stdout) || says_not_found(&done.stderr) {

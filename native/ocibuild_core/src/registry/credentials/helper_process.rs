@@ -5,9 +5,14 @@
 //! answers ECHILD instead of a status. So the helper runs under a tiny `/bin/sh` wrapper
 //! whose own SIGCHLD disposition is reset to the default: the shell waits for the helper
 //! like any shell does and writes `$?` to a pipe of its own (fd 3). Reading that pipe, with
-//! the helper's stdout and stderr, in one `poll(2)` loop bounded by the deadline, gives the
-//! status without ever needing `waitpid`. The helper does not get fd 3, so it cannot forge
-//! the status, and end-of-file on fd 3 means the wrapper is gone.
+//! the helper's stdout and stderr, gives the status without ever needing `waitpid`. The
+//! helper does not get fd 3, so it cannot forge the status, and end-of-file on fd 3 means the
+//! wrapper is gone.
+//!
+//! The pipes are read and written asynchronously (tokio's pipe types, registered with the
+//! runtime's reactor), so waiting costs no thread and no polling, and the deadline is a tokio
+//! timeout around the whole exchange. tokio's own process support is not used: it installs
+//! a SIGCHLD handler, which would change the BEAM's disposition for the whole VM.
 //!
 //! The wrapper leads a new process group: on timeout or runaway output the whole group
 //! (wrapper, helper, whatever the helper started) is killed.
@@ -15,21 +20,24 @@
 //! ```no_run
 //! # use ocibuild_core::registry::credentials::helper_process::{run, Limits};
 //! # use std::{path::Path, time::Duration};
+//! # async fn f() -> Result<(), ocibuild_core::registry::credentials::helper_process::Failure> {
 //! let limits = Limits { timeout: Duration::from_secs(30), max_output: 64 * 1024 };
 //! let helper = Path::new("/usr/bin/docker-credential-pass");
-//! let done = run(helper, "get", b"ghcr.io", &[], limits)?;
+//! let done = run(helper, "get", b"ghcr.io", &[], limits).await?;
 //! println!("exit status {}", done.status);
-//! # Ok::<(), ocibuild_core::registry::credentials::helper_process::Failure>(())
+//! # Ok(()) }
 //! ```
 
 use std::ffi::OsString;
-use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::pipe;
 
 /// `$0` is the helper, `$@` its arguments. The helper's fd 3 is closed so only the shell
 /// can write the status; `exit 0` because the shell's own status cannot be collected.
@@ -74,8 +82,8 @@ pub enum Failure {
 }
 
 /// Run `program arg` with `input` on its stdin and `env` added to its environment, and
-/// collect its status and output.
-pub fn run(
+/// collect its status and output. Needs a tokio runtime with IO and time enabled.
+pub async fn run(
     program: &Path,
     arg: &str,
     input: &[u8],
@@ -86,15 +94,23 @@ pub fn run(
     let mut child = spawn(program, arg, env, &status_write).map_err(Failure::Spawn)?;
     // Only the wrapper may hold the write end, or end-of-file would never come.
     drop(status_write);
-    let deadline = Instant::now() + limits.timeout;
-    let outcome = collect(&mut child, status_read, input, limits, deadline);
+    let exchange = collect(&mut child, status_read, input, limits);
+    let outcome = match tokio::time::timeout(limits.timeout, exchange).await {
+        Ok(outcome) => outcome,
+        Err(_elapsed) => Err(Failure::TimedOut(limits.timeout)),
+    };
     if outcome.is_err() {
         kill_group(&child);
     }
-    // The wrapper has exited (its fd 3 closed) or was just killed, so this returns at once.
-    // Under an ignored SIGCHLD it answers ECHILD, which is fine: the kernel reaped it.
-    let _ = child.wait();
+    reap(child).await;
     outcome
+}
+
+/// Wait for the wrapper, which has exited (its fd 3 closed) or was just killed, so this
+/// returns at once; on a blocking thread all the same, as `wait` is a blocking call. Under an
+/// ignored SIGCHLD it answers ECHILD, which is fine: the kernel reaped it.
+async fn reap(mut child: Child) {
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
 }
 
 fn spawn(
@@ -156,139 +172,106 @@ fn status_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((read.into(), write))
 }
 
-/// One pipe end being read to end-of-file, keeping at most `cap` bytes.
-struct Source {
-    pipe: Option<File>,
-    bytes: Vec<u8>,
-    cap: usize,
-}
-
-impl Source {
-    fn new(pipe: Option<impl Into<OwnedFd>>, cap: usize) -> Result<Source, Failure> {
-        let pipe = pipe.map(nonblocking).transpose().map_err(Failure::Io)?;
-        Ok(Source {
-            pipe,
-            bytes: Vec::new(),
-            cap,
-        })
-    }
-
-    /// Read what is there; `Ok(false)` when more than `cap` bytes came.
-    fn drain(&mut self) -> io::Result<bool> {
-        let Some(pipe) = &mut self.pipe else {
-            return Ok(true);
-        };
-        let mut chunk = [0u8; 8192];
-        loop {
-            match pipe.read(&mut chunk) {
-                Ok(0) => {
-                    self.pipe = None;
-                    return Ok(true);
-                }
-                Ok(n) if self.bytes.len() + n > self.cap => return Ok(false),
-                Ok(n) => self.bytes.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-}
-
-/// The helper's stdin, fed without blocking, then closed so the helper sees end-of-file.
-struct Sink<'a> {
-    pipe: Option<File>,
-    rest: &'a [u8],
-}
-
-impl Sink<'_> {
-    fn feed(&mut self) {
-        let Some(pipe) = &mut self.pipe else { return };
-        while !self.rest.is_empty() {
-            match pipe.write(self.rest) {
-                Ok(n) => self.rest = &self.rest[n..],
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                // The helper closed its stdin without reading: its status will say more.
-                Err(_) => break,
-            }
-        }
-        self.pipe = None;
-    }
-}
-
-fn collect(
+/// Everything the helper says, and its status, to end-of-file on all three pipes. Its stdin
+/// is fed alongside but does not hold things up: a helper may exit without reading it.
+async fn collect(
     child: &mut Child,
     status_read: OwnedFd,
     input: &[u8],
     limits: Limits,
-    deadline: Instant,
 ) -> Result<Finished, Failure> {
-    let stdin = child.stdin.take().map(nonblocking).transpose();
-    let mut stdin = Sink {
-        pipe: stdin.map_err(Failure::Io)?,
-        rest: input,
+    let stdin = child
+        .stdin
+        .take()
+        .map(sender)
+        .transpose()
+        .map_err(Failure::Io)?;
+    let status = receiver(status_read).map_err(Failure::Io)?;
+    let stdout = child
+        .stdout
+        .take()
+        .map(receiver)
+        .transpose()
+        .map_err(Failure::Io)?;
+    let stderr = child
+        .stderr
+        .take()
+        .map(receiver)
+        .transpose()
+        .map_err(Failure::Io)?;
+    let outputs = async {
+        let too_large = || Failure::OutputTooLarge(limits.max_output);
+        tokio::try_join!(
+            async {
+                read_capped(Some(status), MAX_STATUS_BYTES)
+                    .await?
+                    .ok_or(Failure::NoStatus)
+            },
+            async {
+                read_capped(stdout, limits.max_output)
+                    .await?
+                    .ok_or_else(too_large)
+            },
+            async {
+                read_capped(stderr, limits.max_output)
+                    .await?
+                    .ok_or_else(too_large)
+            },
+        )
     };
-    let mut status = Source::new(Some(status_read), MAX_STATUS_BYTES)?;
-    let mut stdout = Source::new(child.stdout.take(), limits.max_output)?;
-    let mut stderr = Source::new(child.stderr.take(), limits.max_output)?;
-    stdin.feed();
-    while [&status, &stdout, &stderr].iter().any(|s| s.pipe.is_some()) {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return Err(Failure::TimedOut(limits.timeout));
+    let feed = feed(stdin, input);
+    tokio::pin!(outputs, feed);
+    let mut fed = false;
+    let (status, stdout, stderr) = loop {
+        tokio::select! {
+            collected = &mut outputs => break collected?,
+            () = &mut feed, if !fed => fed = true,
         }
-        wait_for_any(&stdin, [&status, &stdout, &stderr], remaining).map_err(Failure::Io)?;
-        stdin.feed();
-        for output in [&mut stdout, &mut stderr] {
-            if !output.drain().map_err(Failure::Io)? {
-                return Err(Failure::OutputTooLarge(limits.max_output));
-            }
-        }
-        if !status.drain().map_err(Failure::Io)? {
-            return Err(Failure::NoStatus);
-        }
-    }
-    let status = std::str::from_utf8(&status.bytes)
+    };
+    let status = std::str::from_utf8(&status)
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .ok_or(Failure::NoStatus)?;
     Ok(Finished {
         status,
-        stdout: stdout.bytes,
-        stderr: stderr.bytes,
+        stdout,
+        stderr,
     })
 }
 
-/// Block until one of the open descriptors is ready, or `timeout` passes.
-fn wait_for_any(stdin: &Sink, sources: [&Source; 3], timeout: Duration) -> io::Result<()> {
-    let mut fds: Vec<libc::pollfd> = sources
-        .iter()
-        .filter_map(|s| s.pipe.as_ref())
-        .map(|pipe| libc::pollfd {
-            fd: pipe.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
-    if let Some(pipe) = &stdin.pipe {
-        fds.push(libc::pollfd {
-            fd: pipe.as_raw_fd(),
-            events: libc::POLLOUT,
-            revents: 0,
-        });
+/// Write `input` to the helper's stdin, then close it so the helper sees end-of-file.
+async fn feed(stdin: Option<pipe::Sender>, input: &[u8]) {
+    if let Some(mut stdin) = stdin {
+        // The helper closed its stdin without reading: its status will say more.
+        let _ = stdin.write_all(input).await;
     }
-    // Rounded up, so a deadline a fraction of a millisecond away is not a busy loop.
-    let millis = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-    // SAFETY: `fds` is a live, correctly sized array of pollfd for the whole call.
-    let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };
-    if ready == -1 {
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+}
+
+/// A pipe read to end-of-file; `None` when more than `cap` bytes came.
+async fn read_capped(pipe: Option<pipe::Receiver>, cap: usize) -> Result<Option<Vec<u8>>, Failure> {
+    let mut bytes = Vec::new();
+    let Some(mut pipe) = pipe else {
+        return Ok(Some(bytes));
+    };
+    let mut chunk = [0u8; 8192];
+    loop {
+        match pipe.read(&mut chunk).await {
+            Ok(0) => return Ok(Some(bytes)),
+            Ok(n) if bytes.len() + n > cap => return Ok(None),
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Failure::Io(e)),
         }
     }
-    Ok(())
+}
+
+/// A pipe's read end, registered with the runtime (and made non-blocking by it).
+fn receiver(fd: impl Into<OwnedFd>) -> io::Result<pipe::Receiver> {
+    pipe::Receiver::from_owned_fd(fd.into())
+}
+
+fn sender(fd: impl Into<OwnedFd>) -> io::Result<pipe::Sender> {
+    pipe::Sender::from_owned_fd(fd.into())
 }
 
 /// SIGKILL to the wrapper's process group, the helper and anything it started included.
@@ -301,18 +284,6 @@ fn kill_group(child: &Child) {
     unsafe {
         libc::kill(-group, libc::SIGKILL);
     }
-}
-
-/// A pipe end as a `File` (for `Read`/`Write`) that never blocks.
-fn nonblocking(fd: impl Into<OwnedFd>) -> io::Result<File> {
-    let fd: OwnedFd = fd.into();
-    let raw = fd.as_raw_fd();
-    // SAFETY: fcntl on a descriptor we own.
-    let flags = unsafe { libc::fcntl(raw, libc::F_GETFL) };
-    if flags == -1 || unsafe { libc::fcntl(raw, libc::F_SETFL, flags | libc::O_NONBLOCK) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(File::from(fd))
 }
 
 #[cfg(test)]
@@ -338,13 +309,69 @@ mod tests {
         drop((read, write));
     }
 
-    #[test]
-    fn a_missing_program_reports_the_shells_status() {
-        let limits = Limits {
+    fn limits() -> Limits {
+        Limits {
             timeout: Duration::from_secs(20),
             max_output: 1024,
-        };
-        let done = run(Path::new("/nonexistent/helper"), "get", b"", &[], limits).unwrap();
+        }
+    }
+
+    fn script(dir: &Path, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("helper");
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_reports_the_shells_status() {
+        let done = run(Path::new("/nonexistent/helper"), "get", b"", &[], limits())
+            .await
+            .unwrap();
         assert_eq!(done.status, 127);
+    }
+
+    // Input far beyond a pipe's buffer, to a helper that never reads it: the exchange ends
+    // with the helper, not with the write.
+    #[tokio::test]
+    async fn unread_input_does_not_hold_up_a_helper_that_is_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let helper = script(dir.path(), "echo out; echo err >&2; exit 3");
+        let input = vec![b'x'; 1 << 20];
+        let done = run(&helper, "get", &input, &[], limits()).await.unwrap();
+        assert_eq!(
+            (done.status, done.stdout.as_slice(), done.stderr.as_slice()),
+            (3, &b"out\n"[..], &b"err\n"[..])
+        );
+    }
+
+    // Many helpers at once on a runtime with one worker: none waits for another's pipes.
+    // Each helper answers only once all eight have started (or gives up with status 9), so
+    // helpers run one after another would fail, whatever the machine's speed.
+    #[tokio::test(flavor = "current_thread")]
+    async fn helpers_run_side_by_side_on_one_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let marks = dir.path().join("started");
+        std::fs::create_dir(&marks).unwrap();
+        let body = format!(
+            r#"read -r line; touch '{m}'/"$line"; n=0
+while [ "$(ls '{m}' | wc -l)" -lt 8 ]; do n=$((n+1)); [ $n -gt 200 ] && exit 9; sleep 0.05; done
+echo "$line""#,
+            m = marks.display()
+        );
+        let helper = script(dir.path(), &body);
+        let runs = (0..8).map(|i| {
+            let helper = helper.clone();
+            async move {
+                let input = format!("{i}\n");
+                run(&helper, "get", input.as_bytes(), &[], limits()).await
+            }
+        });
+        let done = futures_util::future::join_all(runs).await;
+        for (i, d) in done.into_iter().enumerate() {
+            let d = d.unwrap();
+            assert_eq!((d.status, d.stdout), (0, format!("{i}\n").into_bytes()));
+        }
     }
 }

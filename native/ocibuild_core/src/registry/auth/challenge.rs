@@ -4,7 +4,7 @@
 //! parameters, so a challenge ends where a token appears that is not followed by `=`:
 //!
 //! ```
-//! use ocibuild_core::registry::challenge;
+//! use ocibuild_core::registry::auth::challenge;
 //! let c = challenge::parse(r#"Bearer realm="https://auth.docker.io/token",scope="repository:a:pull,push""#);
 //! assert_eq!(c[0].scheme, "bearer");
 //! assert_eq!(c[0].params["scope"], "repository:a:pull,push");
