@@ -225,7 +225,7 @@ foreign_referrer() {
     curl -sf -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' --data-binary "$art" \
         "http://$REG_ADDR/v2/$repo/manifests/$digest" || return 1
     curl -sf -X PUT -H 'Content-Type: application/vnd.oci.image.index.v1+json' \
-        --data-binary '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"'$digest'","size":'${#art}',"artifactType":"application/vnd.example.other"}]}' \
+        --data-binary '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"'"$digest"'","size":'"${#art}"',"artifactType":"application/vnd.example.other"}]}' \
         "http://$REG_ADDR/v2/$repo/manifests/$(fallback_tag "$subject")"
 }
 check "another tool's referrer in repository b's fallback tag (curl)" foreign_referrer b/hello "$subject_a"
