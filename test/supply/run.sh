@@ -181,7 +181,7 @@ check "SOURCE_DATE_EPOCH: the SBOM of that build is valid too" run "$work/pyspdx
 # The core's sample documents: odd names, every kind of dependency source, local bases.
 samples=$work/sbom-samples
 check "the core writes its sample SBOMs" run "$work/samples.log" \
-    env "OCIBUILD_SBOM_SAMPLES=$samples" cargo test -q -p ocibuild_core --manifest-path "$root/Cargo.toml" \
+    env "OCIBUILD_SBOM_SAMPLES=$samples" cargo test -q -p ocibuild_core --lib --manifest-path "$root/Cargo.toml" \
     supply::sbom::tests::write_samples -- --ignored
 check "at least five sample SBOMs" test "$(find "$samples" -name '*.spdx.json' 2>/dev/null | wc -l)" -ge 5
 for f in "$samples"/*.spdx.json; do
