@@ -21,6 +21,7 @@ here=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
 root=$(CDPATH='' cd -- "$here/../.." && pwd)
 source "$root/scripts/common.sh"
 source "$root/test/support/assert.sh"
+source "$root/test/support/example.sh"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ocibuild-precompiled.XXXXXX")
 export OCIBUILD_TEST_TMP=$work
@@ -151,9 +152,7 @@ downloads() { grep -c "GET /$1 HTTP/1.1\" 200" "$work/http.log" || true; }
 
 section "precompiled: Elixir project, ocibuild as a git dependency, no Rust"
 ex=$work/hello_elixir
-cp -R "$root/examples/hello_elixir" "$ex"
-rm -rf "$ex/_build" "$ex/deps" "$ex"/*.tar.gz
-sed -i "s|{:ocibuild, path: \"../..\", runtime: false}|{:ocibuild, git: \"file://$pkg\", ref: \"$sha\", runtime: false}|" "$ex/mix.exs"
+example_project hello_elixir "$ex" "git: \"file://$pkg\", ref: \"$sha\""
 check "mix.exs depends on the package's git repository" grep -q "git: \"file://$pkg\"" "$ex/mix.exs"
 check "mix deps.get" run "$work/mix-deps.log" at "$ex" without_rust mix deps.get
 check "MIX_ENV=prod mix release (downloads the NIF)" run "$work/mix-release.log" \
@@ -164,9 +163,7 @@ check "no cargo was run" bash -c "! grep -qi 'cargo\|Compiling ocibuild_' '$work
 
 section "precompiled: Erlang project, ocibuild as a project_plugin, no Rust"
 erl_ex=$work/hello_erlang
-cp -R "$root/examples/hello_erlang" "$erl_ex"
-rm -rf "$erl_ex/_build" "$erl_ex"/*.tar.gz
-printf '\n{project_plugins, [{ocibuild, {git, "file://%s", {ref, "%s"}}}]}.\n' "$pkg" "$sha" >>"$erl_ex/rebar.config"
+example_project hello_erlang "$erl_ex" "file://$pkg" "$sha"
 check "rebar3 release (fetches the plugin, downloads the NIF)" run "$work/rebar3-release.log" \
     at "$erl_ex" without_rust rebar3 release
 check "the plugin's NIF is the downloaded artifact" \

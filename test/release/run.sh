@@ -19,6 +19,7 @@ root=$(CDPATH='' cd -- "$here/../.." && pwd)
 source "$root/scripts/common.sh"
 source "$root/test/support/assert.sh"
 source "$root/test/support/snapshot.sh"
+source "$root/test/support/example.sh"
 source "$root/test/registry/lib.sh"
 source "$root/test/support/registry_read.sh"
 
@@ -171,8 +172,7 @@ check "tiny_dep: a git repository with a tag" run "$work/tiny-git.log" bash -c \
     "cd '$tiny' && git init -q && git add -A && git -c user.name=t -c user.email=t@ocibuild.invalid commit -q -m tiny && git tag v0.1.0"
 
 ex=$work/hello_elixir
-cp -R "$root/examples/hello_elixir" "$ex"
-rm -rf "$ex/_build" "$ex/deps" "$ex"/*.tar.gz
+example_project hello_elixir "$ex"
 # The example's project/0 becomes example_project/0; project/0 merges test_overrides.exs on
 # top of it (the ocibuild: keyword lists are merged key by key), so the example's mix.exs is
 # what is tested, whatever its layout.
@@ -227,9 +227,7 @@ snapshot=$work/ocibuild.git
 check "git snapshot commit of the working tree" run "$work/git.log" working_tree_snapshot "$root" "$snapshot"
 sha=$(git -C "$snapshot" rev-parse HEAD 2>/dev/null || echo none)
 erl_ex=$work/hello_erlang
-cp -R "$root/examples/hello_erlang" "$erl_ex"
-rm -rf "$erl_ex/_build" "$erl_ex"/*.tar.gz
-printf '\n{project_plugins, [{ocibuild, {git, "file://%s", {ref, "%s"}}}]}.\n' "$snapshot" "$sha" >>"$erl_ex/rebar.config"
+example_project hello_erlang "$erl_ex" "file://$snapshot" "$sha"
 check "rebar3 release (fetches and compiles the plugin, builds the NIF)" \
     run "$work/rebar3-release.log" at "$erl_ex" rebar3 release
 rel_erlang=$erl_ex/_build/default/rel/hello_erlang

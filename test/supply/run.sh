@@ -15,6 +15,7 @@ here=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
 root=$(CDPATH='' cd -- "$here/../.." && pwd)
 source "$root/scripts/common.sh"
 source "$root/test/support/assert.sh"
+source "$root/test/support/example.sh"
 source "$root/test/registry/lib.sh"
 source "$root/test/support/registry_read.sh"
 
@@ -74,9 +75,7 @@ pass "registries started"
 
 section "supply: the project, in a git repository with an ssh origin"
 ex=$work/hello
-cp -R "$root/examples/hello_elixir" "$ex"
-rm -rf "$ex/_build" "$ex/deps" "$ex"/*.tar.gz
-sed -i "s|path: \"../..\"|path: \"$root\"|" "$ex/mix.exs"
+example_project hello_elixir "$ex"
 check "mix.exs: ocibuild from this checkout" grep -q "path: \"$root\"" "$ex/mix.exs"
 # A lock file with a hex package and a git dependency: the SBOM lists what the lock says.
 cat >"$ex/mix.lock" <<'EOF'
