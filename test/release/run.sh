@@ -52,6 +52,7 @@ export REBAR_CACHE_DIR=$work/rebar3-cache MIX_HOME=$work/mix-home HEX_HOME=$work
 export DOCKER_CONFIG=$work/no-docker-config REGISTRY_AUTH_FILE=$work/no-auth.json
 echo '{}' >"$REGISTRY_AUTH_FILE"
 unset SOURCE_DATE_EPOCH MIX_ENV OCIBUILD_INSECURE_REGISTRIES OCIBUILD_SIGN_KEY \
+    OCIBUILD_BUILD_NIF OCIBUILD_NIF_PATH OCIBUILD_NIF_URL \
     OCIBUILD_PUSH_USERNAME OCIBUILD_PUSH_PASSWORD OCIBUILD_PUSH_TOKEN \
     OCIBUILD_PULL_USERNAME OCIBUILD_PULL_PASSWORD OCIBUILD_PULL_TOKEN
 # at DIR CMD...: run CMD in DIR.
@@ -231,6 +232,8 @@ example_project hello_erlang "$erl_ex" "file://$snapshot" "$sha"
 # The plugin's NIF is this checkout's, which the mix release above has just built from the same
 # sources: a second release build of the core and the NIF from the plugin's copy of them costs
 # minutes and proves nothing new here (test/deps/run.sh checks that a plugin builds its own).
+# Every later `mix ocibuild` installs it too, instead of running cargo to check it: no run then
+# waits for the lock on the cargo build directory while another suite builds there.
 check "this checkout's NIF, for the plugin (OCIBUILD_NIF_PATH)" cp "$root/priv/ocibuild_nif.so" "$work/ocibuild_nif.so"
 export OCIBUILD_NIF_PATH=$work/ocibuild_nif.so
 check "rebar3 release (fetches and compiles the plugin, installs the NIF)" \
