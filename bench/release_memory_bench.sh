@@ -21,6 +21,7 @@ here=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
 root=$(CDPATH='' cd -- "$here/.." && pwd)
 source "$root/scripts/common.sh"
 source "$root/test/registry/lib.sh"
+source "$root/bench/peak_rss.sh"
 
 mb=${1:-500}
 work=$(mktemp -d "${TMPDIR:-/tmp}/ocibuild-memory-bench.XXXXXX")
@@ -64,36 +65,15 @@ registry_start anon REG >"$work/registry.log" 2>&1 || { cat "$work/registry.log"
 quiet "$work/base.log" bash "$root/test/support/host_base.sh" --release "$rel" -o "$work/base.tar.gz" \
     -t base:1 --push "$REG_ADDR/base:1"
 
-# beam_pid PID: PID if it is beam.smp, else its first beam.smp descendant (empty if none yet).
-beam_pid() {
-    local pid=$1 child found
-    if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = beam.smp ]; then
-        echo "$pid"
-        return
-    fi
-    # shellcheck disable=SC2013 # the children files hold space-separated pids
-    for child in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
-        found=$(beam_pid "$child")
-        if [ -n "$found" ]; then echo "$found"; return; fi
-    done
-}
-
 rows=()
 # measure PHASE CMD...: run CMD in the app's directory; record wall time and beam.smp's peak RSS.
 measure() {
-    local phase=$1 pid beam='' hwm=0 v t0 t1 status=0
+    local phase=$1 pid hwm t0 t1 status=0
     shift
     t0=$(date +%s%N)
     (cd "$app" && exec "$@") >"$work/$phase.log" 2>&1 &
     pid=$!
-    while kill -0 "$pid" 2>/dev/null; do
-        [ -n "$beam" ] || beam=$(beam_pid "$pid")
-        if [ -n "$beam" ]; then
-            v=$(awk '/^VmHWM:/ {print $2}' "/proc/$beam/status" 2>/dev/null || true)
-            if [ -n "$v" ] && [ "$v" -gt "$hwm" ]; then hwm=$v; fi
-        fi
-        sleep 0.02
-    done
+    hwm=$(peak_rss "$pid")
     wait "$pid" || status=$?
     t1=$(date +%s%N)
     if [ "$status" -ne 0 ]; then

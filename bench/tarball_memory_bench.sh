@@ -23,6 +23,7 @@ set -euo pipefail
 here=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
 root=$(CDPATH='' cd -- "$here/.." && pwd)
 source "$root/scripts/common.sh"
+source "$root/bench/peak_rss.sh"
 
 mb=${1:-1100}
 limit_mb=200
@@ -112,26 +113,12 @@ for t in $tarballs; do
     echo "$t.tar.gz: $(du -k "$work/$t.tar.gz" | cut -f1) KB"
 done
 
-# beam_pid PID: PID if it is beam.smp, else its first beam.smp descendant (empty if none yet).
-beam_pid() {
-    local pid=$1 child found
-    if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = beam.smp ]; then
-        echo "$pid"
-        return
-    fi
-    # shellcheck disable=SC2013 # the children files hold space-separated pids
-    for child in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
-        found=$(beam_pid "$child")
-        if [ -n "$found" ]; then echo "$found"; return; fi
-    done
-}
-
 rows=()
 failed=0
 # measure NAME EXPR: evaluate EXPR (an Erlang expression) in a fresh VM, which prints the
 # result's shape; record wall time, peak RSS and that shape.
 measure() {
-    local name=$1 expr=$2 pid beam='' hwm=0 v t0 t1 status=0 result
+    local name=$1 expr=$2 pid hwm t0 t1 status=0 result
     t0=$(date +%s%N)
     TMPDIR=$work erl -noshell -pa "$ebin" -eval "
         R = $expr,
@@ -145,14 +132,7 @@ measure() {
         io:format(\"~0tP~n\", [Shape, 8]),
         halt()." >"$work/$name.log" 2>&1 &
     pid=$!
-    while kill -0 "$pid" 2>/dev/null; do
-        [ -n "$beam" ] || beam=$(beam_pid "$pid")
-        if [ -n "$beam" ]; then
-            v=$(awk '/^VmHWM:/ {print $2}' "/proc/$beam/status" 2>/dev/null || true)
-            if [ -n "$v" ] && [ "$v" -gt "$hwm" ]; then hwm=$v; fi
-        fi
-        sleep 0.02
-    done
+    hwm=$(peak_rss "$pid")
     wait "$pid" || status=$?
     t1=$(date +%s%N)
     result=$(tail -n 1 "$work/$name.log")

@@ -6,7 +6,7 @@
 # the caller's working directory. CARGO_TARGET_DIR is honoured if set.
 set -eu
 
-root=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)
+root=$(CDPATH='' cd -- "$(dirname -- "$0")/.." && pwd)
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 
 case "$(uname -s)" in
@@ -22,8 +22,14 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 
-cargo build --release --quiet -p ocibuild_nif \
-    --manifest-path "$root/Cargo.toml" --target-dir "$target_dir"
+# Without SOURCE_DATE_EPOCH: it dates the images ocibuild builds, not the NIF, but the cc crate
+# (ring's and zstd-sys's C code) tracks it, so a `mix ocibuild` run with a new value would
+# otherwise rebuild the C code, the core and the NIF (LTO) before it could start.
+(
+    unset SOURCE_DATE_EPOCH
+    cargo build --release --quiet -p ocibuild_nif \
+        --manifest-path "$root/Cargo.toml" --target-dir "$target_dir"
+)
 
 mkdir -p "$root/priv"
 built="$target_dir/release/$lib"

@@ -2,7 +2,7 @@
 # Install what building and testing ocibuild needs on a fresh Debian 12 machine (as root).
 # Idempotent and fast on reruns: apt runs only when a package is missing.
 #
-#   bash scripts/install-deps.sh
+#   bash scripts/install-deps.sh [--no-ferro]
 #
 # The Rust toolchain is not installed here: it comes with the machine (rustup) and cannot be
 # downloaded on our network. This script only checks that cargo, rustfmt and clippy are there.
@@ -21,6 +21,7 @@ packages=(
     python3                       # test/registry's token server and fault proxy (stdlib only)
     python3-venv python3-nacl     # spdx-tools' venv (test/supply); NaCl secretbox for cosign test keys
     openssl                       # test keys and signature checks (test/supply)
+    shellcheck                    # the lint of every shell script (scripts/test-all.sh)
 )
 
 ensure_packages "${packages[@]}"
@@ -48,19 +49,12 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
 fi
 echo "install-deps: $(cargo --version), $(cargo clippy --version), $(cargo fmt --version)"
 
-# ferro-oci-server: an OCI distribution 1.1 registry (referrers API) for test/registry, built
-# from crates.io once into a cache of our own (test/registry/lib.sh looks there too).
-tools=${OCIBUILD_TOOLS_DIR:-$HOME/.cache/ocibuild-tools}
-ferro_version=1.0.0
-if [ -x "$tools/bin/ferro-oci-server" ]; then
-    echo "install-deps: ferro-oci-server present in $tools/bin"
-else
-    echo "install-deps: building ferro-oci-server $ferro_version into $tools (cargo install, once: a few minutes)"
-    mkdir -p "$tools"
-    cargo install ferro-oci-server --version "=$ferro_version" --locked --root "$tools" \
-        >"$tools/cargo-install.log" 2>&1 ||
-        { tail -n 30 "$tools/cargo-install.log" >&2; die "cargo install ferro-oci-server failed (log: $tools/cargo-install.log)"; }
+# ferro-oci-server, built from crates.io once (scripts/test-all.sh builds it in the background
+# instead, and passes --no-ferro).
+if [ "${1:-}" != --no-ferro ]; then
+    bash "$root/scripts/install-ferro.sh"
 fi
+tools=${OCIBUILD_TOOLS_DIR:-$HOME/.cache/ocibuild-tools}
 # spdx-tools (the SPDX project's validator, pyspdxtools) from PyPI into a venv of our own.
 spdx_version=0.8.5
 if [ -x "$tools/venv/bin/pyspdxtools" ] && "$tools/venv/bin/pip" show spdx-tools 2>/dev/null | grep -qx "Version: $spdx_version"; then

@@ -32,6 +32,9 @@ require_rust
 host=$(rustc -vV | sed -n 's/^host: //p')
 [ ${#targets[@]} -gt 0 ] || targets=("$host")
 target_dir=${CARGO_TARGET_DIR:-$root/target}
+# As native/build.sh: the cc crate tracks SOURCE_DATE_EPOCH, which would make this a different
+# build from the one `mix compile` and `rebar3 compile` keep up to date (no C here uses dates).
+unset SOURCE_DATE_EPOCH
 mkdir -p "$out"
 touch "$out/checksums.txt"
 

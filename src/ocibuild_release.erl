@@ -269,8 +269,8 @@ multi_platform_check(Adapter, Path, Platforms) ->
             warn_native_code(Adapter, Path, Platforms);
         ok ->
             foreign_platform_check(Path, Platforms);
-        {error, _} = Error ->
-            check(Error)
+        {error, Reason} ->
+            throw({ocibuild_release, Reason})
     end.
 
 %% One platform that is not this machine's: a bundled ERTS (built here) could not run there.

@@ -2,9 +2,14 @@
 %% tarballs and a small JSON decoder (OTP 25 has no json module).
 -module(ocibuild_test_util).
 
+-include_lib("eunit/include/eunit.hrl").
+
 -export([
     setup/0,
     cleanup/1,
+    sandbox/0,
+    unsandbox/1,
+    in_dir/2,
     tmp_dir/1,
     with_env/3,
     sha256_file/1,
@@ -44,6 +49,41 @@ cleanup({Root, {Cache, Epoch}}) ->
     restore("OCIBUILD_CACHE_DIR", Cache),
     restore("SOURCE_DATE_EPOCH", Epoch),
     ok = file:del_dir_r(Root).
+
+%% A stricter setup/0, for suites that call the whole API (ocibuild_api_fuzz_tests does this by
+%% hand today): a fresh root that holds the blob store, TMPDIR and the current directory, no
+%% docker or podman credential files and no token or SOURCE_DATE_EPOCH from the caller, so
+%% nothing a test writes or reads is outside the root. unsandbox/1 puts everything back and
+%% removes the root.
+-define(SANDBOXED_ENV, ["OCIBUILD_CACHE_DIR", "TMPDIR", "SOURCE_DATE_EPOCH", "DOCKER_CONFIG",
+                        "REGISTRY_AUTH_FILE", "OCIBUILD_PUSH_TOKEN", "OCIBUILD_PULL_TOKEN"]).
+sandbox() ->
+    {ok, Cwd} = file:get_cwd(),
+    Root = tmp_dir("ocibuild-sandbox"),
+    Saved = [{Name, os:getenv(Name)} || Name <- ?SANDBOXED_ENV],
+    [os:unsetenv(Name) || Name <- ?SANDBOXED_ENV],
+    [ok = file:make_dir(filename:join(Root, D)) || D <- ["tmp", "cwd"]],
+    os:putenv("OCIBUILD_CACHE_DIR", filename:join(Root, "cache")),
+    os:putenv("TMPDIR", filename:join(Root, "tmp")),
+    os:putenv("DOCKER_CONFIG", filename:join(Root, "docker")),
+    os:putenv("REGISTRY_AUTH_FILE", filename:join(Root, "auth.json")),
+    ok = file:set_cwd(filename:join(Root, "cwd")),
+    #{root => Root, saved_env => Saved, saved_cwd => Cwd}.
+
+unsandbox(#{root := Root, saved_env := Saved, saved_cwd := Cwd}) ->
+    ok = file:set_cwd(Cwd),
+    [restore(Name, Value) || {Name, Value} <- Saved],
+    ok = file:del_dir_r(Root).
+
+%% Run Fun with Dir as the current directory, restoring it afterwards.
+in_dir(Dir, Fun) ->
+    {ok, Old} = file:get_cwd(),
+    ok = file:set_cwd(Dir),
+    try
+        Fun()
+    after
+        ok = file:set_cwd(Old)
+    end.
 
 restore(Name, false) -> os:unsetenv(Name);
 restore(Name, Value) -> os:putenv(Name, Value).
@@ -231,3 +271,34 @@ extract_tarball(Path, Dir) ->
         end,
     ok = erl_tar:extract(Path, Opts),
     Dir.
+
+%% The fixtures themselves: everything is set inside and put back after.
+sandbox_test() ->
+    Before = [{Name, os:getenv(Name)} || Name <- ?SANDBOXED_ENV],
+    {ok, Cwd} = file:get_cwd(),
+    #{root := Root} = Sandbox = sandbox(),
+    try
+        {ok, Inside} = file:get_cwd(),
+        ?assertEqual(filename:join(Root, "cwd"), Inside),
+        ?assertEqual(filename:join(Root, "cache"), os:getenv("OCIBUILD_CACHE_DIR")),
+        ?assertEqual(filename:join(Root, "tmp"), os:getenv("TMPDIR")),
+        ?assertEqual(false, os:getenv("SOURCE_DATE_EPOCH")),
+        ?assertEqual(false, os:getenv("OCIBUILD_PUSH_TOKEN")),
+        ?assert(filelib:is_dir(os:getenv("TMPDIR")))
+    after
+        unsandbox(Sandbox)
+    end,
+    ?assertEqual({ok, Cwd}, file:get_cwd()),
+    ?assertEqual(Before, [{Name, os:getenv(Name)} || Name <- ?SANDBOXED_ENV]),
+    ?assertNot(filelib:is_dir(Root)).
+
+in_dir_test() ->
+    {ok, Cwd} = file:get_cwd(),
+    Dir = tmp_dir("ocibuild-in-dir"),
+    try
+        ?assertEqual({ok, Dir}, in_dir(Dir, fun file:get_cwd/0)),
+        ?assertError(boom, in_dir(Dir, fun() -> error(boom) end)),
+        ?assertEqual({ok, Cwd}, file:get_cwd())
+    after
+        ok = file:del_dir_r(Dir)
+    end.

@@ -145,7 +145,7 @@ check_eq "config.json label" "core" "$(jq -r '.annotations["org.example.team"]' 
 check_eq "config.json exposed ports" "8080/tcp,53/udp" \
     "$(jq -r '.annotations["org.opencontainers.image.exposedPorts"] | split(",") | sort | reverse | join(",")' <<<"$runtime")"
 check_eq "layer mtimes are 0 without SOURCE_DATE_EPOCH" "1970-01-01 00:00:00" \
-    "$(TZ=UTC tar -tvzf "$(ls -S "$layout"/blobs/sha256/* | head -n 1)" --full-time | awk '{print $4, $5}' | sort -u)"
+    "$(TZ=UTC tar -tvzf "$(find "$layout"/blobs/sha256 -type f -printf '%s %p\n' | sort -rn | head -n 1 | cut -d' ' -f2-)" --full-time | awk '{print $4, $5}' | sort -u)"
 
 section "e2e: podman load and run"
 check "podman load -i (oci format)" podman_ load -q -i "$oci_tarball"

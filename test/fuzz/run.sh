@@ -25,4 +25,4 @@ PROPTEST_CASES=$cases PROPTEST_MAX_SHRINK_ITERS=2048 \
 properties=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($i ~ /^passed;?$/) p += $(i-1) } END { print p + 0 }' "$log")
 failed=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($i ~ /^failed;?$/) f += $(i-1) } END { print f + 0 }' "$log")
 echo "fuzz: $properties properties x $cases cases = $((properties * cases)) cases in $(($(date +%s) - started)) s; $failed failed"
-[ "$status" = 0 ] && [ "$failed" = 0 ] || die "a property failed (see proptest's minimal input above)"
+if [ "$status" != 0 ] || [ "$failed" != 0 ]; then die "a property failed (see proptest's minimal input above)"; fi

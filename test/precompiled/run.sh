@@ -21,6 +21,7 @@ here=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
 root=$(CDPATH='' cd -- "$here/../.." && pwd)
 source "$root/scripts/common.sh"
 source "$root/test/support/assert.sh"
+source "$root/test/support/example.sh"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ocibuild-precompiled.XXXXXX")
 export OCIBUILD_TEST_TMP=$work
@@ -114,26 +115,44 @@ check "git repository of the package" run "$work/git.log" at "$pkg" bash -c \
 sha=$(git -C "$pkg" rev-parse HEAD 2>/dev/null || echo none)
 
 section "precompiled: artifacts served on loopback"
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-python3 -m http.server --bind 127.0.0.1 --directory "$dist" "$port" >"$work/http.log" 2>&1 &
-server_pid=$!
-served() {
+# serve.py DIR PORT_FILE [CERT KEY]: DIR over http (https with CERT and KEY) on 127.0.0.1, on a
+# port the kernel picks, written to PORT_FILE once it listens (other suites may be choosing
+# ports at the same time: a port picked first and bound later could be taken in between). It
+# logs each request on stderr, as `python3 -m http.server` does.
+cat >"$work/serve.py" <<'EOF'
+import functools, http.server, os, ssl, sys
+directory, port_file = sys.argv[1], sys.argv[2]
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=directory)
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+if len(sys.argv) > 3:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(sys.argv[3], sys.argv[4])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+with open(port_file + ".tmp", "w") as f:
+    f.write(str(server.server_address[1]))
+os.rename(port_file + ".tmp", port_file)
+server.serve_forever()
+EOF
+# port_of PORT_FILE: the port, once the server has written it (at most 30 s).
+port_of() {
     local _
-    for _ in $(seq 1 100); do
-        curl -sf -o /dev/null "http://127.0.0.1:$port/checksums.txt" && return 0
+    for _ in $(seq 1 300); do
+        if [ -s "$1" ]; then cat "$1"; return 0; fi
         sleep 0.1
     done
     return 1
 }
-check "python3 -m http.server answers (within 10 s)" served
+python3 "$work/serve.py" "$dist" "$work/http.port" >"$work/http.log" 2>&1 &
+server_pid=$!
+port=$(port_of "$work/http.port") || true
+served() { curl -sf -o /dev/null "http://127.0.0.1:$port/checksums.txt"; }
+check "an http server on loopback answers" served
 export OCIBUILD_NIF_URL=http://127.0.0.1:$port
 downloads() { grep -c "GET /$1 HTTP/1.1\" 200" "$work/http.log" || true; }
 
 section "precompiled: Elixir project, ocibuild as a git dependency, no Rust"
 ex=$work/hello_elixir
-cp -R "$root/examples/hello_elixir" "$ex"
-rm -rf "$ex/_build" "$ex/deps" "$ex"/*.tar.gz
-sed -i "s|{:ocibuild, path: \"../..\", runtime: false}|{:ocibuild, git: \"file://$pkg\", ref: \"$sha\", runtime: false}|" "$ex/mix.exs"
+example_project hello_elixir "$ex" "git: \"file://$pkg\", ref: \"$sha\""
 check "mix.exs depends on the package's git repository" grep -q "git: \"file://$pkg\"" "$ex/mix.exs"
 check "mix deps.get" run "$work/mix-deps.log" at "$ex" without_rust mix deps.get
 check "MIX_ENV=prod mix release (downloads the NIF)" run "$work/mix-release.log" \
@@ -144,9 +163,7 @@ check "no cargo was run" bash -c "! grep -qi 'cargo\|Compiling ocibuild_' '$work
 
 section "precompiled: Erlang project, ocibuild as a project_plugin, no Rust"
 erl_ex=$work/hello_erlang
-cp -R "$root/examples/hello_erlang" "$erl_ex"
-rm -rf "$erl_ex/_build" "$erl_ex"/*.tar.gz
-printf '\n{project_plugins, [{ocibuild, {git, "file://%s", {ref, "%s"}}}]}.\n' "$pkg" "$sha" >>"$erl_ex/rebar.config"
+example_project hello_erlang "$erl_ex" "file://$pkg" "$sha"
 check "rebar3 release (fetches the plugin, downloads the NIF)" run "$work/rebar3-release.log" \
     at "$erl_ex" without_rust rebar3 release
 check "the plugin's NIF is the downloaded artifact" \
@@ -265,28 +282,11 @@ printf 'subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$tls/ext.
 openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
     -days 2 -extfile "$tls/ext.cnf" -out "$tls/server.pem" >/dev/null 2>&1
 check "a test CA and a certificate for localhost" test -s "$tls/server.pem"
-tls_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat >"$tls/serve.py" <<'EOF'
-import functools, http.server, ssl, sys
-dist, port, cert, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=dist)
-server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
-context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-context.load_cert_chain(cert, key)
-server.socket = context.wrap_socket(server.socket, server_side=True)
-server.serve_forever()
-EOF
-python3 "$tls/serve.py" "$dist" "$tls_port" "$tls/server.pem" "$tls/server.key" >"$work/https.log" 2>&1 &
+python3 "$work/serve.py" "$dist" "$tls/https.port" "$tls/server.pem" "$tls/server.key" >"$work/https.log" 2>&1 &
 tls_pid=$!
-served_tls() {
-    local _
-    for _ in $(seq 1 100); do
-        curl -sf --cacert "$tls/ca.pem" -o /dev/null "https://localhost:$tls_port/checksums.txt" && return 0
-        sleep 0.1
-    done
-    return 1
-}
-check "an https server on loopback answers (within 10 s)" served_tls
+tls_port=$(port_of "$tls/https.port") || true
+served_tls() { curl -sf --cacert "$tls/ca.pem" -o /dev/null "https://localhost:$tls_port/checksums.txt"; }
+check "an https server on loopback answers" served_tls
 https=$work/https
 fresh_package "$https"
 status=0

@@ -19,6 +19,7 @@ root=$(CDPATH='' cd -- "$here/../.." && pwd)
 source "$root/scripts/common.sh"
 source "$root/test/support/assert.sh"
 source "$root/test/support/snapshot.sh"
+source "$root/test/support/example.sh"
 source "$root/test/registry/lib.sh"
 source "$root/test/support/registry_read.sh"
 
@@ -51,6 +52,7 @@ export REBAR_CACHE_DIR=$work/rebar3-cache MIX_HOME=$work/mix-home HEX_HOME=$work
 export DOCKER_CONFIG=$work/no-docker-config REGISTRY_AUTH_FILE=$work/no-auth.json
 echo '{}' >"$REGISTRY_AUTH_FILE"
 unset SOURCE_DATE_EPOCH MIX_ENV OCIBUILD_INSECURE_REGISTRIES OCIBUILD_SIGN_KEY \
+    OCIBUILD_BUILD_NIF OCIBUILD_NIF_PATH OCIBUILD_NIF_URL \
     OCIBUILD_PUSH_USERNAME OCIBUILD_PUSH_PASSWORD OCIBUILD_PUSH_TOKEN \
     OCIBUILD_PULL_USERNAME OCIBUILD_PULL_PASSWORD OCIBUILD_PULL_TOKEN
 # at DIR CMD...: run CMD in DIR.
@@ -171,8 +173,7 @@ check "tiny_dep: a git repository with a tag" run "$work/tiny-git.log" bash -c \
     "cd '$tiny' && git init -q && git add -A && git -c user.name=t -c user.email=t@ocibuild.invalid commit -q -m tiny && git tag v0.1.0"
 
 ex=$work/hello_elixir
-cp -R "$root/examples/hello_elixir" "$ex"
-rm -rf "$ex/_build" "$ex/deps" "$ex"/*.tar.gz
+example_project hello_elixir "$ex"
 # The example's project/0 becomes example_project/0; project/0 merges test_overrides.exs on
 # top of it (the ocibuild: keyword lists are merged key by key), so the example's mix.exs is
 # what is tested, whatever its layout.
@@ -227,11 +228,18 @@ snapshot=$work/ocibuild.git
 check "git snapshot commit of the working tree" run "$work/git.log" working_tree_snapshot "$root" "$snapshot"
 sha=$(git -C "$snapshot" rev-parse HEAD 2>/dev/null || echo none)
 erl_ex=$work/hello_erlang
-cp -R "$root/examples/hello_erlang" "$erl_ex"
-rm -rf "$erl_ex/_build" "$erl_ex"/*.tar.gz
-printf '\n{project_plugins, [{ocibuild, {git, "file://%s", {ref, "%s"}}}]}.\n' "$snapshot" "$sha" >>"$erl_ex/rebar.config"
-check "rebar3 release (fetches and compiles the plugin, builds the NIF)" \
+example_project hello_erlang "$erl_ex" "file://$snapshot" "$sha"
+# The plugin's NIF is this checkout's, which the mix release above has just built from the same
+# sources: a second release build of the core and the NIF from the plugin's copy of them costs
+# minutes and proves nothing new here (test/deps/run.sh checks that a plugin builds its own).
+# Every later `mix ocibuild` installs it too, instead of running cargo to check it: no run then
+# waits for the lock on the cargo build directory while another suite builds there.
+check "this checkout's NIF, for the plugin (OCIBUILD_NIF_PATH)" cp "$root/priv/ocibuild_nif.so" "$work/ocibuild_nif.so"
+export OCIBUILD_NIF_PATH=$work/ocibuild_nif.so
+check "rebar3 release (fetches and compiles the plugin, installs the NIF)" \
     run "$work/rebar3-release.log" at "$erl_ex" rebar3 release
+check "the plugin's NIF is that library" \
+    cmp "$work/ocibuild_nif.so" "$erl_ex/_build/default/plugins/ocibuild/priv/ocibuild_nif.so"
 rel_erlang=$erl_ex/_build/default/rel/hello_erlang
 check "the Erlang release bundles ERTS" compgen -G "$rel_erlang/erts-*/bin/beam.smp"
 check "no hex registry access (mix, rebar3)" \

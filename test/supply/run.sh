@@ -15,6 +15,7 @@ here=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
 root=$(CDPATH='' cd -- "$here/../.." && pwd)
 source "$root/scripts/common.sh"
 source "$root/test/support/assert.sh"
+source "$root/test/support/example.sh"
 source "$root/test/registry/lib.sh"
 source "$root/test/support/registry_read.sh"
 
@@ -44,6 +45,7 @@ export DOCKER_CONFIG=$work/no-docker-config REGISTRY_AUTH_FILE=$work/no-auth.jso
 echo '{}' >"$REGISTRY_AUTH_FILE"
 # Nothing from the machine's own CI or keys may leak into what is tested.
 unset SOURCE_DATE_EPOCH MIX_ENV OCIBUILD_INSECURE_REGISTRIES OCIBUILD_SIGN_KEY COSIGN_PASSWORD \
+    OCIBUILD_BUILD_NIF OCIBUILD_NIF_PATH OCIBUILD_NIF_URL \
     OCIBUILD_PUSH_USERNAME OCIBUILD_PUSH_PASSWORD OCIBUILD_PUSH_TOKEN OCIBUILD_GIT_TIMEOUT \
     GITHUB_SERVER_URL GITHUB_REPOSITORY GITHUB_SHA CI_PROJECT_URL CI_COMMIT_SHA \
     BUILD_REPOSITORY_URI BUILD_SOURCEVERSION
@@ -74,9 +76,7 @@ pass "registries started"
 
 section "supply: the project, in a git repository with an ssh origin"
 ex=$work/hello
-cp -R "$root/examples/hello_elixir" "$ex"
-rm -rf "$ex/_build" "$ex/deps" "$ex"/*.tar.gz
-sed -i "s|path: \"../..\"|path: \"$root\"|" "$ex/mix.exs"
+example_project hello_elixir "$ex"
 check "mix.exs: ocibuild from this checkout" grep -q "path: \"$root\"" "$ex/mix.exs"
 # A lock file with a hex package and a git dependency: the SBOM lists what the lock says.
 cat >"$ex/mix.lock" <<'EOF'
@@ -92,6 +92,12 @@ commit=$(git_ rev-parse HEAD 2>/dev/null || echo none)
 check "MIX_ENV=prod mix release" run "$work/release.log" \
     bash -c "cd '$ex' && MIX_ENV=prod mix deps.get && MIX_ENV=prod mix release --overwrite"
 rel=$ex/_build/prod/rel/hello_elixir
+# From here on every `mix ocibuild` compiles the ocibuild dependency again, and each compile
+# would run cargo to check the NIF: give it the one the release above installed (the same
+# bytes) instead, so no run waits for the lock on the cargo build directory while another
+# suite builds there (scripts/test-all.sh runs the suites side by side).
+check "this checkout's NIF, for the runs below (OCIBUILD_NIF_PATH)" cp "$root/priv/ocibuild_nif.so" "$work/ocibuild_nif.so"
+export OCIBUILD_NIF_PATH=$work/ocibuild_nif.so
 erts_vsn=$(cut -d' ' -f1 "$rel/releases/start_erl.data" 2>/dev/null || echo none)
 export OCIBUILD_EBIN=$ex/_build/prod/lib/ocibuild/ebin
 check "base image from this machine, pushed as base:1" run "$work/base.log" \
@@ -181,7 +187,7 @@ check "SOURCE_DATE_EPOCH: the SBOM of that build is valid too" run "$work/pyspdx
 # The core's sample documents: odd names, every kind of dependency source, local bases.
 samples=$work/sbom-samples
 check "the core writes its sample SBOMs" run "$work/samples.log" \
-    env "OCIBUILD_SBOM_SAMPLES=$samples" cargo test -q -p ocibuild_core --manifest-path "$root/Cargo.toml" \
+    env "OCIBUILD_SBOM_SAMPLES=$samples" cargo test -q -p ocibuild_core --lib --manifest-path "$root/Cargo.toml" \
     supply::sbom::tests::write_samples -- --ignored
 check "at least five sample SBOMs" test "$(find "$samples" -name '*.spdx.json' 2>/dev/null | wc -l)" -ge 5
 for f in "$samples"/*.spdx.json; do
@@ -225,7 +231,7 @@ foreign_referrer() {
     curl -sf -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' --data-binary "$art" \
         "http://$REG_ADDR/v2/$repo/manifests/$digest" || return 1
     curl -sf -X PUT -H 'Content-Type: application/vnd.oci.image.index.v1+json' \
-        --data-binary '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"'$digest'","size":'${#art}',"artifactType":"application/vnd.example.other"}]}' \
+        --data-binary '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"'"$digest"'","size":'"${#art}"',"artifactType":"application/vnd.example.other"}]}' \
         "http://$REG_ADDR/v2/$repo/manifests/$(fallback_tag "$subject")"
 }
 check "another tool's referrer in repository b's fallback tag (curl)" foreign_referrer b/hello "$subject_a"

@@ -7,6 +7,7 @@
 #
 # Our containers.conf (cgroupfs, file events, runc; no systemd in CI), so a user's
 # ~/.config cannot change the outcome.
+# shellcheck disable=SC2154 # $work is the sourcing suite's
 CONTAINERS_CONF=$(CDPATH='' cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../e2e" && pwd)/containers.conf
 export CONTAINERS_CONF
 

@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Reading what a loopback registry holds, for the suites that push to one (test/registry,
 # test/release, test/supply): sourced, never run. `start` needs $work and `die`.
+# shellcheck disable=SC2154 # $work is the sourcing suite's
 
 skopeo_() { skopeo --insecure-policy "$@"; }
 # raw REF: the manifest or index bytes skopeo reads (plain HTTP on loopback).
