@@ -96,81 +96,19 @@ run(State, Config) ->
         {error, Reason} -> {error, {?MODULE, Reason}}
     end.
 
-%% @doc One line for each error `do/1' returns, and for any other term (shown as the term
-%% when its fields are not what its message expects).
+%% @doc One line for each error `do/1' returns: the same line `mix ocibuild' prints for the
+%% same mistake (`ocibuild_release_messages:format_error/1').
 -spec format_error(term()) -> iolist().
 format_error(Reason) ->
-    try
-        Line = reason_line(Reason),
-        true = is_binary(unicode:characters_to_binary(Line)),
-        Line
-    catch
-        error:_ -> io_lib:format("~0tp", [Reason])
-    end.
-
-reason_line({unexpected_arguments, Args}) ->
-    io_lib:format("unexpected arguments: ~ts (one tarball path may follow --push)",
-                  [lists:join(" ", Args)]);
-reason_line({no_relx_release, undefined}) ->
-    "no release to image: add {relx, [{release, {Name, Vsn}, [Apps]}]} to rebar.config";
-reason_line({no_relx_release, Name}) ->
-    io_lib:format("release ~ts is not in the relx configuration of rebar.config", [Name]);
-reason_line({multiple_releases, Names}) ->
-    io_lib:format("several releases are configured (~ts): choose one with --release NAME",
-                  [lists:join(", ", Names)]);
-reason_line({release_not_built, Name, Dir}) ->
-    io_lib:format("release ~ts was not found in ~ts: did `rebar3 release' build it?",
-                  [Name, Dir]);
-reason_line({lock_file, {Path, Why}}) ->
-    io_lib:format("cannot read ~ts: ~ts", [Path, lock_error(Why)]);
-reason_line(Reason) ->
-    ocibuild_release:format_error(Reason).
-
-lock_error({Line, Mod, Term}) when is_integer(Line) -> [integer_to_list(Line), ": ",
-                                                         Mod:format_error(Term)];
-lock_error(unknown_format) -> "not a rebar.lock file";
-lock_error(Other) -> ocibuild_host_file:format_error(Other).
+    ocibuild_release_messages:format_error(Reason).
 
 %% ===================================================================
 %% Command line and rebar.config
 %% ===================================================================
 
-%% getopt specs: `rebar3 help ocibuild' prints them. The key of `--release' is relx's own
-%% `relname' so that the `release' step run before us builds that same release.
+%% getopt specs from the option table both tools read: `rebar3 help ocibuild' prints them.
 opts() ->
-    [
-        {tag, $t, "tag", string,
-         "Image tag, e.g. myapp:1.0.0; repeatable, and a ;-separated list expands "
-         "(myapp:1.0.0;myapp:latest). Required unless pushing a saved tarball."},
-        {output, $o, "output", string,
-         "Tarball to write (default: <name>-<tag>.tar.gz)."},
-        {push, $p, "push", string,
-         "Push to REGISTRY[/NAMESPACE] (e.g. ghcr.io/myorg) instead of saving a tarball."},
-        {annotation, $a, "annotation", string, "Manifest annotation KEY=VALUE; repeatable."},
-        {label, $l, "label", string, "Image config label KEY=VALUE; repeatable."},
-        {platform, $P, "platform", string,
-         "Target platforms, e.g. linux/amd64,linux/arm64 (several need ERTS from the base "
-         "image, not bundled in the release)."},
-        {base, undefined, "base", string,
-         "Base image (default: debian:stable-slim); tar://PATH uses a saved image tarball."},
-        {relname, undefined, "release", string,
-         "Release to build and image, when rebar.config configures several."},
-        {cmd, $c, "cmd", string, "Release start command (default: foreground)."},
-        {uid, undefined, "uid", integer, "User id the container runs as (default: 65534)."},
-        {chunk_size, undefined, "chunk-size", integer,
-         "Upload chunk size in MB (default: 5)."},
-        {sbom, undefined, "sbom", string,
-         "Also write the image's SPDX SBOM (embedded at /sbom.spdx.json) to PATH."},
-        {no_vcs_annotations, undefined, "no-vcs-annotations", undefined,
-         "Do not add the source and revision annotations (from CI variables or git)."},
-        {sign_key, undefined, "sign-key", string,
-         "Sign the pushed image, cosign-compatible, with the ECDSA P-256 key at PATH "
-         "(default: $OCIBUILD_SIGN_KEY; a cosign key's password from $COSIGN_PASSWORD)."},
-        {compression, undefined, "compression", string,
-         "Layer compression: gzip, zstd or auto (default: auto)."},
-        {tarball, undefined, undefined, string,
-         "With --push: a tarball saved earlier to push as is, without building."}
-    ].
+    ocibuild_options:getopt_specs().
 
 desc() ->
     "Build an OCI container image of the project's relx release and save it as a tarball\n"
@@ -182,35 +120,10 @@ desc() ->
     "  rebar3 ocibuild --push ghcr.io/myorg myapp-1.0.0.tar.gz   pushes a saved tarball\n"
     "\n"
     "Configuration in rebar.config, {ocibuild, [{Key, Value}, ...]} (the command line wins):\n"
-    "  base_image        base image (default \"debian:stable-slim\")\n"
-    "  tag               tag or list of tags, like -t\n"
-    "  workdir           directory holding the release in the image (default \"/app\")\n"
-    "  env               environment, #{\"LANG\" => \"C.UTF-8\"} or [{Name, Value}]\n"
-    "  expose            ports, e.g. [8080, \"53/udp\"]\n"
-    "  labels            image config labels, a map or [{Key, Value}]\n"
-    "  annotations       manifest annotations, a map or [{Key, Value}]\n"
-    "  uid               user id (default 65534, nobody)\n"
-    "  vcs_annotations   add source/revision annotations from CI or git (default true)\n"
-    "  sign_key          signing key path, like --sign-key\n"
-    "  compression       gzip | zstd | auto\n"
-    "  platform          \"linux/amd64,linux/arm64\"\n"
-    "  cmd               release start command\n"
-    "  app_name          the application whose files form the app layer (default: release)\n"
-    "  description       image description annotation\n"
-    "  output            tarball path, like -o\n"
-    "  push              registry, like --push\n"
-    "  chunk_size        upload chunk size in MB\n"
+    ++ ocibuild_options:text_project_keys() ++
     "\n"
     "Environment:\n"
-    "  OCIBUILD_PUSH_TOKEN, or OCIBUILD_PUSH_USERNAME and OCIBUILD_PUSH_PASSWORD\n"
-    "                       credentials for --push\n"
-    "  OCIBUILD_PULL_TOKEN, or OCIBUILD_PULL_USERNAME and OCIBUILD_PULL_PASSWORD\n"
-    "                       credentials for pulling the base image\n"
-    "  OCIBUILD_SIGN_KEY    signing key path (like --sign-key)\n"
-    "  COSIGN_PASSWORD      password of an encrypted cosign signing key\n"
-    "  OCIBUILD_GIT_TIMEOUT milliseconds each git command may take (default 5000)\n"
-    "  OCIBUILD_CACHE_DIR   layer blob cache (default _build/ocibuild_cache)\n"
-    "  SOURCE_DATE_EPOCH    timestamps for reproducible images\n"
+    ++ ocibuild_options:text_environment() ++
     "\n"
     "The image runs <workdir>/bin/<release> foreground as user 65534. With a rebar.lock, the\n"
     "release is split into ERTS, dependency and application layers, so a rebuild after a\n"
@@ -340,14 +253,18 @@ relx_release(Relx, Wanted) when is_list(Relx) ->
     Names = lists:usort([N || {N, _} <- Releases]),
     Default = [atom_to_binary(N) || {default_release, {N, _}} <- Relx, is_atom(N)],
     case {wanted(Wanted), Names, Default} of
-        {_, [], _} -> {error, {no_relx_release, undefined}};
-        {undefined, [Only], _} -> pick(Only, Releases);
-        {undefined, _, [D | _]} -> pick(D, Releases);
-        {undefined, _, []} -> {error, {multiple_releases, Names}};
-        {Name, _, _} -> pick(Name, Releases)
+        {undefined, [], _} -> {error, {ambiguous_release, []}};
+        {Name, [], _} -> {error, {unknown_release, Name, []}};
+        {undefined, [Only], _} -> pick(Only, Names, Releases);
+        {undefined, _, [D | _]} -> pick(D, Names, Releases);
+        {undefined, _, []} -> {error, {ambiguous_release, Names}};
+        {Name, _, _} -> pick(Name, Names, Releases)
     end;
 relx_release(_Relx, Wanted) ->
-    {error, {no_relx_release, wanted(Wanted)}}.
+    case wanted(Wanted) of
+        undefined -> {error, {ambiguous_release, []}};
+        Name -> {error, {unknown_release, Name, []}}
+    end.
 
 wanted(undefined) -> undefined;
 wanted(Name) -> unicode:characters_to_binary(Name).
@@ -362,9 +279,9 @@ version(Vsn) -> Vsn.
 
 %% With several versions of one release configured, relx builds the highest: `undefined'
 %% here, and `ocibuild_release' reads the version from the built release.
-pick(Name, Releases) ->
+pick(Name, Names, Releases) ->
     case [V || {N, V} <- Releases, N =:= Name] of
-        [] -> {error, {no_relx_release, Name}};
+        [] -> {error, {unknown_release, Name, Names}};
         [Vsn] -> {ok, Name, Vsn};
         _Many -> {ok, Name, undefined}
     end.

@@ -12,7 +12,7 @@
 %% '''
 -module(ocibuild_release_config).
 
--export([resolve/2, from_adapter/1, expand_semicolon_tags/1, parse_kv_arg/1, normalize_kv_map/1,
+-export([resolve/2, defaults/0, from_adapter/1, expand_semicolon_tags/1, parse_kv_arg/1, normalize_kv_map/1,
          to_binary/1, env_var/1]).
 
 -export_type([config/0]).
@@ -68,6 +68,13 @@
     base_image, tag, workdir, env, expose, labels, annotations, uid, vcs_annotations, sign_key,
     compression, platform, cmd, app_name, description, output, push, chunk_size
 ]).
+
+%% @doc What a key not given falls back to (`chunk_size' in MB), for the tools' help texts.
+-spec defaults() -> #{base_image := binary(), workdir := binary(), uid := non_neg_integer(),
+                      chunk_size := pos_integer(), compression := auto}.
+defaults() ->
+    #{base_image => ?DEFAULT_BASE, workdir => ?DEFAULT_WORKDIR, uid => ?DEFAULT_UID,
+      chunk_size => ?DEFAULT_CHUNK_MB, compression => auto}.
 
 %% @doc Resolve the command line (`Cli') and the project file (`Project') into a config.
 %% Keys and value forms are listed in `ocibuild_release'. Errors:

@@ -108,6 +108,30 @@ format_reason({release_not_found, Path, _Posix}) ->
     io_lib:format("release directory ~ts not found: build the release first", [Path]);
 format_reason({release_not_directory, Path}) ->
     io_lib:format("~ts is not a release directory", [Path]);
+format_reason({unexpected_arguments, Args}) ->
+    io_lib:format("unexpected arguments: ~ts (one tarball path may follow --push)",
+                  [lists:join(" ", Args)]);
+format_reason({unknown_option, Flag, Tool}) ->
+    io_lib:format("unknown option ~ts (`~ts help ocibuild` lists the options)", [Flag, Tool]);
+format_reason({option_needs_value, Flag}) ->
+    io_lib:format("option ~ts needs a value", [Flag]);
+format_reason({invalid_option_value, Flag, Value}) ->
+    io_lib:format("invalid value ~ts for option ~ts", [ocibuild_input:quote(Value), Flag]);
+format_reason({ambiguous_release, []}) ->
+    "no release to image: define one (`releases:` in mix.exs, or "
+    "{relx, [{release, {Name, Vsn}, [Apps]}]} in rebar.config)";
+format_reason({ambiguous_release, Names}) ->
+    io_lib:format("several releases are defined (~ts): choose one with --release NAME",
+                  [lists:join(", ", Names)]);
+format_reason({unknown_release, Name, []}) ->
+    io_lib:format("release ~ts is not defined: the project defines no release", [Name]);
+format_reason({unknown_release, Name, Known}) ->
+    io_lib:format("release ~ts is not defined (releases: ~ts)", [Name, lists:join(", ", Known)]);
+format_reason({release_not_built, Name, Dir}) ->
+    io_lib:format("release ~ts was not found in ~ts: build it first (`mix release` or "
+                  "`rebar3 release`, with the same MIX_ENV or profile)", [Name, Dir]);
+format_reason({lock_file, {Path, Why}}) when is_binary(Path); is_list(Path) ->
+    io_lib:format("cannot read ~ts: ~ts", [Path, lock_error(Why)]);
 format_reason({lock_file, Reason}) ->
     io_lib:format("cannot read the lock file: ~0tp", [Reason]);
 format_reason({base_image, Base, {unauthorized, #{registry := Registry, status := Status}}}) ->
@@ -156,6 +180,14 @@ format_reason(Reason) when is_binary(Reason) ->
     Reason;
 format_reason(Reason) ->
     io_lib:format("~0tp", [Reason]).
+
+%% A lock file's error: a parse error as `file:consult/1' gives it, a sentence (Mix's), or
+%% a file error.
+lock_error({Line, Mod, Term}) when is_integer(Line) -> ["line ", integer_to_list(Line), ": ",
+                                                         Mod:format_error(Term)];
+lock_error(unknown_format) -> "not a lock file";
+lock_error(Why) when is_binary(Why) -> Why;
+lock_error(Other) -> ocibuild_host_file:format_error(Other).
 
 %% An annotation key with any NUL shown as \0, so the line stays one printable line.
 show_key(Key) when is_binary(Key) -> binary:replace(Key, <<0>>, <<"\\0">>, [global]);
