@@ -139,11 +139,24 @@ environment() ->
 
 %% @doc An option's help, with its default when it has one.
 -spec help(option()) -> string().
-help(#{help := Help, default := Default}) ->
-    Value = maps:get(Default, ocibuild_release_config:defaults()),
-    lists:flatten(io_lib:format("~ts. Default: ~ts.", [Help, ocibuild_release_config:to_binary(Value)]));
-help(#{help := Help}) ->
-    Help ++ ".".
+help(#{help := Help} = Option) ->
+    case maps:find(maps:get(default, Option, none), defaults()) of
+        {ok, Value} ->
+            lists:flatten(io_lib:format("~ts. Default: ~ts.",
+                                        [Help, ocibuild_release_config:to_binary(Value)]));
+        error ->
+            Help ++ "."
+    end.
+
+%% rebar3 builds its help when it loads the plugin, for every command: a NIF that does not
+%% load (it says so in one line when loaded) must not stop those, so the help then leaves out
+%% the defaults the native core holds.
+defaults() ->
+    try
+        ocibuild_release_config:defaults()
+    catch
+        error:{nif_not_loaded, _} -> #{}
+    end.
 
 %% @doc The rebar3 provider's getopt specs. `--release''s key is relx's own `relname', so the
 %% `release' step run before the provider builds that same release.
@@ -216,7 +229,7 @@ text_environment() ->
 
 %% A key whose default the configuration knows shows it.
 project_help(Key, Help) ->
-    case maps:find(Key, ocibuild_release_config:defaults()) of
+    case maps:find(Key, defaults()) of
         {ok, Value} ->
             lists:flatten(io_lib:format("~ts (default ~ts)", [Help, ocibuild_release_config:to_binary(Value)]));
         error ->

@@ -240,7 +240,31 @@ tags_checked(CliTags, ConfigTags, DefaultRepo, DefaultVersion) ->
 %% `latest'. A `:' before the last `/' is a registry port, not a tag.
 -spec parse_tag(binary() | string()) -> {binary(), binary()} | {error, {invalid_option, tag, term()}}.
 parse_tag(Tag0) ->
-    with_args([{tag, text, Tag0}], fun() -> ocibuild_release_publish:parse_tag(bin(Tag0)) end).
+    with_args([{tag, text, Tag0}], fun() -> split_tag(bin(Tag0)) end).
+
+%% 0.10 split any text, a valid reference or not; the tasks' tags are split, checked and
+%% grouped by the core instead (`ocibuild_nif:reference_tags/1').
+split_tag(Tag) ->
+    {Name, _Digest} =
+        case binary:split(Tag, <<"@">>) of
+            [N, D] -> {N, D};
+            [N] -> {N, undefined}
+        end,
+    LastSlash =
+        case binary:matches(Name, <<"/">>) of
+            [] -> -1;
+            Matches -> element(1, lists:last(Matches))
+        end,
+    case binary:matches(Name, <<":">>) of
+        [] ->
+            {Name, <<"latest">>};
+        Colons ->
+            {Pos, _} = lists:last(Colons),
+            case Pos > LastSlash of
+                true -> {binary:part(Name, 0, Pos), binary:part(Name, Pos + 1, byte_size(Name) - Pos - 1)};
+                false -> {Name, <<"latest">>}
+            end
+    end.
 
 %% @doc `<<"a:1;a:latest">>' -> `[<<"a:1">>, <<"a:latest">>]'.
 -spec expand_semicolon_tags(binary()) -> [binary()] | {error, {invalid_option, tags, term()}}.

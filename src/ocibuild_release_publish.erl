@@ -9,7 +9,7 @@
 %% '''
 -module(ocibuild_release_publish).
 
--export([publish/6, push_image/5, push_tarball/4, parse_tag/1, push_auth/0, pull_auth/0,
+-export([publish/6, push_image/5, push_tarball/4, push_auth/0, pull_auth/0,
          progress/1]).
 
 %% @doc Without a push target the image is saved; with one it is pushed, and saved too when
@@ -33,7 +33,7 @@ publish(Adapter, State, #{push := Registry} = Config, Images, Tags, Attach) ->
     Multi = length(Images) > 1,
     Digests = [
         push_repo(Adapter, Images, Registry, RepoTags, Auth, Config#{attach => Attach}, Multi)
-     || RepoTags <- group_by_repo(Tags)
+     || RepoTags <- tag_groups(Tags)
     ],
     [Adapter:info("Digest: ~ts", [D]) || D <- lists:usort(Digests)],
     {ok, State}.
@@ -48,38 +48,31 @@ check_ok({error, Reason}) -> throw({ocibuild_release, Reason}).
 output_path(#{output := Output}, _Tag) when is_binary(Output) ->
     Output;
 output_path(_Config, Tag) ->
-    {Repo, Version} = parse_tag(Tag),
+    [#{name := Repo, versions := [Version]}] = tag_groups([Tag]),
     Name = lists:last(binary:split(Repo, <<"/">>, [global])),
     <<Name/binary, "-", Version/binary, ".tar.gz">>.
 
 %% Tags for the same repository share one push: the first puts the manifest, the others
-%% only point at it.
-group_by_repo(Tags) ->
-    Tagged = [{element(1, parse_tag(T)), T} || T <- Tags],
-    [[T || {R, T} <- Tagged, R =:= Repo] || Repo <- first_seen([R || {R, _} <- Tagged])].
+%% only point at it. The core expands `;'-lists, checks each tag and groups them by the
+%% repository as written (`#{name, tags, versions}'), in the order given.
+tag_groups(Tags) ->
+    #{groups := Groups} = check(ocibuild_nif:reference_tags(Tags)),
+    Groups.
 
-%% The distinct elements of a list, in the order they first appear.
-first_seen(List) ->
-    lists:reverse(lists:foldl(fun(X, Seen) ->
-        case lists:member(X, Seen) of
-            true -> Seen;
-            false -> [X | Seen]
-        end
-    end, [], List)).
-
-push_repo(Adapter, Images, Registry, RepoTags, Auth, Config, Multi) ->
+push_repo(Adapter, Images, Registry, Group, Auth, Config, Multi) ->
     Attach = maps:with([sboms, sign], maps:get(attach, Config, #{})),
     Push = fun(First, Opts) ->
         ocibuild_registry:push(Images, Registry, First, Auth, maps:merge(Opts#{index => Multi}, Attach))
     end,
-    check(push_tags(Adapter, Registry, RepoTags, maps:get(chunk_size, Config), Push)).
+    check(push_tags(Adapter, Registry, Group, maps:get(chunk_size, Config), Push)).
 
-%% Push under the first of `RepoTags' (one repository) with the others as extra tags, then
+%% Push under the first tag of `Group' (one repository) with the others as extra tags, then
 %% report what went over the wire and the tags. `Push(FirstTag, Opts)' does the push.
-push_tags(Adapter, Registry, [First | Rest] = RepoTags, ChunkSize, Push) ->
+push_tags(Adapter, Registry, #{name := Repo, tags := [First | _] = RepoTags,
+                               versions := [_ | Versions]}, ChunkSize, Push) ->
     Adapter:info("Pushing to ~ts/~ts", [Registry, First]),
     Opts = #{
-        tags => [element(2, parse_tag(T)) || T <- Rest],
+        tags => Versions,
         chunk_size => ChunkSize,
         progress => progress(Adapter)
     },
@@ -88,15 +81,14 @@ push_tags(Adapter, Registry, [First | Rest] = RepoTags, ChunkSize, Push) ->
             ocibuild_progress:stop(),
             report_push(Adapter, Report),
             [Adapter:info("Tagged: ~ts/~ts", [Registry, T]) || T <- RepoTags],
-            report_attached(Adapter, Registry, First, maps:get(attached, Report, #{})),
+            report_attached(Adapter, Registry, Repo, maps:get(attached, Report, #{})),
             {ok, Digest};
         {error, _} = Error ->
             Error
     end.
 
 %% What the push attached: each SBOM referrer and where the registry lists it, the signature.
-report_attached(Adapter, Registry, RepoTag, Attached) ->
-    {Repo, _} = parse_tag(RepoTag),
+report_attached(Adapter, Registry, Repo, Attached) ->
     [Adapter:info("SBOM attached to ~ts/~ts@~ts, ~ts", [Registry, Repo, Subject, referrers_where(Api, Subject)])
      || #{subject := Subject, api := Api} <- maps:get(referrers, Attached, [])],
     case maps:get(signature_tag, Attached, undefined) of
@@ -120,30 +112,6 @@ report_push(Adapter, #{uploaded := Up, uploaded_bytes := Bytes, existing := Exis
     Adapter:info("Uploaded ~ts in ~b blob(s); ~b already present, ~b mounted",
                  [ocibuild_progress:format_bytes(Bytes), Up, Existing, Mounted]).
 
-%% @doc `<<"ghcr.io/org/app:v1">>' -> `{<<"ghcr.io/org/app">>, <<"v1">>}'; no tag means
-%% `latest'. A `:' before the last `/' is a registry port, not a tag.
--spec parse_tag(binary()) -> {binary(), binary()}.
-parse_tag(Tag) ->
-    {Name, _Digest} =
-        case binary:split(Tag, <<"@">>) of
-            [N, D] -> {N, D};
-            [N] -> {N, undefined}
-        end,
-    LastSlash =
-        case binary:matches(Name, <<"/">>) of
-            [] -> -1;
-            Matches -> element(1, lists:last(Matches))
-        end,
-    case binary:matches(Name, <<":">>) of
-        [] ->
-            {Name, <<"latest">>};
-        Colons ->
-            {Pos, _} = lists:last(Colons),
-            case Pos > LastSlash of
-                true -> {binary:part(Name, 0, Pos), binary:part(Name, Pos + 1, byte_size(Name) - Pos - 1)};
-                false -> {Name, <<"latest">>}
-            end
-    end.
 %% @doc Push credentials from `OCIBUILD_PUSH_TOKEN' (first) or `OCIBUILD_PUSH_USERNAME' and
 %% `OCIBUILD_PUSH_PASSWORD'; `#{}' (credential files, else anonymous) when none is set.
 -spec push_auth() -> map().
@@ -205,38 +173,48 @@ push_tarball(Adapter, State, TarballPath, Opts) ->
     end.
 
 push_loaded(Adapter, State, Loaded, Registry, Opts) ->
-    Tags =
-        case lists:append([ocibuild_release_config:expand_semicolon_tags(T) || T <- maps:get(tags, Opts, [])]) of
-            [] ->
-                case ocibuild_layout:push_reference(Loaded) of
-                    undefined -> [];
-                    Saved -> [strip_registry(Saved)]
-                end;
-            Given ->
-                Given
-        end,
-    case Tags of
-        [] ->
+    case push_loaded_groups(Loaded, maps:get(tags, Opts, [])) of
+        {ok, []} ->
             {error, {invalid_option, tag, <<"the tarball names no repository (no name:tag); give one with --tag">>}};
-        _ ->
-            Results = [push_loaded_repo(Adapter, Loaded, Registry, G, Opts) || G <- group_by_repo(Tags)],
+        {ok, Groups} ->
+            Results = [push_loaded_repo(Adapter, Loaded, Registry, G, Opts) || G <- Groups],
             case [E || {error, _} = E <- Results] of
                 [] ->
                     [Adapter:info("Digest: ~ts", [D]) || D <- lists:usort([D || {ok, D} <- Results])],
                     {ok, State};
                 [Error | _] ->
                     Error
-            end
+            end;
+        {error, _} = Error ->
+            Error
     end.
 
-push_loaded_repo(Adapter, Loaded, Registry, RepoTags, Opts) ->
+%% The tags given, else the one saved in the tarball (without its registry).
+push_loaded_groups(Loaded, Given) ->
+    case groups(Given) of
+        {ok, []} ->
+            case ocibuild_layout:push_reference(Loaded) of
+                undefined -> {ok, []};
+                Saved -> groups([strip_registry(Saved)])
+            end;
+        Other ->
+            Other
+    end.
+
+groups(Tags) ->
+    case ocibuild_nif:reference_tags(Tags) of
+        {ok, #{groups := Groups}} -> {ok, Groups};
+        {error, _} = Error -> Error
+    end.
+
+push_loaded_repo(Adapter, Loaded, Registry, Group, Opts) ->
     Auth = push_auth(),
     %% `sign' is `undefined' without a key; ocibuild_registry:push_loaded/5 takes that as none.
     Attach = maps:with([sign], Opts),
     Push = fun(First, PushOpts) ->
         ocibuild_registry:push_loaded(Loaded, Registry, First, Auth, maps:merge(PushOpts, Attach))
     end,
-    push_tags(Adapter, Registry, RepoTags, maps:get(chunk_size, Opts, ocibuild_adapter:default_chunk_size()), Push).
+    push_tags(Adapter, Registry, Group, maps:get(chunk_size, Opts, ocibuild_adapter:default_chunk_size()), Push).
 
 %% A tarball saved as `localhost:5000/app:1' is pushed as `app:1' under the target registry.
 strip_registry(Tag) ->
