@@ -190,6 +190,16 @@ defmodule Mix.Tasks.OcibuildTest do
                     OCIBUILD_CACHE_DIR SOURCE_DATE_EPOCH) do
         assert doc =~ var
       end
+
+      # The defaults shown are the native core's, the ones a build really uses.
+      %{chunk_size: chunk} = :ocibuild_nif.options_defaults()
+
+      assert doc =~
+               "`--chunk-size MB` - upload blobs larger than this many MB to the registry " <>
+                 "in chunks. Default: #{div(chunk, 1024 * 1024)}."
+
+      # The same table gives rebar3 its getopt specs.
+      assert length(:ocibuild_options.getopt_specs()) == length(:ocibuild_options.options())
     end
   end
 
