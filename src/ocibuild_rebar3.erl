@@ -19,8 +19,8 @@
 %%
 %% rebar3's modules (`rebar_api', `rebar_state', `rebar_dir', `providers') exist only inside
 %% rebar3, so they are called remotely and never included: this module compiles under `mix'
-%% too. The pure helpers (`cli/1', `project/1', `read_lock/1', `relx_release/2') are exported
-%% for the tests.
+%% too. The pure helpers (`cli/1', `project/1', `read_lock/1', `relx_release/2',
+%% `description/0') are exported for the tests.
 -module(ocibuild_rebar3).
 
 -behaviour(ocibuild_adapter).
@@ -28,7 +28,7 @@
 -export([init/1, do/1, format_error/1]).
 -export([get_config/1, find_release/2, info/2, console/2, error/2, get_app_version/1,
          get_dependencies/1]).
--export([cli/1, project/1, read_lock/1, relx_release/2]).
+-export([cli/1, project/1, read_lock/1, relx_release/2, description/0]).
 
 %% Only defined inside rebar3.
 -ignore_xref([
@@ -63,7 +63,7 @@ init(State) ->
         {example, "rebar3 ocibuild -t myapp:1.0.0"},
         {opts, opts()},
         {short_desc, "Build an OCI image of the release (saved as a tarball or pushed)"},
-        {desc, desc()}
+        {desc, description()}
     ]),
     {ok, rebar_state:add_provider(State, Provider)}.
 
@@ -106,6 +106,12 @@ format_error(Reason) ->
 %% getopt specs from the option table both tools read: `rebar3 help ocibuild' prints them.
 opts() ->
     ocibuild_options:getopt_specs().
+
+%% @doc The provider's description as `rebar3 help ocibuild' takes it: an io:format/2
+%% format, so a `~' in it (`~/.docker') is written `~~'.
+-spec description() -> string().
+description() ->
+    lists:flatten(string:replace(desc(), "~", "~~", all)).
 
 desc() ->
     "Build an OCI container image of the project's relx release and save it as a tarball\n"

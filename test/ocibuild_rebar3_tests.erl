@@ -240,3 +240,11 @@ one_option_table_test() ->
     ?assertNotEqual(nomatch, string:find(ChunkHelp, "Default: " ++ integer_to_list(Bytes div (1024 * 1024)) ++ ".")),
     [UidHelp] = [H || {uid, _, _, _, H} <- Specs],
     ?assertNotEqual(nomatch, string:find(UidHelp, "Default: " ++ integer_to_list(Uid) ++ ".")).
+
+%% `rebar3 help ocibuild' prints the description as an io:format/2 format: it must print as
+%% itself, tildes included (`~/.docker/config.json').
+help_text_is_a_format_test() ->
+    Desc = ocibuild_rebar3:description(),
+    Printed = lists:flatten(io_lib:format(Desc, [])),
+    ?assertNotEqual(nomatch, string:find(Printed, "~/.docker/config.json")),
+    ?assertNotEqual(nomatch, string:find(Printed, "OCIBUILD_PUSH_TOKEN")).
