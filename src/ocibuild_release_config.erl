@@ -399,11 +399,12 @@ port(P) ->
         error -> fail(expose, P)
     end.
 
-%% @doc `<<"a:1;a:latest">>' -> `[<<"a:1">>, <<"a:latest">>]': trimmed, empties dropped.
+%% @doc `<<"a:1;a:latest">>' -> `[<<"a:1">>, <<"a:latest">>]': trimmed, empties dropped, by
+%% the core's expansion (the one `-t' and `tag' get, there with each tag checked).
 -spec expand_semicolon_tags(binary() | string()) -> [binary()].
 expand_semicolon_tags(Tags) ->
-    Bin = to_binary(Tags),
-    [T || Part <- binary:split(Bin, <<";">>, [global]), T <- [string:trim(Part)], T =/= <<>>].
+    {ok, Expanded} = ocibuild_nif:reference_tags_expand([to_binary(Tags)]),
+    Expanded.
 
 %% @doc `"key=value"' -> `{ok, {<<"key">>, <<"value">>}}'; the value may hold `='.
 -spec parse_kv_arg(string() | binary()) ->

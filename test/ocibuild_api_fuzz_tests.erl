@@ -39,7 +39,7 @@
                      {ocibuild_rebar3, error, 2}, {ocibuild_rebar3, get_app_version, 1},
                      {ocibuild_rebar3, get_dependencies, 1}, {ocibuild_rebar3, cli, 1},
                      {ocibuild_rebar3, project, 1}, {ocibuild_rebar3, read_lock, 1},
-                     {ocibuild_rebar3, relx_release, 2}]).
+                     {ocibuild_rebar3, relx_release, 2}, {ocibuild_rebar3, description, 0}]).
 
 %%% The specs: {Module, Function, [ArgKind], Contract}
 

@@ -451,3 +451,11 @@ core_options_test() ->
                  ocibuild_release:resolve_config(#{chunk_size => 4097}, #{})),
     ?assertEqual({error, {invalid_option, chunk_size, 0}},
                  ocibuild_release:resolve_config(#{chunk_size => 0}, #{})).
+
+%% 0.10's expand_semicolon_tags/1 is the core's expansion, without the checks.
+expand_semicolon_tags_test() ->
+    ?assertEqual([<<"a:1">>, <<"Bad Tag">>, <<"a:latest">>],
+                 ocibuild_release:expand_semicolon_tags(<<" a:1 ;Bad Tag;; a:latest\n">>)),
+    ?assertEqual([<<"a:1">>], ocibuild_release:expand_semicolon_tags("a:1")),
+    ?assertEqual([], ocibuild_release:expand_semicolon_tags(<<" ; ">>)),
+    ?assertEqual({ok, [<<"x">>]}, ocibuild_nif:reference_tags_expand([<<"x;">>])).

@@ -11,6 +11,9 @@
 //! (`ocibuild_core::tag_list`): `{ok, #{tags => [Tag], groups => [#{name, tags, versions}]}}`
 //! (`tags` every tag in the order given) or `{error, {invalid_tag, Tag, Explanation}}` for
 //! the first tag the grammar refuses.
+//!
+//! `reference_tags_expand([Text])`: the same expansion alone (`;`-lists split, trimmed,
+//! empties dropped), unchecked, for ocibuild 0.10's `expand_semicolon_tags/1`.
 
 use ocibuild_core::registry::reference::Rule;
 use ocibuild_core::registry::Reference;
@@ -72,14 +75,24 @@ struct TagGroup {
     versions: Vec<String>,
 }
 
+fn texts(term: Term) -> ocibuild_core::Result<Vec<String>> {
+    terms::list(term, "tags")?
+        .into_iter()
+        .map(|t| terms::string(t, "tags"))
+        .collect()
+}
+
+#[rustler::nif]
+fn reference_tags_expand<'a>(env: Env<'a>, texts: Term<'a>) -> Term<'a> {
+    match self::texts(texts) {
+        Ok(t) => (atoms::ok(), tag_list::expand(&t)).encode(env),
+        Err(e) => reply::error(env, &e),
+    }
+}
+
 #[rustler::nif]
 fn reference_tags<'a>(env: Env<'a>, texts: Term<'a>) -> Term<'a> {
-    let texts = match terms::list(texts, "tags").and_then(|items| {
-        items
-            .into_iter()
-            .map(|t| terms::string(t, "tags"))
-            .collect::<ocibuild_core::Result<Vec<String>>>()
-    }) {
+    let texts = match self::texts(texts) {
         Ok(t) => t,
         Err(e) => return reply::error(env, &e),
     };
