@@ -34,7 +34,6 @@
 %% ocibuild 0.10".
 -define(MB, (1024 * 1024)).
 -define(MIN_CHUNK_MB, 1).
--define(DEFAULT_CHUNK_MB, 5).
 -define(MAX_CHUNK_MB, 100).
 
 -callback get_config(State :: term()) -> ocibuild_release:config() | map().
@@ -98,13 +97,14 @@ implements(Adapter, Callback) when is_atom(Adapter) ->
 implements(_NotAModule, _Callback) ->
     false.
 
-%% @doc Chunk size of uploads when none is given, in bytes (5 MB).
+%% @doc Chunk size of uploads when none is given, in bytes (5 MB): the native core's
+%% default (`ocibuild_core::options').
 -spec default_chunk_size() -> pos_integer().
-default_chunk_size() -> ?DEFAULT_CHUNK_MB * ?MB.
+default_chunk_size() -> maps:get(chunk_size, ocibuild_nif:options_defaults()).
 
 %% @doc `default_chunk_size/0' in MB.
 -spec default_chunk_size_mb() -> pos_integer().
-default_chunk_size_mb() -> ?DEFAULT_CHUNK_MB.
+default_chunk_size_mb() -> default_chunk_size() div ?MB.
 
 %% @doc ocibuild 0.10's smallest chunk size, in bytes (1 MB).
 -spec min_chunk_size() -> pos_integer().

@@ -6,7 +6,7 @@
 -module(ocibuild_nif).
 
 -export([layer_create/2, image_export/3, image_save/3, tarball_load/2, platform_parse/1]).
--export([reference_parse/1]).
+-export([reference_parse/1, reference_tags/1, reference_tags_expand/1, options_defaults/0]).
 -export([registry_pull/3, registry_fetch/2, registry_push/3, registry_push_loaded/3]).
 -export([sbom_spdx/1, sign_key_check/2]).
 -export([job_cancel/1, job_count/0]).
@@ -132,6 +132,12 @@ tarball_load(_Path, _ExtractDir) -> not_loaded().
 platform_parse(_Spec) -> not_loaded().
 
 reference_parse(_Text) -> not_loaded().
+
+reference_tags(_Texts) -> not_loaded().
+
+reference_tags_expand(_Texts) -> not_loaded().
+
+options_defaults() -> not_loaded().
 
 registry_pull(_Ref, _Auth, _Opts) -> not_loaded().
 

@@ -19,8 +19,8 @@
 %%
 %% rebar3's modules (`rebar_api', `rebar_state', `rebar_dir', `providers') exist only inside
 %% rebar3, so they are called remotely and never included: this module compiles under `mix'
-%% too. The pure helpers (`cli/1', `project/1', `read_lock/1', `relx_release/2') are exported
-%% for the tests.
+%% too. The pure helpers (`cli/1', `project/1', `read_lock/1', `relx_release/2',
+%% `description/0') are exported for the tests.
 -module(ocibuild_rebar3).
 
 -behaviour(ocibuild_adapter).
@@ -28,7 +28,7 @@
 -export([init/1, do/1, format_error/1]).
 -export([get_config/1, find_release/2, info/2, console/2, error/2, get_app_version/1,
          get_dependencies/1]).
--export([cli/1, project/1, read_lock/1, relx_release/2]).
+-export([cli/1, project/1, read_lock/1, relx_release/2, description/0]).
 
 %% Only defined inside rebar3.
 -ignore_xref([
@@ -44,9 +44,6 @@
 
 -define(PROVIDER, ocibuild).
 -define(DEPS, [release]).
-%% A lock file of thousands of dependencies is well under a MiB; the cap only stops a
-%% device or a huge file being read into the VM.
--define(MAX_LOCK_BYTES, 16 bsl 20).
 
 -type state() :: #{rebar_state := term(), config := map()}.
 
@@ -66,7 +63,7 @@ init(State) ->
         {example, "rebar3 ocibuild -t myapp:1.0.0"},
         {opts, opts()},
         {short_desc, "Build an OCI image of the release (saved as a tarball or pushed)"},
-        {desc, desc()}
+        {desc, description()}
     ]),
     {ok, rebar_state:add_provider(State, Provider)}.
 
@@ -96,81 +93,25 @@ run(State, Config) ->
         {error, Reason} -> {error, {?MODULE, Reason}}
     end.
 
-%% @doc One line for each error `do/1' returns, and for any other term (shown as the term
-%% when its fields are not what its message expects).
+%% @doc One line for each error `do/1' returns: the same line `mix ocibuild' prints for the
+%% same mistake (`ocibuild_release_messages:format_error/1').
 -spec format_error(term()) -> iolist().
 format_error(Reason) ->
-    try
-        Line = reason_line(Reason),
-        true = is_binary(unicode:characters_to_binary(Line)),
-        Line
-    catch
-        error:_ -> io_lib:format("~0tp", [Reason])
-    end.
-
-reason_line({unexpected_arguments, Args}) ->
-    io_lib:format("unexpected arguments: ~ts (one tarball path may follow --push)",
-                  [lists:join(" ", Args)]);
-reason_line({no_relx_release, undefined}) ->
-    "no release to image: add {relx, [{release, {Name, Vsn}, [Apps]}]} to rebar.config";
-reason_line({no_relx_release, Name}) ->
-    io_lib:format("release ~ts is not in the relx configuration of rebar.config", [Name]);
-reason_line({multiple_releases, Names}) ->
-    io_lib:format("several releases are configured (~ts): choose one with --release NAME",
-                  [lists:join(", ", Names)]);
-reason_line({release_not_built, Name, Dir}) ->
-    io_lib:format("release ~ts was not found in ~ts: did `rebar3 release' build it?",
-                  [Name, Dir]);
-reason_line({lock_file, {Path, Why}}) ->
-    io_lib:format("cannot read ~ts: ~ts", [Path, lock_error(Why)]);
-reason_line(Reason) ->
-    ocibuild_release:format_error(Reason).
-
-lock_error({Line, Mod, Term}) when is_integer(Line) -> [integer_to_list(Line), ": ",
-                                                         Mod:format_error(Term)];
-lock_error(unknown_format) -> "not a rebar.lock file";
-lock_error(Other) -> ocibuild_host_file:format_error(Other).
+    ocibuild_release_messages:format_error(Reason).
 
 %% ===================================================================
 %% Command line and rebar.config
 %% ===================================================================
 
-%% getopt specs: `rebar3 help ocibuild' prints them. The key of `--release' is relx's own
-%% `relname' so that the `release' step run before us builds that same release.
+%% getopt specs from the option table both tools read: `rebar3 help ocibuild' prints them.
 opts() ->
-    [
-        {tag, $t, "tag", string,
-         "Image tag, e.g. myapp:1.0.0; repeatable, and a ;-separated list expands "
-         "(myapp:1.0.0;myapp:latest). Required unless pushing a saved tarball."},
-        {output, $o, "output", string,
-         "Tarball to write (default: <name>-<tag>.tar.gz)."},
-        {push, $p, "push", string,
-         "Push to REGISTRY[/NAMESPACE] (e.g. ghcr.io/myorg) instead of saving a tarball."},
-        {annotation, $a, "annotation", string, "Manifest annotation KEY=VALUE; repeatable."},
-        {label, $l, "label", string, "Image config label KEY=VALUE; repeatable."},
-        {platform, $P, "platform", string,
-         "Target platforms, e.g. linux/amd64,linux/arm64 (several need ERTS from the base "
-         "image, not bundled in the release)."},
-        {base, undefined, "base", string,
-         "Base image (default: debian:stable-slim); tar://PATH uses a saved image tarball."},
-        {relname, undefined, "release", string,
-         "Release to build and image, when rebar.config configures several."},
-        {cmd, $c, "cmd", string, "Release start command (default: foreground)."},
-        {uid, undefined, "uid", integer, "User id the container runs as (default: 65534)."},
-        {chunk_size, undefined, "chunk-size", integer,
-         "Upload chunk size in MB (default: 5)."},
-        {sbom, undefined, "sbom", string,
-         "Also write the image's SPDX SBOM (embedded at /sbom.spdx.json) to PATH."},
-        {no_vcs_annotations, undefined, "no-vcs-annotations", undefined,
-         "Do not add the source and revision annotations (from CI variables or git)."},
-        {sign_key, undefined, "sign-key", string,
-         "Sign the pushed image, cosign-compatible, with the ECDSA P-256 key at PATH "
-         "(default: $OCIBUILD_SIGN_KEY; a cosign key's password from $COSIGN_PASSWORD)."},
-        {compression, undefined, "compression", string,
-         "Layer compression: gzip, zstd or auto (default: auto)."},
-        {tarball, undefined, undefined, string,
-         "With --push: a tarball saved earlier to push as is, without building."}
-    ].
+    ocibuild_options:getopt_specs().
+
+%% @doc The provider's description as `rebar3 help ocibuild' takes it: an io:format/2
+%% format, so a `~' in it (`~/.docker') is written `~~'.
+-spec description() -> string().
+description() ->
+    lists:flatten(string:replace(desc(), "~", "~~", all)).
 
 desc() ->
     "Build an OCI container image of the project's relx release and save it as a tarball\n"
@@ -182,35 +123,10 @@ desc() ->
     "  rebar3 ocibuild --push ghcr.io/myorg myapp-1.0.0.tar.gz   pushes a saved tarball\n"
     "\n"
     "Configuration in rebar.config, {ocibuild, [{Key, Value}, ...]} (the command line wins):\n"
-    "  base_image        base image (default \"debian:stable-slim\")\n"
-    "  tag               tag or list of tags, like -t\n"
-    "  workdir           directory holding the release in the image (default \"/app\")\n"
-    "  env               environment, #{\"LANG\" => \"C.UTF-8\"} or [{Name, Value}]\n"
-    "  expose            ports, e.g. [8080, \"53/udp\"]\n"
-    "  labels            image config labels, a map or [{Key, Value}]\n"
-    "  annotations       manifest annotations, a map or [{Key, Value}]\n"
-    "  uid               user id (default 65534, nobody)\n"
-    "  vcs_annotations   add source/revision annotations from CI or git (default true)\n"
-    "  sign_key          signing key path, like --sign-key\n"
-    "  compression       gzip | zstd | auto\n"
-    "  platform          \"linux/amd64,linux/arm64\"\n"
-    "  cmd               release start command\n"
-    "  app_name          the application whose files form the app layer (default: release)\n"
-    "  description       image description annotation\n"
-    "  output            tarball path, like -o\n"
-    "  push              registry, like --push\n"
-    "  chunk_size        upload chunk size in MB\n"
+    ++ ocibuild_options:text_project_keys() ++
     "\n"
     "Environment:\n"
-    "  OCIBUILD_PUSH_TOKEN, or OCIBUILD_PUSH_USERNAME and OCIBUILD_PUSH_PASSWORD\n"
-    "                       credentials for --push\n"
-    "  OCIBUILD_PULL_TOKEN, or OCIBUILD_PULL_USERNAME and OCIBUILD_PULL_PASSWORD\n"
-    "                       credentials for pulling the base image\n"
-    "  OCIBUILD_SIGN_KEY    signing key path (like --sign-key)\n"
-    "  COSIGN_PASSWORD      password of an encrypted cosign signing key\n"
-    "  OCIBUILD_GIT_TIMEOUT milliseconds each git command may take (default 5000)\n"
-    "  OCIBUILD_CACHE_DIR   layer blob cache (default _build/ocibuild_cache)\n"
-    "  SOURCE_DATE_EPOCH    timestamps for reproducible images\n"
+    ++ ocibuild_options:text_environment() ++
     "\n"
     "The image runs <workdir>/bin/<release> foreground as user 65534. With a rebar.lock, the\n"
     "release is split into ERTS, dependency and application layers, so a rebuild after a\n"
@@ -222,23 +138,21 @@ desc() ->
 cli(Args) ->
     lists:foldl(fun cli_arg/2, #{}, Args).
 
-cli_arg({Key, Value}, Cli) when Key =:= tag; Key =:= annotation; Key =:= label ->
-    Cli#{Key => maps:get(Key, Cli, []) ++ [Value]};
 cli_arg({relname, Value}, Cli) ->
     Cli#{release => Value};
-cli_arg(no_vcs_annotations, Cli) ->
-    Cli#{no_vcs_annotations => true};
-cli_arg({no_vcs_annotations, true}, Cli) ->
-    Cli#{no_vcs_annotations => true};
-cli_arg({no_vcs_annotations, _}, Cli) ->
-    Cli;
-cli_arg({Key, Value}, Cli) when Key =:= output; Key =:= push; Key =:= platform;
-                                Key =:= base; Key =:= cmd; Key =:= uid;
-                                Key =:= chunk_size; Key =:= sbom; Key =:= sign_key;
-                                Key =:= compression; Key =:= tarball ->
-    Cli#{Key => Value};
+cli_arg(Flag, Cli) when is_atom(Flag) ->
+    cli_arg({Flag, true}, Cli);
+cli_arg({Key, Value}, Cli) ->
+    %% What the option table says the key is; anything else is one of rebar3's global
+    %% options (`task', `verbose', ...).
+    case [O || #{key := K} = O <- ocibuild_options:options(), K =:= Key] of
+        [#{repeat := true}] -> Cli#{Key => maps:get(Key, Cli, []) ++ [Value]};
+        [#{type := flag}] when Value =:= true -> Cli#{Key => true};
+        [#{type := flag}] -> Cli;
+        [_] -> Cli#{Key => Value};
+        [] -> Cli
+    end;
 cli_arg(_Other, Cli) ->
-    %% rebar3's global options (`task', `verbose', ...).
     Cli.
 
 %% @doc `{ocibuild, [...]}' from rebar.config as a map; the first of a repeated key wins,
@@ -340,14 +254,18 @@ relx_release(Relx, Wanted) when is_list(Relx) ->
     Names = lists:usort([N || {N, _} <- Releases]),
     Default = [atom_to_binary(N) || {default_release, {N, _}} <- Relx, is_atom(N)],
     case {wanted(Wanted), Names, Default} of
-        {_, [], _} -> {error, {no_relx_release, undefined}};
-        {undefined, [Only], _} -> pick(Only, Releases);
-        {undefined, _, [D | _]} -> pick(D, Releases);
-        {undefined, _, []} -> {error, {multiple_releases, Names}};
-        {Name, _, _} -> pick(Name, Releases)
+        {undefined, [], _} -> {error, {ambiguous_release, []}};
+        {Name, [], _} -> {error, {unknown_release, Name, []}};
+        {undefined, [Only], _} -> pick(Only, Names, Releases);
+        {undefined, _, [D | _]} -> pick(D, Names, Releases);
+        {undefined, _, []} -> {error, {ambiguous_release, Names}};
+        {Name, _, _} -> pick(Name, Names, Releases)
     end;
 relx_release(_Relx, Wanted) ->
-    {error, {no_relx_release, wanted(Wanted)}}.
+    case wanted(Wanted) of
+        undefined -> {error, {ambiguous_release, []}};
+        Name -> {error, {unknown_release, Name, []}}
+    end.
 
 wanted(undefined) -> undefined;
 wanted(Name) -> unicode:characters_to_binary(Name).
@@ -362,105 +280,16 @@ version(Vsn) -> Vsn.
 
 %% With several versions of one release configured, relx builds the highest: `undefined'
 %% here, and `ocibuild_release' reads the version from the built release.
-pick(Name, Releases) ->
+pick(Name, Names, Releases) ->
     case [V || {N, V} <- Releases, N =:= Name] of
-        [] -> {error, {no_relx_release, Name}};
+        [] -> {error, {unknown_release, Name, Names}};
         [Vsn] -> {ok, Name, Vsn};
         _Many -> {ok, Name, undefined}
     end.
 
-%% @doc The dependencies a `rebar.lock' lists: `undefined' when the file does not exist.
-%% Reads both the versioned format (`{"1.2.0", Deps}.' followed by the package hashes) and
-%% the old bare list. Packages give `source => <<"hex">>' and their version; git (and hg)
-%% dependencies give their URL as the source and the locked ref as the version. An error is
-%% `{error, {Path, Why}}' (`ocibuild_release' reports it as `{lock_file, {Path, Why}}').
+%% @doc The dependencies a `rebar.lock' lists; see `ocibuild_rebar_lock:read/1'.
 -spec read_lock(file:filename()) ->
     {ok, [#{name := binary(), version := binary(), source := binary()}]} | {error, term()}
     | undefined.
 read_lock(Path) ->
-    case ocibuild_host_file:read(Path, ?MAX_LOCK_BYTES) of
-        {ok, Bytes} ->
-            case parse_terms(Bytes) of
-                {ok, Terms} -> lock_deps(Path, Terms);
-                {error, Why} -> {error, {Path, Why}}
-            end;
-        {error, enoent} ->
-            undefined;
-        {error, Why} ->
-            {error, {Path, Why}}
-    end.
-
-lock_deps(Path, Terms) ->
-    case lock_entries(Terms) of
-        {ok, Entries} -> {ok, [D || E <- Entries, D <- lock_dep(E)]};
-        error -> {error, {Path, unknown_format}}
-    end.
-
-%% `file:consult/1' on bytes already read (it opens the path itself, and would block on a
-%% FIFO). Errors are `{Line, Module, Term}' as `file:consult/1' gives them.
-parse_terms(Bytes) ->
-    Chars = case unicode:characters_to_list(Bytes) of
-                L when is_list(L) -> L;
-                _NotUtf8 -> binary_to_list(Bytes)
-            end,
-    parse_terms(Chars, 1, []).
-
-%% The scanner sees a full stop only once followed by a blank or the end of the file.
-last_term(Tokens, Acc) ->
-    case erl_parse:parse_term(Tokens) of
-        {ok, Term} -> {ok, lists:reverse([Term | Acc])};
-        {error, _} = Error -> Error
-    end.
-
-parse_terms(Chars, Line, Acc) ->
-    case erl_scan:tokens([], Chars, Line) of
-        {done, {ok, Tokens, Next}, Rest} ->
-            case erl_parse:parse_term(Tokens) of
-                {ok, Term} -> parse_terms(Rest, Next, [Term | Acc]);
-                {error, _} = Error -> Error
-            end;
-        {done, {eof, _}, _} ->
-            {ok, lists:reverse(Acc)};
-        {done, {error, Info, _}, _} ->
-            {error, Info};
-        {more, Continuation} ->
-            %% Only blanks and comments are left, or a last term.
-            case erl_scan:tokens(Continuation, eof, Line) of
-                {done, {eof, _}, _} -> {ok, lists:reverse(Acc)};
-                {done, {error, Info, _}, _} -> {error, Info};
-                {done, {ok, Tokens, _End}, _} -> last_term(Tokens, Acc)
-            end
-    end.
-
-lock_entries([]) -> {ok, []};
-lock_entries([{Vsn, Deps} | _]) when is_list(Vsn), is_list(Deps) -> {ok, Deps};
-lock_entries([Deps]) when is_list(Deps) -> {ok, Deps};
-lock_entries(_) -> error.
-
-lock_dep({Name, Source, _Level}) when is_binary(Name) ->
-    [#{name => Name, version => V, source => S} || {V, S} <- lock_source(Name, Source)];
-lock_dep(_) ->
-    [].
-
-lock_source(_Name, Pkg) when is_tuple(Pkg), tuple_size(Pkg) >= 3, element(1, Pkg) =:= pkg ->
-    [{bin(element(3, Pkg)), <<"hex">>}];
-lock_source(_Name, Scm) when is_tuple(Scm), tuple_size(Scm) >= 3,
-                             (element(1, Scm) =:= git orelse element(1, Scm) =:= git_subdir
-                              orelse element(1, Scm) =:= hg) ->
-    [{ref(element(3, Scm)), bin(element(2, Scm))}];
-lock_source(_Name, Other) when is_tuple(Other), tuple_size(Other) >= 2 ->
-    [{<<>>, bin(element(1, Other))}];
-lock_source(_Name, _) ->
-    [].
-
-ref({_Kind, Ref}) -> bin(Ref);
-ref(Ref) -> bin(Ref).
-
-bin(B) when is_binary(B) -> B;
-bin(A) when is_atom(A) -> atom_to_binary(A);
-bin(L) when is_list(L) ->
-    case unicode:characters_to_binary(L) of
-        B when is_binary(B) -> B;
-        _ -> <<>>
-    end;
-bin(_) -> <<>>.
+    ocibuild_rebar_lock:read(Path).

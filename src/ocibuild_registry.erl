@@ -71,8 +71,10 @@
     }
 }.
 
--define(DEFAULT_CHUNK_SIZE, 5 * 1024 * 1024).
--define(DEFAULT_MAX_CONCURRENCY, 4).
+%% Defaults and bounds are the native core's (`ocibuild_core::options').
+-define(CORE(Key), maps:get(Key, ocibuild_nif:options_defaults())).
+-define(DEFAULT_CHUNK_SIZE, ?CORE(chunk_size)).
+-define(DEFAULT_MAX_CONCURRENCY, ?CORE(max_concurrency)).
 
 %% @doc Resolve `Ref' (a binary reference or `{Registry, Repo, TagOrDigest}') to one base per
 %% platform: `#{base := Base, platform := Platform}' maps. Options: `platforms' (a list; empty
@@ -381,7 +383,7 @@ texts(List) ->
 push_options(Opts) ->
     Checks = [
         {chunk_size, fun(N) -> is_integer(N) andalso N > 0 end},
-        {max_concurrency, fun(N) -> is_integer(N) andalso N >= 1 andalso N =< 64 end},
+        {max_concurrency, fun(N) -> is_integer(N) andalso N >= 1 andalso N =< ?CORE(max_concurrency_limit) end},
         {index, fun erlang:is_boolean/1},
         {sboms, fun(L) -> ocibuild_input:is_proper_list(L) andalso lists:all(fun is_sbom/1, L) end},
         %% A key from `ocibuild_signing:load/1,2' (its secret behind a fun), or none.

@@ -12,7 +12,7 @@
 %% '''
 -module(ocibuild_release_config).
 
--export([resolve/2, from_adapter/1, expand_semicolon_tags/1, parse_kv_arg/1, normalize_kv_map/1,
+-export([resolve/2, defaults/0, from_adapter/1, expand_semicolon_tags/1, parse_kv_arg/1, normalize_kv_map/1,
          to_binary/1, env_var/1]).
 
 -export_type([config/0]).
@@ -48,8 +48,7 @@
 -define(DEFAULT_BASE, <<"debian:stable-slim">>).
 -define(DEFAULT_WORKDIR, <<"/app">>).
 -define(DEFAULT_UID, 65534).
--define(DEFAULT_CHUNK_MB, 5).
--define(MAX_CHUNK_MB, 4096).
+-define(MIB, (1024 * 1024)).
 
 %% Every key `resolve/2' sets: a map holding them all is a resolved config.
 -define(RESOLVED_KEYS, [
@@ -68,6 +67,17 @@
     base_image, tag, workdir, env, expose, labels, annotations, uid, vcs_annotations, sign_key,
     compression, platform, cmd, app_name, description, output, push, chunk_size
 ]).
+
+%% @doc What a key not given falls back to (`chunk_size' in MB), for the tools' help texts.
+-spec defaults() -> #{base_image := binary(), workdir := binary(), uid := non_neg_integer(),
+                      chunk_size := pos_integer(), compression := auto}.
+defaults() ->
+    #{base_image => ?DEFAULT_BASE, workdir => ?DEFAULT_WORKDIR, uid => ?DEFAULT_UID,
+      chunk_size => core(chunk_size) div ?MIB, compression => auto}.
+
+%% The native core's defaults and bounds (`ocibuild_core::options'): chunk sizes in bytes.
+core(Key) ->
+    maps:get(Key, ocibuild_nif:options_defaults()).
 
 %% @doc Resolve the command line (`Cli') and the project file (`Project') into a config.
 %% Keys and value forms are listed in `ocibuild_release'. Errors:
@@ -114,7 +124,7 @@ resolve_checked(Cli, Project) ->
         cmd => optional_text(cmd, first([maps:get(cmd, Cli, undefined), get(cmd, Project)])),
         uid => uid(first([maps:get(uid, Cli, undefined), get(uid, Project), ?DEFAULT_UID])),
         chunk_size => chunk_size(first([maps:get(chunk_size, Cli, undefined),
-                                        get(chunk_size, Project), ?DEFAULT_CHUNK_MB])),
+                                        get(chunk_size, Project), core(chunk_size) div ?MIB])),
         sbom => optional_text(sbom, maps:get(sbom, Cli, undefined)),
         vcs_annotations => vcs_annotations(Cli, Project),
         sign_key => optional_text(sign_key, first([maps:get(sign_key, Cli, undefined),
@@ -178,10 +188,12 @@ with_tag(Project, Tags) -> Project#{tag => Tags}.
 is_unset(Value) -> Value =:= nil orelse Value =:= undefined orelse Value =:= <<>> orelse Value =:= "".
 
 loose_chunk_size(undefined) ->
-    {ok, ?DEFAULT_CHUNK_MB * 1024 * 1024};
-loose_chunk_size(Bytes) when is_integer(Bytes), Bytes >= 1024 * 1024,
-                             Bytes =< ?MAX_CHUNK_MB * 1024 * 1024 ->
-    {ok, Bytes};
+    {ok, core(chunk_size)};
+loose_chunk_size(Bytes) when is_integer(Bytes) ->
+    case Bytes >= core(min_chunk_size) andalso Bytes =< core(max_chunk_size) of
+        true -> {ok, Bytes};
+        false -> {error, {invalid_option, chunk_size, Bytes}}
+    end;
 loose_chunk_size(Other) ->
     {error, {invalid_option, chunk_size, Other}}.
 
@@ -235,6 +247,8 @@ to_text(V) when is_atom(V), V =/= undefined, V =/= nil -> {ok, atom_to_binary(V)
 to_text(V) -> ocibuild_input:text(V).
 
 %% -t may be given many times, each a `;'-list; the project's `tag' is one string or a list.
+%% The core expands the lists and judges every tag (`ocibuild_nif:reference_tags/1'), so
+%% `-t 'bad tag!!'' stops here, before any build.
 tags(CliTags, ProjectTag) ->
     Raw =
         case CliTags of
@@ -242,14 +256,8 @@ tags(CliTags, ProjectTag) ->
             [] -> project_tags(ProjectTag);
             _ -> fail(tag, CliTags)
         end,
-    Tags = lists:append([expand_semicolon_tags(text(tag, T)) || T <- Raw]),
-    lists:foreach(fun check_tag/1, Tags),
-    Tags.
-
-%% The core's reference parser judges tags, so `-t 'bad tag!!'' stops here, before any build.
-check_tag(Tag) ->
-    case ocibuild_input:parse_tag(Tag) of
-        {ok, _} -> ok;
+    case ocibuild_nif:reference_tags([text(tag, T) || T <- Raw]) of
+        {ok, #{tags := Tags}} -> Tags;
         {error, Reason} -> throw({config_error, Reason})
     end.
 
@@ -336,7 +344,13 @@ uid_int(_N, U) -> bad_uid(U).
 bad_uid(U) ->
     throw({config_error, {invalid_uid, U, <<"the uid must be an integer from 0 to 4294967295">>}}).
 
-chunk_size(MB) when is_integer(MB), MB >= 1, MB =< ?MAX_CHUNK_MB -> MB * 1024 * 1024;
+%% Whole megabytes within the core's bounds.
+chunk_size(MB) when is_integer(MB) ->
+    Bytes = MB * ?MIB,
+    case Bytes >= core(min_chunk_size) andalso Bytes =< core(max_chunk_size) of
+        true -> Bytes;
+        false -> fail(chunk_size, MB)
+    end;
 chunk_size(MB) -> fail(chunk_size, MB).
 
 vcs_annotations(Cli, Project) ->
@@ -385,11 +399,12 @@ port(P) ->
         error -> fail(expose, P)
     end.
 
-%% @doc `<<"a:1;a:latest">>' -> `[<<"a:1">>, <<"a:latest">>]': trimmed, empties dropped.
+%% @doc `<<"a:1;a:latest">>' -> `[<<"a:1">>, <<"a:latest">>]': trimmed, empties dropped, by
+%% the core's expansion (the one `-t' and `tag' get, there with each tag checked).
 -spec expand_semicolon_tags(binary() | string()) -> [binary()].
 expand_semicolon_tags(Tags) ->
-    Bin = to_binary(Tags),
-    [T || Part <- binary:split(Bin, <<";">>, [global]), T <- [string:trim(Part)], T =/= <<>>].
+    {ok, Expanded} = ocibuild_nif:reference_tags_expand([to_binary(Tags)]),
+    Expanded.
 
 %% @doc `"key=value"' -> `{ok, {<<"key">>, <<"value">>}}'; the value may hold `='.
 -spec parse_kv_arg(string() | binary()) ->

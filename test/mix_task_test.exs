@@ -2,6 +2,7 @@ defmodule Mix.Tasks.OcibuildTest do
   use ExUnit.Case, async: false
 
   alias Mix.Tasks.Ocibuild, as: Task
+  alias Ocibuild.Mix.Adapter
 
   # A private directory per test, outside the repository (ExUnit's :tmp_dir tag would write
   # under ./tmp).
@@ -96,8 +97,17 @@ defmodule Mix.Tasks.OcibuildTest do
       assert Task.parse_args(["--push", "localhost:5000", "app-1.tar.gz"]) ==
                %{push: "localhost:5000", tarball: "app-1.tar.gz"}
 
-      assert_raise Mix.Error, ~r/at most one TARBALL argument, got: a.tar.gz b.tar.gz$/, fn ->
-        Task.parse_args(["-p", "r", "a.tar.gz", "b.tar.gz"])
+      # The term and the line rebar3 gives for the same mistake.
+      line =
+        IO.chardata_to_string(
+          :ocibuild_rebar3.format_error({:unexpected_arguments, [~c"b.tar.gz", ~c"c.tar.gz"]})
+        )
+
+      assert line ==
+               "unexpected arguments: b.tar.gz c.tar.gz (one tarball path may follow --push)"
+
+      assert_raise Mix.Error, line, fn ->
+        Task.parse_args(["-p", "r", "a.tar.gz", "b.tar.gz", "c.tar.gz"])
       end
     end
 
@@ -180,6 +190,52 @@ defmodule Mix.Tasks.OcibuildTest do
                     OCIBUILD_CACHE_DIR SOURCE_DATE_EPOCH) do
         assert doc =~ var
       end
+
+      # The defaults shown are the native core's, the ones a build really uses.
+      %{chunk_size: chunk} = :ocibuild_nif.options_defaults()
+
+      assert doc =~
+               "`--chunk-size MB` - upload blobs larger than this many MB to the registry " <>
+                 "in chunks. Default: #{div(chunk, 1024 * 1024)}."
+
+      # The same table gives rebar3 its getopt specs.
+      assert length(:ocibuild_options.getopt_specs()) == length(:ocibuild_options.options())
+    end
+  end
+
+  describe "the same mistake in mix and rebar3" do
+    test "gives the same error term and the same line" do
+      relx = [{:release, {:ocibuild, ~c"1.0.0"}, [:ocibuild]}]
+      rebar3 = :ocibuild_rebar3.relx_release(relx, "nope")
+      assert rebar3 == {:error, {:unknown_release, "nope", ["ocibuild"]}}
+      assert Adapter.find_release(state(Mix.Project.config()), %{release: "nope"}) == rebar3
+
+      {:error, reason} = rebar3
+      line = IO.chardata_to_string(:ocibuild_rebar3.format_error(reason))
+      assert line == "release nope is not defined (releases: ocibuild)"
+      assert_raise Mix.Error, line, fn -> Task.run(["--release", "nope"]) end
+
+      two = [{:release, {:web, ~c"1"}, [:web]}, {:release, {:worker, ~c"1"}, [:worker]}]
+      ambiguous = {:error, {:ambiguous_release, ["web", "worker"]}}
+      assert :ocibuild_rebar3.relx_release(two, :undefined) == ambiguous
+      assert Adapter.find_release(state(releases: [web: [], worker: []]), %{}) == ambiguous
+      none = {:error, {:ambiguous_release, []}}
+      assert :ocibuild_rebar3.relx_release([], :undefined) == none
+      assert Adapter.find_release(state(releases: []), %{}) == none
+    end
+
+    test "a broken lock file is {path, why} from both readers, one line each", %{tmp_dir: tmp} do
+      path = Path.join(tmp, "broken.lock")
+      File.write!(path, "%{\"a\" => ")
+      assert {:error, {^path, mix_why}} = Ocibuild.Mix.Lock.read(path)
+      File.write!(path, "[{<<\"a\">>,")
+      assert {:error, {^path, rebar_why}} = :ocibuild_rebar3.read_lock(path)
+
+      for why <- [mix_why, rebar_why] do
+        line = IO.chardata_to_string(:ocibuild_rebar3.format_error({:lock_file, {path, why}}))
+        assert line =~ ~r/^cannot read #{Regex.escape(path)}: line 1: /
+        refute line =~ "\n"
+      end
     end
   end
 
@@ -191,7 +247,7 @@ defmodule Mix.Tasks.OcibuildTest do
         ocibuild: [base_image: "alpine:3.19", env: %{"A" => "1"}, expose: [4000]]
       ]
 
-      assert Task.project_config(mix_config, []) == %{
+      assert Adapter.project_config(mix_config, []) == %{
                base_image: "alpine:3.19",
                env: %{"A" => "1"},
                expose: [4000],
@@ -203,23 +259,23 @@ defmodule Mix.Tasks.OcibuildTest do
     test "a release's own config overrides the project's; the user's app_name wins" do
       mix_config = [app: :myapp, ocibuild: [tag: "a:1", workdir: "/srv", app_name: "core"]]
 
-      assert Task.project_config(mix_config, tag: "b:2") ==
+      assert Adapter.project_config(mix_config, tag: "b:2") ==
                %{tag: "b:2", workdir: "/srv", app_name: "core"}
     end
 
     test "no ocibuild: key, and an umbrella without :app" do
-      assert Task.project_config([], []) == %{}
-      assert Task.project_config([app: :x, ocibuild: nil], %{}) == %{app_name: "x"}
+      assert Adapter.project_config([], []) == %{}
+      assert Adapter.project_config([app: :x, ocibuild: nil], %{}) == %{app_name: "x"}
     end
 
     test "anything but a keyword list is an error" do
       assert_raise Mix.Error, ~r/^the :ocibuild key in mix.exs must be a keyword list/, fn ->
-        Task.project_config([ocibuild: "alpine"], [])
+        Adapter.project_config([ocibuild: "alpine"], [])
       end
     end
 
     test "the result is what ocibuild_release:resolve_config/2 takes" do
-      project = Task.project_config([app: :myapp, ocibuild: [workdir: "/srv/app"]], [])
+      project = Adapter.project_config([app: :myapp, ocibuild: [workdir: "/srv/app"]], [])
       cli = Task.parse_args(["-t", "myapp:1;myapp:latest", "--uid", "1000", "-l", "k=v"])
 
       assert {:ok, config} = :ocibuild_release.resolve_config(cli, project)
@@ -248,63 +304,70 @@ defmodule Mix.Tasks.OcibuildTest do
 
     test "without releases: the release is named after the app", %{mix_config: mix_config} do
       dir = make_release(mix_config, "myapp")
-      assert Task.find_release(state(mix_config), %{release: :undefined}) == {:ok, "myapp", dir}
-      assert Task.get_app_version(state(mix_config)) == "1.2.3"
+
+      assert Adapter.find_release(state(mix_config), %{release: :undefined}) ==
+               {:ok, "myapp", dir}
+
+      assert Adapter.get_app_version(state(mix_config)) == "1.2.3"
     end
 
     test "the only release, default_release:, or --release", %{mix_config: mix_config} do
       one = Keyword.put(mix_config, :releases, web: [version: "2.0.0"])
       web = make_release(one, "web")
-      assert Task.find_release(state(one), %{release: :undefined}) == {:ok, "web", web}
-      assert Task.get_app_version(state(one)) == "2.0.0"
+      assert Adapter.find_release(state(one), %{release: :undefined}) == {:ok, "web", web}
+      assert Adapter.get_app_version(state(one)) == "2.0.0"
 
       two = Keyword.put(mix_config, :releases, web: [], worker: [version: "3.0.0"])
       worker = make_release(two, "worker")
 
-      assert Task.find_release(state(two), %{release: :undefined}) ==
+      assert Adapter.find_release(state(two), %{release: :undefined}) ==
                {:error, {:ambiguous_release, ["web", "worker"]}}
 
-      assert Task.find_release(state(two), %{release: "worker"}) == {:ok, "worker", worker}
+      assert Adapter.find_release(state(two), %{release: "worker"}) == {:ok, "worker", worker}
       # --release reaches find_release through the config too.
-      assert Task.find_release(state(two, %{release: "worker"}), %{}) == {:ok, "worker", worker}
-      assert Task.get_app_version(state(two, %{release: "worker"})) == "3.0.0"
-      assert Task.get_app_version(state(two)) == "1.2.3"
+      assert Adapter.find_release(state(two, %{release: "worker"}), %{}) ==
+               {:ok, "worker", worker}
 
-      assert Task.find_release(state(two), %{release: "nope"}) ==
+      assert Adapter.get_app_version(state(two, %{release: "worker"})) == "3.0.0"
+      assert Adapter.get_app_version(state(two)) == "1.2.3"
+
+      assert Adapter.find_release(state(two), %{release: "nope"}) ==
                {:error, {:unknown_release, "nope", ["web", "worker"]}}
 
-      assert Task.find_release(state(mix_config), %{release: "other"}) ==
+      assert Adapter.find_release(state(mix_config), %{release: "other"}) ==
                {:error, {:unknown_release, "other", ["myapp"]}}
 
-      assert Task.find_release(state(releases: []), %{}) == {:error, {:ambiguous_release, []}}
+      assert Adapter.find_release(state(releases: []), %{}) == {:error, {:ambiguous_release, []}}
 
       default = Keyword.put(two, :default_release, :worker)
-      assert Task.find_release(state(default), %{release: :undefined}) == {:ok, "worker", worker}
+
+      assert Adapter.find_release(state(default), %{release: :undefined}) ==
+               {:ok, "worker", worker}
     end
 
     test "a release's path: option", %{mix_config: mix_config, tmp_dir: tmp} do
       dir = Path.join(tmp, "elsewhere")
       File.mkdir_p!(Path.join(dir, "bin"))
       config = Keyword.put(mix_config, :releases, myapp: [path: dir])
-      assert Task.find_release(state(config), %{}) == {:ok, "myapp", dir}
+      assert Adapter.find_release(state(config), %{}) == {:ok, "myapp", dir}
     end
 
     test "a release not built yet is an error", %{mix_config: mix_config} do
       dir = Path.join([Mix.Project.build_path(mix_config), "rel", "myapp"])
 
-      assert Task.find_release(state(mix_config), %{}) ==
+      assert Adapter.find_release(state(mix_config), %{}) ==
                {:error, {:release_not_built, "myapp", dir}}
     end
 
     test "a release given to the step is used as is" do
       release = %Mix.Release{name: :web, version: "9.9.9", path: "/rel/web", options: []}
       state = %{config: %{}, mix_config: [], release: release}
-      assert Task.find_release(state, %{release: :undefined}) == {:ok, "web", "/rel/web"}
-      assert Task.get_app_version(state) == "9.9.9"
+      assert Adapter.find_release(state, %{release: :undefined}) == {:ok, "web", "/rel/web"}
+      assert Adapter.get_app_version(state) == "9.9.9"
     end
 
     test "no version at all" do
-      assert Task.get_app_version(state(releases: [], app: nil)) == :undefined
+      assert Adapter.get_app_version(state(releases: [], app: nil)) == :undefined
     end
   end
 
@@ -320,7 +383,7 @@ defmodule Mix.Tasks.OcibuildTest do
       }
       """)
 
-      assert Task.get_dependencies(state(lockfile: lockfile)) ==
+      assert Adapter.get_dependencies(state(lockfile: lockfile)) ==
                {:ok,
                 [
                   %{name: "jason", version: "1.4.1", source: "hex"},
@@ -336,20 +399,20 @@ defmodule Mix.Tasks.OcibuildTest do
     test "an empty lock file lists no dependencies", %{tmp_dir: tmp} do
       lockfile = Path.join(tmp, "mix.lock")
       File.write!(lockfile, "%{\n}\n")
-      assert Task.get_dependencies(state(lockfile: lockfile)) == {:ok, []}
+      assert Adapter.get_dependencies(state(lockfile: lockfile)) == {:ok, []}
     end
 
     test "no lock file: undefined (one layer)", %{tmp_dir: tmp} do
       lockfile = Path.join(tmp, "mix.lock")
-      assert Task.get_dependencies(state(lockfile: lockfile)) == :undefined
+      assert Adapter.get_dependencies(state(lockfile: lockfile)) == :undefined
     end
 
     test "a FIFO as mix.lock is an error at once, not a hang", %{tmp_dir: tmp} do
       lockfile = Path.join(tmp, "mix.lock")
       {_, 0} = System.cmd("mkfifo", [lockfile])
 
-      assert {:error, {:invalid_lock_file, ^lockfile, why}} =
-               within_bound(fn -> Task.get_dependencies(state(lockfile: lockfile)) end)
+      assert {:error, {^lockfile, why}} =
+               within_bound(fn -> Adapter.get_dependencies(state(lockfile: lockfile)) end)
 
       assert why =~ "not a regular file"
     end
@@ -358,15 +421,13 @@ defmodule Mix.Tasks.OcibuildTest do
       lockfile = Path.join(tmp, "mix.lock")
       File.write!(lockfile, "%{\"a\" => ")
 
-      assert {:error, {:invalid_lock_file, ^lockfile, "line 1: missing terminator" <> _}} =
-               Task.get_dependencies(state(lockfile: lockfile))
+      assert {:error, {^lockfile, "line 1: missing terminator" <> _}} =
+               Adapter.get_dependencies(state(lockfile: lockfile))
 
       File.write!(lockfile, "[:not, :a, :map]")
 
-      assert Task.get_dependencies(state(lockfile: lockfile)) ==
-               {:error,
-                {:invalid_lock_file, lockfile,
-                 "expected a map of dependencies, got: [:not, :a, :map]"}}
+      assert Adapter.get_dependencies(state(lockfile: lockfile)) ==
+               {:error, {lockfile, "expected a map of dependencies, got: [:not, :a, :map]"}}
     end
   end
 
@@ -425,9 +486,9 @@ defmodule Mix.Tasks.OcibuildTest do
     end
 
     test "info and error go through Mix.shell with Erlang formats" do
-      :ok = Task.info(~c"Tagged: ~ts", ["myapp:1.0 ✓"])
+      :ok = Adapter.info(~c"Tagged: ~ts", ["myapp:1.0 ✓"])
       assert_received {:mix_shell, :info, ["Tagged: myapp:1.0 ✓"]}
-      :ok = Task.error("warning: ~p files skipped", [2])
+      :ok = Adapter.error("warning: ~p files skipped", [2])
       assert_received {:mix_shell, :error, ["warning: 2 files skipped"]}
     end
   end

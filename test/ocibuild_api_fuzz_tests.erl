@@ -39,7 +39,7 @@
                      {ocibuild_rebar3, error, 2}, {ocibuild_rebar3, get_app_version, 1},
                      {ocibuild_rebar3, get_dependencies, 1}, {ocibuild_rebar3, cli, 1},
                      {ocibuild_rebar3, project, 1}, {ocibuild_rebar3, read_lock, 1},
-                     {ocibuild_rebar3, relx_release, 2}]).
+                     {ocibuild_rebar3, relx_release, 2}, {ocibuild_rebar3, description, 0}]).
 
 %%% The specs: {Module, Function, [ArgKind], Contract}
 
@@ -433,7 +433,8 @@ reason_tags() ->
      no_matching_platform, unauthorized, registry_error, http_error, timeout, https_downgrade,
      auth_error, credentials_error, invalid_reference, digest_mismatch, file_read, io_error,
      bad_adapter_reply, negative_timestamp, file_read, sign_key_password, sign_key_error,
-     unexpected_arguments, no_relx_release, multiple_releases, release_not_built].
+     unexpected_arguments, unknown_release, ambiguous_release, release_not_built,
+     unknown_option, option_needs_value, invalid_option_value].
 
 %% A field of a reason: junk, or a map with the keys the messages read, holding junk.
 reason_field(Pool) ->

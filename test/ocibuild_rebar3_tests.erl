@@ -141,9 +141,10 @@ lock_errors_test() ->
      || E <- [{lock_file, {"rebar.lock", {3, erl_parse, ["syntax error before: ", "'.'"]}}},
               {lock_file, {"rebar.lock", unknown_format}},
               {lock_file, {"rebar.lock", eacces}},
-              {no_relx_release, undefined},
-              {no_relx_release, <<"other">>},
-              {multiple_releases, [<<"a">>, <<"b">>]},
+              {ambiguous_release, []},
+              {unknown_release, <<"other">>, [<<"myapp">>]},
+              {unknown_release, <<"other">>, []},
+              {ambiguous_release, [<<"a">>, <<"b">>]},
               {release_not_built, <<"a">>, "_build/default/rel/a"},
               {unexpected_arguments, ["x", "y"]}]
     ].
@@ -152,16 +153,18 @@ relx_release_test() ->
     One = [{release, {myapp, "1.0.0"}, [myapp]}, {include_erts, true}],
     ?assertEqual({ok, <<"myapp">>, <<"1.0.0">>}, ocibuild_rebar3:relx_release(One, undefined)),
     ?assertEqual({ok, <<"myapp">>, <<"1.0.0">>}, ocibuild_rebar3:relx_release(One, "myapp")),
-    ?assertEqual({error, {no_relx_release, <<"other">>}},
+    ?assertEqual({error, {unknown_release, <<"other">>, [<<"myapp">>]}},
                  ocibuild_rebar3:relx_release(One, <<"other">>)),
-    ?assertEqual({error, {no_relx_release, undefined}},
+    ?assertEqual({error, {ambiguous_release, []}},
                  ocibuild_rebar3:relx_release([], undefined)),
+    ?assertEqual({error, {unknown_release, <<"other">>, []}},
+                 ocibuild_rebar3:relx_release([], "other")),
     %% A computed version is relx's own term; the built release says what it became.
     ?assertEqual({ok, <<"myapp">>, {git, short}},
                  ocibuild_rebar3:relx_release([{release, {myapp, {git, short}}, [myapp], []}],
                                               undefined)),
     Two = [{release, {a, "1"}, [a]}, {release, {b, "2"}, [b]}],
-    ?assertEqual({error, {multiple_releases, [<<"a">>, <<"b">>]}},
+    ?assertEqual({error, {ambiguous_release, [<<"a">>, <<"b">>]}},
                  ocibuild_rebar3:relx_release(Two, undefined)),
     ?assertEqual({ok, <<"b">>, <<"2">>}, ocibuild_rebar3:relx_release(Two, "b")),
     ?assertEqual({ok, <<"b">>, <<"2">>},
@@ -213,3 +216,35 @@ bad_tag_test() ->
                  ocibuild_release:resolve_config(#{}, ocibuild_rebar3:project([{tag, "Up:1"}]))),
     ?assertMatch({ok, #{tags := [<<"app:1">>, <<"ghcr.io/org/app:2">>]}},
                  ocibuild_release:resolve_config(#{tag => ["app:1;ghcr.io/org/app:2"]}, #{})).
+
+%% `rebar3 ocibuild' and `mix ocibuild' read one option table: the same long flags, the same
+%% short aliases, and the help shows the default the configuration really falls back to.
+one_option_table_test() ->
+    Specs = ocibuild_options:getopt_specs(),
+    Longs = lists:sort([L || {_, _, L, _, _} <- Specs, L =/= undefined]),
+    MixLongs = lists:sort([string:replace(atom_to_list(K), "_", "-", all)
+                           || {K, _} <- ocibuild_options:mix_switches()]),
+    ?assertEqual(Longs, [lists:flatten(L) || L <- MixLongs]),
+    Shorts = lists:sort([{[S], L} || {_, S, L, _, _} <- Specs, S =/= undefined]),
+    MixShorts = lists:sort([{atom_to_list(A), string:replace(atom_to_list(K), "_", "-", all)}
+                            || {A, K} <- ocibuild_options:mix_aliases()]),
+    ?assertEqual(Shorts, [{A, lists:flatten(L)} || {A, L} <- MixShorts]),
+    %% `--release' keeps relx's own key, so `rebar3 release' builds the release imaged.
+    ?assertMatch([{relname, undefined, "release", string, _}],
+                 [S || {_, _, "release", _, _} = S <- Specs]),
+    %% The positional tarball after --push.
+    ?assertMatch([{tarball, undefined, undefined, string, _}],
+                 [S || {tarball, _, _, _, _} = S <- Specs]),
+    {ok, #{chunk_size := Bytes, uid := Uid}} = ocibuild_release:resolve_config(#{}, #{}),
+    [ChunkHelp] = [H || {chunk_size, _, _, _, H} <- Specs],
+    ?assertNotEqual(nomatch, string:find(ChunkHelp, "Default: " ++ integer_to_list(Bytes div (1024 * 1024)) ++ ".")),
+    [UidHelp] = [H || {uid, _, _, _, H} <- Specs],
+    ?assertNotEqual(nomatch, string:find(UidHelp, "Default: " ++ integer_to_list(Uid) ++ ".")).
+
+%% `rebar3 help ocibuild' prints the description as an io:format/2 format: it must print as
+%% itself, tildes included (`~/.docker/config.json').
+help_text_is_a_format_test() ->
+    Desc = ocibuild_rebar3:description(),
+    Printed = lists:flatten(io_lib:format(Desc, [])),
+    ?assertNotEqual(nomatch, string:find(Printed, "~/.docker/config.json")),
+    ?assertNotEqual(nomatch, string:find(Printed, "OCIBUILD_PUSH_TOKEN")).

@@ -419,3 +419,43 @@ run_supply_errors(Root) ->
      || E <- [NoKey, BadKey, {protected_annotation, <<"k">>}, {invalid_annotation, null_byte, <<"a\0b">>},
               {sign_key, <<"k.pem">>, {sign_key_password, missing}}]],
     ocibuild_test_adapter:messages().
+
+%% Tags are expanded, judged and grouped in one place, the core (`reference_tags/1'): the
+%% config keeps them in the order given, a push groups them by repository as written.
+reference_tags_test() ->
+    ?assertEqual({ok, #{tags => [<<"b:1">>, <<"a:1">>, <<"b:2">>, <<"localhost:5000/a">>],
+                        groups => [#{name => <<"b">>, tags => [<<"b:1">>, <<"b:2">>],
+                                     versions => [<<"1">>, <<"2">>]},
+                                   #{name => <<"a">>, tags => [<<"a:1">>],
+                                     versions => [<<"1">>]},
+                                   #{name => <<"localhost:5000/a">>,
+                                     tags => [<<"localhost:5000/a">>],
+                                     versions => [<<"latest">>]}]}},
+                 ocibuild_nif:reference_tags([<<" b:1 ; a:1;;">>, <<"b:2">>, <<"localhost:5000/a">>])),
+    ?assertMatch({error, {invalid_tag, <<"bad tag!!">>, <<"each repository component", _/binary>>}},
+                 ocibuild_nif:reference_tags([<<"ok:1;bad tag!!">>])),
+    ?assertMatch({ok, #{tags := [<<"b:1">>, <<"a:1">>, <<"b:2">>]}},
+                 ocibuild_release:resolve_config(#{tag => ["b:1;a:1", "b:2"]}, #{})),
+    ?assertMatch({error, {invalid_option, tags, _}}, ocibuild_nif:reference_tags([foo])).
+
+%% Defaults and bounds live in the core; the tasks' checks and help texts read them there.
+core_options_test() ->
+    #{chunk_size := Chunk, min_chunk_size := Min, max_chunk_size := Max,
+      max_concurrency := Jobs, max_concurrency_limit := Limit} = ocibuild_nif:options_defaults(),
+    ?assertEqual({5 * 1024 * 1024, 1024 * 1024, 4096 * 1024 * 1024, 4, 64}, {Chunk, Min, Max, Jobs, Limit}),
+    ?assertEqual(Chunk, ocibuild_adapter:default_chunk_size()),
+    ?assertMatch({ok, #{chunk_size := Chunk}}, ocibuild_release:resolve_config(#{}, #{})),
+    ?assertMatch({ok, #{chunk_size := Max}},
+                 ocibuild_release:resolve_config(#{chunk_size => Max div (1024 * 1024)}, #{})),
+    ?assertEqual({error, {invalid_option, chunk_size, 4097}},
+                 ocibuild_release:resolve_config(#{chunk_size => 4097}, #{})),
+    ?assertEqual({error, {invalid_option, chunk_size, 0}},
+                 ocibuild_release:resolve_config(#{chunk_size => 0}, #{})).
+
+%% 0.10's expand_semicolon_tags/1 is the core's expansion, without the checks.
+expand_semicolon_tags_test() ->
+    ?assertEqual([<<"a:1">>, <<"Bad Tag">>, <<"a:latest">>],
+                 ocibuild_release:expand_semicolon_tags(<<" a:1 ;Bad Tag;; a:latest\n">>)),
+    ?assertEqual([<<"a:1">>], ocibuild_release:expand_semicolon_tags("a:1")),
+    ?assertEqual([], ocibuild_release:expand_semicolon_tags(<<" ; ">>)),
+    ?assertEqual({ok, [<<"x">>]}, ocibuild_nif:reference_tags_expand([<<"x;">>])).

@@ -21,10 +21,12 @@ pub mod image;
 pub mod layer;
 pub mod layout;
 pub mod media_types;
+pub mod options;
 pub mod reference;
 pub mod registry;
 pub mod reproducible;
 pub mod supply;
+pub mod tag_list;
 
 #[cfg(test)]
 mod special_files_testing;

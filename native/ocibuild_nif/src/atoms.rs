@@ -127,4 +127,6 @@ rustler::atoms! {
     timeout, headers, body, limit_ms, min_rate, window_ms, https_downgrade, to,
     // the SBOM's app location
     revision,
+    // image tags refused by the reference grammar (reference_tags)
+    invalid_tag,
 }

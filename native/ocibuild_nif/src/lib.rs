@@ -9,6 +9,7 @@ mod errors;
 mod image;
 mod jobs;
 mod layer;
+mod options;
 mod platform;
 mod reference;
 mod registry;

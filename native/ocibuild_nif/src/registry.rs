@@ -246,13 +246,8 @@ fn max_concurrency(opts: Term) -> Result<usize> {
     match field(opts, atoms::max_concurrency()) {
         Some(t) => {
             let n = terms::u64_field(t, "max_concurrency")?;
-            if n == 0 || n > 64 {
-                return Err(invalid(
-                    "max_concurrency",
-                    "expected an integer from 1 to 64",
-                ));
-            }
-            Ok(n as usize)
+            ocibuild_core::options::check_max_concurrency(n)
+                .map_err(|why| invalid("max_concurrency", why))
         }
         None => Ok(push::DEFAULT_MAX_CONCURRENCY),
     }

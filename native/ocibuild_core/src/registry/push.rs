@@ -174,8 +174,7 @@ pub struct PushOptions {
     pub attach: Attachments,
 }
 
-pub const DEFAULT_CHUNK_SIZE: u64 = 5 * 1024 * 1024;
-pub const DEFAULT_MAX_CONCURRENCY: usize = 4;
+pub use crate::options::{DEFAULT_CHUNK_SIZE, DEFAULT_MAX_CONCURRENCY};
 
 /// What a push did, for callers and benchmarks.
 #[derive(Clone, Debug, PartialEq, Eq)]
