@@ -127,4 +127,8 @@ rustler::atoms! {
     timeout, headers, body, limit_ms, min_rate, window_ms, https_downgrade, to,
     // the SBOM's app location
     revision,
+    // a repository URL nobody else can fetch (vcs_url_normalize)
+    not_public,
+    // SOURCE_DATE_EPOCH (reproducible_epoch)
+    invalid_source_date_epoch,
 }
