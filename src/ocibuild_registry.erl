@@ -139,8 +139,9 @@ with_blobs(Image, _Paths) ->
 %% with `index => true' (or several images) each manifest is put by digest and an image index
 %% under the tag. Options: `tags' (extra tags: the same manifest re-put, no blob traffic),
 %% `chunk_size' (bytes, default 5 MB: larger blobs go in chunks), `max_concurrency' (parallel
-%% blob uploads, default 4), `progress', `sboms' (one SBOM from `ocibuild_sbom:build/1', an SPDX
-%% document or `undefined' per image, attached to its manifest as an OCI 1.1 referrer), `sign' (an `ocibuild_signing:key()':
+%% blob uploads, default 4), `progress', `sboms' (one SBOM from `ocibuild_sbom:build/1', an
+%% SPDX document or `undefined' per image, attached to its manifest as an OCI 1.1 referrer),
+%% `sign' (an `ocibuild_signing:key()':
 %% a cosign signature of what the tags point at, at tag `sha256-<hex>.sig'). Returns a report
 %% whose `digest' is the manifest's (or the index's) and whose `attached' says what was
 %% attached (`referrers': `[#{subject, digest, api}]', `signature_tag').

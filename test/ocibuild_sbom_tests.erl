@@ -68,6 +68,9 @@ bad_input() ->
     ?assertMatch({error, {invalid_option, dependencies, _}},
                  ?B:build(Input#{dependencies => [#{name => <<"x">>}]})),
     ?assertMatch({error, {invalid_option, otp_apps, _}}, ?B:build(Input#{otp_apps => [{a}]})),
+    ?assertMatch({error, {invalid_option, base, _}}, ?B:build(Input#{base => #{reference => <<"b">>}})),
+    ?assertMatch({error, {invalid_digest, _}},
+                 ?B:build(Input#{base => #{reference => <<"b">>, digest => <<"sha256:x">>}})),
     ?assertMatch({error, {invalid_option, sbom, _}}, ?B:build(Input#{name => <<>>})),
     ?assertMatch({error, {invalid_option, sbom, _}}, ocibuild_nif:sbom_layer(not_an_sbom, #{})).
 

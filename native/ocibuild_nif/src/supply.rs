@@ -106,6 +106,13 @@ struct DependencyTerm {
     source: String,
 }
 
+/// The base image as pulled: its reference and the manifest digest the registry served.
+#[derive(NifMap)]
+struct BaseTerm {
+    reference: String,
+    digest: String,
+}
+
 /// `{Name, Vsn}` of a bundled application.
 #[derive(NifTuple)]
 struct AppTerm(String, String);
@@ -156,13 +163,15 @@ fn decode_sbom_input(term: Term) -> Result<SbomInput> {
         None => Vec::new(),
     };
     let base = match field(term, atoms::base()) {
-        Some(b) if b.is_map() => Some(BaseImage {
-            reference: terms::string(required(b, atoms::reference(), "base")?, "reference")?,
-            digest: Digest::parse(&terms::string(
-                required(b, atoms::digest(), "base")?,
-                "digest",
-            )?)?,
-        }),
+        Some(b) if b.is_map() => {
+            let BaseTerm { reference, digest } = b
+                .decode()
+                .map_err(|_| invalid("base", "expected #{reference, digest} of UTF-8 binaries"))?;
+            Some(BaseImage {
+                reference,
+                digest: Digest::parse(&digest)?,
+            })
+        }
         _ => None,
     };
     Ok(SbomInput {
