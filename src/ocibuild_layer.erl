@@ -24,6 +24,8 @@
 -module(ocibuild_layer).
 
 -export([create/1, create/2]).
+%% For layers the native library builds from what it holds (`ocibuild_sbom:layer/2').
+-export([nif_options/1]).
 
 -export_type([layer/0, file_entry/0, content/0, compression/0, options/0]).
 
@@ -97,6 +99,9 @@ build(Entries, NifOpts, LayerType) ->
 with_layer_type(Layer, {ok, Type}) -> Layer#{layer_type => Type};
 with_layer_type(Layer, error) -> Layer.
 
+%% @private The options of `create/2' as the native library's layer builders take them,
+%% checked and with the defaults filled in.
+-spec nif_options(options()) -> {ok, map()} | {error, term()}.
 nif_options(Opts) ->
     case check_options(Opts) of
         ok ->

@@ -8,7 +8,8 @@
 -export([layer_create/2, image_export/3, image_save/3, tarball_load/2, platform_parse/1]).
 -export([reference_parse/1, reference_tags/1, reference_tags_expand/1, options_defaults/0]).
 -export([registry_pull/3, registry_fetch/2, registry_push/3, registry_push_loaded/3]).
--export([sbom_spdx/1, sign_key_check/2]).
+-export([sbom_build/1, sbom_layer/2, sbom_document/1, sign_key_load/2, vcs_url_normalize/1]).
+-export([reproducible_epoch/1]).
 -export([job_cancel/1, job_count/0]).
 -export([tarball_load_temp/2, tarball_cleanup/1]).
 
@@ -147,9 +148,17 @@ registry_push(_Images, _Target, _Opts) -> not_loaded().
 
 registry_push_loaded(_Loaded, _Target, _Opts) -> not_loaded().
 
-sbom_spdx(_Input) -> not_loaded().
+sbom_build(_Input) -> not_loaded().
 
-sign_key_check(_Pem, _Password) -> not_loaded().
+sbom_layer(_Sbom, _Opts) -> not_loaded().
+
+sbom_document(_Sbom) -> not_loaded().
+
+sign_key_load(_Pem, _Password) -> not_loaded().
+
+vcs_url_normalize(_Url) -> not_loaded().
+
+reproducible_epoch(_Raw) -> not_loaded().
 
 job_cancel(_Handle) -> not_loaded().
 

@@ -141,8 +141,9 @@ with_blobs(Image, _Paths) ->
 %% with `index => true' (or several images) each manifest is put by digest and an image index
 %% under the tag. Options: `tags' (extra tags: the same manifest re-put, no blob traffic),
 %% `chunk_size' (bytes, default 5 MB: larger blobs go in chunks), `max_concurrency' (parallel
-%% blob uploads, default 4), `progress', `sboms' (one SPDX document or `undefined' per image,
-%% attached to its manifest as an OCI 1.1 referrer), `sign' (an `ocibuild_signing:key()':
+%% blob uploads, default 4), `progress', `sboms' (one SBOM from `ocibuild_sbom:build/1', an
+%% SPDX document or `undefined' per image, attached to its manifest as an OCI 1.1 referrer),
+%% `sign' (an `ocibuild_signing:key()':
 %% a cosign signature of what the tags point at, at tag `sha256-<hex>.sig'). Returns a report
 %% whose `digest' is the manifest's (or the index's) and whose `attached' says what was
 %% attached (`referrers': `[#{subject, digest, api}]', `signature_tag').
@@ -386,14 +387,14 @@ push_options(Opts) ->
         {max_concurrency, fun(N) -> is_integer(N) andalso N >= 1 andalso N =< ?CORE(max_concurrency_limit) end},
         {index, fun erlang:is_boolean/1},
         {sboms, fun(L) -> ocibuild_input:is_proper_list(L) andalso lists:all(fun is_sbom/1, L) end},
-        %% A key from `ocibuild_signing:load/1,2' (its secret behind a fun), or none.
-        {sign, fun(K) -> K =:= undefined orelse is_map(K) andalso is_function(maps:get(secret, K, undefined), 0) end}
+        %% A key from `ocibuild_signing:load/1,2', or none.
+        {sign, fun(K) -> K =:= undefined orelse ocibuild_signing:is_key(K) end}
     ],
     case ocibuild_input:check_options(Checks, Opts) of
         ok ->
             Attach = maps:from_list(
                 [{sboms, S} || S <- [maps:get(sboms, Opts, [])], S =/= []] ++
-                [{sign, sign_secret(K)} || K <- [maps:get(sign, Opts, undefined)], K =/= undefined]
+                [{sign, ocibuild_signing:handle(K)} || K <- [maps:get(sign, Opts, undefined)], K =/= undefined]
             ),
             {ok, Attach#{
                 chunk_size => maps:get(chunk_size, Opts, ?DEFAULT_CHUNK_SIZE),
@@ -406,13 +407,9 @@ push_options(Opts) ->
             Error
     end.
 
+%% An SBOM from `ocibuild_sbom:build/1', or an SPDX document as a binary.
 is_sbom(undefined) -> true;
-is_sbom(B) -> is_binary(B).
-
-%% The signing key as the native library takes it: the PEM and the password.
-sign_secret(Key) ->
-    {Pem, Password} = ocibuild_signing:secret(Key),
-    #{pem => Pem, password => Password}.
+is_sbom(S) -> is_reference(S) orelse is_binary(S).
 
 %% The variables registry work reads (credentials files, TLS roots, insecure registries,
 %% credential helpers on PATH, timeouts), as this VM sees them: os:putenv/2 changes the VM's

@@ -124,18 +124,17 @@ add_auto_annotations(#{annotations := Current} = Image, Auto) ->
 %% Every image carries its SBOM at /sbom.spdx.json, in a last layer of its own (so a new
 %% SBOM never invalidates the release's layers).
 with_sbom(Adapter, Image, Context, Config) ->
-    Input = ocibuild_sbom:input(Context#{image => Image}),
-    Document = check(ocibuild_sbom:document(Input)),
-    Layer = check(ocibuild_sbom:layer(Document, maps:get(compression, Config))),
+    Sbom = check(ocibuild_sbom:build(ocibuild_sbom:input(Context#{image => Image}))),
+    Layer = check(ocibuild_sbom:layer(Sbom, maps:get(compression, Config))),
     #{digest := Digest, size := Size} = Layer,
     Adapter:info("  sbom layer ~ts (~ts)", [Digest, ocibuild_progress:format_bytes(Size)]),
-    {add_layers(Image, [Layer]), Document}.
+    {add_layers(Image, [Layer]), Sbom}.
 
 %% `--sbom PATH': the SBOM of the (first) platform image, also as a file.
 write_sbom(_Adapter, #{sbom := undefined}, _Sboms) ->
     ok;
-write_sbom(Adapter, #{sbom := Path}, [Document | _]) ->
-    case ocibuild_host_file:write(Path, Document) of
+write_sbom(Adapter, #{sbom := Path}, [Sbom | _]) ->
+    case ocibuild_sbom:write(Sbom, Path) of
         ok -> Adapter:info("SBOM written to ~ts", [Path]);
         {error, Why} -> throw({ocibuild_release, {sbom_write, Path, Why}})
     end.
@@ -407,8 +406,8 @@ with_build_sbom(Image, Name, Config, Opts) ->
         created => check(ocibuild_reproducible:created()),
         image => Image
     },
-    Document = check(ocibuild_sbom:document(ocibuild_sbom:input(Context))),
-    add_layers(Image, [check(ocibuild_sbom:layer(Document, maps:get(compression, Config)))]).
+    Sbom = check(ocibuild_sbom:build(ocibuild_sbom:input(Context))),
+    add_layers(Image, [check(ocibuild_sbom:layer(Sbom, maps:get(compression, Config)))]).
 
 build_base(<<"scratch">>, _Opts) ->
     {ok, Image} = ocibuild:scratch(),

@@ -1,5 +1,8 @@
-%% @doc Reproducible-build time: `SOURCE_DATE_EPOCH', read by the same rule as the Rust core
-%% (unset or blank means "not set"; otherwise a non-negative integer of seconds).
+%% @doc Reproducible-build time: `SOURCE_DATE_EPOCH'.
+%%
+%% The variable is read here, where `os:putenv/2' is seen, and judged by the native core's one
+%% rule (`reproducible::source_date_epoch'): unset or blank means "not set"; otherwise a
+%% non-negative integer of seconds, else `{error, {invalid_source_date_epoch, Raw}}'.
 %%
 %% Layer mtimes default to it (else 0), and an image's `created' time defaults to it (else
 %% now), so with `SOURCE_DATE_EPOCH' set two saves of the same input are identical files.
@@ -11,21 +14,8 @@
     {ok, non_neg_integer() | undefined} | {error, {invalid_source_date_epoch, binary()}}.
 source_date_epoch() ->
     case os:getenv("SOURCE_DATE_EPOCH") of
-        false ->
-            {ok, undefined};
-        Raw ->
-            case string:trim(Raw) of
-                "" -> {ok, undefined};
-                Trimmed -> parse(Trimmed, Raw)
-            end
-    end.
-
-%% Digits only, and within u64 like the core's parser: "-1", "1e9" and "12abc" are errors.
-parse(Trimmed, Raw) ->
-    Digits = lists:all(fun(C) -> C >= $0 andalso C =< $9 end, Trimmed),
-    case Digits andalso list_to_integer(Trimmed) of
-        N when is_integer(N), N < 1 bsl 64 -> {ok, N};
-        _ -> {error, {invalid_source_date_epoch, unicode:characters_to_binary(Raw)}}
+        false -> {ok, undefined};
+        Raw -> ocibuild_nif:reproducible_epoch(unicode:characters_to_binary(Raw))
     end.
 
 %% @doc The mtime stamped on layer entries: `SOURCE_DATE_EPOCH', else 0.

@@ -1,15 +1,28 @@
 %% @doc The SPDX 2.2 SBOM of a release image: what goes into it, read from the release and
 %% the lock file, and the layer that carries it at `/sbom.spdx.json'.
 %%
-%% The document itself is written by the native core (`supply::sbom'); this module gathers
-%% its input: the app and its version, the lock file's dependencies, the ERTS version the
-%% release records, the other applications it bundles (OTP's, Elixir's), the base image and
-%% the platform.
+%% This module gathers the input: the app and its version, the lock file's dependencies, the
+%% ERTS version the release records, the other applications it bundles (OTP's, Elixir's), the
+%% base image and the platform. The native core (`supply::sbom') builds the document from it
+%% once and keeps it: `build/1' returns a handle (a native resource) from which the layer,
+%% the `--sbom' file and the referrer a push attaches (`sboms' of `ocibuild_registry:push/5')
+%% are all made, so the document is not passed back and forth.
+%%
+%% ```
+%% {ok, Sbom} = ocibuild_sbom:build(ocibuild_sbom:input(Facts)),
+%% {ok, Layer} = ocibuild_sbom:layer(Sbom, auto),
+%% ok = ocibuild_sbom:write(Sbom, "sbom.spdx.json").
+%% '''
 -module(ocibuild_sbom).
 
--export([input/1, document/1, layer/2, path/0, media_type/0]).
+-export([input/1, build/1, layer/2, write/2, document/1, path/0, media_type/0]).
+
+-export_type([sbom/0]).
 
 -define(PATH, <<"/sbom.spdx.json">>).
+
+%% A built SBOM: the document, held by the native library.
+-opaque sbom() :: reference().
 
 %% @doc Where every image carries its SBOM.
 -spec path() -> binary().
@@ -56,17 +69,45 @@ input(#{name := Name, version := Version, release_path := Path, image := Image,
         )
     ).
 
+%% @doc The SBOM for an input made by `input/1', built once by the native library.
+-spec build(map()) -> {ok, sbom()} | {error, term()}.
+build(Input) ->
+    ocibuild_nif:sbom_build(Input).
+
 %% @doc The SPDX JSON document for an input made by `input/1'.
 -spec document(map()) -> {ok, binary()} | {error, term()}.
 document(Input) ->
-    ocibuild_nif:sbom_spdx(Input).
+    case build(Input) of
+        {ok, Sbom} -> ocibuild_nif:sbom_document(Sbom);
+        {error, _} = Error -> Error
+    end.
 
-%% @doc The layer carrying `Document' at `/sbom.spdx.json', readable by everyone, compressed
-%% as `Compression' (`gzip', `zstd' or `auto').
--spec layer(binary(), ocibuild_layer:compression()) -> {ok, map()} | {error, term()}.
-layer(Document, Compression) ->
+%% @doc The layer carrying the SBOM (from `build/1', or a document as a binary) at
+%% `/sbom.spdx.json', readable by everyone, compressed as `Compression' (`gzip', `zstd' or
+%% `auto').
+-spec layer(sbom() | binary(), ocibuild_layer:compression()) -> {ok, map()} | {error, term()}.
+layer(Document, Compression) when is_binary(Document) ->
     ocibuild_layer:create([{?PATH, Document, 8#644}],
-                          #{layer_type => sbom, compression => Compression}).
+                          #{layer_type => sbom, compression => Compression});
+layer(Sbom, Compression) ->
+    case ocibuild_layer:nif_options(#{compression => Compression}) of
+        {ok, Opts} ->
+            case ocibuild_nif:sbom_layer(Sbom, Opts) of
+                {ok, Layer} -> {ok, Layer#{layer_type => sbom}};
+                {error, _} = Error -> Error
+            end;
+        {error, _} = Error ->
+            Error
+    end.
+
+%% @doc Write the SBOM's document to `Path' (`--sbom PATH'), which must be missing or a
+%% regular file; see `ocibuild_host_file:write/2' for the errors.
+-spec write(sbom(), file:name_all()) -> ok | {error, term()}.
+write(Sbom, Path) ->
+    case ocibuild_nif:sbom_document(Sbom) of
+        {ok, Document} -> ocibuild_host_file:write(Path, Document);
+        {error, _} = Error -> Error
+    end.
 
 tool() ->
     case application:get_key(ocibuild, vsn) of

@@ -6,18 +6,20 @@
 %% password comes from `COSIGN_PASSWORD' as with cosign. The key is checked when loaded, so a
 %% bad key or password fails before any layer is built or any byte is pushed.
 %%
-%% The loaded key keeps its PEM and password behind a fun: printing it (in a crash report, a
-%% log line or a config dump) shows no secret.
+%% The key is opened once, by the native library, and stays there: `load/1,2' returns a handle
+%% (a native resource) that the push signs with, so the PEM and the password cross into the
+%% native library once and no secret comes back. Printing a key (in a crash report, a log
+%% line or a config dump) shows its path and `#Ref<...>'.
 -module(ocibuild_signing).
 
--export([load/1, load/2, path/1, secret/1]).
+-export([load/1, load/2, path/1, is_key/1, handle/1]).
 
 -export_type([key/0]).
 
 %% A PEM key is a few hundred bytes; the cap only stops a device or huge file being read.
 -define(MAX_KEY_BYTES, 1 bsl 20).
 
--opaque key() :: #{path := binary(), secret := fun(() -> {binary(), binary() | undefined})}.
+-opaque key() :: #{path := binary(), handle := reference()}.
 
 %% @doc Load and check the key at `Path', with the password in `COSIGN_PASSWORD' (if set).
 -spec load(file:filename_all()) -> {ok, key()} | {error, term()}.
@@ -32,8 +34,8 @@ load(Path0, Password0) ->
     Password = password(Password0),
     case ocibuild_host_file:read(Path, ?MAX_KEY_BYTES) of
         {ok, Pem} ->
-            case ocibuild_nif:sign_key_check(Pem, Password) of
-                ok -> {ok, #{path => Path, secret => fun() -> {Pem, Password} end}};
+            case ocibuild_nif:sign_key_load(Pem, Password) of
+                {ok, Handle} -> {ok, #{path => Path, handle => Handle}};
                 {error, Reason} -> {error, {sign_key, Path, Reason}}
             end;
         {error, Why} ->
@@ -44,9 +46,14 @@ load(Path0, Password0) ->
 -spec path(key()) -> binary().
 path(#{path := Path}) -> Path.
 
-%% @doc The PEM and password, for the native library.
--spec secret(key()) -> {binary(), binary() | undefined}.
-secret(#{secret := Secret}) -> Secret().
+%% @doc Whether `Term' is a key `load/1,2' returned.
+-spec is_key(term()) -> boolean().
+is_key(#{path := Path, handle := Handle}) -> is_binary(Path) andalso is_reference(Handle);
+is_key(_Term) -> false.
+
+%% @doc The opened key, as the native library's push takes it.
+-spec handle(key()) -> reference().
+handle(#{handle := Handle}) -> Handle.
 
 password(false) -> undefined;
 password(undefined) -> undefined;

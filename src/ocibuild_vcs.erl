@@ -227,24 +227,19 @@ flush(Port) ->
 %% clones either). Scheme (lowercased), host, port and the rest of the path of `http',
 %% `https' and `git' URLs are kept as they are. Local paths, `file://' URLs, other schemes and
 %% text that is not UTF-8 are `error': nobody else can fetch them.
+%%
+%% The cleaning is the native core's (`supply::vcs_url'), the same that keeps credentials out
+%% of the SBOM's download locations.
 -spec normalize_url(binary() | string()) -> {ok, binary()} | error.
 normalize_url(Url) ->
     case to_utf8(Url) of
         {ok, Bin} ->
-            case normalize(string:trim(Bin)) of
-                {ok, Clean} -> {ok, without_git_suffix(Clean)};
-                error -> error
+            case ocibuild_nif:vcs_url_normalize(Bin) of
+                {ok, Clean} -> {ok, Clean};
+                {error, not_public} -> error
             end;
         error ->
             error
-    end.
-
-%% `.../repo.git' and `.../repo.git/' -> `.../repo'; a host or a path that is only `.git'
-%% stays.
-without_git_suffix(Url) ->
-    case re:run(Url, "^([^:/]+://[^/]+/(?:.*/)?[^/]+)\\.git/?$", [{capture, all_but_first, binary}]) of
-        {match, [Repo]} -> Repo;
-        nomatch -> Url
     end.
 
 to_utf8(Url) ->
@@ -253,47 +248,4 @@ to_utf8(Url) ->
         _ -> error
     catch
         error:_ -> error
-    end.
-
-normalize(Url) ->
-    case uri_string:parse(Url) of
-        #{scheme := Scheme, host := Host} = Parts when Host =/= <<>> ->
-            Path = maps:get(path, Parts, <<>>),
-            case string:lowercase(Scheme) of
-                S when S =:= <<"ssh">>; S =:= <<"git+ssh">>; S =:= <<"ssh+git">> ->
-                    {ok, <<"https://", (host(Host))/binary, Path/binary>>};
-                <<"git+", S/binary>> when S =:= <<"https">>; S =:= <<"http">> ->
-                    {ok, <<S/binary, "://", (authority(Parts))/binary, Path/binary>>};
-                S when S =:= <<"https">>; S =:= <<"http">>; S =:= <<"git">> ->
-                    {ok, <<S/binary, "://", (authority(Parts))/binary, Path/binary>>};
-                _ ->
-                    error
-            end;
-        _ ->
-            scp_like(Url)
-    end.
-
-%% Host and port, without the user info.
-authority(#{host := Host} = Parts) ->
-    case maps:get(port, Parts, undefined) of
-        Port when is_integer(Port) -> <<(host(Host))/binary, ":", (integer_to_binary(Port))/binary>>;
-        _ -> host(Host)
-    end.
-
-%% uri_string gives an IPv6 literal without its brackets.
-host(Host) ->
-    case binary:match(Host, <<":">>) of
-        nomatch -> Host;
-        _ -> <<"[", Host/binary, "]">>
-    end.
-
-%% `[user@]host:path': no scheme, a colon before the first slash. A one-letter host is a
-%% drive letter (`C:/src/repo'), which is a local path.
-scp_like(Url) ->
-    Pattern = "^(?:[^@/]+@)?([A-Za-z0-9_.-]{2,}|\\[[0-9A-Fa-f:.]+\\]):(?!//)([^?#]+)",
-    case re:run(Url, Pattern, [{capture, all_but_first, binary}]) of
-        {match, [Host, Path]} ->
-            {ok, <<"https://", Host/binary, "/", (string:trim(Path, leading, "/"))/binary>>};
-        nomatch ->
-            error
     end.

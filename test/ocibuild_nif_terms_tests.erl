@@ -34,9 +34,9 @@ improper_lists_test_() ->
         ?_assertEqual(proper_list(sboms), ?N:registry_push([image(#{})], Target, Push#{sboms => [a | b]})),
         ?_assertEqual(proper_list(images), ?N:registry_push_loaded(#{images => [a | b]}, Target, Push)),
         ?_assertEqual(proper_list(dependencies),
-                      ?N:sbom_spdx(#{name => <<"a">>, version => <<"1">>, dependencies => [a | b]})),
+                      ?N:sbom_build(#{name => <<"a">>, version => <<"1">>, dependencies => [a | b]})),
         ?_assertEqual(proper_list(otp_apps),
-                      ?N:sbom_spdx(#{name => <<"a">>, version => <<"1">>, otp_apps => [a | b]}))
+                      ?N:sbom_build(#{name => <<"a">>, version => <<"1">>, otp_apps => [a | b]}))
     ].
 
 %% Integers out of range (bignums, negatives) for sizes, modes and times.

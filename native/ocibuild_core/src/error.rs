@@ -187,6 +187,10 @@ pub enum Error {
     /// is the refused origin, without path or query.
     #[error("registry {registry} sent us from HTTPS to plain HTTP ({to}); refusing to continue without TLS")]
     Downgrade { registry: String, to: String },
+
+    /// `SOURCE_DATE_EPOCH` is set but is not a non-negative integer of seconds (the raw value).
+    #[error("SOURCE_DATE_EPOCH is not a non-negative integer of seconds: {0:?}")]
+    InvalidSourceDateEpoch(String),
 }
 
 /// What a [`Error::Timeout`] ran out of waiting for.

@@ -129,4 +129,8 @@ rustler::atoms! {
     revision,
     // image tags refused by the reference grammar (reference_tags)
     invalid_tag,
+    // a repository URL nobody else can fetch (vcs_url_normalize)
+    not_public,
+    // SOURCE_DATE_EPOCH (reproducible_epoch)
+    invalid_source_date_epoch,
 }

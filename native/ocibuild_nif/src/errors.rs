@@ -39,6 +39,7 @@
 //! | `Cancelled`               | `{cancelled, What}` (only a dead caller would see it)     |
 //! | `Timeout`                 | `{timeout, #{registry, action, phase => headers, limit_ms}}` or `{timeout, #{registry, action, phase => body, min_rate, window_ms}}` |
 //! | `Downgrade`               | `{https_downgrade, #{registry, to}}` (`to`: the refused `http://host:port`) |
+//! | `InvalidSourceDateEpoch`  | `{invalid_source_date_epoch, Raw}`                        |
 //!
 //! Strings and paths are binaries; `why`/`name` words that form a closed set are atoms.
 
@@ -236,6 +237,9 @@ pub fn reason<'a>(env: Env<'a>, err: &Error) -> Term<'a> {
                 &[(atoms::registry(), text(registry)), (atoms::to(), text(to))],
             );
             (atoms::https_downgrade(), detail).encode(env)
+        }
+        Error::InvalidSourceDateEpoch(raw) => {
+            (atoms::invalid_source_date_epoch(), text(raw)).encode(env)
         }
     }
 }

@@ -21,6 +21,13 @@ fn layer_create<'a>(env: Env<'a>, files: Term<'a>, opts: Term<'a>) -> Term<'a> {
 
 fn create(files: Term, opts: Term) -> Result<layer::Layer> {
     let entries = terms::decode_files(files)?;
+    let (options, store) = decode_options(opts)?;
+    layer::build_layer(&entries, &options, &store)
+}
+
+/// `#{compression, mtime, store}`: how to build a layer and where it goes (also read by
+/// `supply::sbom_layer`).
+pub fn decode_options(opts: Term) -> Result<(LayerOptions, BlobStore)> {
     let compression = Compression::parse(&terms::word(
         required(opts, atoms::compression(), "compression")?,
         "compression",
@@ -35,5 +42,5 @@ fn create(files: Term, opts: Term) -> Result<layer::Layer> {
         mtime,
         ..LayerOptions::default()
     };
-    layer::build_layer(&entries, &options, &store)
+    Ok((options, store))
 }

@@ -14,6 +14,7 @@ mod platform;
 mod reference;
 mod registry;
 mod reply;
+mod reproducible;
 mod supply;
 mod tarball;
 mod terms;

@@ -166,20 +166,13 @@ type PushArgs = (
 );
 
 fn start_push<'a>(env: Env<'a>, args: Result<PushArgs>) -> Term<'a> {
-    let (images, (mut target, auth), mut opts) = match args {
+    let (images, (mut target, auth), opts) = match args {
         Ok(a) => a,
         Err(e) => return reply::error(env, &e),
     };
     jobs::start(
         env,
         move |progress| async move {
-            if let Some(secret) = opts.sign.take() {
-                // scrypt for a cosign key: a blocking thread, not a runtime worker.
-                let key = tokio::task::spawn_blocking(move || secret.open())
-                    .await
-                    .map_err(|e| Error::SignKey(format!("key loading stopped: {e}")))??;
-                opts.push.attach.signature = Some(std::sync::Arc::new(key));
-            }
             let vars = &opts.vars;
             target.credentials = credentials::resolve(auth, &target.registry, vars).await?;
             push::push(registries(), vars, &images, &target, &opts.push, &progress).await
@@ -253,18 +246,18 @@ fn max_concurrency(opts: Term) -> Result<usize> {
     }
 }
 
-/// Push options plus the environment the job reads and the signing key to open.
+/// Push options plus the environment the job reads.
 struct JobOptions {
     push: PushOptions,
     vars: Environment,
-    sign: Option<supply::SignSecret>,
 }
 
 fn push_options(opts: Term) -> Result<JobOptions> {
+    let mut push = core_push_options(opts)?;
+    push.attach.signature = supply::decode_sign(opts)?;
     Ok(JobOptions {
-        push: core_push_options(opts)?,
+        push,
         vars: decode_vars(opts)?,
-        sign: supply::decode_sign(opts)?,
     })
 }
 

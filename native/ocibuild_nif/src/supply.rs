@@ -1,76 +1,84 @@
-//! Supply-chain NIFs and the push options that attach SBOMs and signatures:
+//! Supply-chain NIFs and the push options that attach SBOMs and signatures. What Erlang
+//! passes here crosses once: the SBOM and the signing key stay in the core as resources.
 //!
-//! - `sbom_spdx(Input)`: the SPDX 2.2 JSON of a release image. Input `#{name, version,
-//!   created, tool, dependencies => [#{name, version, source}], otp_apps => [{Name, Vsn}],
-//!   erts_version, otp_version, base => #{reference, digest}, platform, source, revision}` (the
-//!   last six optional). Result `{ok, Json}`.
-//! - `sign_key_check(Pem, Password | undefined)`: `ok` when the key can sign. Opening a cosign
-//!   key runs scrypt (a deliberate ~0.1 s of CPU), so this runs on a dirty CPU scheduler.
+//! - `sbom_build(Input)`: `{ok, Sbom}`, the SPDX 2.2 document of a release image, built once.
+//!   Input `#{name, version, created, tool, dependencies => [#{name, version, source}],
+//!   otp_apps => [{Name, Vsn}], erts_version, otp_version, base => #{reference, digest},
+//!   platform, source, revision}` (the last six optional).
+//! - `sbom_layer(Sbom, #{compression, mtime, store})`: `{ok, Layer}`, the layer carrying it at
+//!   `/sbom.spdx.json`.
+//! - `sbom_document(Sbom)`: `{ok, Json}`, for `--sbom PATH`.
+//! - `sign_key_load(Pem, Password | undefined)`: `{ok, Key}`, the opened key.
+//! - `vcs_url_normalize(Url)`: `{ok, WebUrl}` or `{error, not_public}`, the repository URL
+//!   the source annotation publishes (`supply::vcs_url::web_url`, which the SBOM's cleaning
+//!   shares).
 //!
-//! Push options (read by `registry`): `sboms => [Json | undefined]`, one per image, and
-//! `sign => #{pem, password}`.
+//! Push options (read by `registry`): `sboms => [Sbom | Json | undefined]`, one per image,
+//! and `sign => Key`.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use ocibuild_core::digest::Digest;
 use ocibuild_core::registry::attach::Attached;
-use ocibuild_core::reproducible::rfc3339;
 use ocibuild_core::supply::referrers::Artifact;
-use ocibuild_core::supply::sbom::{self, BaseImage, Dependency, SbomInput};
+use ocibuild_core::supply::sbom::{BaseImage, Dependency, Sbom, SbomInput};
 use ocibuild_core::supply::signing::SigningKey;
+use ocibuild_core::supply::vcs_url;
 use ocibuild_core::Result;
-use rustler::types::tuple::get_tuple;
-use rustler::{Encoder, Env, Term};
+use rustler::{Encoder, Env, NifMap, NifTuple, ResourceArc, Term};
 
 use crate::terms::{self, field, invalid, map, required};
-use crate::{atoms, reply};
+use crate::{atoms, layer, reply};
+
+// ----- SBOM ---------------------------------------------------------------------------------
+
+/// A built SBOM, held by the caller: the layer, the `--sbom` file and the push's referrer
+/// are all made from it, so the document is never passed back in.
+pub struct SbomHandle {
+    sbom: Arc<Sbom>,
+}
+
+#[rustler::resource_impl]
+impl rustler::Resource for SbomHandle {}
 
 #[rustler::nif]
-fn sbom_spdx<'a>(env: Env<'a>, input: Term<'a>) -> Term<'a> {
-    let document = decode_sbom_input(input).and_then(|i| sbom::spdx_json(&i));
-    reply::value(env, document, |env, json| terms::binary(env, &json))
+fn sbom_build<'a>(env: Env<'a>, input: Term<'a>) -> Term<'a> {
+    let built = decode_sbom_input(input).and_then(|i| Sbom::build(&i));
+    reply::value(env, built, |env, sbom| {
+        ResourceArc::new(SbomHandle {
+            sbom: Arc::new(sbom),
+        })
+        .encode(env)
+    })
 }
 
+/// Compressing the layer: a dirty CPU scheduler, as `layer_create`.
 #[rustler::nif(schedule = "DirtyCpu")]
-fn sign_key_check<'a>(env: Env<'a>, pem: Term<'a>, password: Term<'a>) -> Term<'a> {
-    let checked = (|| {
-        let pem = terms::bytes(pem, "pem")?;
-        let password = optional_bytes(password, "password")?;
-        SigningKey::from_pem(pem, password).map(|_| ())
+fn sbom_layer<'a>(env: Env<'a>, sbom: Term<'a>, opts: Term<'a>) -> Term<'a> {
+    let built = (|| {
+        let sbom = decode_sbom(sbom)?;
+        let (options, store) = layer::decode_options(opts)?;
+        sbom.layer(&options, &store)
     })();
-    reply::unit(env, checked)
+    reply::value(env, built, |env, layer| terms::encode_layer(env, &layer))
 }
 
-/// A signing key still to be opened: the PEM and its password. Opening runs in the push job,
-/// off the scheduler.
-pub struct SignSecret {
-    pub pem: Vec<u8>,
-    pub password: Option<Vec<u8>>,
+#[rustler::nif]
+fn sbom_document<'a>(env: Env<'a>, sbom: Term<'a>) -> Term<'a> {
+    reply::value(env, decode_sbom(sbom), |env, sbom| {
+        terms::binary(env, sbom.document())
+    })
 }
 
-impl SignSecret {
-    pub fn open(&self) -> Result<SigningKey> {
-        SigningKey::from_pem(&self.pem, self.password.as_deref())
-    }
+fn decode_sbom(term: Term) -> Result<Arc<Sbom>> {
+    term.decode::<ResourceArc<SbomHandle>>()
+        .map(|h| h.sbom.clone())
+        .map_err(|_| invalid("sbom", "expected an SBOM from ocibuild_sbom:build/1"))
 }
 
-/// `sign => #{pem, password}` from the push options, if present.
-pub fn decode_sign(opts: Term) -> Result<Option<SignSecret>> {
-    let Some(sign) = field(opts, atoms::sign()) else {
-        return Ok(None);
-    };
-    Ok(Some(SignSecret {
-        pem: terms::bytes(required(sign, atoms::pem(), "sign")?, "pem")?.to_vec(),
-        // `undefined` (no COSIGN_PASSWORD) reads as a missing field.
-        password: match field(sign, atoms::password()) {
-            Some(p) => Some(terms::bytes(p, "password")?.to_vec()),
-            None => None,
-        },
-    }))
-}
-
-/// `sboms => [Json | undefined]` from the push options: one SBOM referrer per image, stamped
-/// with the image's `created` time.
+/// `sboms => [Sbom | Json | undefined]` from the push options: one SBOM referrer per image,
+/// stamped with the image's `created` time. A JSON binary (a document made elsewhere) is
+/// attached as it is.
 pub fn decode_sboms(opts: Term, created: u64) -> Result<Vec<Option<Artifact>>> {
     let Some(list) = field(opts, atoms::sboms()) else {
         return Ok(Vec::new());
@@ -78,47 +86,36 @@ pub fn decode_sboms(opts: Term, created: u64) -> Result<Vec<Option<Artifact>>> {
     terms::list(list, "sboms")?
         .into_iter()
         .map(|t| {
-            Ok(optional_bytes(t, "sboms")?.map(|json| Artifact {
-                artifact_type: sbom::SPDX_MEDIA_TYPE.to_string(),
-                media_type: sbom::SPDX_MEDIA_TYPE.to_string(),
-                data: json.to_vec(),
-                annotations: BTreeMap::from([(
-                    "org.opencontainers.image.created".to_string(),
-                    rfc3339(created),
-                )]),
-            }))
+            if t.is_atom() {
+                return Ok(None);
+            }
+            let sbom = match decode_sbom(t) {
+                Ok(sbom) => sbom,
+                Err(_) => Arc::new(Sbom::from_document(terms::bytes(t, "sboms")?.to_vec())),
+            };
+            Ok(Some(sbom.referrer(created)))
         })
         .collect()
 }
 
-/// `attached => #{referrers => [#{subject, digest, api}], signature_tag}` of a push report.
-pub fn encode_attached<'a>(env: Env<'a>, attached: &Attached) -> Term<'a> {
-    let referrers: Vec<Term> = attached
-        .referrers
-        .iter()
-        .map(|r| {
-            map(
-                env,
-                &[
-                    (atoms::subject(), r.subject.as_str().encode(env)),
-                    (atoms::digest(), r.digest.as_str().encode(env)),
-                    (atoms::api(), r.api.encode(env)),
-                ],
-            )
-        })
-        .collect();
-    let signature = match &attached.signature_tag {
-        Some(tag) => tag.encode(env),
-        None => atoms::undefined().encode(env),
-    };
-    map(
-        env,
-        &[
-            (atoms::referrers(), referrers.encode(env)),
-            (atoms::signature_tag(), signature),
-        ],
-    )
+/// A lock-file dependency as Erlang gives it.
+#[derive(NifMap)]
+struct DependencyTerm {
+    name: String,
+    version: String,
+    source: String,
 }
+
+/// The base image as pulled: its reference and the manifest digest the registry served.
+#[derive(NifMap)]
+struct BaseTerm {
+    reference: String,
+    digest: String,
+}
+
+/// `{Name, Vsn}` of a bundled application.
+#[derive(NifTuple)]
+struct AppTerm(String, String);
 
 fn decode_sbom_input(term: Term) -> Result<SbomInput> {
     let text = |key, name| -> Result<String> { terms::string(required(term, key, name)?, name) };
@@ -129,17 +126,25 @@ fn decode_sbom_input(term: Term) -> Result<SbomInput> {
             None => Ok(None),
         }
     };
+    // Lists are checked by `terms::list` first: rustler panics on an improper list.
     let dependencies = match field(term, atoms::dependencies()) {
         Some(list) => terms::list(list, "dependencies")?
             .into_iter()
             .map(|d| {
+                let DependencyTerm {
+                    name,
+                    version,
+                    source,
+                } = d.decode().map_err(|_| {
+                    invalid(
+                        "dependencies",
+                        "expected #{name, version, source} maps of UTF-8 binaries",
+                    )
+                })?;
                 Ok(Dependency {
-                    name: terms::string(required(d, atoms::name(), "dependency")?, "name")?,
-                    version: terms::string(
-                        required(d, atoms::version(), "dependency")?,
-                        "version",
-                    )?,
-                    source: terms::string(required(d, atoms::source(), "dependency")?, "source")?,
+                    name,
+                    version,
+                    source,
                 })
             })
             .collect::<Result<Vec<_>>>()?,
@@ -149,26 +154,24 @@ fn decode_sbom_input(term: Term) -> Result<SbomInput> {
         Some(list) => terms::list(list, "otp_apps")?
             .into_iter()
             .map(|t| {
-                let pair = get_tuple(t)
-                    .ok()
-                    .filter(|p| p.len() == 2)
-                    .ok_or_else(|| invalid("otp_apps", "expected {Name, Vsn} tuples"))?;
-                Ok((
-                    terms::string(pair[0], "otp_apps")?,
-                    terms::string(pair[1], "otp_apps")?,
-                ))
+                let AppTerm(name, vsn) = t.decode().map_err(|_| {
+                    invalid("otp_apps", "expected {Name, Vsn} tuples of UTF-8 binaries")
+                })?;
+                Ok((name, vsn))
             })
             .collect::<Result<Vec<_>>>()?,
         None => Vec::new(),
     };
     let base = match field(term, atoms::base()) {
-        Some(b) if b.is_map() => Some(BaseImage {
-            reference: terms::string(required(b, atoms::reference(), "base")?, "reference")?,
-            digest: Digest::parse(&terms::string(
-                required(b, atoms::digest(), "base")?,
-                "digest",
-            )?)?,
-        }),
+        Some(b) if b.is_map() => {
+            let BaseTerm { reference, digest } = b
+                .decode()
+                .map_err(|_| invalid("base", "expected #{reference, digest} of UTF-8 binaries"))?;
+            Some(BaseImage {
+                reference,
+                digest: Digest::parse(&digest)?,
+            })
+        }
         _ => None,
     };
     Ok(SbomInput {
@@ -185,6 +188,89 @@ fn decode_sbom_input(term: Term) -> Result<SbomInput> {
         source: optional(atoms::source(), "source")?,
         revision: optional(atoms::revision(), "revision")?,
     })
+}
+
+// ----- signing ------------------------------------------------------------------------------
+
+/// A signing key opened once, by `sign_key_load`, and held by the caller as a resource: the
+/// push that signs uses it as it is, so neither the PEM nor the password crosses the boundary
+/// again and no secret ever goes back to Erlang (a resource prints as `#Ref<...>`).
+pub struct SignKey {
+    key: Arc<SigningKey>,
+}
+
+#[rustler::resource_impl]
+impl rustler::Resource for SignKey {}
+
+/// Opening a cosign key runs scrypt (a deliberate ~0.1 s of CPU): a dirty CPU scheduler.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn sign_key_load<'a>(env: Env<'a>, pem: Term<'a>, password: Term<'a>) -> Term<'a> {
+    let opened = (|| {
+        let pem = terms::bytes(pem, "pem")?;
+        let password = optional_bytes(password, "password")?;
+        SigningKey::from_pem(pem, password)
+    })();
+    reply::value(env, opened, |env, key| {
+        ResourceArc::new(SignKey { key: Arc::new(key) }).encode(env)
+    })
+}
+
+/// `sign => Key` (a `sign_key_load` resource) from the push options, if present.
+pub fn decode_sign(opts: Term) -> Result<Option<Arc<SigningKey>>> {
+    let Some(sign) = field(opts, atoms::sign()) else {
+        return Ok(None);
+    };
+    let handle: ResourceArc<SignKey> = sign
+        .decode()
+        .map_err(|_| invalid("sign", "expected a key from ocibuild_signing:load/1,2"))?;
+    Ok(Some(handle.key.clone()))
+}
+
+// ----- repository URLs ----------------------------------------------------------------------
+
+#[rustler::nif]
+fn vcs_url_normalize<'a>(env: Env<'a>, url: Term<'a>) -> Term<'a> {
+    let cleaned = terms::string(url, "url")
+        .ok()
+        .and_then(|u| vcs_url::web_url(&u));
+    match cleaned {
+        Some(web) => (atoms::ok(), web).encode(env),
+        None => (atoms::error(), atoms::not_public()).encode(env),
+    }
+}
+
+// ----- push report --------------------------------------------------------------------------
+
+/// One referrer a push recorded, as the report lists it.
+#[derive(NifMap)]
+struct ReferrerTerm {
+    subject: String,
+    digest: String,
+    api: bool,
+}
+
+/// `attached => #{referrers => [#{subject, digest, api}], signature_tag}` of a push report.
+pub fn encode_attached<'a>(env: Env<'a>, attached: &Attached) -> Term<'a> {
+    let referrers: Vec<ReferrerTerm> = attached
+        .referrers
+        .iter()
+        .map(|r| ReferrerTerm {
+            subject: r.subject.as_str().to_string(),
+            digest: r.digest.as_str().to_string(),
+            api: r.api,
+        })
+        .collect();
+    let signature = match &attached.signature_tag {
+        Some(tag) => tag.encode(env),
+        None => atoms::undefined().encode(env),
+    };
+    map(
+        env,
+        &[
+            (atoms::referrers(), referrers.encode(env)),
+            (atoms::signature_tag(), signature),
+        ],
+    )
 }
 
 /// A binary, or `undefined` for none.

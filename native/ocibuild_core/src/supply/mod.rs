@@ -1,7 +1,9 @@
 //! Supply-chain artifacts attached to an image: the SPDX SBOM, cosign-compatible signatures
-//! and the OCI 1.1 referrers that tie them to the image they describe.
+//! and the OCI 1.1 referrers that tie them to the image they describe; `vcs_url` cleans the
+//! repository URLs both the SBOM and the source annotation publish.
 
 pub mod cosign;
 pub mod referrers;
 pub mod sbom;
 pub mod signing;
+pub mod vcs_url;

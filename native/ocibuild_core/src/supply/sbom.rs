@@ -26,15 +26,19 @@
 //! # Ok::<(), ocibuild_core::Error>(())
 //! ```
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS, NON_ALPHANUMERIC};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 
+use crate::blob_store::BlobStore;
 use crate::digest::Digest;
 use crate::image::json::canonical;
+use crate::layer::{build_layer, Content, FileEntry, Layer, LayerOptions};
 use crate::registry::Reference;
 use crate::reproducible::rfc3339;
+use crate::supply::referrers::Artifact;
+use crate::supply::vcs_url::{redact, Remote};
 use crate::{Error, Result};
 
 pub const SPDX_MEDIA_TYPE: &str = "application/spdx+json";
@@ -120,6 +124,55 @@ struct Package {
     /// `None` gives `NOASSERTION`.
     download: Option<String>,
     comment: Option<String>,
+}
+
+/// Anyone may read the SBOM inside an image.
+const SBOM_MODE: u32 = 0o644;
+
+/// A release image's SBOM, built once from its input; the layer that carries it, the file
+/// `--sbom` writes and the referrer a push attaches are all made from this one document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sbom {
+    document: Vec<u8>,
+}
+
+impl Sbom {
+    pub fn build(input: &SbomInput) -> Result<Sbom> {
+        Ok(Sbom {
+            document: spdx_json(input)?,
+        })
+    }
+
+    /// A document made elsewhere, taken as it is (`ocibuild_registry:push/5`'s `sboms` accept
+    /// SPDX JSON binaries).
+    pub fn from_document(document: Vec<u8>) -> Sbom {
+        Sbom { document }
+    }
+
+    /// The SPDX JSON bytes.
+    pub fn document(&self) -> &[u8] {
+        &self.document
+    }
+
+    /// The layer holding the document at [`SBOM_PATH`], built into `store`.
+    pub fn layer(&self, options: &LayerOptions, store: &BlobStore) -> Result<Layer> {
+        let entry = FileEntry::new(SBOM_PATH, Content::Bytes(self.document.clone()), SBOM_MODE);
+        build_layer(&[entry], options, store)
+    }
+
+    /// The OCI 1.1 referrer a push attaches to the image manifest, stamped with the image's
+    /// `created` time (unix seconds).
+    pub fn referrer(&self, created: u64) -> Artifact {
+        Artifact {
+            artifact_type: SPDX_MEDIA_TYPE.to_string(),
+            media_type: SPDX_MEDIA_TYPE.to_string(),
+            data: self.document.clone(),
+            annotations: BTreeMap::from([(
+                "org.opencontainers.image.created".to_string(),
+                rfc3339(created),
+            )]),
+        }
+    }
 }
 
 /// The SPDX 2.2 JSON document for `input`.
@@ -412,155 +465,6 @@ fn purl(
     out
 }
 
-/// Which version control system a remote belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Vcs {
-    Git,
-    Hg,
-}
-
-/// A dependency's repository: scheme, host (with port) and path, without credentials, query
-/// or fragment.
-#[derive(Debug, PartialEq, Eq)]
-struct Remote {
-    vcs: Vcs,
-    scheme: String,
-    host: String,
-    path: String,
-}
-
-/// Hosts that serve only git, so their URLs are git even without `.git`.
-const GIT_HOSTS: &[&str] = &["github.com", "gitlab.com", "bitbucket.org", "codeberg.org"];
-
-impl Remote {
-    /// A lock file's source as a repository: `https://`/`http://`/`ssh://`/`git://` URLs,
-    /// scp-like `git@host:org/repo.git`, and `git+`/`hg+` prefixed ones. An https URL counts
-    /// as git when it ends in `.git`, says `git+`, or is on a git-only host; otherwise (a path,
-    /// `hg` without a URL, an unknown https URL) the source is no repository we can name.
-    fn parse(source: &str) -> Option<Remote> {
-        let (explicit, rest) = if let Some(rest) = source.strip_prefix("git+") {
-            (Some(Vcs::Git), rest)
-        } else if let Some(rest) = source.strip_prefix("hg+") {
-            (Some(Vcs::Hg), rest)
-        } else {
-            (None, source)
-        };
-        let (scheme, authority, path) = match rest.split_once("://") {
-            Some((scheme, after)) => {
-                let scheme = scheme.to_ascii_lowercase();
-                if !matches!(scheme.as_str(), "https" | "http" | "ssh" | "git") {
-                    return None;
-                }
-                let (authority, path) = after.split_once('/').unwrap_or((after, ""));
-                (scheme, authority, path)
-            }
-            // scp-like `user@host:path` (or `host:path.git`): a colon before any slash. The
-            // user or the `.git` tells it from other `word:word` sources (`hexpm:org`).
-            None => {
-                let (authority, path) = rest.split_once(':')?;
-                let scp_like = authority.contains('@') || path.ends_with(".git");
-                if !scp_like || authority.contains('/') || path.starts_with("//") {
-                    return None;
-                }
-                ("ssh".to_string(), authority, path)
-            }
-        };
-        // Credentials (`user:token@`) never leave the build.
-        let host = authority.rsplit('@').next().unwrap_or(authority);
-        let host = host.to_ascii_lowercase();
-        let path = path
-            .split(['?', '#'])
-            .next()
-            .unwrap_or("")
-            .trim_matches('/')
-            .to_string();
-        if host.is_empty() || path.is_empty() {
-            return None;
-        }
-        let bare_host = host.split(':').next().unwrap_or(&host);
-        let vcs = match explicit {
-            Some(vcs) => vcs,
-            None if scheme == "git"
-                || scheme == "ssh"
-                || path.ends_with(".git")
-                || GIT_HOSTS.contains(&bare_host.trim_start_matches("www.")) =>
-            {
-                Vcs::Git
-            }
-            None => return None,
-        };
-        Some(Remote {
-            vcs,
-            scheme,
-            host,
-            path,
-        })
-    }
-
-    /// `(org, repo)` when this is a GitHub repository.
-    fn github_repo(&self) -> Option<(&str, &str)> {
-        if self.vcs != Vcs::Git || !matches!(self.host.as_str(), "github.com" | "www.github.com") {
-            return None;
-        }
-        let (org, repo) = self.path.split_once('/')?;
-        let repo = repo.strip_suffix(".git").unwrap_or(repo);
-        if org.is_empty() || repo.is_empty() || repo.contains('/') {
-            return None;
-        }
-        Some((org, repo))
-    }
-
-    /// SPDX's VCS download location, `<vcs>+<scheme>://<host>/<path>[@<revision>]`; GitHub
-    /// repositories in their https form.
-    fn vcs_location(&self, revision: &str) -> String {
-        let mut out = match self.github_repo() {
-            Some((org, repo)) => format!(
-                "git+https://github.com/{}/{}.git",
-                url_path(org),
-                url_path(repo)
-            ),
-            None => {
-                let tool = match self.vcs {
-                    Vcs::Git => "git",
-                    Vcs::Hg => "hg",
-                };
-                format!(
-                    "{tool}+{}://{}/{}",
-                    self.scheme,
-                    self.host,
-                    url_path(&self.path)
-                )
-            }
-        };
-        if !revision.is_empty() {
-            out.push('@');
-            out.push_str(&url_path(revision));
-        }
-        out
-    }
-}
-
-/// A URL path keeps `/` and what is already percent-encoded; `@` and `#` are encoded since
-/// they separate the revision and subpath of a VCS location.
-const URL_PATH: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'<')
-    .add(b'>')
-    .add(b'\\')
-    .add(b'^')
-    .add(b'`')
-    .add(b'{')
-    .add(b'|')
-    .add(b'}')
-    .add(b'?')
-    .add(b'#')
-    .add(b'@');
-
-fn url_path(s: &str) -> String {
-    utf8_percent_encode(s, URL_PATH).to_string()
-}
-
 /// One URI path segment (document namespace, hex tarball name): everything but unreserved
 /// characters encoded.
 fn uri_part(s: &str) -> String {
@@ -579,19 +483,6 @@ fn app_location(input: &SbomInput) -> Option<String> {
         None => format!("git+{source}"),
     };
     is_spdx_download_location(&location).then_some(location)
-}
-
-/// The source with any `user:password@` removed, for a comment.
-fn redact(source: &str) -> String {
-    let Some((scheme, rest)) = source.split_once("://") else {
-        return source.to_string();
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let host = authority.rsplit('@').next().unwrap_or(authority);
-    format!("{scheme}://{host}{path}")
 }
 
 /// Whether SPDX tools accept `location` as a download location: an optional `git+`/`hg+`, a
@@ -1192,6 +1083,56 @@ mod tests {
             .collect();
         let others: BTreeSet<&str> = ids[1..].iter().copied().collect();
         assert_eq!(depends, others);
+    }
+
+    #[test]
+    fn one_sbom_gives_the_layer_the_file_and_the_referrer() {
+        let sbom = Sbom::build(&input()).unwrap();
+        assert_eq!(sbom.document(), spdx_json(&input()).unwrap());
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let options = LayerOptions {
+            compression: crate::layer::Compression::Gzip,
+            mtime: 1_700_000_000,
+            ..LayerOptions::default()
+        };
+        let layer = sbom.layer(&options, &store).unwrap();
+        let blob = std::fs::read(layer.blob.as_ref().unwrap()).unwrap();
+        assert_eq!(Digest::of(&blob), layer.digest);
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&blob[..]));
+        let mut files = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            if entry.header().entry_type().is_file() {
+                let mut data = Vec::new();
+                std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+                let path = entry.path().unwrap().to_string_lossy().into_owned();
+                files.push((path, entry.header().mode().unwrap(), data));
+            }
+        }
+        assert_eq!(
+            files,
+            vec![(
+                SBOM_PATH.trim_start_matches('/').to_string(),
+                0o644,
+                sbom.document().to_vec()
+            )]
+        );
+        // The same SBOM gives the same layer: a rebuild uploads nothing new.
+        assert_eq!(sbom.layer(&options, &store).unwrap().digest, layer.digest);
+
+        let referrer = sbom.referrer(86_400);
+        assert_eq!(referrer.artifact_type, SPDX_MEDIA_TYPE);
+        assert_eq!(referrer.media_type, SPDX_MEDIA_TYPE);
+        assert_eq!(referrer.data, sbom.document());
+        assert_eq!(
+            referrer.annotations,
+            BTreeMap::from([(
+                "org.opencontainers.image.created".to_string(),
+                "1970-01-02T00:00:00Z".to_string()
+            )])
+        );
     }
 
     #[test]
