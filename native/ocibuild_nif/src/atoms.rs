@@ -127,4 +127,6 @@ rustler::atoms! {
     timeout, headers, body, limit_ms, min_rate, window_ms, https_downgrade, to,
     // the SBOM's app location
     revision,
+    // a loaded tarball layer's blob (0.10's key)
+    path,
 }

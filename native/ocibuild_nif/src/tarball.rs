@@ -1,7 +1,8 @@
 //! Reading a tarball written by `image_save` (or any OCI layout tarball) back. Dirty I/O.
 //!
-//! - `tarball_load(Path, StoreDir)`: blobs go into the blob store at `StoreDir` and stay
-//!   there (`tar://` bases).
+//! - `tarball_load(Path, StoreDir, Platforms)`: blobs go into the blob store at `StoreDir` and
+//!   stay there (`tar://` bases); `images` are the ones chosen for `Platforms` (empty: the only
+//!   image, else the host's), each with the platform it was chosen for.
 //! - `tarball_load_temp(Path, ParentDir)`: blobs go into a fresh directory under
 //!   `ParentDir`, owned by the `handle` returned with the result and kept while the caller
 //!   lives; `tarball_cleanup(Handle)` removes it at once
@@ -17,8 +18,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+use ocibuild_core::image::platform::choose_among;
+use ocibuild_core::image::Platform;
 use ocibuild_core::layout::load::{load_tarball_to_temp, load_tarball_unless, Extraction};
 use ocibuild_core::layout::{LoadedImage, LoadedTarball};
+use ocibuild_core::Result;
 use rustler::{Atom, Encoder, Env, LocalPid, Monitor, ResourceArc, Term};
 
 use crate::terms::{self, map};
@@ -102,13 +106,41 @@ fn release_elsewhere(arc: ResourceArc<ExtractDir>) {
 }
 
 #[rustler::nif(schedule = "DirtyIo")]
-fn tarball_load<'a>(env: Env<'a>, path: Term<'a>, store_dir: Term<'a>) -> Term<'a> {
+fn tarball_load<'a>(
+    env: Env<'a>,
+    path: Term<'a>,
+    store_dir: Term<'a>,
+    platforms: Term<'a>,
+) -> Term<'a> {
     let caller = env.pid();
     let result = terms::path(path, "path").and_then(|path| {
         let dir = terms::path(store_dir, "extract_dir")?;
-        load_tarball_unless(&path, &dir, &|| !env.is_process_alive(caller))
+        let wanted = terms::list(platforms, "platforms")?
+            .into_iter()
+            .map(terms::decode_platform)
+            .collect::<Result<Vec<_>>>()?;
+        let loaded = load_tarball_unless(&path, &dir, &|| !env.is_process_alive(caller))?;
+        chosen(loaded, &wanted)
     });
     reply::value(env, result, |env, loaded| encode_loaded(env, &loaded, &[]))
+}
+
+/// The tarball's image for each wanted platform (the core's one matcher), each with the
+/// platform it was chosen for (`None`: the only image, which does not say).
+fn chosen(loaded: LoadedTarball, wanted: &[Platform]) -> Result<LoadedTarball> {
+    let have: Vec<Option<Platform>> = loaded
+        .images
+        .iter()
+        .map(LoadedImage::platform_or_config)
+        .collect();
+    let images = choose_among(&have, wanted)?
+        .into_iter()
+        .map(|(i, platform)| LoadedImage {
+            platform,
+            ..loaded.images[i].clone()
+        })
+        .collect();
+    Ok(LoadedTarball { images, ..loaded })
 }
 
 #[rustler::nif(schedule = "DirtyIo")]

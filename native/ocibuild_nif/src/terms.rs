@@ -149,7 +149,7 @@ pub fn decode_images(term: Term) -> Result<Vec<Image>> {
         .collect()
 }
 
-fn decode_image(term: Term) -> Result<Image> {
+pub fn decode_image(term: Term) -> Result<Image> {
     let base = match field(term, atoms::base()) {
         Some(b) => Some(decode_base(b)?),
         None => None,
