@@ -24,6 +24,7 @@ use ocibuild_core::{Error, Result};
 use rustler::types::tuple::get_tuple;
 use rustler::{Encoder, Env, Term};
 
+use crate::base::BaseHandle;
 use crate::jobs::{self, registries};
 use crate::terms::{self, field, invalid, map, required};
 use crate::{atoms, reply, supply};
@@ -291,11 +292,13 @@ fn decode_loaded_layer(term: Term) -> Result<ocibuild_core::layer::Layer> {
     Ok(layer)
 }
 
+/// `[#{base, platform}]`: each base as descriptors (`reference`, `manifest_digest`, `layers`,
+/// `source` without credentials) and the `handle` that keeps its bytes in the core.
 fn encode_pulled<'a>(env: Env<'a>, images: Vec<PulledImage>) -> Term<'a> {
     let list: Vec<Term> = images
-        .iter()
+        .into_iter()
         .map(|p| {
-            let base = &p.base;
+            let base = p.base;
             let layers: Vec<Term> = base
                 .layers
                 .iter()
@@ -311,18 +314,21 @@ fn encode_pulled<'a>(env: Env<'a>, images: Vec<PulledImage>) -> Term<'a> {
                 ),
                 None => atoms::undefined().encode(env),
             };
+            let digest = base.manifest_digest.as_str().encode(env);
+            let handle = BaseHandle {
+                manifest: base.manifest,
+                manifest_digest: base.manifest_digest,
+                config: base.config,
+                source: base.source,
+            };
             let base_map = map(
                 env,
                 &[
                     (atoms::reference(), base.reference.encode(env)),
-                    (atoms::manifest(), terms::binary(env, &base.manifest)),
-                    (
-                        atoms::manifest_digest(),
-                        base.manifest_digest.as_str().encode(env),
-                    ),
-                    (atoms::config(), terms::binary(env, &base.config)),
+                    (atoms::manifest_digest(), digest),
                     (atoms::layers(), layers.encode(env)),
                     (atoms::source(), source),
+                    (atoms::handle(), handle.encode(env)),
                 ],
             );
             map(

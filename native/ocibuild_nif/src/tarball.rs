@@ -1,14 +1,15 @@
 //! Reading a tarball written by `image_save` (or any OCI layout tarball) back. Dirty I/O.
 //!
 //! - `tarball_load(Path, StoreDir, Platforms)`: blobs go into the blob store at `StoreDir` and
-//!   stay there (`tar://` bases); `images` are the ones chosen for `Platforms` (empty: the only
-//!   image, else the host's), each with the platform it was chosen for.
+//!   stay there (`tar://` bases). Result: `{ok, #{images => [#{manifest_digest, layers,
+//!   platform, handle}]}}`, the images chosen for `Platforms` (empty: the only image, else the
+//!   host's), each with the platform it was chosen for, its bytes behind a `base` handle.
 //! - `tarball_load_temp(Path, ParentDir)`: blobs go into a fresh directory under
 //!   `ParentDir`, owned by the `handle` returned with the result and kept while the caller
 //!   lives; `tarball_cleanup(Handle)` removes it at once
 //!   (`ocibuild_layout:load_tarball_for_push/1,2`).
 //!
-//! Both return `{ok, #{images => [Loaded], tag => binary() | undefined, is_multi_platform =>
+//! `tarball_load_temp` returns `{ok, #{images => [Loaded], tag => binary() | undefined, is_multi_platform =>
 //! boolean()}}` (plus `extract_dir` and `handle` for the temp form), where `Loaded =
 //! #{manifest, manifest_digest, config, config_digest, layers => [layer map], platform =>
 //! platform map | undefined, annotations => #{binary() => binary()}}`. Both stop early when
@@ -25,6 +26,7 @@ use ocibuild_core::layout::{LoadedImage, LoadedTarball};
 use ocibuild_core::Result;
 use rustler::{Atom, Encoder, Env, LocalPid, Monitor, ResourceArc, Term};
 
+use crate::base::BaseHandle;
 use crate::terms::{self, map};
 use crate::{atoms, reply};
 
@@ -122,7 +124,44 @@ fn tarball_load<'a>(
         let loaded = load_tarball_unless(&path, &dir, &|| !env.is_process_alive(caller))?;
         chosen(loaded, &wanted)
     });
-    reply::value(env, result, |env, loaded| encode_loaded(env, &loaded, &[]))
+    reply::value(env, result, |env, loaded| encode_bases(env, loaded))
+}
+
+/// `#{images => [#{manifest_digest, layers, platform, handle}]}`: base maps but for their
+/// `reference`; the manifest and config bytes stay in the handle.
+fn encode_bases(env: Env, loaded: LoadedTarball) -> Term {
+    let images: Vec<Term> = loaded
+        .images
+        .into_iter()
+        .map(|image| {
+            let layers: Vec<Term> = image
+                .layers
+                .iter()
+                .map(|l| terms::encode_layer(env, l))
+                .collect();
+            let platform = match &image.platform {
+                Some(p) => terms::encode_platform(env, p),
+                None => atoms::undefined().encode(env),
+            };
+            let digest = image.manifest_digest.as_str().encode(env);
+            let handle = BaseHandle {
+                manifest: image.manifest,
+                manifest_digest: image.manifest_digest,
+                config: image.config,
+                source: None,
+            };
+            map(
+                env,
+                &[
+                    (atoms::manifest_digest(), digest),
+                    (atoms::layers(), layers.encode(env)),
+                    (atoms::platform(), platform),
+                    (atoms::handle(), handle.encode(env)),
+                ],
+            )
+        })
+        .collect();
+    map(env, &[(atoms::images(), images.encode(env))])
 }
 
 /// The tarball's image for each wanted platform (the core's one matcher), each with the

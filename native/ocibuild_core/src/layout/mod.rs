@@ -14,6 +14,8 @@
 
 pub mod directory;
 pub mod load;
+#[cfg(test)]
+mod sources_tests;
 pub mod tarball;
 
 use std::collections::BTreeMap;
