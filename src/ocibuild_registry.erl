@@ -1,4 +1,5 @@
-%% @doc Registry work: pulling base images, fetching their layers, pushing images.
+%% @doc Registry work: pulling base images and pushing images (built ones, or ones read back
+%% from a saved tarball: both are image sources to the one push in the native library).
 %%
 %% The network work runs on a runtime inside the native library, never on a BEAM scheduler.
 %% Each function here starts a job and waits for it in `receive', turning the job's progress

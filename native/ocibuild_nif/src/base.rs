@@ -6,7 +6,6 @@
 
 use ocibuild_core::digest::Digest;
 use ocibuild_core::image::BaseSource;
-use rustler::{Encoder, Env, ResourceArc, Term};
 
 /// What a base map's `handle` holds.
 pub struct BaseHandle {
@@ -20,9 +19,3 @@ pub struct BaseHandle {
 
 #[rustler::resource_impl]
 impl rustler::Resource for BaseHandle {}
-
-impl BaseHandle {
-    pub fn encode<'a>(self, env: Env<'a>) -> Term<'a> {
-        ResourceArc::new(self).encode(env)
-    }
-}

@@ -11,7 +11,7 @@
 //! itself (into the blob cache at `cache_dir`, on the NIF's runtime), so no caller ever does.
 
 use ocibuild_core::blob_store::BlobStore;
-use ocibuild_core::image::ImageSource;
+use ocibuild_core::image::{Image, ImageSource};
 use ocibuild_core::layout::{self, SaveFormat, SaveOptions, Wanted};
 use ocibuild_core::registry::{progress, pull};
 use ocibuild_core::Result;
@@ -24,11 +24,11 @@ use crate::{atoms, jobs, registry, reply};
 /// the caller lives.
 fn local_sources(
     env: Env,
-    images: Term,
+    images: &[Image],
     opts: Term,
     save: &SaveOptions,
 ) -> Result<Vec<ImageSource>> {
-    let mut sources = layout::render_all(&terms::decode_images(images)?, save)?;
+    let mut sources = layout::render_all(images, save)?;
     if sources.iter().all(|s| s.remote_layers().next().is_none()) {
         return Ok(sources);
     }
@@ -57,13 +57,14 @@ fn image_export<'a>(env: Env<'a>, images: Term<'a>, dir: Term<'a>, opts: Term<'a
     let _job = jobs::Running::start();
     let caller_alive = || jobs::caller_alive(env);
     let result = (|| {
+        let images = terms::decode_images(images)?;
         let dir = terms::path(dir, "dir")?;
         // A directory is read as an OCI layout; Docker's manifest.json belongs in tarballs.
         let save = SaveOptions {
             format: SaveFormat::Oci,
             ..save_options(opts)?
         };
-        let sources = local_sources(env, images, opts, &save)?;
+        let sources = local_sources(env, &images, opts, &save)?;
         layout::export_sources_while(&sources, &dir, &save, Wanted::while_(&caller_alive))
     })();
     reply::unit(env, result)
@@ -74,9 +75,10 @@ fn image_save<'a>(env: Env<'a>, images: Term<'a>, path: Term<'a>, opts: Term<'a>
     let _job = jobs::Running::start();
     let caller_alive = || jobs::caller_alive(env);
     let result = (|| {
+        let images = terms::decode_images(images)?;
         let path = terms::path(path, "path")?;
         let save = save_options(opts)?;
-        let sources = local_sources(env, images, opts, &save)?;
+        let sources = local_sources(env, &images, opts, &save)?;
         layout::save_sources_while(&sources, &path, &save, Wanted::while_(&caller_alive))
     })();
     reply::unit(env, result)

@@ -22,7 +22,7 @@ use ocibuild_core::registry::push::{self, PushImage, PushOptions, PushReport, Pu
 use ocibuild_core::registry::{credentials, Credentials, Environment, Reference};
 use ocibuild_core::{Error, Result};
 use rustler::types::tuple::get_tuple;
-use rustler::{Encoder, Env, Term};
+use rustler::{Encoder, Env, NifMap, ResourceArc, Term};
 
 use crate::base::BaseHandle;
 use crate::jobs::{self, registries};
@@ -292,18 +292,29 @@ fn decode_loaded_layer(term: Term) -> Result<ocibuild_core::layer::Layer> {
     Ok(layer)
 }
 
-/// `[#{base, platform}]`: each base as descriptors (`reference`, `manifest_digest`, `layers`,
-/// `source` without credentials) and the `handle` that keeps its bytes in the core.
+/// A pulled base as Erlang sees it: descriptors, where it came from (no credentials) and the
+/// `handle` that keeps its bytes in the core.
+#[derive(NifMap)]
+struct BaseTerm<'a> {
+    reference: String,
+    manifest_digest: String,
+    layers: Vec<Term<'a>>,
+    source: Term<'a>,
+    handle: ResourceArc<BaseHandle>,
+}
+
+#[derive(NifMap)]
+struct PulledTerm<'a> {
+    base: BaseTerm<'a>,
+    platform: Term<'a>,
+}
+
+/// `[#{base, platform}]`, one per platform pulled.
 fn encode_pulled<'a>(env: Env<'a>, images: Vec<PulledImage>) -> Term<'a> {
-    let list: Vec<Term> = images
+    let list: Vec<PulledTerm> = images
         .into_iter()
         .map(|p| {
             let base = p.base;
-            let layers: Vec<Term> = base
-                .layers
-                .iter()
-                .map(|l| terms::encode_layer(env, l))
-                .collect();
             let source = match &base.source {
                 Some(s) => map(
                     env,
@@ -314,48 +325,49 @@ fn encode_pulled<'a>(env: Env<'a>, images: Vec<PulledImage>) -> Term<'a> {
                 ),
                 None => atoms::undefined().encode(env),
             };
-            let digest = base.manifest_digest.as_str().encode(env);
-            let handle = BaseHandle {
-                manifest: base.manifest,
-                manifest_digest: base.manifest_digest,
-                config: base.config,
-                source: base.source,
-            };
-            let base_map = map(
-                env,
-                &[
-                    (atoms::reference(), base.reference.encode(env)),
-                    (atoms::manifest_digest(), digest),
-                    (atoms::layers(), layers.encode(env)),
-                    (atoms::source(), source),
-                    (atoms::handle(), handle.encode(env)),
-                ],
-            );
-            map(
-                env,
-                &[
-                    (atoms::base(), base_map),
-                    (atoms::platform(), terms::encode_platform(env, &p.platform)),
-                ],
-            )
+            PulledTerm {
+                base: BaseTerm {
+                    reference: base.reference,
+                    manifest_digest: base.manifest_digest.to_string(),
+                    layers: base
+                        .layers
+                        .iter()
+                        .map(|l| terms::encode_layer(env, l))
+                        .collect(),
+                    source,
+                    handle: ResourceArc::new(BaseHandle {
+                        manifest: base.manifest,
+                        manifest_digest: base.manifest_digest,
+                        config: base.config,
+                        source: base.source,
+                    }),
+                },
+                platform: terms::encode_platform(env, &p.platform),
+            }
         })
         .collect();
     list.encode(env)
 }
 
+/// What a push did, as `registry_push` answers it.
+#[derive(NifMap)]
+struct ReportTerm<'a> {
+    digest: String,
+    uploaded_bytes: u64,
+    uploaded: usize,
+    existing: usize,
+    mounted: usize,
+    attached: Term<'a>,
+}
+
 fn encode_report<'a>(env: Env<'a>, report: PushReport) -> Term<'a> {
-    map(
-        env,
-        &[
-            (atoms::digest(), report.digest.as_str().encode(env)),
-            (atoms::uploaded_bytes(), report.uploaded_bytes.encode(env)),
-            (atoms::uploaded(), report.uploaded.encode(env)),
-            (atoms::existing(), report.existing.encode(env)),
-            (atoms::mounted(), report.mounted.encode(env)),
-            (
-                atoms::attached(),
-                supply::encode_attached(env, &report.attached),
-            ),
-        ],
-    )
+    ReportTerm {
+        digest: report.digest.to_string(),
+        uploaded_bytes: report.uploaded_bytes,
+        uploaded: report.uploaded,
+        existing: report.existing,
+        mounted: report.mounted,
+        attached: supply::encode_attached(env, &report.attached),
+    }
+    .encode(env)
 }

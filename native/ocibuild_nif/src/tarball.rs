@@ -24,7 +24,7 @@ use ocibuild_core::image::Platform;
 use ocibuild_core::layout::load::{load_tarball_to_temp, load_tarball_unless, Extraction};
 use ocibuild_core::layout::{LoadedImage, LoadedTarball};
 use ocibuild_core::Result;
-use rustler::{Atom, Encoder, Env, LocalPid, Monitor, ResourceArc, Term};
+use rustler::{Atom, Encoder, Env, LocalPid, Monitor, NifMap, ResourceArc, Term};
 
 use crate::base::BaseHandle;
 use crate::terms::{self, map};
@@ -127,41 +127,45 @@ fn tarball_load<'a>(
     reply::value(env, result, |env, loaded| encode_bases(env, loaded))
 }
 
-/// `#{images => [#{manifest_digest, layers, platform, handle}]}`: base maps but for their
-/// `reference`; the manifest and config bytes stay in the handle.
+/// One image of a `tar://` base: a base map but for its `reference`; the manifest and config
+/// bytes stay in the handle.
+#[derive(NifMap)]
+struct LocalBaseTerm<'a> {
+    manifest_digest: String,
+    layers: Vec<Term<'a>>,
+    platform: Term<'a>,
+    handle: ResourceArc<BaseHandle>,
+}
+
+#[derive(NifMap)]
+struct LocalBasesTerm<'a> {
+    images: Vec<LocalBaseTerm<'a>>,
+}
+
 fn encode_bases(env: Env, loaded: LoadedTarball) -> Term {
-    let images: Vec<Term> = loaded
+    let images = loaded
         .images
         .into_iter()
-        .map(|image| {
-            let layers: Vec<Term> = image
+        .map(|image| LocalBaseTerm {
+            manifest_digest: image.manifest_digest.to_string(),
+            layers: image
                 .layers
                 .iter()
                 .map(|l| terms::encode_layer(env, l))
-                .collect();
-            let platform = match &image.platform {
+                .collect(),
+            platform: match &image.platform {
                 Some(p) => terms::encode_platform(env, p),
                 None => atoms::undefined().encode(env),
-            };
-            let digest = image.manifest_digest.as_str().encode(env);
-            let handle = BaseHandle {
+            },
+            handle: ResourceArc::new(BaseHandle {
                 manifest: image.manifest,
                 manifest_digest: image.manifest_digest,
                 config: image.config,
                 source: None,
-            };
-            map(
-                env,
-                &[
-                    (atoms::manifest_digest(), digest),
-                    (atoms::layers(), layers.encode(env)),
-                    (atoms::platform(), platform),
-                    (atoms::handle(), handle.encode(env)),
-                ],
-            )
+            }),
         })
         .collect();
-    map(env, &[(atoms::images(), images.encode(env))])
+    LocalBasesTerm { images }.encode(env)
 }
 
 /// The tarball's image for each wanted platform (the core's one matcher), each with the
