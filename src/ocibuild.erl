@@ -99,15 +99,16 @@
     manifest_digest := binary(),
     layers := [map()],
     handle := reference(),
-    source => #{registry := binary(), repository := binary(), auth := fun(() -> map())}
+    source => #{registry := binary(), repository := binary(), auth => fun(() -> map())}
 }.
 %% A base image: the digest of the exact manifest bytes the registry served (the base's
 %% identity) and its layers. The manifest and config bytes, and the credentials its layers
 %% are fetched with, stay in the native library behind `handle'. Layer `blob's stay
 %% `undefined' until a sink needs the bytes: `save'/`export' fetch them into the cache
 %% themselves, a push to a registry that has or can mount them never downloads them.
-%% `source' (a pulled base) says where it came from; `source.auth' holds the credentials
-%% the caller gave behind a fun so that printing an image never shows them.
+%% `source' (a pulled base) says where it came from. A base map built by hand may give
+%% `manifest', `config' and `source.auth' (a fun, so printing the image shows no secret)
+%% instead of a handle.
 
 -type base_ref() :: {Registry :: binary(), Repo :: binary(), TagOrDigest :: binary()}.
 -type auth() :: ocibuild_registry:auth().
@@ -175,16 +176,15 @@ from(Ref, Auth, Opts) when is_map(Opts) ->
     case {ocibuild_registry:check_auth(Auth), ocibuild_input:is_proper_list(Platforms)} of
         {{error, _} = Error, _} -> Error;
         {_, false} -> {error, {invalid_option, platforms, Platforms}};
-        {{ok, Stored}, true} -> from_checked(Ref, Auth, Opts, Stored)
+        {{ok, _}, true} -> from_checked(Ref, Auth, Opts)
     end;
 from(_Ref, _Auth, Opts) ->
     {error, {invalid_option, options, Opts}}.
 
-from_checked(Ref, Auth, Opts, Stored) ->
+from_checked(Ref, Auth, Opts) ->
     case pull(Ref, Auth, Opts) of
         {ok, Pulled} ->
-            AuthFun = fun() -> Stored end,
-            Images = [pulled_image(P, AuthFun) || P <- Pulled],
+            Images = [pulled_image(P) || P <- Pulled],
             case {maps:is_key(platforms, Opts), Images} of
                 {true, _} -> {ok, Images};
                 {false, [Image | _]} -> {ok, Image};
@@ -209,10 +209,8 @@ pull(Ref, Auth, Opts) ->
             ocibuild_registry:pull(Ref, Auth, Opts)
     end.
 
-pulled_image(#{base := #{source := Source} = Base, platform := Platform}, AuthFun) ->
-    {ok, Image} = scratch(),
-    Image#{base := Base#{source := Source#{auth => AuthFun}}, platform := Platform};
-pulled_image(#{base := Base, platform := Platform}, _AuthFun) ->
+%% The credentials the base was pulled with stay with its bytes, behind the base's handle.
+pulled_image(#{base := Base, platform := Platform}) ->
     {ok, Image} = scratch(),
     Image#{base := Base, platform := Platform}.
 
