@@ -96,19 +96,22 @@
 
 -type base() :: #{
     reference := binary(),
+    manifest := binary(),
     manifest_digest := binary(),
+    config := binary(),
     layers := [map()],
-    handle := reference(),
+    handle => reference(),
     source => #{registry := binary(), repository := binary(), auth => fun(() -> map())}
 }.
-%% A base image: the digest of the exact manifest bytes the registry served (the base's
-%% identity) and its layers. The manifest and config bytes, and the credentials its layers
-%% are fetched with, stay in the native library behind `handle'. Layer `blob's stay
+%% A base image: the exact manifest bytes the registry served and their digest (the base's
+%% identity), its config, and its layers. Sinks read the manifest and config, and the
+%% credentials its layers are fetched with, from `handle' (they stay in the native library;
+%% the map's copies are for reading and never go back). Layer `blob's stay
 %% `undefined' until a sink needs the bytes: `save'/`export' fetch them into the cache
 %% themselves, a push to a registry that has or can mount them never downloads them.
-%% `source' (a pulled base) says where it came from. A base map built by hand may give
-%% `manifest', `config' and `source.auth' (a fun, so printing the image shows no secret)
-%% instead of a handle.
+%% `source' (a pulled base) says where it came from. A base map built by hand has no handle:
+%% then its `manifest', `config' and `source.auth' (a fun, so printing the image shows no
+%% secret) are what sinks read.
 
 -type base_ref() :: {Registry :: binary(), Repo :: binary(), TagOrDigest :: binary()}.
 -type auth() :: ocibuild_registry:auth().

@@ -47,13 +47,15 @@ is_platform_list(Platforms) ->
     ocibuild_input:is_proper_list(Platforms) andalso
         lists:all(fun(P) -> is_map(P) andalso platform_text(P) =/= <<"unknown">> end, Platforms).
 
-%% The manifest and config bytes stay in the core, behind `handle'.
-as_base(Ref, #{manifest_digest := Digest, layers := Layers, platform := Platform,
-               handle := Handle}) ->
+%% Sinks take the manifest and config bytes from `handle'; the map's copy is for reading.
+as_base(Ref, #{manifest := Manifest, manifest_digest := Digest, config := Config,
+               layers := Layers, platform := Platform, handle := Handle}) ->
     #{
         base => #{
             reference => Ref,
+            manifest => Manifest,
             manifest_digest => Digest,
+            config => Config,
             layers => Layers,
             handle => Handle
         },

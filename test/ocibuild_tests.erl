@@ -339,11 +339,10 @@ local_base_in_the_core({Root, _}) ->
     ok = ocibuild:save(Saved, Path, #{tag => <<"bases:1">>}),
     Ref = <<"tar://", (list_to_binary(Path))/binary>>,
     {ok, [Amd, Arm]} = ocibuild:from(Ref, #{}, #{platforms => [<<"linux/amd64">>, <<"linux/arm64">>]}),
-    %% Descriptors in the map; the manifest and config bytes stay in the native library.
     [?assertMatch(#{reference := Ref, manifest_digest := <<"sha256:", _/binary>>,
+                    manifest := <<"{", _/binary>>, config := <<"{", _/binary>>,
                     layers := [#{blob := _}], handle := _}, B)
      || #{base := B} <- [Amd, Arm]],
-    [?assertEqual([], [K || K <- [manifest, config], maps:is_key(K, B)]) || #{base := B} <- [Amd, Arm]],
     ?assertEqual(Arm64, maps:get(platform, Arm)),
     %% One matcher for every source: arm64/v8 is the arm64 image, as it is in a registry index.
     V8 = #{os => <<"linux">>, architecture => <<"arm64">>, variant => <<"v8">>},
@@ -354,8 +353,11 @@ local_base_in_the_core({Root, _}) ->
     ?assertMatch({error, {no_matching_platform, #{wanted := <<"linux/s390x">>,
                                                   available := [<<"linux/amd64">>, <<"linux/arm64">>]}}},
                  ocibuild:from(Ref, #{}, #{platform => <<"linux/s390x">>})),
-    %% An image on the base is written with the base's bytes, read from the handle.
-    OnArm = ocibuild:copy(Arm, [{<<"extra">>, <<"x">>}], <<"/app">>),
+    %% An image on the base is written with the base's bytes from the handle: the map's copies
+    %% never go back to the native library (spoiling them changes nothing).
+    #{base := ArmBase} = Arm,
+    Spoiled = Arm#{base := ArmBase#{manifest := <<"not json">>, config := <<"not json">>}},
+    OnArm = ocibuild:copy(Spoiled, [{<<"extra">>, <<"x">>}], <<"/app">>),
     Out = filename:join(Root, "on-base.tar.gz"),
     ok = ocibuild:save(OnArm, Out, #{tag => <<"on-base:1">>}),
     Extracted = ocibuild_test_util:extract_tarball(Out, filename:join(Root, "on-base")),

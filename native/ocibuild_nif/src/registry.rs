@@ -292,12 +292,15 @@ fn decode_loaded_layer(term: Term) -> Result<ocibuild_core::layer::Layer> {
     Ok(layer)
 }
 
-/// A pulled base as Erlang sees it: descriptors, where it came from (no credentials) and the
-/// `handle` that keeps its bytes in the core.
+/// A pulled base as Erlang sees it: descriptors, where it came from (no credentials), a copy
+/// of its manifest and config bytes to read, and the `handle` sinks take them from, so they
+/// never go back into Rust.
 #[derive(NifMap)]
 struct BaseTerm<'a> {
     reference: String,
+    manifest: Term<'a>,
     manifest_digest: String,
+    config: Term<'a>,
     layers: Vec<Term<'a>>,
     source: Term<'a>,
     handle: ResourceArc<BaseHandle>,
@@ -328,7 +331,9 @@ fn encode_pulled<'a>(env: Env<'a>, images: Vec<PulledImage>) -> Term<'a> {
             PulledTerm {
                 base: BaseTerm {
                     reference: base.reference,
+                    manifest: terms::binary(env, &base.manifest),
                     manifest_digest: base.manifest_digest.to_string(),
+                    config: terms::binary(env, &base.config),
                     layers: base
                         .layers
                         .iter()

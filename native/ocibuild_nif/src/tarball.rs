@@ -1,8 +1,8 @@
 //! Reading a tarball written by `image_save` (or any OCI layout tarball) back. Dirty I/O.
 //!
 //! - `tarball_load(Path, StoreDir, Platforms)`: blobs go into the blob store at `StoreDir` and
-//!   stay there (`tar://` bases). Result: `{ok, #{images => [#{manifest_digest, layers,
-//!   platform, handle}]}}`, the images chosen for `Platforms` (empty: the only image, else the
+//!   stay there (`tar://` bases). Result: `{ok, #{images => [#{manifest, manifest_digest,
+//!   config, layers, platform, handle}]}}`, the images chosen for `Platforms` (empty: the only image, else the
 //!   host's), each with the platform it was chosen for, its bytes behind a `base` handle.
 //! - `tarball_load_temp(Path, ParentDir)`: blobs go into a fresh directory under
 //!   `ParentDir`, owned by the `handle` returned with the result and kept while the caller
@@ -127,11 +127,13 @@ fn tarball_load<'a>(
     reply::value(env, result, |env, loaded| encode_bases(env, loaded))
 }
 
-/// One image of a `tar://` base: a base map but for its `reference`; the manifest and config
-/// bytes stay in the handle.
+/// One image of a `tar://` base: a base map but for its `reference`; sinks take the manifest
+/// and config bytes from the handle (the map's copy is for reading).
 #[derive(NifMap)]
 struct LocalBaseTerm<'a> {
+    manifest: Term<'a>,
     manifest_digest: String,
+    config: Term<'a>,
     layers: Vec<Term<'a>>,
     platform: Term<'a>,
     handle: ResourceArc<BaseHandle>,
@@ -147,7 +149,9 @@ fn encode_bases(env: Env, loaded: LoadedTarball) -> Term {
         .images
         .into_iter()
         .map(|image| LocalBaseTerm {
+            manifest: terms::binary(env, &image.manifest),
             manifest_digest: image.manifest_digest.to_string(),
+            config: terms::binary(env, &image.config),
             layers: image
                 .layers
                 .iter()
