@@ -72,6 +72,12 @@
 %% rebar3 plugin entry point.
 -export([init/1]).
 
+%% Builder steps, checked: the values they take, and the image map they change.
+-import(ocibuild_image_input, [
+    update/2, bad_input/1, images_or_error/1, set_config/3, required_text/2, checked_text/2,
+    text_list/2, proper_list/2, pair/4, env_var/2, port_spec/1, copy_entry/2
+]).
+
 -export_type([image/0, built/0, layer/0, platform/0, config/0, base/0, base_ref/0, auth/0]).
 
 -type layer() :: ocibuild_layer:layer().
@@ -94,13 +100,18 @@
     manifest_digest := binary(),
     config := binary(),
     layers := [map()],
-    source := #{registry := binary(), repository := binary(), auth := fun(() -> map())}
+    handle => reference(),
+    source => #{registry := binary(), repository := binary(), auth => fun(() -> map())}
 }.
-%% A pulled base image: the exact manifest bytes the registry served and their digest (the
-%% base's identity), its config, and its layers. Layer `blob's stay `undefined' until a sink
-%% needs the bytes: `save'/`export' fetch them into the cache, a push to a registry that has
-%% or can mount them never downloads them. `source.auth' holds the pull credentials behind a
-%% fun so that printing an image never shows them.
+%% A base image: the exact manifest bytes the registry served and their digest (the base's
+%% identity), its config, and its layers. Sinks read the manifest and config, and the
+%% credentials its layers are fetched with, from `handle' (they stay in the native library;
+%% the map's copies are for reading and never go back). Layer `blob's stay
+%% `undefined' until a sink needs the bytes: `save'/`export' fetch them into the cache
+%% themselves, a push to a registry that has or can mount them never downloads them.
+%% `source' (a pulled base) says where it came from. A base map built by hand has no handle:
+%% then its `manifest', `config' and `source.auth' (a fun, so printing the image shows no
+%% secret) are what sinks read.
 
 -type base_ref() :: {Registry :: binary(), Repo :: binary(), TagOrDigest :: binary()}.
 -type auth() :: ocibuild_registry:auth().
@@ -168,16 +179,15 @@ from(Ref, Auth, Opts) when is_map(Opts) ->
     case {ocibuild_registry:check_auth(Auth), ocibuild_input:is_proper_list(Platforms)} of
         {{error, _} = Error, _} -> Error;
         {_, false} -> {error, {invalid_option, platforms, Platforms}};
-        {{ok, Stored}, true} -> from_checked(Ref, Auth, Opts, Stored)
+        {{ok, _}, true} -> from_checked(Ref, Auth, Opts)
     end;
 from(_Ref, _Auth, Opts) ->
     {error, {invalid_option, options, Opts}}.
 
-from_checked(Ref, Auth, Opts, Stored) ->
+from_checked(Ref, Auth, Opts) ->
     case pull(Ref, Auth, Opts) of
         {ok, Pulled} ->
-            AuthFun = fun() -> Stored end,
-            Images = [pulled_image(P, AuthFun) || P <- Pulled],
+            Images = [pulled_image(P) || P <- Pulled],
             case {maps:is_key(platforms, Opts), Images} of
                 {true, _} -> {ok, Images};
                 {false, [Image | _]} -> {ok, Image};
@@ -202,10 +212,8 @@ pull(Ref, Auth, Opts) ->
             ocibuild_registry:pull(Ref, Auth, Opts)
     end.
 
-pulled_image(#{base := #{source := Source} = Base, platform := Platform}, AuthFun) ->
-    {ok, Image} = scratch(),
-    Image#{base := Base#{source := Source#{auth => AuthFun}}, platform := Platform};
-pulled_image(#{base := Base, platform := Platform}, _AuthFun) ->
+%% The credentials the base was pulled with stay with its bytes, behind the base's handle.
+pulled_image(#{base := Base, platform := Platform}) ->
     {ok, Image} = scratch(),
     Image#{base := Base, platform := Platform}.
 
@@ -284,7 +292,7 @@ add_layer(Image, Files, Opts) ->
     update(Image, fun(#{layers := Layers} = I) ->
         case ocibuild_layer:create(Files, Opts) of
             {ok, Layer} -> I#{layers := Layers ++ [Layer]};
-            {error, Reason} -> throw({?MODULE, Reason})
+            {error, Reason} -> bad_input(Reason)
         end
     end).
 
@@ -298,35 +306,10 @@ copy(Image, Files, Dest) ->
         DestBin = required_text(dest, Dest),
         Entries = [copy_entry(DestBin, F) || F <- proper_list(files, Files)],
         case add_layer(I, Entries) of
-            {error, Reason} -> throw({?MODULE, Reason});
+            {error, Reason} -> bad_input(Reason);
             Added -> Added
         end
     end).
-
-copy_entry(Dest, {Name, Content}) ->
-    copy_entry(Dest, {Name, Content, default_mode(Content)});
-copy_entry(Dest, {Name, Content, Mode} = Entry) ->
-    case ocibuild_input:image_path(Name) of
-        {ok, NameBin} -> {<<Dest/binary, "/", NameBin/binary>>, Content, Mode};
-        error -> bad_input({invalid_option, files, Entry})
-    end;
-copy_entry(_Dest, Entry) ->
-    bad_input({invalid_option, files, Entry}).
-
-%% A missing host file keeps the default here; the core then reports `{file_read, Path, enoent}'.
-default_mode({file, HostPath}) ->
-    case ocibuild_input:host_path(HostPath) of
-        {ok, Path} -> host_mode(Path);
-        error -> 8#644
-    end;
-default_mode(_) ->
-    8#644.
-
-host_mode(Path) ->
-    case file:read_file_info(Path) of
-        {ok, Info} -> element(8, Info) band 8#7777;
-        {error, _} -> 8#644
-    end.
 
 %% @doc Set the entrypoint: the command run when the container starts.
 -spec entrypoint(built(), [text()]) -> built().
@@ -345,30 +328,10 @@ cmd(Image, Args) ->
 env(Image, Vars) when is_map(Vars) ->
     update(Image, fun(#{config := #{env := Env0}} = I) ->
         New = lists:sort([env_var(K, V) || {K, V} <- maps:to_list(Vars)]),
-        set_config(I, env, lists:foldl(fun merge_env/2, Env0, New))
+        set_config(I, env, lists:foldl(fun ocibuild_image_input:merge_env/2, Env0, New))
     end);
 env(Image, Vars) ->
     update(Image, fun(_) -> bad_input({invalid_option, env, Vars}) end).
-
-env_var(Name, Value) ->
-    case {ocibuild_input:text(Name), ocibuild_input:text(Value)} of
-        {{ok, <<>>}, {ok, _}} ->
-            bad_input({invalid_value, env, <<>>, empty_name});
-        {{ok, N}, {ok, V}} ->
-            no_nul(env, N, N),
-            binary:match(N, <<"=">>) =:= nomatch orelse
-                bad_input({invalid_value, env, N, equals_in_name}),
-            no_nul(env, N, V),
-            {N, V};
-        _ ->
-            bad_input({invalid_option, env, {Name, Value}})
-    end.
-
-merge_env({Name, _} = Var, Env) ->
-    case lists:keymember(Name, 1, Env) of
-        true -> lists:keyreplace(Name, 1, Env, Var);
-        false -> Env ++ [Var]
-    end.
 
 %% @doc Set the working directory.
 -spec workdir(built(), text()) -> built().
@@ -386,35 +349,6 @@ expose(Image, Port) ->
             false -> set_config(I, exposed_ports, Ports ++ [Spec])
         end
     end).
-
-port_spec(Port) when is_integer(Port), Port >= 1, Port =< 65535 ->
-    <<(integer_to_binary(Port))/binary, "/tcp">>;
-port_spec(Port) when is_binary(Port); is_list(Port) ->
-    case ocibuild_input:text(Port) of
-        {ok, Text} ->
-            case string:split(Text, "/") of
-                [Num] -> port_spec(Port, Num, <<"tcp">>);
-                [Num, Proto] -> port_spec(Port, Num, Proto);
-                _ -> bad_input({invalid_option, expose, Port})
-            end;
-        error ->
-            bad_input({invalid_option, expose, Port})
-    end;
-port_spec(Port) ->
-    bad_input({invalid_option, expose, Port}).
-
-port_spec(Port, Num, Proto) ->
-    Valid =
-        lists:member(Proto, [<<"tcp">>, <<"udp">>, <<"sctp">>]) andalso
-            try binary_to_integer(Num) of
-                N -> N >= 1 andalso N =< 65535 andalso integer_to_binary(N) =:= Num
-            catch
-                error:badarg -> false
-            end,
-    case Valid of
-        true -> <<Num/binary, "/", Proto/binary>>;
-        false -> bad_input({invalid_option, expose, Port})
-    end.
 
 %% @doc Add a label to the image config (a later value for the same key replaces it).
 -spec label(built(), text(), text()) -> built().
@@ -495,103 +429,3 @@ parse_each([Spec | Rest], Acc) ->
         {ok, Platform} -> parse_each(Rest, [Platform | Acc]);
         {error, _} = Error -> Error
     end.
-
-%% Internal helpers.
-
-%% Apply a builder step to an image: `{error, _}' in place of the image passes through, and
-%% a bad argument found by the step (`bad_input/1') becomes the `{error, _}' returned.
-update({error, _} = Error, _Step) ->
-    Error;
-update(Image, Step) ->
-    case is_image(Image) of
-        true ->
-            try
-                Step(Image)
-            catch
-                throw:{?MODULE, Reason} -> {error, Reason}
-            end;
-        false ->
-            {error, {invalid_option, image, Image}}
-    end.
-
-bad_input(Reason) ->
-    throw({?MODULE, Reason}).
-
-%% The keys the builders read and write, with the types they rely on (`++' and the `lists'
-%% functions need proper lists).
-is_image(#{layers := Layers, annotations := Annotations, config := Config}) when
-    is_list(Layers), is_map(Annotations), is_map(Config)
-->
-    case Config of
-        #{env := Env, exposed_ports := Ports, labels := Labels, entrypoint := _, cmd := _,
-          workdir := _, user := _} ->
-            lists:all(fun ocibuild_input:is_proper_list/1, [Layers, Env, Ports]) andalso
-                is_map(Labels);
-        _ ->
-            false
-    end;
-is_image(_) ->
-    false.
-
-%% `{ok, Images}' for one image or a proper list of them, else the first `{error, _}' given
-%% in place of an image (a builder's failure) or `{invalid_option, images, _}'.
-images_or_error({error, _} = Error) ->
-    Error;
-images_or_error(Image) when is_map(Image) ->
-    images_or_error([Image]);
-images_or_error(Images) when is_list(Images) ->
-    case ocibuild_input:is_proper_list(Images) of
-        true ->
-            case [E || E <- Images, not is_image(E)] of
-                [] -> {ok, Images};
-                [{error, _} = Error | _] -> Error;
-                [NotImage | _] -> {error, {invalid_option, image, NotImage}}
-            end;
-        false ->
-            {error, {invalid_option, images, Images}}
-    end;
-images_or_error(Other) ->
-    {error, {invalid_option, images, Other}}.
-
-set_config(#{config := Config} = Image, Key, Value) ->
-    Image#{config := Config#{Key := Value}}.
-
-required_text(Name, Value) ->
-    case ocibuild_input:text(Value) of
-        {ok, Bin} -> Bin;
-        error -> bad_input({invalid_option, Name, Value})
-    end.
-
-%% Text stored as one config value: no NUL, which would cut it short at the runtime.
-checked_text(Name, Value) ->
-    Bin = required_text(Name, Value),
-    no_nul(Name, Bin, Bin),
-    Bin.
-
-text_list(Name, Values) ->
-    Texts = [ocibuild_input:text(V) || V <- proper_list(Name, Values)],
-    case lists:member(error, Texts) of
-        false -> [Item || {ok, Item} <- Texts, no_nul(Name, Item, Item)];
-        true -> bad_input({invalid_option, Name, Values})
-    end.
-
-proper_list(Name, Value) ->
-    case ocibuild_input:is_proper_list(Value) of
-        true -> Value;
-        false -> bad_input({invalid_option, Name, Value})
-    end.
-
-pair(Name, Field, Key, Value) ->
-    case {ocibuild_input:text(Key), ocibuild_input:text(Value)} of
-        {{ok, K}, {ok, V}} when K =/= <<>> ->
-            no_nul(Field, K, K),
-            no_nul(Field, K, V),
-            {K, V};
-        _ ->
-            bad_input({invalid_option, Name, {Key, Value}})
-    end.
-
-%% The same check the core makes when the image is written (`image::validate'), made here
-%% too so the builder that was given the value is the one that reports it.
-no_nul(Field, Key, Value) ->
-    binary:match(Value, <<0>>) =:= nomatch orelse bad_input({invalid_value, Field, Key, nul_byte}).

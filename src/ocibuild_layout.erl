@@ -65,8 +65,8 @@
 -spec export_directory(ocibuild:image() | [ocibuild:image()], file:filename_all()) ->
     ok | {error, term()}.
 export_directory(ImageOrImages, Dir) ->
-    with_target(ImageOrImages, Dir, dir, fun(Images, DirBin, Created) ->
-        ocibuild_nif:image_export(Images, DirBin, #{tag => undefined, created => Created})
+    with_target(ImageOrImages, Dir, dir, fun(Images, DirBin, Sink) ->
+        ocibuild_nif:image_export(Images, DirBin, Sink#{tag => undefined})
     end).
 
 %% @equiv save_tarball(ImageOrImages, Path, #{})
@@ -87,8 +87,8 @@ save_tarball(ImageOrImages, Path) ->
 save_tarball(ImageOrImages, Path, Opts) when is_map(Opts) ->
     case save_options(Opts) of
         {ok, NifOpts} ->
-            with_target(ImageOrImages, Path, path, fun(Images, PathBin, Created) ->
-                ocibuild_nif:image_save(Images, PathBin, NifOpts#{created => Created})
+            with_target(ImageOrImages, Path, path, fun(Images, PathBin, Sink) ->
+                ocibuild_nif:image_save(Images, PathBin, maps:merge(Sink, NifOpts))
             end);
         {error, _} = Error ->
             Error
@@ -214,7 +214,7 @@ save_tag(_) ->
     {ok, undefined}.
 
 %% Shared by export and save: one image or a non-empty list of images, a host path for the
-%% output, and the `created' time.
+%% output, the `created' time and what the sink needs to fetch base layers.
 with_target(ImageOrImages, Target, TargetName, Write) ->
     case {images(ImageOrImages), ocibuild_input:host_path(Target)} of
         {error, _} ->
@@ -222,14 +222,13 @@ with_target(ImageOrImages, Target, TargetName, Write) ->
         {_, error} ->
             {error, {invalid_option, TargetName, Target}};
         {{ok, Images}, {ok, TargetBin}} ->
-            %% Base layers pulled by `ocibuild:from' are fetched (or found in the cache) now,
-            %% when their bytes are first needed.
-            case {ocibuild_reproducible:created(), ocibuild_registry:fetch_base_layers(Images)} of
-                {{ok, Created}, {ok, Local}} ->
-                    Write(ocibuild_registry:nif_images(Local), TargetBin, Created);
-                {{error, _} = Error, _} ->
-                    Error;
-                {_, {error, _} = Error} ->
+            %% Base layers pulled by `ocibuild:from' are fetched (or found in the cache) by the
+            %% sink itself, when their bytes are first needed.
+            case ocibuild_reproducible:created() of
+                {ok, Created} ->
+                    Sink = (ocibuild_registry:sink_options())#{created => Created},
+                    Write(ocibuild_registry:nif_images(Images), TargetBin, Sink);
+                {error, _} = Error ->
                     Error
             end
     end.

@@ -34,8 +34,9 @@ load(Ref, Platforms) ->
         {_, false} ->
             {error, {invalid_option, platforms, Platforms}};
         {{ok, <<?SCHEME, Path/binary>> = RefBin}, true} when Path =/= <<>> ->
-            case ocibuild_nif:tarball_load(Path, ocibuild_blob_store:root()) of
-                {ok, #{images := Images}} -> choose(RefBin, Images, Platforms);
+            %% The core chooses the image per platform, with the matcher a registry pull uses.
+            case ocibuild_nif:tarball_load(Path, ocibuild_blob_store:root(), Platforms) of
+                {ok, #{images := Images}} -> {ok, [as_base(RefBin, I) || I <- Images]};
                 {error, _} = Error -> Error
             end;
         _ ->
@@ -46,62 +47,20 @@ is_platform_list(Platforms) ->
     ocibuild_input:is_proper_list(Platforms) andalso
         lists:all(fun(P) -> is_map(P) andalso platform_text(P) =/= <<"unknown">> end, Platforms).
 
-choose(Ref, [Only], []) ->
-    {ok, [as_base(Ref, Only, platform_of(Only))]};
-choose(Ref, Images, []) ->
-    choose(Ref, Images, [host_platform()]);
-choose(Ref, Images, Wanted) ->
-    Found = [{W, [I || I <- Images, matches(W, platform_of(I))]} || W <- Wanted],
-    case [W || {W, []} <- Found] of
-        [] ->
-            {ok, [as_base(Ref, I, W) || {W, [I | _]} <- Found]};
-        [Missing | _] ->
-            {error, {no_matching_platform, #{
-                wanted => platform_text(Missing),
-                available => [platform_text(platform_of(I)) || I <- Images]
-            }}}
-    end.
-
+%% Sinks take the manifest and config bytes from `handle'; the map's copy is for reading.
 as_base(Ref, #{manifest := Manifest, manifest_digest := Digest, config := Config,
-               layers := Layers}, Platform) ->
+               layers := Layers, platform := Platform, handle := Handle}) ->
     #{
         base => #{
             reference => Ref,
             manifest => Manifest,
             manifest_digest => Digest,
             config => Config,
-            layers => Layers
+            layers => Layers,
+            handle => Handle
         },
         platform => Platform
     }.
-
-%% The index descriptor's platform, else the one the config declares.
-platform_of(#{platform := #{os := _, architecture := _} = P}) ->
-    P;
-platform_of(#{config := Config}) ->
-    OS = json_string(Config, <<"os">>),
-    Arch = json_string(Config, <<"architecture">>),
-    case {OS, Arch} of
-        {undefined, _} -> undefined;
-        {_, undefined} -> undefined;
-        _ -> #{os => OS, architecture => Arch}
-    end.
-
-%% OTP 25 has no JSON module; a config's top-level "os" and "architecture" are plain strings.
-json_string(Json, Key) ->
-    Pattern = <<"\"", Key/binary, "\"\\s*:\\s*\"([^\"]*)\"">>,
-    case re:run(Json, Pattern, [{capture, all_but_first, binary}]) of
-        {match, [Value]} -> Value;
-        nomatch -> undefined
-    end.
-
-matches(#{os := OS, architecture := Arch} = Wanted, #{os := OS, architecture := Arch} = Have) ->
-    case maps:find(variant, Wanted) of
-        {ok, V} -> maps:get(variant, Have, undefined) =:= V;
-        error -> true
-    end;
-matches(_, _) ->
-    false.
 
 %% @doc `<<"linux/arm64/v8">>'; `<<"unknown">>' for an image that does not say (or for
 %% anything that is not a platform map).
@@ -115,18 +74,7 @@ platform_text(#{os := OS, architecture := Arch} = P) when is_binary(OS), is_bina
 platform_text(_) ->
     <<"unknown">>.
 
-%% @doc This machine's platform in OCI's names (`x86_64' is `amd64').
+%% @doc This machine's platform in OCI's names (`x86_64' is `amd64'): the core's table.
 -spec host_platform() -> ocibuild:platform().
 host_platform() ->
-    Arch =
-        case erlang:system_info(system_architecture) of
-            "x86_64" ++ _ -> <<"amd64">>;
-            "aarch64" ++ _ -> <<"arm64">>;
-            "arm" ++ _ -> <<"arm">>;
-            "i686" ++ _ -> <<"386">>;
-            "riscv64" ++ _ -> <<"riscv64">>;
-            "s390x" ++ _ -> <<"s390x">>;
-            "powerpc64le" ++ _ -> <<"ppc64le">>;
-            Other -> list_to_binary(hd(string:split(Other, "-")))
-        end,
-    #{os => <<"linux">>, architecture => Arch}.
+    ocibuild_nif:platform_host().

@@ -5,9 +5,10 @@
 %% run if the library failed to load. File and CPU work runs on dirty schedulers.
 -module(ocibuild_nif).
 
--export([layer_create/2, image_export/3, image_save/3, tarball_load/2, platform_parse/1]).
+-export([layer_create/2, image_export/3, image_save/3, tarball_load/3, platform_parse/1,
+         platform_host/0]).
 -export([reference_parse/1, reference_tags/1, reference_tags_expand/1, options_defaults/0]).
--export([registry_pull/3, registry_fetch/2, registry_push/3, registry_push_loaded/3]).
+-export([registry_pull/3, registry_push/3]).
 -export([sbom_build/1, sbom_layer/2, sbom_document/1, sign_key_load/2, vcs_url_normalize/1]).
 -export([reproducible_epoch/1]).
 -export([job_cancel/1, job_count/0]).
@@ -128,9 +129,11 @@ image_export(_Images, _Dir, _Opts) -> not_loaded().
 
 image_save(_Images, _Path, _Opts) -> not_loaded().
 
-tarball_load(_Path, _ExtractDir) -> not_loaded().
+tarball_load(_Path, _StoreDir, _Platforms) -> not_loaded().
 
 platform_parse(_Spec) -> not_loaded().
+
+platform_host() -> not_loaded().
 
 reference_parse(_Text) -> not_loaded().
 
@@ -142,11 +145,7 @@ options_defaults() -> not_loaded().
 
 registry_pull(_Ref, _Auth, _Opts) -> not_loaded().
 
-registry_fetch(_Images, _Opts) -> not_loaded().
-
 registry_push(_Images, _Target, _Opts) -> not_loaded().
-
-registry_push_loaded(_Loaded, _Target, _Opts) -> not_loaded().
 
 sbom_build(_Input) -> not_loaded().
 

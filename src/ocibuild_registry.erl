@@ -1,4 +1,5 @@
-%% @doc Registry work: pulling base images, fetching their layers, pushing images.
+%% @doc Registry work: pulling base images and pushing images (built ones, or ones read back
+%% from a saved tarball: both are image sources to the one push in the native library).
 %%
 %% The network work runs on a runtime inside the native library, never on a BEAM scheduler.
 %% Each function here starts a job and waits for it in `receive', turning the job's progress
@@ -32,8 +33,8 @@
 
 -export([
     pull/3,
-    fetch_base_layers/1,
     nif_images/1,
+    sink_options/0,
     push/5,
     push_loaded/5,
     check_auth/1,
@@ -71,10 +72,8 @@
     }
 }.
 
-%% Defaults and bounds are the native core's (`ocibuild_core::options').
+%% Bounds are the native core's (`ocibuild_core::options').
 -define(CORE(Key), maps:get(Key, ocibuild_nif:options_defaults())).
--define(DEFAULT_CHUNK_SIZE, ?CORE(chunk_size)).
--define(DEFAULT_MAX_CONCURRENCY, ?CORE(max_concurrency)).
 
 %% @doc Resolve `Ref' (a binary reference or `{Registry, Repo, TagOrDigest}') to one base per
 %% platform: `#{base := Base, platform := Platform}' maps. Options: `platforms' (a list; empty
@@ -90,52 +89,11 @@ pull(Ref, Auth, Opts) ->
         Opts
     ).
 
-%% @doc Make sure every base layer of `Images' has a local, verified blob in the cache,
-%% fetching the missing ones from the registry the base came from. Returns the images with
-%% `blob' set on every base layer. Images without a base pass through.
--spec fetch_base_layers([ocibuild:image()]) -> {ok, [ocibuild:image()]} | {error, term()}.
-fetch_base_layers(Images) ->
-    case is_map_list(Images) of
-        true -> fetch_missing(Images);
-        false -> {error, {invalid_option, images, Images}}
-    end.
-
-fetch_missing(Images) ->
-    case [I || I <- Images, needs_fetch(I)] of
-        [] ->
-            {ok, Images};
-        Missing ->
-            Start = fun() ->
-                ocibuild_nif:registry_fetch(nif_images(Missing), #{
-                    cache_dir => ocibuild_blob_store:root(),
-                    max_concurrency => ?DEFAULT_MAX_CONCURRENCY,
-                    env => env_vars()
-                })
-            end,
-            case run(Start, undefined) of
-                {ok, Paths} -> {ok, [with_blobs(I, Paths) || I <- Images]};
-                {error, _} = Error -> Error
-            end
-    end.
-
-%% A layer that is not a map is left to the native library, which refuses the image.
-needs_fetch(#{base := #{layers := Layers}}) ->
-    ocibuild_input:is_proper_list(Layers) andalso
-        lists:any(fun(L) -> is_map(L) andalso maps:get(blob, L, undefined) =:= undefined end, Layers);
-needs_fetch(_) ->
-    false.
-
-with_blobs(#{base := #{layers := Layers} = Base} = Image, Paths) ->
-    Filled = [
-        case maps:get(blob, L, undefined) of
-            undefined -> L#{blob => maps:get(D, Paths, undefined)};
-            _ -> L
-        end
-     || #{digest := D} = L <- Layers
-    ],
-    Image#{base := Base#{layers := Filled}};
-with_blobs(Image, _Paths) ->
-    Image.
+%% @doc What a layout sink needs to fetch the base layers that are not local yet itself: the
+%% blob cache and the environment registry work reads.
+-spec sink_options() -> #{cache_dir := binary(), env := #{binary() => binary()}}.
+sink_options() ->
+    #{cache_dir => ocibuild_blob_store:root(), env => env_vars()}.
 
 %% @doc Push images to `Registry' as `RepoTag'. One image puts its manifest under the tag;
 %% with `index => true' (or several images) each manifest is put by digest and an image index
@@ -192,7 +150,8 @@ push_loaded_checked(#{images := Loaded} = Tarball, Registry, RepoTag0, Auth, Opt
             {error,
                 {invalid_option, tag, <<"the tarball names no repository (no name:tag); give one">>}};
         _ ->
-            Multi = maps:get(is_multi_platform, Tarball, false) =:= true orelse length(Loaded) > 1,
+            %% Several images make an index in the core; a saved index of one stays an index.
+            Multi = maps:get(is_multi_platform, Tarball, false) =:= true,
             maybe_job(
                 [
                     fun() -> {ok, [loaded_image(I) || I <- Loaded]} end,
@@ -200,14 +159,16 @@ push_loaded_checked(#{images := Loaded} = Tarball, Registry, RepoTag0, Auth, Opt
                     fun() -> push_options(Opts#{index => Multi}) end
                 ],
                 fun([NifImages, Target, NifOpts]) ->
-                    ocibuild_nif:registry_push_loaded(NifImages, Target, NifOpts)
+                    %% The same push as for built images: a loaded image is one more source.
+                    ocibuild_nif:registry_push(NifImages, Target, NifOpts)
                 end,
                 Opts
             )
     end.
 
+%% Only what the native library reads: the `get_data' funs stay here.
 loaded_image(#{layers := Layers} = Image) ->
-    Image#{layers := [L#{blob => maps:get(path, L, maps:get(blob, L, undefined))} || L <- Layers]}.
+    Image#{layers := [maps:without([get_data], L) || L <- Layers]}.
 
 %% @doc Check an auth map and normalise it for the native library: `undefined' means "look
 %% it up in the config files". Values are checked for type only; they are never echoed back
@@ -396,9 +357,9 @@ push_options(Opts) ->
                 [{sboms, S} || S <- [maps:get(sboms, Opts, [])], S =/= []] ++
                 [{sign, ocibuild_signing:handle(K)} || K <- [maps:get(sign, Opts, undefined)], K =/= undefined]
             ),
-            {ok, Attach#{
-                chunk_size => maps:get(chunk_size, Opts, ?DEFAULT_CHUNK_SIZE),
-                max_concurrency => maps:get(max_concurrency, Opts, ?DEFAULT_MAX_CONCURRENCY),
+            %% Unset sizes take the native library's defaults, defined there only.
+            Sizes = maps:with([chunk_size, max_concurrency], Opts),
+            {ok, (maps:merge(Attach, Sizes))#{
                 index => maps:get(index, Opts, false),
                 cache_dir => ocibuild_blob_store:root(),
                 env => env_vars()

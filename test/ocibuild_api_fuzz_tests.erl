@@ -83,8 +83,8 @@ specs() ->
         {ocibuild_layout, push_reference, [loaded], binary_or_undefined},
         %% ocibuild_registry
         {ocibuild_registry, pull, [registry_ref, auth, from_opts], ok_tuple},
-        {ocibuild_registry, fetch_base_layers, [image_list], ok_tuple},
         {ocibuild_registry, nif_images, [image_list], list},
+        {ocibuild_registry, sink_options, [], map},
         {ocibuild_registry, push, [image_list, registry, repo_tag, auth, push_opts], ok_tuple},
         {ocibuild_registry, push_loaded, [loaded, registry, repo_tag_or_undefined, auth, push_opts],
          ok_tuple},

@@ -11,6 +11,13 @@ image(Fields) ->
     maps:merge(#{base => undefined, layers => [], config => #{}, annotations => #{},
                  platform => undefined}, Fields).
 
+%% An image read back from a saved tarball (`ocibuild_layout:load_tarball_for_push/1').
+loaded(Fields) ->
+    Json = <<"{}">>,
+    Digest = <<"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a">>,
+    maps:merge(#{manifest => Json, manifest_digest => Digest, config => Json,
+                 config_digest => Digest, layers => []}, Fields).
+
 proper_list(Field) ->
     {error, {invalid_option, Field, <<"expected a proper list">>}}.
 
@@ -29,10 +36,10 @@ improper_lists_test_() ->
                       ?N:image_save([image(#{config => #{entrypoint => [<<"sh">> | b]}})], Out, #{})),
         ?_assertEqual(proper_list(cmd), ?N:image_save([image(#{config => #{cmd => [<<"sh">> | b]}})], Out, #{})),
         ?_assertEqual(proper_list(platforms), ?N:registry_pull(<<"localhost:1/a:b">>, #{}, #{platforms => [a | b]})),
-        ?_assertEqual(proper_list(images), ?N:registry_fetch([x | y], #{})),
+        ?_assertEqual(proper_list(images), ?N:registry_push([x | y], Target, Push)),
         ?_assertEqual(proper_list(tags), ?N:registry_push([image(#{})], Target#{tags => [<<"c">> | d]}, Push)),
         ?_assertEqual(proper_list(sboms), ?N:registry_push([image(#{})], Target, Push#{sboms => [a | b]})),
-        ?_assertEqual(proper_list(images), ?N:registry_push_loaded(#{images => [a | b]}, Target, Push)),
+        ?_assertEqual(proper_list(layers), ?N:registry_push([loaded(#{layers => [a | b]})], Target, Push)),
         ?_assertEqual(proper_list(dependencies),
                       ?N:sbom_build(#{name => <<"a">>, version => <<"1">>, dependencies => [a | b]})),
         ?_assertEqual(proper_list(otp_apps),

@@ -172,6 +172,8 @@ image_test_() ->
             {"export writes a valid layout with the config", ?_test(export_layout(Ctx))},
             {"save writes a docker-loadable tarball", ?_test(save_docker(Ctx))},
             {"save of several platforms writes an index", ?_test(save_multi(Ctx))},
+            {"a tar:// base: chosen per platform by the core, its bytes behind a handle",
+             ?_test(local_base_in_the_core(Ctx))},
             {"two saves with SOURCE_DATE_EPOCH are identical", ?_test(reproducible(Ctx))},
             {"save errors leave no partial file", ?_test(save_errors(Ctx))},
             {"sinks refuse NUL in hand-built image maps", ?_test(sinks_refuse_nul(Ctx))},
@@ -329,6 +331,44 @@ save_multi({Root, _}) ->
         [{<<"amd64">>, undefined}, {<<"arm64">>, <<"v8">>}],
         [{maps:get(<<"architecture">>, C), maps:get(<<"variant">>, C, undefined)} || {_, _, C} <- Manifests]
     ).
+
+local_base_in_the_core({Root, _}) ->
+    Arm64 = #{os => <<"linux">>, architecture => <<"arm64">>},
+    Saved = [(app_image())#{platform := ?AMD64}, (app_image())#{platform := Arm64}],
+    Path = filename:join(Root, "bases.tar.gz"),
+    ok = ocibuild:save(Saved, Path, #{tag => <<"bases:1">>}),
+    Ref = <<"tar://", (list_to_binary(Path))/binary>>,
+    {ok, [Amd, Arm]} = ocibuild:from(Ref, #{}, #{platforms => [<<"linux/amd64">>, <<"linux/arm64">>]}),
+    [?assertMatch(#{reference := Ref, manifest_digest := <<"sha256:", _/binary>>,
+                    manifest := <<"{", _/binary>>, config := <<"{", _/binary>>,
+                    layers := [#{blob := _}], handle := _}, B)
+     || #{base := B} <- [Amd, Arm]],
+    ?assertEqual(Arm64, maps:get(platform, Arm)),
+    %% One matcher for every source: arm64/v8 is the arm64 image, as it is in a registry index.
+    V8 = #{os => <<"linux">>, architecture => <<"arm64">>, variant => <<"v8">>},
+    {ok, [ArmV8]} = ocibuild:from(Ref, #{}, #{platforms => [V8]}),
+    ?assertEqual(maps:get(manifest_digest, maps:get(base, Arm)),
+                 maps:get(manifest_digest, maps:get(base, ArmV8))),
+    ?assertEqual(V8, maps:get(platform, ArmV8)),
+    ?assertMatch({error, {no_matching_platform, #{wanted := <<"linux/s390x">>,
+                                                  available := [<<"linux/amd64">>, <<"linux/arm64">>]}}},
+                 ocibuild:from(Ref, #{}, #{platform => <<"linux/s390x">>})),
+    %% An image on the base is written with the base's bytes from the handle: the map's copies
+    %% never go back to the native library (spoiling them changes nothing).
+    #{base := ArmBase} = Arm,
+    Spoiled = Arm#{base := ArmBase#{manifest := <<"not json">>, config := <<"not json">>}},
+    OnArm = ocibuild:copy(Spoiled, [{<<"extra">>, <<"x">>}], <<"/app">>),
+    Out = filename:join(Root, "on-base.tar.gz"),
+    ok = ocibuild:save(OnArm, Out, #{tag => <<"on-base:1">>}),
+    Extracted = ocibuild_test_util:extract_tarball(Out, filename:join(Root, "on-base")),
+    {_, [{_, Manifest, Config}]} = ocibuild_test_util:validate_layout(Extracted),
+    ?assertEqual(maps:get(manifest_digest, maps:get(base, Arm)),
+                 maps:get(<<"org.opencontainers.image.base.digest">>, maps:get(<<"annotations">>, Manifest))),
+    ?assertEqual(2, length(maps:get(<<"layers">>, Manifest))),
+    ?assertEqual(<<"arm64">>, maps:get(<<"architecture">>, Config)),
+    %% The host's platform comes from the core's table too.
+    ?assertMatch(#{os := <<"linux">>, architecture := A} when A =/= <<"x86_64">>,
+                 ocibuild_local_base:host_platform()).
 
 reproducible({Root, _}) ->
     ocibuild_test_util:with_env("SOURCE_DATE_EPOCH", "1700000000", fun() ->

@@ -233,7 +233,7 @@ async fn push_to(
 
 fn push_image(image: &Image) -> PushImage {
     let rendered = render(image, &RenderOptions { created: 0 }).unwrap();
-    PushImage::from_rendered(image, &rendered).unwrap()
+    PushImage::from_source(&rendered).unwrap()
 }
 
 fn assert_mismatch(result: ocibuild_core::Result<Digest>, expected: &Digest) {
@@ -328,7 +328,7 @@ async fn a_saved_tarball_whose_blob_changed_after_loading_is_not_pushed() {
     let loaded_image = &loaded.images[0];
     let layer = &loaded_image.layers[0];
     damage(layer.blob.as_ref().unwrap(), 7);
-    let push_image = PushImage::from_loaded(loaded_image).unwrap();
+    let push_image = PushImage::from_source(loaded_image).unwrap();
     for chunk_size in [64 << 20, 256 << 10] {
         let result = push_to(
             &registry,

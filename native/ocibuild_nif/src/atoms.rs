@@ -133,4 +133,6 @@ rustler::atoms! {
     not_public,
     // SOURCE_DATE_EPOCH (reproducible_epoch)
     invalid_source_date_epoch,
+    // a loaded tarball layer's blob (0.10's key)
+    path,
 }

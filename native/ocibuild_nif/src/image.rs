@@ -3,15 +3,54 @@
 //! run on a dirty I/O scheduler. Each counts as a job (`job_count/0`) while it runs, and stops,
 //! removing its temp output, when its caller dies: a killed caller leaves nothing behind.
 //!
-//! Opts: `#{tag := binary() | undefined, format := docker | oci, created := non_neg_integer()}`
-//! (export always writes a pure OCI layout). One image writes a single manifest; several write an index.
+//! Opts: `#{tag := binary() | undefined, format := docker | oci, created := non_neg_integer(),
+//! cache_dir := Path, env => #{Name => Value}, max_concurrency => 1..64}` (export always writes
+//! a pure OCI layout). One image writes a single manifest; several write an index.
+//!
+//! Each sink takes its images as sources and fetches the base layers that are not local yet
+//! itself (into the blob cache at `cache_dir`, on the NIF's runtime), so no caller ever does.
 
+use ocibuild_core::blob_store::BlobStore;
+use ocibuild_core::image::{Image, ImageSource};
 use ocibuild_core::layout::{self, SaveFormat, SaveOptions, Wanted};
+use ocibuild_core::registry::{progress, pull};
 use ocibuild_core::Result;
 use rustler::{Env, Term};
 
 use crate::terms::{self, field, invalid, required};
-use crate::{atoms, jobs, reply};
+use crate::{atoms, jobs, registry, reply};
+
+/// The images as sources with every layer local: remote base layers are fetched now, while
+/// the caller lives.
+fn local_sources(
+    env: Env,
+    images: &[Image],
+    opts: Term,
+    save: &SaveOptions,
+) -> Result<Vec<ImageSource>> {
+    let mut sources = layout::render_all(images, save)?;
+    if sources.iter().all(|s| s.remote_layers().next().is_none()) {
+        return Ok(sources);
+    }
+    let store = BlobStore::open(terms::path(
+        required(opts, atoms::cache_dir(), "cache_dir")?,
+        "cache_dir",
+    )?)?;
+    let concurrency = registry::max_concurrency(opts)?;
+    let vars = registry::decode_vars(opts)?;
+    jobs::block_on_while_caller_lives(env, async {
+        pull::fetch_remote_layers(
+            jobs::registries(),
+            &vars,
+            &mut sources,
+            &store,
+            concurrency,
+            &progress::ignore(),
+        )
+        .await
+    })?;
+    Ok(sources)
+}
 
 #[rustler::nif(schedule = "DirtyIo")]
 fn image_export<'a>(env: Env<'a>, images: Term<'a>, dir: Term<'a>, opts: Term<'a>) -> Term<'a> {
@@ -21,11 +60,12 @@ fn image_export<'a>(env: Env<'a>, images: Term<'a>, dir: Term<'a>, opts: Term<'a
         let images = terms::decode_images(images)?;
         let dir = terms::path(dir, "dir")?;
         // A directory is read as an OCI layout; Docker's manifest.json belongs in tarballs.
-        let opts = SaveOptions {
+        let save = SaveOptions {
             format: SaveFormat::Oci,
             ..save_options(opts)?
         };
-        layout::export_directory_while(&images, &dir, &opts, Wanted::while_(&caller_alive))
+        let sources = local_sources(env, &images, opts, &save)?;
+        layout::export_sources_while(&sources, &dir, &save, Wanted::while_(&caller_alive))
     })();
     reply::unit(env, result)
 }
@@ -37,8 +77,9 @@ fn image_save<'a>(env: Env<'a>, images: Term<'a>, path: Term<'a>, opts: Term<'a>
     let result = (|| {
         let images = terms::decode_images(images)?;
         let path = terms::path(path, "path")?;
-        let opts = save_options(opts)?;
-        layout::save_tarball_while(&images, &path, &opts, Wanted::while_(&caller_alive))
+        let save = save_options(opts)?;
+        let sources = local_sources(env, &images, opts, &save)?;
+        layout::save_sources_while(&sources, &path, &save, Wanted::while_(&caller_alive))
     })();
     reply::unit(env, result)
 }

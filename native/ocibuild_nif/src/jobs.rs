@@ -86,6 +86,29 @@ pub fn caller_alive(env: Env) -> bool {
     unsafe { rustler::sys::enif_is_current_process_alive(env.as_c_arg()) != 0 }
 }
 
+/// Run `future` on the runtime from a dirty NIF, until it ends or the NIF's caller dies
+/// (asked every 50 ms: the VM has no callback for it), which drops the future and so
+/// cancels its downloads and removes their temp files.
+pub fn block_on_while_caller_lives<T>(
+    env: Env,
+    future: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    let caller_gone = async {
+        while caller_alive(env) {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    runtime()?.block_on(async {
+        futures_util::pin_mut!(future, caller_gone);
+        match futures_util::future::select(future, caller_gone).await {
+            futures_util::future::Either::Left((result, _)) => result,
+            futures_util::future::Either::Right(((), _)) => {
+                Err(Error::Cancelled("fetching base layers".into()))
+            }
+        }
+    })
+}
+
 pub fn running() -> usize {
     RUNNING.load(Ordering::SeqCst)
 }

@@ -5,6 +5,7 @@
 //! modules `ocibuild`, `ocibuild_layer` and `ocibuild_layout` give the functions friendly names.
 
 mod atoms;
+mod base;
 mod errors;
 mod image;
 mod jobs;

@@ -1,5 +1,6 @@
-//! `platform_parse(Binary)`: `linux/arm64/v8` into a platform map, by the core's rules. Cheap,
-//! so it runs on a normal scheduler.
+//! `platform_parse(Binary)`: `linux/arm64/v8` into a platform map, by the core's rules;
+//! `platform_host()`: this machine's platform in OCI's names, the core's one table. Cheap, so
+//! they run on a normal scheduler.
 
 use ocibuild_core::image::Platform;
 use rustler::{Env, Term};
@@ -10,4 +11,9 @@ use crate::{reply, terms};
 fn platform_parse<'a>(env: Env<'a>, spec: Term<'a>) -> Term<'a> {
     let parsed = terms::string(spec, "platform").and_then(|s| Platform::parse(&s));
     reply::value(env, parsed, |env, p| terms::encode_platform(env, &p))
+}
+
+#[rustler::nif]
+fn platform_host(env: Env) -> Term {
+    terms::encode_platform(env, &Platform::host())
 }

@@ -2,13 +2,11 @@
 //!
 //! - `registry_pull(Ref, Auth, Opts)`: Ref is a binary or `{Registry, Repo, TagOrDigest}`;
 //!   Opts `#{platforms => [Platform]}` (empty: the host's). Result: `[#{base, platform}]`.
-//! - `registry_fetch(Images, Opts)`: fetch the base layers of `Images` that have no local blob
-//!   into the cache. Opts `#{cache_dir, max_concurrency}`. Result: `#{Digest => Path}`.
-//! - `registry_push(Images, Target, Opts)`: push image maps. Target
+//! - `registry_push(Images, Target, Opts)`: push image sources, built image maps or images
+//!   read back from a saved tarball (`ocibuild_layout:load_tarball_for_push/1`). Target
 //!   `#{registry, repo_tag, tags => [binary()], auth}`; Opts `#{created, chunk_size,
 //!   max_concurrency, cache_dir, index => boolean()}`. Result: a report map with `digest`.
-//! - `registry_push_loaded(Loaded, Target, Opts)`: the same for images read back from a
-//!   saved tarball (`ocibuild_layout:load_tarball_for_push/1`).
+//!   Base layers are mounted, found in the cache or fetched by the push itself.
 //!
 //! Auth: `#{username, password}` (both empty: anonymous), `#{token}` (a ready bearer token),
 //! or `undefined` / `#{}`: look the registry up in docker/podman config files.
@@ -17,17 +15,16 @@ use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
 
 use ocibuild_core::blob_store::BlobStore;
-use ocibuild_core::digest::Digest;
-use ocibuild_core::image::{self, Image, RenderOptions};
-use ocibuild_core::layout::LoadedImage;
+use ocibuild_core::image::{self, ImageSource, RenderOptions};
 use ocibuild_core::registry::attach::Attachments;
 use ocibuild_core::registry::pull::{self, PlatformChoice, PulledImage};
 use ocibuild_core::registry::push::{self, PushImage, PushOptions, PushReport, PushTarget};
 use ocibuild_core::registry::{credentials, Credentials, Environment, Reference};
 use ocibuild_core::{Error, Result};
 use rustler::types::tuple::get_tuple;
-use rustler::{Encoder, Env, Term};
+use rustler::{Encoder, Env, NifMap, ResourceArc, Term};
 
+use crate::base::BaseHandle;
 use crate::jobs::{self, registries};
 use crate::terms::{self, field, invalid, map, required};
 use crate::{atoms, reply, supply};
@@ -70,91 +67,53 @@ fn registry_pull<'a>(
     )
 }
 
-#[rustler::nif]
-fn registry_fetch<'a>(env: Env<'a>, images: Term<'a>, opts: Term<'a>) -> Term<'a> {
-    let args = (|| {
-        let images = terms::decode_images(images)?;
-        let store = BlobStore::open(terms::path(
-            required(opts, atoms::cache_dir(), "cache_dir")?,
-            "cache_dir",
-        )?)?;
-        let concurrency = max_concurrency(opts)?;
-        let requests = pull::missing_base_layers(&images)?;
-        let vars = decode_vars(opts)?;
-        Ok((requests, store, concurrency, vars))
-    })();
-    let (requests, store, concurrency, vars) = match args {
-        Ok(a) => a,
-        Err(e) => return reply::error(env, &e),
-    };
-    jobs::start(
-        env,
-        move |progress| async move {
-            pull::fetch_blobs(
-                registries(),
-                &vars,
-                &requests,
-                &store,
-                concurrency,
-                &progress,
-            )
-            .await
-        },
-        encode_fetched,
-    )
-}
-
-fn encode_fetched<'a>(env: Env<'a>, fetched: Vec<(Digest, std::path::PathBuf)>) -> Term<'a> {
-    let keys: Vec<Term> = fetched
-        .iter()
-        .map(|(d, _)| d.as_str().encode(env))
-        .collect();
-    let values: Vec<Term> = fetched
-        .iter()
-        .map(|(_, p)| terms::encode_path(env, p))
-        .collect();
-    Term::map_from_term_arrays(env, &keys, &values).unwrap_or_else(|_| Term::map_new(env))
-}
-
+/// `registry_push(Images, Target, Opts)`: the one push. Each element of `Images` is a source:
+/// an image map (rendered here, with `created`) or an image read back from a saved tarball
+/// (`ocibuild_layout:load_tarball_for_push/1`: it has a `manifest_digest`), pushed with its
+/// bytes exactly as saved.
 #[rustler::nif]
 fn registry_push<'a>(env: Env<'a>, images: Term<'a>, target: Term<'a>, opts: Term<'a>) -> Term<'a> {
     let args = (|| {
-        let images = terms::decode_images(images)?;
-        let created = terms::u64_field(required(opts, atoms::created(), "created")?, "created")?;
+        let sources = decode_sources(images, opts)?;
+        let created = match field(opts, atoms::created()) {
+            Some(t) => terms::u64_field(t, "created")?,
+            None => 0,
+        };
         let mut job_opts = push_options(opts)?;
         job_opts.push.attach.referrers = supply::decode_sboms(opts, created)?;
         if !job_opts.push.attach.referrers.is_empty()
-            && job_opts.push.attach.referrers.len() != images.len()
+            && job_opts.push.attach.referrers.len() != sources.len()
         {
             return Err(invalid("sboms", "expected one entry per image"));
         }
-        let push_images = images
+        let push_images = sources
             .iter()
-            .map(|image: &Image| {
-                let rendered = image::render(image, &RenderOptions { created })?;
-                PushImage::from_rendered(image, &rendered)
-            })
+            .map(PushImage::from_source)
             .collect::<Result<Vec<_>>>()?;
         Ok((push_images, decode_target(target)?, job_opts))
     })();
     start_push(env, args)
 }
 
-#[rustler::nif]
-fn registry_push_loaded<'a>(
-    env: Env<'a>,
-    loaded: Term<'a>,
-    target: Term<'a>,
-    opts: Term<'a>,
-) -> Term<'a> {
-    let args = (|| {
-        let images = terms::list(loaded, "images")?
-            .into_iter()
-            .map(|t| PushImage::from_loaded(&decode_loaded(t)?))
-            .collect::<Result<Vec<_>>>()?;
-        Ok((images, decode_target(target)?, push_options(opts)?))
-    })();
-    start_push(env, args)
+/// Built images and loaded tarball images alike, as sources.
+fn decode_sources(images: Term, opts: Term) -> Result<Vec<ImageSource>> {
+    let mut created = None;
+    terms::list(images, "images")?
+        .into_iter()
+        .map(|term| {
+            if field(term, atoms::manifest_digest()).is_some() {
+                return decode_loaded(term);
+            }
+            let created = match created {
+                Some(c) => c,
+                None => *created.insert(terms::u64_field(
+                    required(opts, atoms::created(), "created")?,
+                    "created",
+                )?),
+            };
+            image::render(&terms::decode_image(term)?, &RenderOptions { created })
+        })
+        .collect()
 }
 
 /// What a push NIF decoded from its arguments: images, target (with explicit credentials,
@@ -183,7 +142,7 @@ fn start_push<'a>(env: Env<'a>, args: Result<PushArgs>) -> Term<'a> {
 
 /// `#{env => #{Name => Value}}`: the variables the Erlang side read with `os:getenv/1` (so
 /// `os:putenv/2` counts); without it, the process environment.
-fn decode_vars(opts: Term) -> Result<Environment> {
+pub(crate) fn decode_vars(opts: Term) -> Result<Environment> {
     let Some(map) = field(opts, atoms::env()) else {
         return Ok(Environment::from_process());
     };
@@ -235,7 +194,7 @@ fn decode_target(term: Term) -> Result<(PushTarget, Option<Credentials>)> {
     Ok((target, auth))
 }
 
-fn max_concurrency(opts: Term) -> Result<usize> {
+pub(crate) fn max_concurrency(opts: Term) -> Result<usize> {
     match field(opts, atoms::max_concurrency()) {
         Some(t) => {
             let n = terms::u64_field(t, "max_concurrency")?;
@@ -284,18 +243,22 @@ fn core_push_options(opts: Term) -> Result<PushOptions> {
     })
 }
 
-fn decode_loaded(term: Term) -> Result<LoadedImage> {
+/// A loaded tarball image: every layer a local blob (`path`, or `blob`).
+fn decode_loaded(term: Term) -> Result<ImageSource> {
     let digest = |key, name| -> Result<ocibuild_core::digest::Digest> {
         ocibuild_core::digest::Digest::parse(&terms::string(required(term, key, name)?, name)?)
     };
-    Ok(LoadedImage {
-        manifest: terms::bytes(required(term, atoms::manifest(), "image")?, "manifest")?.to_vec(),
+    let manifest = terms::bytes(required(term, atoms::manifest(), "image")?, "manifest")?.to_vec();
+    Ok(ImageSource {
+        media_type: ImageSource::declared_media_type(&manifest),
+        remote: None,
+        manifest,
         manifest_digest: digest(atoms::manifest_digest(), "manifest_digest")?,
         config: terms::bytes(required(term, atoms::config(), "image")?, "config")?.to_vec(),
         config_digest: digest(atoms::config_digest(), "config_digest")?,
         layers: terms::list(required(term, atoms::layers(), "image")?, "layers")?
             .into_iter()
-            .map(terms::decode_layer)
+            .map(decode_loaded_layer)
             .collect::<Result<_>>()?,
         platform: match field(term, atoms::platform()) {
             Some(p) => Some(terms::decode_platform(p)?),
@@ -305,16 +268,44 @@ fn decode_loaded(term: Term) -> Result<LoadedImage> {
     })
 }
 
+/// A loaded layer map names its blob `path` (0.10's key); `blob` is taken too.
+fn decode_loaded_layer(term: Term) -> Result<ocibuild_core::layer::Layer> {
+    let mut layer = terms::decode_layer(term)?;
+    if let Some(path) = field(term, atoms::path()) {
+        layer.blob = Some(terms::path(path, "path")?);
+    }
+    if layer.blob.is_none() {
+        return Err(ocibuild_core::Error::BlobMissing(layer.digest.to_string()));
+    }
+    Ok(layer)
+}
+
+/// A pulled base as Erlang sees it: descriptors, where it came from (no credentials), a copy
+/// of its manifest and config bytes to read, and the `handle` sinks take them from, so they
+/// never go back into Rust.
+#[derive(NifMap)]
+struct BaseTerm<'a> {
+    reference: String,
+    manifest: Term<'a>,
+    manifest_digest: String,
+    config: Term<'a>,
+    layers: Vec<Term<'a>>,
+    source: Term<'a>,
+    handle: ResourceArc<BaseHandle>,
+}
+
+#[derive(NifMap)]
+struct PulledTerm<'a> {
+    base: BaseTerm<'a>,
+    platform: Term<'a>,
+}
+
+/// `[#{base, platform}]`, one per platform pulled.
 fn encode_pulled<'a>(env: Env<'a>, images: Vec<PulledImage>) -> Term<'a> {
-    let list: Vec<Term> = images
-        .iter()
+    let list: Vec<PulledTerm> = images
+        .into_iter()
         .map(|p| {
-            let base = &p.base;
-            let layers: Vec<Term> = base
-                .layers
-                .iter()
-                .map(|l| terms::encode_layer(env, l))
-                .collect();
+            let base = p.base;
             let source = match &base.source {
                 Some(s) => map(
                     env,
@@ -325,45 +316,51 @@ fn encode_pulled<'a>(env: Env<'a>, images: Vec<PulledImage>) -> Term<'a> {
                 ),
                 None => atoms::undefined().encode(env),
             };
-            let base_map = map(
-                env,
-                &[
-                    (atoms::reference(), base.reference.encode(env)),
-                    (atoms::manifest(), terms::binary(env, &base.manifest)),
-                    (
-                        atoms::manifest_digest(),
-                        base.manifest_digest.as_str().encode(env),
-                    ),
-                    (atoms::config(), terms::binary(env, &base.config)),
-                    (atoms::layers(), layers.encode(env)),
-                    (atoms::source(), source),
-                ],
-            );
-            map(
-                env,
-                &[
-                    (atoms::base(), base_map),
-                    (atoms::platform(), terms::encode_platform(env, &p.platform)),
-                ],
-            )
+            PulledTerm {
+                base: BaseTerm {
+                    reference: base.reference,
+                    manifest: terms::binary(env, &base.manifest),
+                    manifest_digest: base.manifest_digest.to_string(),
+                    config: terms::binary(env, &base.config),
+                    layers: base
+                        .layers
+                        .iter()
+                        .map(|l| terms::encode_layer(env, l))
+                        .collect(),
+                    source,
+                    handle: ResourceArc::new(BaseHandle {
+                        manifest: base.manifest,
+                        manifest_digest: base.manifest_digest,
+                        config: base.config,
+                        source: base.source,
+                    }),
+                },
+                platform: terms::encode_platform(env, &p.platform),
+            }
         })
         .collect();
     list.encode(env)
 }
 
+/// What a push did, as `registry_push` answers it.
+#[derive(NifMap)]
+struct ReportTerm<'a> {
+    digest: String,
+    uploaded_bytes: u64,
+    uploaded: usize,
+    existing: usize,
+    mounted: usize,
+    attached: Term<'a>,
+}
+
 fn encode_report<'a>(env: Env<'a>, report: PushReport) -> Term<'a> {
-    map(
-        env,
-        &[
-            (atoms::digest(), report.digest.as_str().encode(env)),
-            (atoms::uploaded_bytes(), report.uploaded_bytes.encode(env)),
-            (atoms::uploaded(), report.uploaded.encode(env)),
-            (atoms::existing(), report.existing.encode(env)),
-            (atoms::mounted(), report.mounted.encode(env)),
-            (
-                atoms::attached(),
-                supply::encode_attached(env, &report.attached),
-            ),
-        ],
-    )
+    ReportTerm {
+        digest: report.digest.to_string(),
+        uploaded_bytes: report.uploaded_bytes,
+        uploaded: report.uploaded,
+        existing: report.existing,
+        mounted: report.mounted,
+        attached: supply::encode_attached(env, &report.attached),
+    }
+    .encode(env)
 }

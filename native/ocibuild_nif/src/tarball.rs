@@ -1,13 +1,15 @@
 //! Reading a tarball written by `image_save` (or any OCI layout tarball) back. Dirty I/O.
 //!
-//! - `tarball_load(Path, StoreDir)`: blobs go into the blob store at `StoreDir` and stay
-//!   there (`tar://` bases).
+//! - `tarball_load(Path, StoreDir, Platforms)`: blobs go into the blob store at `StoreDir` and
+//!   stay there (`tar://` bases). Result: `{ok, #{images => [#{manifest, manifest_digest,
+//!   config, layers, platform, handle}]}}`, the images chosen for `Platforms` (empty: the only image, else the
+//!   host's), each with the platform it was chosen for, its bytes behind a `base` handle.
 //! - `tarball_load_temp(Path, ParentDir)`: blobs go into a fresh directory under
 //!   `ParentDir`, owned by the `handle` returned with the result and kept while the caller
 //!   lives; `tarball_cleanup(Handle)` removes it at once
 //!   (`ocibuild_layout:load_tarball_for_push/1,2`).
 //!
-//! Both return `{ok, #{images => [Loaded], tag => binary() | undefined, is_multi_platform =>
+//! `tarball_load_temp` returns `{ok, #{images => [Loaded], tag => binary() | undefined, is_multi_platform =>
 //! boolean()}}` (plus `extract_dir` and `handle` for the temp form), where `Loaded =
 //! #{manifest, manifest_digest, config, config_digest, layers => [layer map], platform =>
 //! platform map | undefined, annotations => #{binary() => binary()}}`. Both stop early when
@@ -17,10 +19,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+use ocibuild_core::image::platform::choose_among;
+use ocibuild_core::image::Platform;
 use ocibuild_core::layout::load::{load_tarball_to_temp, load_tarball_unless, Extraction};
 use ocibuild_core::layout::{LoadedImage, LoadedTarball};
-use rustler::{Atom, Encoder, Env, LocalPid, Monitor, ResourceArc, Term};
+use ocibuild_core::Result;
+use rustler::{Atom, Encoder, Env, LocalPid, Monitor, NifMap, ResourceArc, Term};
 
+use crate::base::BaseHandle;
 use crate::terms::{self, map};
 use crate::{atoms, reply};
 
@@ -102,13 +108,86 @@ fn release_elsewhere(arc: ResourceArc<ExtractDir>) {
 }
 
 #[rustler::nif(schedule = "DirtyIo")]
-fn tarball_load<'a>(env: Env<'a>, path: Term<'a>, store_dir: Term<'a>) -> Term<'a> {
+fn tarball_load<'a>(
+    env: Env<'a>,
+    path: Term<'a>,
+    store_dir: Term<'a>,
+    platforms: Term<'a>,
+) -> Term<'a> {
     let caller = env.pid();
     let result = terms::path(path, "path").and_then(|path| {
         let dir = terms::path(store_dir, "extract_dir")?;
-        load_tarball_unless(&path, &dir, &|| !env.is_process_alive(caller))
+        let wanted = terms::list(platforms, "platforms")?
+            .into_iter()
+            .map(terms::decode_platform)
+            .collect::<Result<Vec<_>>>()?;
+        let loaded = load_tarball_unless(&path, &dir, &|| !env.is_process_alive(caller))?;
+        chosen(loaded, &wanted)
     });
-    reply::value(env, result, |env, loaded| encode_loaded(env, &loaded, &[]))
+    reply::value(env, result, |env, loaded| encode_bases(env, loaded))
+}
+
+/// One image of a `tar://` base: a base map but for its `reference`; sinks take the manifest
+/// and config bytes from the handle (the map's copy is for reading).
+#[derive(NifMap)]
+struct LocalBaseTerm<'a> {
+    manifest: Term<'a>,
+    manifest_digest: String,
+    config: Term<'a>,
+    layers: Vec<Term<'a>>,
+    platform: Term<'a>,
+    handle: ResourceArc<BaseHandle>,
+}
+
+#[derive(NifMap)]
+struct LocalBasesTerm<'a> {
+    images: Vec<LocalBaseTerm<'a>>,
+}
+
+fn encode_bases(env: Env, loaded: LoadedTarball) -> Term {
+    let images = loaded
+        .images
+        .into_iter()
+        .map(|image| LocalBaseTerm {
+            manifest: terms::binary(env, &image.manifest),
+            manifest_digest: image.manifest_digest.to_string(),
+            config: terms::binary(env, &image.config),
+            layers: image
+                .layers
+                .iter()
+                .map(|l| terms::encode_layer(env, l))
+                .collect(),
+            platform: match &image.platform {
+                Some(p) => terms::encode_platform(env, p),
+                None => atoms::undefined().encode(env),
+            },
+            handle: ResourceArc::new(BaseHandle {
+                manifest: image.manifest,
+                manifest_digest: image.manifest_digest,
+                config: image.config,
+                source: None,
+            }),
+        })
+        .collect();
+    LocalBasesTerm { images }.encode(env)
+}
+
+/// The tarball's image for each wanted platform (the core's one matcher), each with the
+/// platform it was chosen for (`None`: the only image, which does not say).
+fn chosen(loaded: LoadedTarball, wanted: &[Platform]) -> Result<LoadedTarball> {
+    let have: Vec<Option<Platform>> = loaded
+        .images
+        .iter()
+        .map(LoadedImage::platform_or_config)
+        .collect();
+    let images = choose_among(&have, wanted)?
+        .into_iter()
+        .map(|(i, platform)| LoadedImage {
+            platform,
+            ..loaded.images[i].clone()
+        })
+        .collect();
+    Ok(LoadedTarball { images, ..loaded })
 }
 
 #[rustler::nif(schedule = "DirtyIo")]

@@ -19,9 +19,10 @@ use ocibuild_core::layer::{Content, FileEntry, Layer};
 use ocibuild_core::registry::{Credentials, Progress};
 use ocibuild_core::{Error, Result};
 use rustler::types::tuple::get_tuple;
-use rustler::{Atom, Binary, Encoder, Env, MapIterator, NewBinary, Term};
+use rustler::{Atom, Binary, Encoder, Env, MapIterator, NewBinary, ResourceArc, Term};
 
 use crate::atoms;
+use crate::base::BaseHandle;
 
 // ----- decoding -----------------------------------------------------------------------------
 
@@ -149,7 +150,7 @@ pub fn decode_images(term: Term) -> Result<Vec<Image>> {
         .collect()
 }
 
-fn decode_image(term: Term) -> Result<Image> {
+pub fn decode_image(term: Term) -> Result<Image> {
     let base = match field(term, atoms::base()) {
         Some(b) => Some(decode_base(b)?),
         None => None,
@@ -182,16 +183,34 @@ fn decode_image(term: Term) -> Result<Image> {
     })
 }
 
+/// A base map: `reference` and `layers` from the map; manifest, config and source from its
+/// `handle` (what `registry_pull` and `tarball_load` give), else from `manifest`,
+/// `manifest_digest`, `config` and `source` in the map (a base built by hand).
 fn decode_base(term: Term) -> Result<BaseImage> {
+    let reference = string(required(term, atoms::reference(), "base")?, "base")?;
+    let layers = list(required(term, atoms::layers(), "base")?, "base")?
+        .into_iter()
+        .map(decode_layer)
+        .collect::<Result<_>>()?;
+    if let Some(handle) = field(term, atoms::handle()) {
+        let handle: ResourceArc<BaseHandle> = handle
+            .decode()
+            .map_err(|_| invalid("base", "handle is not a base image handle"))?;
+        return Ok(BaseImage {
+            reference,
+            manifest: handle.manifest.clone(),
+            manifest_digest: handle.manifest_digest.clone(),
+            config: handle.config.clone(),
+            layers,
+            source: handle.source.clone(),
+        });
+    }
     Ok(BaseImage {
-        reference: string(required(term, atoms::reference(), "base")?, "base")?,
+        reference,
         manifest: bytes(required(term, atoms::manifest(), "base")?, "base")?.to_vec(),
         manifest_digest: digest(required(term, atoms::manifest_digest(), "base")?)?,
         config: bytes(required(term, atoms::config(), "base")?, "base")?.to_vec(),
-        layers: list(required(term, atoms::layers(), "base")?, "base")?
-            .into_iter()
-            .map(decode_layer)
-            .collect::<Result<_>>()?,
+        layers,
         source: match field(term, atoms::source()) {
             Some(src) => Some(decode_source(src)?),
             None => None,

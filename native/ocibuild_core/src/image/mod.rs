@@ -3,22 +3,26 @@
 //! - `config`: the config JSON derived from the base config, overrides and layers.
 //! - `manifest`: manifest and index JSON.
 //! - `json`: canonical JSON bytes (sorted keys) so digests are reproducible.
-//! - `platform`: `os/arch[/variant]` values.
+//! - `platform`: `os/arch[/variant]` values, the host's, and the one platform matcher.
+//! - `source`: [`ImageSource`], what every sink reads, and the one "manifest + config → layers"
+//!   parser.
 //! - `validate`: values refused before anything is derived (NUL bytes, `=` in env names).
 
 pub mod config;
 pub mod json;
 pub mod manifest;
 pub mod platform;
+pub mod source;
 pub mod validate;
 
 use std::collections::BTreeMap;
 
 pub use platform::Platform;
+pub use source::{ImageSource, LayerBytes};
 
 use crate::digest::Digest;
 use crate::layer::Layer;
-use crate::media_types::OCI_CONFIG;
+use crate::media_types::{OCI_CONFIG, OCI_MANIFEST};
 use crate::Result;
 
 /// The base an image was built on. `None` in [`Image::base`] means `scratch`.
@@ -82,17 +86,8 @@ pub struct Image {
     pub platform: Option<Platform>,
 }
 
-/// The blobs of an image once derived: what every sink (layout, tarball, registry) writes.
-#[derive(Clone, Debug)]
-pub struct Rendered {
-    pub config: Vec<u8>,
-    pub config_digest: Digest,
-    pub manifest: Vec<u8>,
-    pub manifest_digest: Digest,
-    /// Every layer, base layers first, in manifest order.
-    pub layers: Vec<Layer>,
-    pub platform: Platform,
-}
+/// The blobs of an image once derived: an [`ImageSource`] whose platform is always set.
+pub type Rendered = ImageSource;
 
 /// Knobs for deriving the config: the `created` time (epoch seconds).
 #[derive(Clone, Debug)]
@@ -161,13 +156,16 @@ pub fn render(image: &Image, opts: &RenderOptions) -> Result<Rendered> {
         &annotations,
     ));
     let manifest_digest = Digest::of(&manifest);
-    Ok(Rendered {
+    Ok(ImageSource {
         config,
         config_digest,
         manifest,
         manifest_digest,
+        media_type: OCI_MANIFEST.to_string(),
         layers,
-        platform,
+        platform: Some(platform),
+        annotations,
+        remote: image.base.as_ref().and_then(|b| b.source.clone()),
     })
 }
 
@@ -202,7 +200,7 @@ mod tests {
         assert_eq!(a.manifest, b.manifest);
         assert_eq!(a.manifest_digest, Digest::of(&a.manifest));
         assert_eq!(a.config_digest, Digest::of(&a.config));
-        assert_eq!(a.platform, Platform::host());
+        assert_eq!(a.platform, Some(Platform::host()));
         let m: serde_json::Value = serde_json::from_slice(&a.manifest).unwrap();
         assert_eq!(m["config"]["digest"], a.config_digest.as_str());
         assert_eq!(m["layers"][0]["size"], 101);
@@ -229,7 +227,7 @@ mod tests {
         };
         let r = render(&image, &RenderOptions { created: 0 }).unwrap();
         assert_eq!(r.layers, vec![layer(0), layer(1)]);
-        assert_eq!(r.platform, Platform::new("linux", "arm64", None));
+        assert_eq!(r.platform, Some(Platform::new("linux", "arm64", None)));
         let m: serde_json::Value = serde_json::from_slice(&r.manifest).unwrap();
         assert_eq!(
             m["annotations"][ANNOTATION_BASE_NAME],

@@ -11,8 +11,8 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::{copy_source, parent_dir, plan, PlannedFile, SaveOptions, Wanted};
-use crate::image::Image;
+use super::{copy_source, parent_dir, plan_named, render_all, PlannedFile, SaveOptions, Wanted};
+use crate::image::{Image, ImageSource};
 use crate::{Error, Result};
 
 /// How often a replacement is retried when concurrent exports to the same directory keep
@@ -31,7 +31,17 @@ pub fn export_directory_while(
     opts: &SaveOptions,
     wanted: Wanted,
 ) -> Result<()> {
-    let files = plan(images, opts)?;
+    export_sources_while(&render_all(images, opts)?, dir, opts, wanted)
+}
+
+/// Write any image sources (built, loaded or pulled, every layer local) as a layout directory.
+pub fn export_sources_while(
+    sources: &[ImageSource],
+    dir: &Path,
+    opts: &SaveOptions,
+    wanted: Wanted,
+) -> Result<()> {
+    let files = plan_named(sources, opts, opts.tag.as_deref())?;
     check_replaceable(dir)?;
     let parent = parent_dir(dir);
     fs::create_dir_all(&parent)

@@ -27,8 +27,9 @@ use super::check_blob_size;
 use crate::blob_store::BlobStore;
 use crate::digest::{Digest, HashingWriter};
 use crate::image::json;
-use crate::image::Platform;
-use crate::layer::Layer;
+use crate::image::source::{layers_of, LayersError};
+use crate::image::{ImageSource, Platform};
+
 use crate::media_types::{
     ANNOTATION_REF_NAME, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST,
 };
@@ -51,19 +52,10 @@ const ZSTD_WINDOW_LOG_MAX: u32 = 27;
 /// How often a long blob copy asks whether the caller still wants the result.
 const CANCEL_CHECK_BYTES: u64 = 8 << 20;
 
-/// One image of a loaded tarball: exact manifest and config bytes, and local layer blobs.
-#[derive(Clone, Debug)]
-pub struct LoadedImage {
-    pub manifest: Vec<u8>,
-    pub manifest_digest: Digest,
-    pub config: Vec<u8>,
-    pub config_digest: Digest,
-    pub layers: Vec<Layer>,
-    /// From the index descriptor, when the tarball records one.
-    pub platform: Option<Platform>,
-    /// The manifest's annotations.
-    pub annotations: BTreeMap<String, String>,
-}
+/// One image of a loaded tarball: an [`ImageSource`] with every layer a local blob, its
+/// platform from the index descriptor (when the tarball records one) and its manifest's
+/// annotations.
+pub type LoadedImage = ImageSource;
 
 #[derive(Clone, Debug)]
 pub struct LoadedTarball {
@@ -689,50 +681,36 @@ impl<'a> ImageLoader<'a> {
         let config_desc = descriptor(doc.get("config").unwrap_or(&Value::Null), "manifest config")?;
         let config = self.json(&config_desc, "config")?;
         let config_doc = json::parse_object(&config, "config")?;
-        let diff_ids: Vec<&str> = config_doc
-            .pointer("/rootfs/diff_ids")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        let layer_values: &[Value] = doc
-            .get("layers")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        if layer_values.len() != diff_ids.len() {
-            return Err(Error::InvalidLayout(format!(
-                "manifest {} lists {} layers but its config has {} diff_ids",
-                d.digest,
-                layer_values.len(),
-                diff_ids.len()
-            )));
-        }
-        self.layers += layer_values.len();
+        let mut layers = layers_of(&doc, &config_doc).map_err(|e| match e {
+            LayersError::Digest(e) => e,
+            LayersError::CountMismatch { layers, diff_ids } => Error::InvalidLayout(format!(
+                "manifest {} lists {layers} layers but its config has {diff_ids} diff_ids",
+                d.digest
+            )),
+            LayersError::NoLayersArray | LayersError::MissingField(_) => {
+                Error::InvalidLayout(format!("manifest {}: {}", d.digest, e.describe()))
+            }
+        })?;
+        self.layers += layers.len();
         if self.layers > MAX_LAYERS {
             return Err(Error::LoadLimit {
                 what: "layers of all images".into(),
                 limit: MAX_LAYERS as u64,
             });
         }
-        let mut layers = Vec::with_capacity(layer_values.len());
-        for (value, diff_id) in layer_values.iter().zip(diff_ids) {
-            let l = descriptor(value, "manifest layers")?;
-            let path = self.store.path(&l.digest);
+        for layer in &mut layers {
+            let path = self.store.path(&layer.digest);
             let on_disk = fs::metadata(&path)
                 .ok()
                 .filter(fs::Metadata::is_file)
-                .ok_or_else(|| Error::BlobMissing(l.digest.to_string()))?
+                .ok_or_else(|| Error::BlobMissing(layer.digest.to_string()))?
                 .len();
-            check_blob_size(&l.digest, on_disk, l.size)?;
-            layers.push(Layer {
-                media_type: l.media_type,
-                digest: l.digest,
-                diff_id: Digest::parse(diff_id)?,
-                size: l.size,
-                blob: Some(path),
-            });
+            check_blob_size(&layer.digest, on_disk, layer.size)?;
+            layer.blob = Some(path);
         }
-        Ok(LoadedImage {
+        Ok(ImageSource {
+            media_type: ImageSource::declared_media_type(&manifest),
+            remote: None,
             manifest_digest: d.digest.clone(),
             annotations: string_map(doc.get("annotations")),
             manifest,

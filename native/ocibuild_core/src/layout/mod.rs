@@ -14,6 +14,8 @@
 
 pub mod directory;
 pub mod load;
+#[cfg(test)]
+mod sources_tests;
 pub mod tarball;
 
 use std::collections::BTreeMap;
@@ -22,14 +24,14 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-pub use directory::{export_directory, export_directory_while};
+pub use directory::{export_directory, export_directory_while, export_sources_while};
 pub use load::{load_tarball, LoadedImage, LoadedTarball};
-pub use tarball::{save_tarball, save_tarball_while};
+pub use tarball::{save_sources_while, save_tarball, save_tarball_while};
 
 use crate::digest::{from_io, Digest, VerifyingReader};
 use crate::image::manifest::{index_json, Descriptor};
-use crate::image::{json::canonical, render, Image, RenderOptions};
-use crate::media_types::{ANNOTATION_REF_NAME, OCI_INDEX, OCI_MANIFEST};
+use crate::image::{json::canonical, render, Image, ImageSource, RenderOptions};
+use crate::media_types::{ANNOTATION_REF_NAME, OCI_INDEX};
 use crate::{Error, Result};
 
 /// Whether a saved tarball also carries Docker's `manifest.json`.
@@ -182,31 +184,36 @@ pub(crate) fn check_blob_size(digest: &Digest, actual: u64, expected: u64) -> Re
 
 /// Every file of the layout for `images`, sorted by path, each blob once.
 pub fn plan(images: &[Image], opts: &SaveOptions) -> Result<Vec<PlannedFile>> {
-    plan_named(images, opts, opts.tag.as_deref())
+    plan_named(&render_all(images, opts)?, opts, opts.tag.as_deref())
 }
 
-/// [`plan`], with `ref_name` as the index's `org.opencontainers.image.ref.name` (a sink may
-/// name an untagged image; Docker's `RepoTags` still come from `opts.tag` alone).
+/// The sources of image values: each rendered with the save's `created` time.
+pub fn render_all(images: &[Image], opts: &SaveOptions) -> Result<Vec<ImageSource>> {
+    let render_opts = RenderOptions {
+        created: opts.created,
+    };
+    images.iter().map(|i| render(i, &render_opts)).collect()
+}
+
+/// [`plan`] of any sources, with `ref_name` as the index's `org.opencontainers.image.ref.name`
+/// (a sink may name an untagged image; Docker's `RepoTags` still come from `opts.tag` alone).
+/// Every layer must be local by now: a sink fetches remote ones before it plans.
 pub(crate) fn plan_named(
-    images: &[Image],
+    sources: &[ImageSource],
     opts: &SaveOptions,
     ref_name: Option<&str>,
 ) -> Result<Vec<PlannedFile>> {
-    if images.is_empty() {
+    if sources.is_empty() {
         return Err(Error::InvalidOption {
             name: "images",
             why: "no image to write".into(),
         });
     }
-    let render_opts = RenderOptions {
-        created: opts.created,
-    };
     let mut files: BTreeMap<String, Source> = BTreeMap::new();
     let mut descriptors = Vec::new();
     let mut docker_entries = Vec::new();
 
-    for image in images {
-        let rendered = render(image, &render_opts)?;
+    for rendered in sources {
         for layer in &rendered.layers {
             // A layer whose bytes are not on this machine (a base layer never fetched, a
             // blob store cleaned since the build) cannot be written out.
@@ -233,11 +240,11 @@ pub(crate) fn plan_named(
         );
 
         let mut d = Descriptor::new(
-            OCI_MANIFEST,
+            &rendered.media_type,
             rendered.manifest_digest.clone(),
             rendered.manifest.len() as u64,
         );
-        d.platform = Some(rendered.platform.clone());
+        d.platform = rendered.platform.clone();
         descriptors.push(d);
 
         let repo_tags: Vec<&str> = match (&opts.tag, docker_entries.is_empty()) {
@@ -256,7 +263,7 @@ pub(crate) fn plan_named(
         .iter()
         .map(|t| (ANNOTATION_REF_NAME.to_string(), t.to_string()))
         .collect();
-    let top = if images.len() == 1 {
+    let top = if sources.len() == 1 {
         let mut d = descriptors.remove(0);
         d.annotations = ref_name;
         d

@@ -12,8 +12,11 @@ use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use super::{copy_source, output_permissions, parent_dir, plan_named, SaveOptions, Source, Wanted};
-use crate::image::Image;
+use super::{
+    copy_source, output_permissions, parent_dir, plan_named, render_all, SaveOptions, Source,
+    Wanted,
+};
+use crate::image::{Image, ImageSource};
 use crate::layer::{default_threads, tar_builder, Compression, Content, FileEntry};
 use crate::{Error, Result};
 
@@ -34,8 +37,18 @@ pub fn save_tarball_while(
     opts: &SaveOptions,
     wanted: Wanted,
 ) -> Result<()> {
+    save_sources_while(&render_all(images, opts)?, path, opts, wanted)
+}
+
+/// Write any image sources (built, loaded or pulled, every layer local) as a tarball.
+pub fn save_sources_while(
+    sources: &[ImageSource],
+    path: &Path,
+    opts: &SaveOptions,
+    wanted: Wanted,
+) -> Result<()> {
     let tag = opts.tag.as_deref().unwrap_or(DEFAULT_TAG);
-    let files: HashMap<String, Source> = plan_named(images, opts, Some(tag))?
+    let files: HashMap<String, Source> = plan_named(sources, opts, Some(tag))?
         .into_iter()
         .map(|f| (f.path, f.source))
         .collect();

@@ -24,8 +24,9 @@ use super::{Credentials, Environment, Reference, Registries};
 use crate::blob_store::BlobStore;
 use crate::digest::{Digest, Hasher};
 use crate::error::shown;
-use crate::image::{BaseImage, BaseSource, Image, Platform};
-use crate::layer::Layer;
+use crate::image::platform::{choose, platform_matches};
+use crate::image::source::{layers_of, LayersError};
+use crate::image::{BaseImage, BaseSource, ImageSource, LayerBytes, Platform};
 use crate::media_types::{DOCKER_MANIFEST_LIST, OCI_INDEX};
 use crate::{Error, Result};
 
@@ -143,42 +144,14 @@ async fn image_from_manifest(
     )
     .await?;
     let config_json = parse_json(&config, "base image config")?;
-    let diff_ids: Vec<&str> = config_json
-        .pointer("/rootfs/diff_ids")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    let layer_descs = manifest
-        .get("layers")
-        .and_then(Value::as_array)
-        .ok_or_else(|| invalid_json("image manifest", "no layers array"))?;
-    if layer_descs.len() != diff_ids.len() {
-        return Err(invalid_json(
-            "base image config",
-            &format!(
-                "{} layers in the manifest but {} diff_ids in the config",
-                layer_descs.len(),
-                diff_ids.len()
-            ),
-        ));
-    }
-    let mut layers = Vec::with_capacity(layer_descs.len());
-    for (desc, diff_id) in layer_descs.iter().zip(diff_ids) {
-        layers.push(Layer {
-            media_type: desc
-                .get("mediaType")
-                .and_then(Value::as_str)
-                .ok_or_else(|| invalid_json("image manifest", "layer without mediaType"))?
-                .to_string(),
-            digest: descriptor_digest(desc, "image manifest")?,
-            diff_id: Digest::parse(diff_id)?,
-            size: desc
-                .get("size")
-                .and_then(Value::as_u64)
-                .ok_or_else(|| invalid_json("image manifest", "layer without size"))?,
-            blob: None,
-        });
-    }
+    let layers = layers_of(&manifest, &config_json).map_err(|e| match e {
+        LayersError::Digest(e) => e,
+        LayersError::CountMismatch { .. } => invalid_json("base image config", &e.describe()),
+        LayersError::NoLayersArray => invalid_json("image manifest", "no layers array"),
+        LayersError::MissingField(f) => {
+            invalid_json("image manifest", &format!("layer without {f}"))
+        }
+    })?;
     let platform = Platform::from_json(&config_json).unwrap_or_else(Platform::host);
     Ok(PulledImage {
         base: BaseImage {
@@ -440,25 +413,52 @@ fn range_start(response: &reqwest::Response) -> Option<u64> {
     range.split('-').next()?.trim().parse().ok()
 }
 
-/// The base layers of `images` with no local blob yet, once each: what a sink must fetch.
-pub fn missing_base_layers(images: &[Image]) -> Result<Vec<BlobRequest>> {
+/// The layers of `sources` with no local blob yet, once each: what a sink must fetch.
+pub fn missing_layers(sources: &[ImageSource]) -> Result<Vec<BlobRequest>> {
     let mut requests: BTreeMap<String, BlobRequest> = BTreeMap::new();
-    for base in images.iter().filter_map(|i| i.base.as_ref()) {
-        for layer in base.layers.iter().filter(|l| l.blob.is_none()) {
-            let source = base
-                .source
-                .clone()
-                .ok_or_else(|| Error::BlobMissing(layer.digest.to_string()))?;
+    for source in sources {
+        for layer in source.remote_layers() {
+            let LayerBytes::Remote(remote) = source.layer_bytes(layer)? else {
+                continue;
+            };
             requests
                 .entry(layer.digest.to_string())
                 .or_insert(BlobRequest {
-                    source,
+                    source: remote,
                     digest: layer.digest.clone(),
                     size: Some(layer.size),
                 });
         }
     }
     Ok(requests.into_values().collect())
+}
+
+/// Make every layer of `sources` local: the remote ones are found in `store` or fetched into
+/// it (verified), `concurrency` at a time, and pointed at their blobs. What a layout sink does
+/// before it writes, so base layers are fetched only when a sink needs their bytes.
+pub async fn fetch_remote_layers(
+    registries: &Registries,
+    env: &Environment,
+    sources: &mut [ImageSource],
+    store: &BlobStore,
+    concurrency: usize,
+    progress: &ProgressSink,
+) -> Result<()> {
+    let requests = missing_layers(sources)?;
+    if requests.is_empty() {
+        return Ok(());
+    }
+    let fetched: BTreeMap<Digest, PathBuf> =
+        fetch_blobs(registries, env, &requests, store, concurrency, progress)
+            .await?
+            .into_iter()
+            .collect();
+    for layer in sources.iter_mut().flat_map(|s| s.layers.iter_mut()) {
+        if layer.blob.is_none() {
+            layer.blob = fetched.get(&layer.digest).cloned();
+        }
+    }
+    Ok(())
 }
 
 /// [`fetch_blob`] for many blobs, `concurrency` at a time; each source's credentials are
@@ -521,143 +521,4 @@ fn descriptor_digest(desc: &Value, what: &str) -> Result<Digest> {
         .and_then(Value::as_str)
         .ok_or_else(|| invalid_json(what, "descriptor without digest"))?;
     Digest::parse(d)
-}
-
-/// Does an image of platform `have` satisfy a request for `want`? A wanted variant must
-/// match, except that `arm64` and `arm64/v8` are the same thing.
-pub fn platform_matches(want: &Platform, have: &Platform) -> bool {
-    let norm = |p: &Platform| -> Option<String> {
-        match (p.architecture.as_str(), p.variant.as_deref()) {
-            ("arm64", Some("v8")) => None,
-            (_, v) => v.map(str::to_string),
-        }
-    };
-    want.os == have.os
-        && want.architecture == have.architecture
-        && (want.variant.is_none() || norm(want) == norm(have))
-}
-
-/// Pick the index entry for `want`, skipping attestation manifests and `unknown/unknown`
-/// entries. Among several matches, an exact variant match wins, then the first.
-pub fn choose<'a>(index: &'a Value, want: &Platform) -> Result<&'a Value> {
-    let entries = index
-        .get("manifests")
-        .and_then(Value::as_array)
-        .ok_or_else(|| invalid_json("image index", "no manifests array"))?;
-    let usable: Vec<(&Value, Platform)> = entries
-        .iter()
-        .filter(|d| {
-            d.pointer("/annotations/vnd.docker.reference.type")
-                .and_then(Value::as_str)
-                != Some("attestation-manifest")
-        })
-        .filter_map(|d| Some((d, Platform::from_json(d.get("platform")?)?)))
-        .filter(|(_, p)| p.os != "unknown")
-        .collect();
-    let exact = usable.iter().find(|(_, p)| p == want);
-    let loose = usable.iter().find(|(_, p)| platform_matches(want, p));
-    match exact.or(loose) {
-        Some((d, _)) => Ok(d),
-        None => Err(Error::NoMatchingPlatform {
-            wanted: want.to_string(),
-            available: listed_platforms(&usable),
-        }),
-    }
-}
-
-/// At most this many of an index's platforms are named in an error.
-const MAX_LISTED_PLATFORMS: usize = 32;
-
-/// The platforms an index lists, as an error names them: only those written as a platform
-/// is (`Platform::parse`'s grammar), once each, and at most [`MAX_LISTED_PLATFORMS`], so a
-/// hostile index can put neither control characters nor megabytes into the error.
-fn listed_platforms(usable: &[(&Value, Platform)]) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    for (_, p) in usable {
-        let name = p.to_string();
-        let plain = name.len() <= 64 && Platform::parse(&name).is_ok_and(|q| q.to_string() == name);
-        if plain && !names.contains(&name) {
-            names.push(name);
-        }
-        if names.len() == MAX_LISTED_PLATFORMS {
-            break;
-        }
-    }
-    names
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn index() -> Value {
-        json!({"manifests": [
-            {"digest": "sha256:aa", "platform": {"os": "linux", "architecture": "amd64"}},
-            {"digest": "sha256:bb", "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
-            {"digest": "sha256:cc", "platform": {"os": "unknown", "architecture": "unknown"},
-             "annotations": {"vnd.docker.reference.type": "attestation-manifest"}},
-            {"digest": "sha256:dd", "platform": {"os": "linux", "architecture": "arm", "variant": "v6"}},
-            {"digest": "sha256:ee", "platform": {"os": "linux", "architecture": "arm", "variant": "v7"}}
-        ]})
-    }
-
-    #[test]
-    fn a_hostile_index_puts_no_control_characters_or_megabytes_in_the_error() {
-        let mut manifests = vec![
-            json!({"digest": "sha256:aa", "platform": {"os": "linux\u{1b}]0;pwned\u{7}", "architecture": "amd64"}}),
-            json!({"digest": "sha256:bb", "platform": {"os": "linux", "architecture": "x".repeat(100_000)}}),
-            json!({"digest": "sha256:cc", "platform": {"os": "linux", "architecture": "arm64"}}),
-            json!({"digest": "sha256:dd", "platform": {"os": "linux", "architecture": "arm64"}}),
-        ];
-        for i in 0..1000 {
-            manifests.push(json!({"digest": "sha256:ee", "platform": {"os": "linux", "architecture": format!("a{i}")}}));
-        }
-        let want = Platform::parse("linux/s390x").unwrap();
-        match choose(&json!({ "manifests": manifests }), &want) {
-            Err(Error::NoMatchingPlatform { available, .. }) => {
-                assert_eq!(available.len(), MAX_LISTED_PLATFORMS);
-                assert_eq!(
-                    available[0], "linux/arm64",
-                    "listed once, the odd ones left out"
-                );
-                assert!(available.iter().all(|p| Platform::parse(p).is_ok()));
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn chooses_by_platform_and_variant() {
-        let i = index();
-        let pick = |s: &str| {
-            choose(&i, &Platform::parse(s).unwrap())
-                .map(|d| d["digest"].as_str().unwrap().to_string())
-        };
-        assert_eq!(pick("linux/amd64").unwrap(), "sha256:aa");
-        assert_eq!(pick("linux/arm64").unwrap(), "sha256:bb");
-        assert_eq!(pick("linux/arm64/v8").unwrap(), "sha256:bb");
-        assert_eq!(pick("linux/arm/v7").unwrap(), "sha256:ee");
-        assert_eq!(pick("linux/arm").unwrap(), "sha256:dd");
-    }
-
-    #[test]
-    fn no_match_lists_what_is_available_without_attestations() {
-        let err = choose(&index(), &Platform::parse("linux/s390x").unwrap()).unwrap_err();
-        match err {
-            Error::NoMatchingPlatform { wanted, available } => {
-                assert_eq!(wanted, "linux/s390x");
-                assert_eq!(
-                    available,
-                    vec![
-                        "linux/amd64",
-                        "linux/arm64/v8",
-                        "linux/arm/v6",
-                        "linux/arm/v7"
-                    ]
-                );
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
 }

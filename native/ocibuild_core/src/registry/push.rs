@@ -9,7 +9,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
 use futures_util::{StreamExt, TryStreamExt};
-use serde_json::Value;
 
 use super::attach::{attach, Attached, Attachments};
 use super::auth::{Access, Scopes};
@@ -26,9 +25,8 @@ use crate::blob_store::BlobStore;
 use crate::digest::Digest;
 use crate::image::json::canonical;
 use crate::image::manifest::{index_json, Descriptor};
-use crate::image::{BaseSource, Image, Platform, Rendered};
-use crate::layout::load::LoadedImage;
-use crate::media_types::{OCI_INDEX, OCI_MANIFEST};
+use crate::image::{BaseSource, ImageSource, LayerBytes, Platform};
+use crate::media_types::OCI_INDEX;
 use crate::{Error, Result};
 
 /// Where a blob's bytes come from.
@@ -59,20 +57,19 @@ pub struct PushImage {
 }
 
 impl PushImage {
-    /// From an image value and its rendering: config in memory, our layers from the blob
-    /// store, base layers from their source.
-    pub fn from_rendered(image: &Image, rendered: &Rendered) -> Result<PushImage> {
-        let source = image.base.as_ref().and_then(|b| b.source.clone());
+    /// Any image source (built, loaded from a tarball, pulled): its manifest and config bytes
+    /// exactly as they are, local layers from disk, the others from their registry (mounted,
+    /// found in the cache or fetched into it when the push needs them).
+    pub fn from_source(source: &ImageSource) -> Result<PushImage> {
         let mut blobs = vec![PushBlob {
-            digest: rendered.config_digest.clone(),
-            size: rendered.config.len() as u64,
-            data: BlobData::Bytes(bytes::Bytes::from(rendered.config.clone())),
+            digest: source.config_digest.clone(),
+            size: source.config.len() as u64,
+            data: BlobData::Bytes(bytes::Bytes::from(source.config.clone())),
         }];
-        for layer in &rendered.layers {
-            let data = match (&layer.blob, &source) {
-                (Some(path), _) => BlobData::File(path.clone()),
-                (None, Some(src)) => BlobData::Base(src.clone()),
-                (None, None) => return Err(Error::BlobMissing(layer.digest.to_string())),
+        for layer in &source.layers {
+            let data = match source.layer_bytes(layer)? {
+                LayerBytes::Local(path) => BlobData::File(path),
+                LayerBytes::Remote(base) => BlobData::Base(base),
             };
             blobs.push(PushBlob {
                 digest: layer.digest.clone(),
@@ -81,45 +78,10 @@ impl PushImage {
             });
         }
         Ok(PushImage {
-            manifest: rendered.manifest.clone(),
-            manifest_digest: rendered.manifest_digest.clone(),
-            media_type: OCI_MANIFEST.to_string(),
-            platform: Some(rendered.platform.clone()),
-            blobs,
-        })
-    }
-
-    /// From an image read back from a saved tarball: its bytes exactly as saved.
-    pub fn from_loaded(image: &LoadedImage) -> Result<PushImage> {
-        let media_type = serde_json::from_slice::<Value>(&image.manifest)
-            .ok()
-            .and_then(|v| {
-                v.get("mediaType")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-            .unwrap_or_else(|| OCI_MANIFEST.to_string());
-        let mut blobs = vec![PushBlob {
-            digest: image.config_digest.clone(),
-            size: image.config.len() as u64,
-            data: BlobData::Bytes(bytes::Bytes::from(image.config.clone())),
-        }];
-        for layer in &image.layers {
-            let path = layer
-                .blob
-                .clone()
-                .ok_or_else(|| Error::BlobMissing(layer.digest.to_string()))?;
-            blobs.push(PushBlob {
-                digest: layer.digest.clone(),
-                size: layer.size,
-                data: BlobData::File(path),
-            });
-        }
-        Ok(PushImage {
-            manifest: image.manifest.clone(),
-            manifest_digest: image.manifest_digest.clone(),
-            media_type,
-            platform: image.platform.clone(),
+            manifest: source.manifest.clone(),
+            manifest_digest: source.manifest_digest.clone(),
+            media_type: source.media_type.clone(),
+            platform: source.platform.clone(),
             blobs,
         })
     }
