@@ -13,7 +13,7 @@
 //! assert_eq!(groups[1].name, "ghcr.io/org/app");
 //! ```
 
-use crate::registry::Reference;
+use crate::reference::Reference;
 
 /// Tags naming one repository (as written), in the order given.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -49,7 +49,7 @@ pub struct BaseSource {
     /// Canonical registry name (`docker.io`, `ghcr.io`, `localhost:5000`).
     pub registry: String,
     pub repository: String,
-    pub credentials: Option<crate::registry::Credentials>,
+    pub credentials: Option<crate::credentials::Credentials>,
 }
 
 /// A layer added by us, with the label shown in history and progress (`app`, `deps`, ...).

@@ -35,7 +35,7 @@ use crate::blob_store::BlobStore;
 use crate::digest::Digest;
 use crate::image::json::canonical;
 use crate::layer::{build_layer, Content, FileEntry, Layer, LayerOptions};
-use crate::registry::Reference;
+use crate::reference::Reference;
 use crate::reproducible::rfc3339;
 use crate::supply::referrers::Artifact;
 use crate::supply::vcs_url::{redact, Remote};
