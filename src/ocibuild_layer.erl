@@ -102,6 +102,8 @@ with_layer_type(Layer, error) -> Layer.
 %% @private The options of `create/2' as the native library's layer builders take them,
 %% checked and with the defaults filled in.
 -spec nif_options(options()) -> {ok, map()} | {error, term()}.
+nif_options(Opts) when not is_map(Opts) ->
+    {error, {invalid_option, options, Opts}};
 nif_options(Opts) ->
     case check_options(Opts) of
         ok ->

@@ -74,6 +74,7 @@ specs() ->
         %% ocibuild_layer
         {ocibuild_layer, create, [files], ok_tuple},
         {ocibuild_layer, create, [files, layer_opts], ok_tuple},
+        {ocibuild_layer, nif_options, [layer_opts], ok_tuple},
         %% ocibuild_layout
         {ocibuild_layout, export_directory, [images, out_dir], ok_atom},
         {ocibuild_layout, save_tarball, [images, out_file], ok_atom},
