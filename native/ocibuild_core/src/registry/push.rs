@@ -18,8 +18,6 @@ use super::pull::{fetch_blob, BlobRequest};
 use super::reference::parse_target;
 use super::upload::LocalData;
 use super::writer::RepositoryWriter;
-// Their old home, kept for callers.
-pub use super::manifest::{put_manifest, put_manifest as put_manifest_headers};
 use super::{Credentials, Environment, Reference, Registries};
 use crate::blob_store::BlobStore;
 use crate::digest::Digest;
