@@ -128,7 +128,9 @@ pub struct PushOptions {
     pub max_concurrency: usize,
     /// Where base layers are cached when they must be fetched to be pushed.
     pub cache: BlobStore,
-    /// Put an index (with each image's manifest by digest) even for one image.
+    /// Put an index (with each image's manifest by digest) even for one image, when a caller
+    /// asks for it (0.10's `push_multi`, a tarball saved as an index). Several images always
+    /// make an index: [`push`] decides that, and nothing else does.
     pub index: bool,
     /// SBOM referrers and a signature to add once the image is in (see `attach`).
     pub attach: Attachments,
