@@ -207,7 +207,7 @@ check_for_native_code(ReleasePath) ->
 %% that is not a path.
 -spec has_bundled_erts(file:filename_all()) -> boolean().
 has_bundled_erts(ReleasePath) ->
-    ocibuild_release_pipeline:has_bundled_erts(ReleasePath).
+    ocibuild_release_platforms:has_bundled_erts(ReleasePath).
 
 %% @doc More than one platform needs ERTS from the base image: a bundled ERTS runs only on
 %% the machine type it was built for.
@@ -215,7 +215,7 @@ has_bundled_erts(ReleasePath) ->
     ok | {error, {bundled_erts, binary()} | {invalid_option, atom(), term()}}.
 validate_multiplatform(ReleasePath, Platforms) ->
     with_args([{release_path, path, ReleasePath}, {platforms, list, Platforms}],
-              fun() -> ocibuild_release_pipeline:validate_multiplatform(ReleasePath, Platforms) end).
+              fun() -> ocibuild_release_platforms:validate_multiplatform(ReleasePath, Platforms) end).
 
 %% @doc Command-line tags, else the config's, else `<DefaultRepo>:<DefaultVersion>';
 %% `;'-separated lists expand.

@@ -15,8 +15,7 @@
 %% '''
 -module(ocibuild_release_pipeline).
 
--export([run/3, build_image/3, add_release_layers/5, validate_multiplatform/2,
-         has_bundled_erts/1, partition/5]).
+-export([run/3, build_image/3, add_release_layers/5, partition/5]).
 
 %% @doc `ocibuild_release:run/3' once its arguments are checked.
 -spec run(module(), term(), map()) -> {ok, term()} | {error, term()}.
@@ -77,8 +76,8 @@ build_and_publish(Adapter, State, Config0, RunOpts) ->
     {Name, Path} = check(find_release(Adapter, State, Config, RunOpts)),
     Version = release_version(Adapter, State, Config, Path),
     Tags = release_tags(Config, Name, Version),
-    multi_platform_check(Adapter, Path, Platforms),
-    HasErts = has_bundled_erts(Path),
+    ocibuild_release_platforms:check(Adapter, Path, Platforms),
+    HasErts = ocibuild_release_platforms:has_bundled_erts(Path),
     {Files, Warnings} = check(ocibuild_release_files:collect(Path, Workdir)),
     [Adapter:error("~ts", [ocibuild_release_messages:format_warning(W)]) || W <- Warnings],
     %% The base first: a wrong reference or missing credentials fail before any layer work.
@@ -205,47 +204,6 @@ release_tags(#{tags := [_ | _] = Tags}, _Name, _Version) ->
     Tags;
 release_tags(#{tags := []}, Name, Version) ->
     [<<Name/binary, ":", Version/binary>>].
-
-multi_platform_check(Adapter, Path, Platforms) ->
-    case validate_multiplatform(Path, Platforms) of
-        ok when length(Platforms) > 1 ->
-            warn_native_code(Adapter, Path, Platforms);
-        ok ->
-            foreign_platform_check(Path, Platforms);
-        {error, Reason} ->
-            throw({ocibuild_release, Reason})
-    end.
-
-%% One platform that is not this machine's: a bundled ERTS (built here) could not run there.
-foreign_platform_check(Path, [#{os := OS, architecture := Arch} = Wanted]) ->
-    Host = ocibuild_local_base:host_platform(),
-    case {OS, Arch} =:= {maps:get(os, Host), maps:get(architecture, Host)} orelse
-         not has_bundled_erts(Path) of
-        true ->
-            ok;
-        false ->
-            Text = fun ocibuild_local_base:platform_text/1,
-            throw({ocibuild_release, {bundled_erts, iolist_to_binary([
-                "the release bundles ERTS built for ", Text(Host), ", which cannot run on ",
-                Text(Wanted), "; build the release with include_erts: false (Mix) or "
-                "{include_erts, false} (relx) and use a base image that provides Erlang"
-            ])}})
-    end;
-foreign_platform_check(_Path, _Platforms) ->
-    ok.
-
-warn_native_code(Adapter, Path, Platforms) ->
-    case check_for_native_code(Path) of
-        {ok, []} ->
-            ok;
-        {warning, Found} ->
-            Names = lists:join(", ", [P || #{path := P} <- Found]),
-            Adapter:error(
-                "warning: native code built for this machine goes into every platform (~ts); "
-                "it will not load on ~ts unless built for each",
-                [Names, lists:join(", ", [ocibuild_local_base:platform_text(P) || P <- Platforms])]
-            )
-    end.
 
 dependencies(Adapter, State) ->
     case erlang:function_exported(Adapter, get_dependencies, 1) of
@@ -392,7 +350,7 @@ image_layers(Files, Name, #{workdir := Workdir} = Config, Opts) ->
     LayerOpts = #{
         app_name => bin(first_set([maps:get(app_name, Opts, undefined), Name])),
         workdir => Workdir,
-        has_erts => not ocibuild_release_args:is_nil_or_undefined(ReleasePath) andalso has_bundled_erts(ReleasePath)
+        has_erts => not ocibuild_release_args:is_nil_or_undefined(ReleasePath) andalso ocibuild_release_platforms:has_bundled_erts(ReleasePath)
     },
     [create_layer(Type, Group, Config) || {Type, Group} <- layer_groups(Files, Deps, LayerOpts)].
 
@@ -423,7 +381,7 @@ build_base(BaseImage, Opts) ->
     ocibuild:built().
 add_release_layers(Image, Files, ReleasePath, Deps, Opts) ->
     AppName = bin(maps:get(app_name, Opts, maps:get(release_name, Opts, <<>>))),
-    HasErts = not ocibuild_release_args:is_nil_or_undefined(ReleasePath) andalso has_bundled_erts(ReleasePath),
+    HasErts = not ocibuild_release_args:is_nil_or_undefined(ReleasePath) andalso ocibuild_release_platforms:has_bundled_erts(ReleasePath),
     LayerOpts = #{
         app_name => AppName,
         workdir => bin(maps:get(workdir, Opts, <<"/app">>)),
@@ -443,33 +401,6 @@ add_release_layers(Image, Files, ReleasePath, Deps, Opts) ->
     catch
         throw:{ocibuild_release, Reason} -> {error, Reason}
     end.
-%% @doc More than one platform needs ERTS from the base image: a bundled ERTS runs only on
-%% the machine type it was built for.
--spec validate_multiplatform(term(), list()) -> ok | {error, {bundled_erts, binary()}}.
-validate_multiplatform(ReleasePath, Platforms) when length(Platforms) > 1 ->
-    case has_bundled_erts(ReleasePath) of
-        true ->
-            {error, {bundled_erts, <<
-                "multi-platform builds need ERTS from the base image, but the release bundles "
-                "its own (erts-* is built for this machine only); build the release with "
-                "include_erts: false (Mix) or {include_erts, false} (relx) and use a base "
-                "image that provides Erlang"
-            >>}};
-        false ->
-            ok
-    end;
-validate_multiplatform(_ReleasePath, _Platforms) ->
-    ok.
-%% @doc True when the release holds its own ERTS (`erts-*' at its root); false for anything
-%% that is not a path.
--spec has_bundled_erts(term()) -> boolean().
-has_bundled_erts(ReleasePath) ->
-    ocibuild_release_args:valid_arg(path, ReleasePath) andalso
-        ocibuild_release_files:has_bundled_erts(ocibuild_release_args:host_path(ReleasePath)).
-
-check_for_native_code(ReleasePath) ->
-    ocibuild_release_files:native_code(ocibuild_release_args:host_path(ReleasePath)).
-
 %% @doc `ocibuild_release_files:partition/5' after checking its arguments' shapes.
 -spec partition(term(), term(), term(), term(), term()) ->
     {list(), list(), list()} | {error, {invalid_option, atom(), term()}}.

@@ -30,9 +30,9 @@ publish(Adapter, State, #{push := Registry} = Config, Images, Tags, Attach) ->
         Output -> save(Adapter, Images, Output, hd(Tags))
     end,
     Auth = push_auth(),
-    Multi = length(Images) > 1,
+    %% One image or an index is the core's decision (several platforms make an index).
     Digests = [
-        push_repo(Adapter, Images, Registry, RepoTags, Auth, Config#{attach => Attach}, Multi)
+        push_repo(Adapter, Images, Registry, RepoTags, Auth, Config#{attach => Attach})
      || RepoTags <- tag_groups(Tags)
     ],
     [Adapter:info("Digest: ~ts", [D]) || D <- lists:usort(Digests)],
@@ -59,10 +59,10 @@ tag_groups(Tags) ->
     #{groups := Groups} = check(ocibuild_nif:reference_tags(Tags)),
     Groups.
 
-push_repo(Adapter, Images, Registry, Group, Auth, Config, Multi) ->
+push_repo(Adapter, Images, Registry, Group, Auth, Config) ->
     Attach = maps:with([sboms, sign], maps:get(attach, Config, #{})),
     Push = fun(First, Opts) ->
-        ocibuild_registry:push(Images, Registry, First, Auth, maps:merge(Opts#{index => Multi}, Attach))
+        ocibuild_registry:push(Images, Registry, First, Auth, maps:merge(Opts, Attach))
     end,
     check(push_tags(Adapter, Registry, Group, maps:get(chunk_size, Config), Push)).
 
@@ -140,8 +140,8 @@ push_image(Image, Registry, RepoTag, Auth, Opts) ->
             L when is_list(L) -> L;
             I -> [I]
         end,
-    PushOpts0 = maps:merge(#{progress => ocibuild_progress:callback()}, Opts),
-    PushOpts = PushOpts0#{index => maps:get(index, Opts, length(Images) > 1)},
+    %% Several images make an index in the core; `index' passes through only when asked for.
+    PushOpts = maps:merge(#{progress => ocibuild_progress:callback()}, Opts),
     try ocibuild_registry:push(Images, Registry, RepoTag, Auth, PushOpts) of
         {ok, #{digest := Digest}} -> {ok, Digest};
         {error, _} = Error -> Error

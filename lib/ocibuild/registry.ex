@@ -12,9 +12,9 @@ defmodule Ocibuild.Registry do
   @type push_report :: :ocibuild_registry.push_report()
 
   @doc """
-  Push images (one, or several with `index: true`) to `registry` as `repo_tag`; returns a
-  report: the manifest (or index) digest, the blob bytes sent, and how many blobs were
-  uploaded, already present or mounted. Options as `Ocibuild.push/5`.
+  Push images to `registry` as `repo_tag` (several images, or one with `index: true`, as an
+  index); returns a report: the manifest (or index) digest, the blob bytes sent, and how many
+  blobs were uploaded, already present or mounted. Options as `Ocibuild.push/5`.
   """
   @spec push([Ocibuild.image()], Ocibuild.text(), Ocibuild.text(), Ocibuild.auth(), map()) ::
           {:ok, push_report()} | {:error, term()}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 
-use super::client::{Access, Registries, RegistryClient, Scopes};
+use super::client::{Access, Registries, RegistryClient, Request, Scopes};
 use super::retry::RetryPolicy;
 use super::testing::fixtures::{self, TestImage};
 use super::testing::oci::{Auth, Config, Registry};
@@ -95,10 +95,8 @@ async fn upload(client: &RegistryClient, access: &Access, data: &[u8], chunk: u6
 }
 
 async fn get(client: &RegistryClient, access: &Access, path: &str) -> Result<reqwest::Response> {
-    let url = client.url("a/b", path);
-    client
-        .send_empty(access, Method::GET, &url, &format!("GET {path}"))
-        .await
+    let request = Request::new(Method::GET, client.url("a/b", path), format!("GET {path}"));
+    client.execute(access, &request).await
 }
 
 /// Wait (bounded) for another task's effect; a test never reads it once and hopes.

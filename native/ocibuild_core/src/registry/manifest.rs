@@ -1,17 +1,17 @@
-//! Manifests on the wire: GET one by tag or digest (with every media type we read), PUT one
-//! under a tag or digest and check the digest the registry reports.
+//! Manifests on the wire: GET one by tag or digest (with every media type we read) and tell
+//! what it is. Putting one is a push's business: `RepositoryWriter::put_manifest`.
 //!
 //! A manifest is kept exactly as served and digested as such: re-encoding the JSON would
 //! change its identity.
 
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE};
+use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use super::auth::Access;
 use super::client::RegistryClient;
 use super::progress::{Phase, Progress, ProgressSink};
-use super::request::{Body, Request};
+use super::request::Request;
 use crate::digest::Digest;
 use crate::error::shown;
 use crate::media_types::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
@@ -103,47 +103,6 @@ fn media_type(bytes: &[u8], header_type: Option<String>) -> Result<String> {
             }
         },
     })
-}
-
-/// PUT a manifest or index under a tag or digest, and check the digest the registry reports.
-/// Returns the answer's headers (`OCI-Subject` says whether the registry indexed a referrer).
-pub async fn put_manifest(
-    client: &RegistryClient,
-    access: &Access,
-    repo: &str,
-    reference: &str,
-    bytes: &[u8],
-    media_type: &str,
-    progress: &ProgressSink,
-) -> Result<HeaderMap> {
-    let url = client.url(repo, &format!("manifests/{reference}"));
-    let content_type = HeaderValue::from_str(media_type)
-        .map_err(|_| Error::UnsupportedMediaType(shown(media_type)))?;
-    let put = Request::new(Method::PUT, url, format!("PUT manifest {repo}:{reference}"))
-        .header(CONTENT_TYPE, content_type)
-        .body(Body::Bytes(bytes::Bytes::copy_from_slice(bytes)))
-        .expect(&[StatusCode::CREATED, StatusCode::OK]);
-    let response = client.execute(access, &put).await?;
-    let ours = Digest::of(bytes);
-    if let Some(theirs) = response
-        .headers()
-        .get("Docker-Content-Digest")
-        .and_then(|v| v.to_str().ok())
-    {
-        if theirs != ours.as_str() {
-            return Err(Error::DigestMismatch {
-                expected: ours.to_string(),
-                actual: theirs.to_string(),
-            });
-        }
-    }
-    progress(Progress {
-        phase: Phase::ManifestPut,
-        digest: Some(ours),
-        bytes: bytes.len() as u64,
-        total: Some(bytes.len() as u64),
-    });
-    Ok(response.headers().clone())
 }
 
 #[cfg(test)]

@@ -11,12 +11,12 @@ use std::path::PathBuf;
 use futures_util::{StreamExt, TryStreamExt};
 use std::sync::Arc;
 
-use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::header::HeaderValue;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
-use super::client::{Access, Body, RegistryClient, Scopes};
+use super::client::{Access, RegistryClient, Request, Scopes};
 use super::credentials::resolve;
 pub use super::manifest::{get_manifest, Fetched};
 use super::progress::{Phase, ProgressSink, Throttled};
@@ -189,12 +189,8 @@ async fn fetch_small_blob(
 ) -> Result<Vec<u8>> {
     let url = client.url(repository, &format!("blobs/{digest}"));
     let action = format!("GET config {digest}");
-    let response = client
-        .send_empty(access, Method::GET, &url, &action)
-        .await?;
-    let response = client
-        .expect(response, &[StatusCode::OK], access, &action)
-        .await?;
+    let get = Request::new(Method::GET, url, &action).expect(&[StatusCode::OK]);
+    let response = client.execute(access, &get).await?;
     let bytes = client.read_body(response, MAX_CONFIG, &action).await?;
     let actual = Digest::of(&bytes);
     if &actual != digest {
@@ -318,14 +314,13 @@ impl Download {
         action: &str,
     ) -> Result<()> {
         let have = self.hasher.len();
-        let mut headers = HeaderMap::new();
+        let mut get = Request::new(Method::GET, url.clone(), action);
         if have > 0 {
             let range = HeaderValue::from_str(&format!("bytes={have}-")).expect("digits");
-            headers.insert(reqwest::header::RANGE, range);
+            get = get.header(reqwest::header::RANGE, range);
         }
-        let response = client
-            .send(access, Method::GET, url, &headers, &Body::Empty, action)
-            .await?;
+        // No `expect`: a 200 to a ranged GET means "from the start", judged below.
+        let response = client.execute(access, &get).await?;
         match response.status() {
             StatusCode::PARTIAL_CONTENT if have > 0 && range_start(&response) == Some(have) => {}
             StatusCode::OK => self.restart().await?,

@@ -18,8 +18,6 @@ use super::pull::{fetch_blob, BlobRequest};
 use super::reference::parse_target;
 use super::upload::LocalData;
 use super::writer::RepositoryWriter;
-// Their old home, kept for callers.
-pub use super::manifest::{put_manifest, put_manifest as put_manifest_headers};
 use super::{Credentials, Environment, Reference, Registries};
 use crate::blob_store::BlobStore;
 use crate::digest::Digest;
@@ -130,7 +128,9 @@ pub struct PushOptions {
     pub max_concurrency: usize,
     /// Where base layers are cached when they must be fetched to be pushed.
     pub cache: BlobStore,
-    /// Put an index (with each image's manifest by digest) even for one image.
+    /// Put an index (with each image's manifest by digest) even for one image, when a caller
+    /// asks for it (0.10's `push_multi`, a tarball saved as an index). Several images always
+    /// make an index: [`push`] decides that, and nothing else does.
     pub index: bool,
     /// SBOM referrers and a signature to add once the image is in (see `attach`).
     pub attach: Attachments,

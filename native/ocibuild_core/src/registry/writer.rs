@@ -19,14 +19,17 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use reqwest::header::HeaderMap;
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use reqwest::{Method, StatusCode};
 
 use super::auth::Access;
 use super::client::RegistryClient;
-use super::manifest::{get_manifest, put_manifest};
+use super::manifest::get_manifest;
 use super::progress::{self, Phase, Progress, ProgressSink};
+use super::request::{Body, Request};
 use super::upload::{self, LocalData, Outcome};
 use crate::digest::Digest;
+use crate::error::shown;
 use crate::{Error, Result};
 
 /// What the blobs placed so far took, for a push report.
@@ -191,16 +194,35 @@ impl<'a> RepositoryWriter<'a> {
         bytes: &[u8],
         media_type: &str,
     ) -> Result<HeaderMap> {
-        put_manifest(
-            self.client,
-            self.access,
-            self.repository,
-            reference,
-            bytes,
-            media_type,
-            self.progress,
-        )
-        .await
+        let repo = self.repository;
+        let url = self.client.url(repo, &format!("manifests/{reference}"));
+        let content_type = HeaderValue::from_str(media_type)
+            .map_err(|_| Error::UnsupportedMediaType(shown(media_type)))?;
+        let put = Request::new(Method::PUT, url, format!("PUT manifest {repo}:{reference}"))
+            .header(CONTENT_TYPE, content_type)
+            .body(Body::Bytes(bytes::Bytes::copy_from_slice(bytes)))
+            .expect(&[StatusCode::CREATED, StatusCode::OK]);
+        let response = self.client.execute(self.access, &put).await?;
+        let ours = Digest::of(bytes);
+        if let Some(theirs) = response
+            .headers()
+            .get("Docker-Content-Digest")
+            .and_then(|v| v.to_str().ok())
+        {
+            if theirs != ours.as_str() {
+                return Err(Error::DigestMismatch {
+                    expected: ours.to_string(),
+                    actual: theirs.to_string(),
+                });
+            }
+        }
+        (self.progress)(Progress {
+            phase: Phase::ManifestPut,
+            digest: Some(ours),
+            bytes: bytes.len() as u64,
+            total: Some(bytes.len() as u64),
+        });
+        Ok(response.headers().clone())
     }
 
     /// The manifest at `tag`, or `None` when the tag does not exist yet (what a push extends

@@ -29,8 +29,8 @@ mod send;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use reqwest::header::{HeaderMap, LOCATION};
-use reqwest::{Method, Response, StatusCode};
+use reqwest::header::LOCATION;
+use reqwest::{Response, StatusCode};
 use url::Url;
 
 use super::auth::AuthCache;
@@ -40,8 +40,6 @@ use super::retry::RetryPolicy;
 use super::timeouts::Timeouts;
 use super::transport;
 use crate::{Error, Result};
-use exchange::Parts;
-use send::Auth;
 
 pub use super::auth::{Access, Scopes};
 pub use super::errors::{describe_error, is_retryable_error};
@@ -175,87 +173,6 @@ impl RegistryClient {
     pub fn http_error(&self, action: &str, err: &reqwest::Error) -> Error {
         errors::http(&self.registry, action, err)
     }
-
-    /// Pass a response with one of the `ok` statuses through; anything else becomes a
-    /// tagged error (see [`RegistryClient::error_from`]).
-    pub async fn expect(
-        &self,
-        response: Response,
-        ok: &[StatusCode],
-        access: &Access,
-        action: &str,
-    ) -> Result<Response> {
-        if ok.contains(&response.status()) {
-            return Ok(response);
-        }
-        Err(self.error_from(response, access, action).await)
-    }
-
-    /// [`RegistryClient::execute`] from borrowed parts, for callers that keep their own
-    /// headers and body (kept for them; a [`Request`] says the same more plainly).
-    pub async fn send(
-        &self,
-        access: &Access,
-        method: Method,
-        url: &Url,
-        headers: &HeaderMap,
-        body: &Body,
-        action: &str,
-    ) -> Result<Response> {
-        let parts = Parts {
-            method: &method,
-            url,
-            headers,
-            body,
-            action,
-        };
-        self.send_parts(access, &parts, self.retry.max_attempts)
-            .await
-    }
-
-    /// [`RegistryClient::send`] for a request with no body and no headers of its own.
-    pub async fn send_empty(
-        &self,
-        access: &Access,
-        method: Method,
-        url: &Url,
-        action: &str,
-    ) -> Result<Response> {
-        self.send(access, method, url, &HeaderMap::new(), &Body::Empty, action)
-            .await
-    }
-
-    /// [`RegistryClient::send`] without retries (a 401 is still answered); a [`Request`]
-    /// says it with `once()`.
-    pub async fn send_once(
-        &self,
-        access: &Access,
-        method: Method,
-        url: &Url,
-        headers: &HeaderMap,
-        body: &Body,
-        action: &str,
-    ) -> Result<Response> {
-        let parts = Parts {
-            method: &method,
-            url,
-            headers,
-            body,
-            action,
-        };
-        self.send_parts(access, &parts, 1).await
-    }
-
-    async fn send_parts(
-        &self,
-        access: &Access,
-        parts: &Parts<'_>,
-        attempts: u32,
-    ) -> Result<Response> {
-        self.run(Auth::Registry(access), parts, attempts)
-            .await
-            .map_err(|f| self.failure_error(parts.action, f))
-    }
 }
 
 #[cfg(test)]
@@ -263,6 +180,7 @@ mod tests {
     use super::*;
     use crate::credentials::Credentials;
     use crate::registry::testing::{Reply, Server};
+    use reqwest::Method;
 
     fn client_at(addr: &str) -> Arc<RegistryClient> {
         Registries::new()

@@ -186,6 +186,8 @@ pub struct Push {
     pub chunk_size: u64,
     pub registries: Registries,
     pub progress: ProgressSink,
+    /// `PushOptions::index`: an index even for one image.
+    pub index: bool,
     _cache_dir: tempfile::TempDir,
     cache: BlobStore,
 }
@@ -198,6 +200,7 @@ impl Push {
             chunk_size: 1 << 30,
             registries: registries(),
             progress: progress::ignore(),
+            index: false,
             _cache_dir: dir,
             cache,
         }
@@ -205,6 +208,12 @@ impl Push {
 
     pub fn chunked(mut self, chunk_size: u64) -> Push {
         self.chunk_size = chunk_size;
+        self
+    }
+
+    /// Ask for an index whatever the number of images (0.10's `push_multi`).
+    pub fn index(mut self) -> Push {
+        self.index = true;
         self
     }
 
@@ -229,7 +238,7 @@ impl Push {
             chunk_size: self.chunk_size,
             max_concurrency: 4,
             cache: self.cache.clone(),
-            index: false,
+            index: self.index,
             attach: Attachments::default(),
         };
         push::push(

@@ -393,6 +393,49 @@ async fn a_lost_upload_session_is_opened_again() {
     assert_eq!(registry.requests("POST", "/blobs/uploads/").len(), 3);
 }
 
+// One image or an index is decided by the push alone: one image is put as a manifest under
+// its tag unless the caller asked for an index (0.10's push_multi), which lists it alone.
+#[tokio::test]
+async fn one_image_is_a_manifest_unless_an_index_is_asked_for() {
+    let registry = Registry::start(Config::default()).await;
+    let image = TestImage::new(&[20 * KIB], 17);
+    let mut push = image.push_image();
+    push.platform = Some(crate::image::Platform {
+        os: "linux".into(),
+        architecture: "arm64".into(),
+        variant: None,
+    });
+    let plain = Push::new()
+        .run(&registry, "app/one:1", std::slice::from_ref(&push))
+        .await
+        .unwrap();
+    image.assert_in(&registry, "app/one", "1");
+    assert_eq!(plain.digest, image.digest());
+
+    let report = Push::new()
+        .index()
+        .run(&registry, "app/one:2", &[push])
+        .await
+        .unwrap();
+    let (media_type, index) = registry.manifest("app/one", "2").unwrap();
+    assert_eq!(media_type, "application/vnd.oci.image.index.v1+json");
+    assert_eq!(report.digest, crate::digest::Digest::of(&index));
+    let index: serde_json::Value = serde_json::from_slice(&index).unwrap();
+    let listed: Vec<(&str, &str)> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["digest"].as_str().unwrap(),
+                m["platform"]["architecture"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, [(image.digest().as_str(), "arm64")]);
+    image.assert_in(&registry, "app/one", image.digest().as_str());
+}
+
 // Several platforms: every blob first, then each manifest by digest, then the index under
 // the tag, so the tag never names an index whose manifests are missing.
 #[tokio::test]
