@@ -57,7 +57,7 @@ fi
 tools=${OCIBUILD_TOOLS_DIR:-$HOME/.cache/ocibuild-tools}
 # spdx-tools (the SPDX project's validator, pyspdxtools) from PyPI into a venv of our own.
 spdx_version=0.8.5
-if [ -x "$tools/venv/bin/pyspdxtools" ] && "$tools/venv/bin/pip" show spdx-tools 2>/dev/null | grep -qx "Version: $spdx_version"; then
+if [ -x "$tools/venv/bin/pyspdxtools" ] && "$tools/venv/bin/pip" show spdx-tools 2>/dev/null | grep -x "Version: $spdx_version" >/dev/null; then
     echo "install-deps: spdx-tools $spdx_version present in $tools/venv"
 else
     echo "install-deps: installing spdx-tools $spdx_version into $tools/venv (pip, once)"

@@ -60,7 +60,7 @@ build() {
 
 built=0
 for target in "${targets[@]}"; do
-    if [ "$target" != "$host" ] && ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+    if [ "$target" != "$host" ] && ! rustup target list --installed 2>/dev/null | grep -x "$target" >/dev/null; then
         echo "skipped $target: its standard library is not installed (rustup target add $target); CI builds it"
         continue
     fi

@@ -100,6 +100,7 @@ in_background "ferro-oci-server (built in the background)" bash scripts/install-
 step "install dependencies" bash scripts/install-deps.sh --no-ferro
 step "cargo fmt" cargo fmt --all --check
 step "shellcheck" bash -c 'git ls-files -z -- "*.sh" .ci/run | xargs -0 shellcheck'
+step "no pipe into grep -q (flaky under pipefail)" bash scripts/lint-pipes.sh
 step "cargo clippy" cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "cargo test" cargo test --workspace --quiet
 step "rebar3 eunit" rebar3 eunit

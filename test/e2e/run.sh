@@ -88,7 +88,7 @@ check "skopeo copy oci-archive: -> dir:" skopeo_ copy -q "oci-archive:$tarball" 
 
 section "e2e: the saved tarball (oci format)"
 oci_tarball=$out/app-oci.tar.gz
-check "oci format has no manifest.json" bash -c "! tar -tzf '$oci_tarball' | grep -qx manifest.json"
+check "oci format has no manifest.json" bash -c "! tar -tzf '$oci_tarball' | grep -x manifest.json >/dev/null"
 check_eq "skopeo inspect oci-archive:PATH:TAG finds the tag" "$manifest_digest" \
     "$(skopeo_ inspect "oci-archive:$oci_tarball:e2e-app:1.0" 2>&1 | jq -r .Digest 2>&1)"
 check "skopeo copy oci-archive: -> oci:" skopeo_ copy -q "oci-archive:$oci_tarball" "oci:$work/copy-oci:app"
