@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures_util::StreamExt;
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, LOCATION};
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, LOCATION};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use url::Url;
 
@@ -19,7 +19,7 @@ use super::RegistryClient;
 use crate::error::TimeoutPhase;
 use crate::registry::errors;
 use crate::registry::origin::{self, Carry};
-use crate::registry::request::{Body, ByteStream};
+use crate::registry::request::{Body, ByteStream, Request};
 use crate::registry::timeouts::RateMeter;
 use crate::{Error, Result};
 
@@ -50,16 +50,6 @@ impl Failure {
     }
 }
 
-/// What one exchange sends; borrowed from a [`crate::registry::request::Request`] or a
-/// caller's own parts.
-pub(super) struct Parts<'a> {
-    pub method: &'a Method,
-    pub url: &'a Url,
-    pub headers: &'a HeaderMap,
-    pub body: &'a Body,
-    pub action: &'a str,
-}
-
 impl RegistryClient {
     /// One request and the redirects it leads to. Every hop is cleared by
     /// [`origin::decide`] against `home` (the origin `auth` belongs to), and runs under the
@@ -67,20 +57,23 @@ impl RegistryClient {
     pub(super) async fn exchange(
         &self,
         home: &Url,
-        parts: &Parts<'_>,
+        outgoing: &Request,
         auth: Option<&HeaderValue>,
     ) -> std::result::Result<Response, Failure> {
         let empty = Body::Empty;
-        let (mut method, mut target, mut body) =
-            (parts.method.clone(), parts.url.clone(), parts.body);
-        let action = parts.action;
+        let (mut method, mut target, mut body) = (
+            outgoing.method.clone(),
+            outgoing.url.clone(),
+            &outgoing.body,
+        );
+        let action = outgoing.action.as_str();
         for _ in 0..=MAX_REDIRECTS {
             let carry = origin::decide(home, &target)
                 .map_err(|r| Failure::Final(errors::refusal(&self.registry, r, &target, action)))?;
             let mut request = self
                 .http
                 .request(method.clone(), target.clone())
-                .headers(parts.headers.clone());
+                .headers(outgoing.headers.clone());
             if let (Carry::Credentials, Some(auth)) = (carry, auth) {
                 request = request.header(AUTHORIZATION, auth.clone());
             }

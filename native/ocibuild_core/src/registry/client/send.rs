@@ -20,7 +20,7 @@ use reqwest::header::{HeaderValue, WWW_AUTHENTICATE};
 use reqwest::{Response, StatusCode};
 use url::Url;
 
-use super::exchange::{Failure, Parts};
+use super::exchange::Failure;
 use super::RegistryClient;
 use crate::registry::auth::token::{self, MAX_TOKEN_RESPONSE};
 use crate::registry::auth::{self, challenge, Access, Answer, Challenge};
@@ -48,20 +48,13 @@ impl RegistryClient {
     /// `expect` statuses, any other status is an error; otherwise every response that is not
     /// a retryable failure comes back for the caller to judge.
     pub async fn execute(&self, access: &Access, request: &Request) -> Result<Response> {
-        let parts = Parts {
-            method: &request.method,
-            url: &request.url,
-            headers: &request.headers,
-            body: &request.body,
-            action: &request.action,
-        };
         let attempts = if request.retries {
             self.retry.max_attempts
         } else {
             1
         };
         let response = self
-            .run(Auth::Registry(access), &parts, attempts)
+            .run(Auth::Registry(access), request, attempts)
             .await
             .map_err(|f| self.failure_error(&request.action, f))?;
         if request.expect.is_empty() || request.expect.contains(&response.status()) {
@@ -75,7 +68,7 @@ impl RegistryClient {
     pub(super) async fn run(
         &self,
         auth: Auth<'_>,
-        parts: &Parts<'_>,
+        request: &Request,
         max_attempts: u32,
     ) -> std::result::Result<Response, Failure> {
         let mut attempt = 0u32;
@@ -86,7 +79,7 @@ impl RegistryClient {
                 Auth::Registry(access) => (&self.base, self.auth.header(access)),
                 Auth::Realm { home, header } => (*home, header.cloned()),
             };
-            let response = match self.exchange(home, parts, sent_auth.as_ref()).await {
+            let response = match self.exchange(home, request, sent_auth.as_ref()).await {
                 Ok(r) => r,
                 Err(f) if attempt < max_attempts && f.is_retryable() => {
                     tokio::time::sleep(self.retry.delay(attempt, None)).await;
@@ -100,7 +93,7 @@ impl RegistryClient {
                 if status == StatusCode::UNAUTHORIZED && !renegotiated && ours {
                     renegotiated = true;
                     let challenges = challenges(&response);
-                    self.negotiate(access, &challenges, sent_auth.as_ref(), parts.action)
+                    self.negotiate(access, &challenges, sent_auth.as_ref(), &request.action)
                         .await
                         .map_err(Failure::Final)?;
                     attempt -= 1; // answering a challenge is not a failed attempt
@@ -168,18 +161,11 @@ impl RegistryClient {
         )?;
         self.auth.count_token_fetch();
         let request = &asked.request;
-        let parts = Parts {
-            method: &request.method,
-            url: &request.url,
-            headers: &request.headers,
-            body: &request.body,
-            action: &request.action,
-        };
         let realm = Auth::Realm {
             home: &asked.home,
             header: asked.authorization.as_ref(),
         };
-        let response = match self.run(realm, &parts, self.retry.max_attempts).await {
+        let response = match self.run(realm, request, self.retry.max_attempts).await {
             Ok(r) => r,
             Err(Failure::Transport(e)) => return Err(asked.transport_error(&self.registry, &e)),
             Err(f) => return Err(self.failure_error(&request.action, f)),
