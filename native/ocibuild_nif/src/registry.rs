@@ -40,10 +40,7 @@ fn registry_pull<'a>(
         let reference = decode_reference(reference)?;
         let auth = terms::decode_auth(auth)?;
         let wanted = match field(opts, atoms::platforms()) {
-            Some(list) => terms::list(list, "platforms")?
-                .into_iter()
-                .map(terms::decode_platform)
-                .collect::<Result<Vec<_>>>()?,
+            Some(list) => terms::decode_platforms(list)?,
             None => Vec::new(),
         };
         Ok((

@@ -117,10 +117,7 @@ fn tarball_load<'a>(
     let caller = env.pid();
     let result = terms::path(path, "path").and_then(|path| {
         let dir = terms::path(store_dir, "extract_dir")?;
-        let wanted = terms::list(platforms, "platforms")?
-            .into_iter()
-            .map(terms::decode_platform)
-            .collect::<Result<Vec<_>>>()?;
+        let wanted = terms::decode_platforms(platforms)?;
         let loaded = load_tarball_unless(&path, &dir, &|| !env.is_process_alive(caller))?;
         chosen(loaded, &wanted)
     });

@@ -316,6 +316,14 @@ fn decode_config(term: Term) -> Result<ConfigOverrides> {
 }
 
 /// A platform map, validated by the core's parser so a map and a string obey the same rules.
+/// A list of platform maps (`platforms` of a pull or a `tar://` base).
+pub fn decode_platforms(term: Term) -> Result<Vec<Platform>> {
+    list(term, "platforms")?
+        .into_iter()
+        .map(decode_platform)
+        .collect()
+}
+
 pub fn decode_platform(term: Term) -> Result<Platform> {
     let os = string(required(term, atoms::os(), "platform")?, "platform")?;
     let arch = string(
