@@ -63,26 +63,6 @@ at() {
 # priv_files DIR: the files in DIR/priv, one per line (nothing if there is no priv/).
 priv_files() { if [ -d "$1/priv" ]; then (cd "$1/priv" && find . -type f | sort); fi; }
 
-# run_image REF: run a loaded image with no network, wait (at most 60 s) for it to stop, print
-# what it wrote and "exit status: N".
-run_image() {
-    local name state='' _
-    name=c$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
-    podman_ run -d --name "$name" --network=none "$1" >"$work/run.out" 2>&1 || { cat "$work/run.out"; return 1; }
-    for _ in $(seq 1 300); do
-        state=$(podman_ inspect -f '{{.State.Status}}' "$name" 2>/dev/null) || true
-        [ "$state" = exited ] && break
-        sleep 0.2
-    done
-    podman_ logs "$name" 2>&1 || true
-    if [ "$state" = exited ]; then
-        echo "exit status: $(podman_ inspect -f '{{.State.ExitCode}}' "$name" 2>&1)"
-    else
-        echo "still running"
-    fi
-    podman_ rm --force --time 0 "$name" >/dev/null 2>&1 || true
-}
-
 section "precompiled: no Rust on PATH"
 check "cargo and rustc are not on the reduced PATH" \
     without_rust bash -c '! command -v cargo && ! command -v rustc'

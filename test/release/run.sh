@@ -96,31 +96,6 @@ holds() {
     done
 }
 
-# run_image REF [PODMAN_RUN_ARGS...]: pull REF (a localhost/ image is already loaded), run it
-# with no network, wait for it to stop (at most 60 s) and print what it wrote, then
-# "exit status: N" (or "still running", and the container is killed).
-run_image() {
-    local ref=$1 name _ state=''
-    shift
-    name=c$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
-    if [[ "$ref" != localhost/* ]]; then
-        podman_ pull -q --tls-verify=false "$ref" >"$work/pull.out" 2>&1 || { cat "$work/pull.out"; return 1; }
-    fi
-    podman_ run -d --name "$name" --network=none "$@" "$ref" >"$work/run.out" 2>&1 || { cat "$work/run.out"; return 1; }
-    for _ in $(seq 1 300); do
-        state=$(podman_ inspect -f '{{.State.Status}}' "$name" 2>/dev/null) || true
-        [ "$state" = exited ] && break
-        sleep 0.2
-    done
-    podman_ logs "$name" 2>&1 || true
-    if [ "$state" = exited ]; then
-        echo "exit status: $(podman_ inspect -f '{{.State.ExitCode}}' "$name" 2>&1)"
-    else
-        echo "still running"
-    fi
-    podman_ rm --force --time 0 "$name" >/dev/null 2>&1 || true
-}
-
 # one_line_error NAME WORD CMD...: CMD fails with status 1 and says why in one line that
 # names WORD, with no stack trace. mix: that line is all of stderr. rebar3 prints its
 # progress and its errors on stdout: the line is the last one, and the only one naming WORD.
