@@ -227,20 +227,7 @@ loose_config(Out) ->
     }.
 
 state(Root, Name, Config) ->
-    #{config => Config, release => {<<"myapp">>, release(Root, Name)}, test => self()}.
-
-write(Path, Data, Mode) ->
-    ok = filelib:ensure_dir(Path),
-    ok = file:write_file(Path, Data),
-    ok = file:change_mode(Path, Mode).
-
-%% A release-shaped directory (relx-style script, the app, start_erl.data), no bundled ERTS.
-release(Root, Name) ->
-    Rel = filename:join(Root, Name),
-    write(filename:join([Rel, "bin", "myapp"]), <<"#!/bin/sh\ncase $1 in foreground) ;; esac\n">>, 8#755),
-    write(filename:join([Rel, "lib", "myapp-1.0.0", "ebin", "myapp.beam"]), <<"m">>, 8#644),
-    write(filename:join([Rel, "releases", "start_erl.data"]), <<"13.2 1.0.0\n">>, 8#644),
-    Rel.
+    #{config => Config, release => {<<"myapp">>, ocibuild_test_util:small_release(Root, Name)}, test => self()}.
 
 %% The single image of a saved tarball: {Manifest, Config, LayoutDir}.
 saved_image(Root, Tarball) ->
@@ -396,8 +383,8 @@ build_image(_Root) ->
                  ?R:build_image(<<"scratch">>, Files, #{env => #{<<"A=B">> => <<"1">>}})).
 
 build_layers(Root) ->
-    Rel = release(Root, "layered"),
-    write(filename:join([Rel, "lib", "jason-1.4.1", "ebin", "jason.beam"]), <<"j">>, 8#644),
+    Rel = ocibuild_test_util:small_release(Root, "layered"),
+    ocibuild_test_util:write_file(filename:join([Rel, "lib", "jason-1.4.1", "ebin", "jason.beam"]), <<"j">>, 8#644),
     {ok, Files} = ?R:collect_release_files(Rel),
     Deps = [#{name => <<"jason">>, version => <<"1.4.1">>, source => <<"hex">>}],
     {ok, Image} = ?R:build_image(<<"scratch">>, Files, #{
@@ -408,9 +395,9 @@ build_layers(Root) ->
 %%% Small functions
 
 native_code(Root) ->
-    Rel = release(Root, "nif"),
+    Rel = ocibuild_test_util:small_release(Root, "nif"),
     ?assertEqual({ok, []}, ?R:check_for_native_code(Rel)),
-    write(filename:join([Rel, "lib", "crypto-5.1", "priv", "lib", "crypto.so"]), <<"elf">>, 8#755),
+    ocibuild_test_util:write_file(filename:join([Rel, "lib", "crypto-5.1", "priv", "lib", "crypto.so"]), <<"elf">>, 8#755),
     ?assertEqual({warning, [#{app => <<"crypto">>, file => <<"crypto.so">>, extension => <<".so">>,
                               path => <<"lib/crypto-5.1/priv/lib/crypto.so">>}]},
                  ?R:check_for_native_code(Rel)).
@@ -547,8 +534,8 @@ image_api(Root) ->
     ok = Cleanup3().
 
 release_api(Root) ->
-    Rel = release(Root, "api-rel"),
-    write(filename:join([Rel, "lib", "jason-1.4.1", "ebin", "jason.beam"]), <<"j">>, 8#644),
+    Rel = ocibuild_test_util:small_release(Root, "api-rel"),
+    ocibuild_test_util:write_file(filename:join([Rel, "lib", "jason-1.4.1", "ebin", "jason.beam"]), <<"j">>, 8#644),
     {ok, Files} = ?R:collect_release_files(Rel),
     {ok, Files} = ?R:collect_release_files(Rel, #{workdir => <<"/app">>}),
     ?assert(lists:keymember(<<"/app/bin/myapp">>, 1, Files)),

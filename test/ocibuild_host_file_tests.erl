@@ -147,7 +147,7 @@ rebar_lock(Root) ->
     ?assertNotEqual(nomatch, string:find(Line, "not a regular file")).
 
 release_files(Root) ->
-    Rel = release(Root, "fifo-files"),
+    Rel = ocibuild_test_util:small_release(Root, "fifo-files"),
     ok = file:delete(filename:join([Rel, "releases", "start_erl.data"])),
     fifo(filename:join(Rel, "releases"), "start_erl.data"),
     ?assertEqual([], bounded(fun() -> ocibuild_release_files:start_erl_data(Rel) end)),
@@ -167,7 +167,7 @@ release_files(Root) ->
 %% replaced /dev/null) fail before any work, and leave the FIFO a FIFO; a FIFO signing key
 %% fails the push before any byte is sent.
 run_paths(Root) ->
-    Rel = release(Root, "paths"),
+    Rel = ocibuild_test_util:small_release(Root, "paths"),
     Dir = filename:join(Root, "paths-out"),
     Fifo = fifo(Dir, "target"),
     Run = fun(Cli) ->
@@ -226,18 +226,7 @@ nif_path(Root) ->
 project_root() ->
     filename:dirname(filename:dirname(proplists:get_value(source, ocibuild:module_info(compile)))).
 
-release(Root, Name) ->
-    Rel = filename:join(Root, Name),
-    write(filename:join([Rel, "bin", "myapp"]), <<"#!/bin/sh\ncase $1 in foreground) ;; esac\n">>, 8#755),
-    write(filename:join([Rel, "lib", "myapp-1.0.0", "ebin", "myapp.beam"]), <<"m">>, 8#644),
-    write(filename:join([Rel, "releases", "start_erl.data"]), <<"13.2 1.0.0\n">>, 8#644),
-    Rel.
-
 state(_Root, Rel, Cli) ->
     {ok, Config} = ocibuild_release:resolve_config(Cli, #{base_image => "scratch"}),
     #{config => Config, release => {<<"myapp">>, Rel}, version => <<"1.0.0">>}.
 
-write(Path, Data, Mode) ->
-    ok = filelib:ensure_dir(Path),
-    ok = file:write_file(Path, Data),
-    ok = file:change_mode(Path, Mode).

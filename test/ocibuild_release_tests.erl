@@ -178,20 +178,15 @@ release_dir_test_() ->
         ]
     end}.
 
-write(Path, Data, Mode) ->
-    ok = filelib:ensure_dir(Path),
-    ok = file:write_file(Path, Data),
-    ok = file:change_mode(Path, Mode).
-
 %% A release-shaped directory: a relx-style script, a bundled ERTS, OTP, a dep and the app.
 fake_release(Root, Name) ->
     Rel = filename:join(Root, Name),
-    write(filename:join([Rel, "bin", "myapp"]), <<"#!/bin/sh\ncase $1 in foreground) ;; esac\n">>, 8#755),
-    write(filename:join([Rel, "erts-13.2", "bin", "beam.smp"]), <<"beam">>, 8#755),
-    write(filename:join([Rel, "lib", "kernel-8.5", "ebin", "kernel.beam"]), <<"k">>, 8#644),
-    write(filename:join([Rel, "lib", "jason-1.4.1", "ebin", "jason.beam"]), <<"j">>, 8#644),
-    write(filename:join([Rel, "lib", "myapp-1.0.0", "ebin", "myapp.beam"]), <<"m">>, 8#644),
-    write(filename:join([Rel, "releases", "start_erl.data"]), <<"13.2 1.0.0\n">>, 8#644),
+    ocibuild_test_util:write_file(filename:join([Rel, "bin", "myapp"]), <<"#!/bin/sh\ncase $1 in foreground) ;; esac\n">>, 8#755),
+    ocibuild_test_util:write_file(filename:join([Rel, "erts-13.2", "bin", "beam.smp"]), <<"beam">>, 8#755),
+    ocibuild_test_util:write_file(filename:join([Rel, "lib", "kernel-8.5", "ebin", "kernel.beam"]), <<"k">>, 8#644),
+    ocibuild_test_util:write_file(filename:join([Rel, "lib", "jason-1.4.1", "ebin", "jason.beam"]), <<"j">>, 8#644),
+    ocibuild_test_util:write_file(filename:join([Rel, "lib", "myapp-1.0.0", "ebin", "myapp.beam"]), <<"m">>, 8#644),
+    ocibuild_test_util:write_file(filename:join([Rel, "releases", "start_erl.data"]), <<"13.2 1.0.0\n">>, 8#644),
     Rel.
 
 collect_files(Root) ->
@@ -226,7 +221,7 @@ erts_and_nifs(Root) ->
     Rel = fake_release(Root, "nifs"),
     ?assert(?R:has_bundled_erts(Rel)),
     ?assertEqual({ok, []}, ?R:check_for_native_code(Rel)),
-    write(filename:join([Rel, "lib", "crypto-5.1", "priv", "lib", "crypto.so"]), <<"elf">>, 8#755),
+    ocibuild_test_util:write_file(filename:join([Rel, "lib", "crypto-5.1", "priv", "lib", "crypto.so"]), <<"elf">>, 8#755),
     ?assertMatch({warning, [#{app := <<"crypto">>, extension := <<".so">>}]},
                  ?R:check_for_native_code(Rel)),
     {ok, Ps} = ocibuild:parse_platforms(<<"linux/amd64,linux/arm64">>),

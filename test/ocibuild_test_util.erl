@@ -22,8 +22,25 @@
     json/1,
     validate_layout/1,
     extract_tarball/2,
-    host_platform/0
+    host_platform/0,
+    write_file/3,
+    small_release/2
 ]).
+
+%% Write `Data' to `Path' (parents created) with `Mode'.
+write_file(Path, Data, Mode) ->
+    ok = filelib:ensure_dir(Path),
+    ok = file:write_file(Path, Data),
+    ok = file:change_mode(Path, Mode).
+
+%% A release-shaped directory `Root/Name' (relx-style script, the app, start_erl.data), no
+%% bundled ERTS: the smallest release `ocibuild_release:run/3' images.
+small_release(Root, Name) ->
+    Rel = filename:join(Root, Name),
+    write_file(filename:join([Rel, "bin", "myapp"]), <<"#!/bin/sh\ncase $1 in foreground) ;; esac\n">>, 8#755),
+    write_file(filename:join([Rel, "lib", "myapp-1.0.0", "ebin", "myapp.beam"]), <<"m">>, 8#644),
+    write_file(filename:join([Rel, "releases", "start_erl.data"]), <<"13.2 1.0.0\n">>, 8#644),
+    Rel.
 
 %% The platform an image built here defaults to, in OCI's names (x86_64 is amd64).
 host_platform() ->
