@@ -8,8 +8,8 @@
 -module(ocibuild_image_input).
 
 -export([
-    update/2, bad_input/1, is_image/1, images_or_error/1, set_config/3, required_text/2,
-    checked_text/2, text_list/2, proper_list/2, pair/4, no_nul/3, env_var/2, merge_env/2,
+    update/2, bad_input/1, images_or_error/1, set_config/3, required_text/2,
+    checked_text/2, text_list/2, proper_list/2, pair/4, env_var/2, merge_env/2,
     port_spec/1, copy_entry/2
 ]).
 
