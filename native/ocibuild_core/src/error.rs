@@ -191,6 +191,15 @@ pub enum Error {
     /// `SOURCE_DATE_EPOCH` is set but is not a non-negative integer of seconds (the raw value).
     #[error("SOURCE_DATE_EPOCH is not a non-negative integer of seconds: {0:?}")]
     InvalidSourceDateEpoch(String),
+
+    /// A DSSE envelope (an attestation) that is not well-formed: not JSON, fields missing, not
+    /// base64, too large.
+    #[error("malformed DSSE envelope: {0}")]
+    Envelope(String),
+
+    /// A public key we cannot verify with: not PEM, not an ECDSA P-256 `PUBLIC KEY` block.
+    #[error("public key: {0}")]
+    PublicKey(String),
 }
 
 /// What a [`Error::Timeout`] ran out of waiting for.

@@ -133,6 +133,8 @@ rustler::atoms! {
     not_public,
     // SOURCE_DATE_EPOCH (reproducible_epoch)
     invalid_source_date_epoch,
+    invalid_envelope,
+    public_key_error,
     // a loaded tarball layer's blob (0.10's key)
     path,
 }

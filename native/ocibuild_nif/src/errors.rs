@@ -40,6 +40,8 @@
 //! | `Timeout`                 | `{timeout, #{registry, action, phase => headers, limit_ms}}` or `{timeout, #{registry, action, phase => body, min_rate, window_ms}}` |
 //! | `Downgrade`               | `{https_downgrade, #{registry, to}}` (`to`: the refused `http://host:port`) |
 //! | `InvalidSourceDateEpoch`  | `{invalid_source_date_epoch, Raw}`                        |
+//! | `Envelope`                | `{invalid_envelope, Why}`                                 |
+//! | `PublicKey`               | `{public_key_error, Why}`                                 |
 //!
 //! Strings and paths are binaries; `why`/`name` words that form a closed set are atoms.
 
@@ -241,6 +243,8 @@ pub fn reason<'a>(env: Env<'a>, err: &Error) -> Term<'a> {
         Error::InvalidSourceDateEpoch(raw) => {
             (atoms::invalid_source_date_epoch(), text(raw)).encode(env)
         }
+        Error::Envelope(why) => (atoms::invalid_envelope(), text(why)).encode(env),
+        Error::PublicKey(why) => (atoms::public_key_error(), text(why)).encode(env),
     }
 }
 

@@ -3,6 +3,7 @@
 //! repository URLs both the SBOM and the source annotation publish.
 
 pub mod cosign;
+pub mod dsse;
 pub mod referrers;
 pub mod sbom;
 pub mod signing;
