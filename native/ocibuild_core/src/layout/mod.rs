@@ -16,6 +16,7 @@ pub mod directory;
 pub mod load;
 #[cfg(test)]
 mod sources_tests;
+pub mod stored_gzip;
 pub mod tarball;
 
 use std::collections::BTreeMap;
@@ -63,6 +64,9 @@ pub enum Source {
         path: PathBuf,
         digest: Digest,
         size: u64,
+        /// Its media type says it is compressed already (gzip, zstd): a compressing sink
+        /// stores it as it is.
+        compressed: bool,
     },
 }
 
@@ -120,7 +124,9 @@ pub(crate) fn copy_source(
     let write_error = |e| Error::io(format!("writing {}", dest.display()), e);
     let (path, digest, size) = match source {
         Source::Bytes(bytes) => return out.write_all(bytes).map_err(write_error),
-        Source::Blob { path, digest, size } => (path, digest, *size),
+        Source::Blob {
+            path, digest, size, ..
+        } => (path, digest, *size),
     };
     let read_error = |e| Error::FileRead {
         path: path.clone(),
@@ -182,6 +188,13 @@ pub(crate) fn check_blob_size(digest: &Digest, actual: u64, expected: u64) -> Re
     }
 }
 
+/// Whether a layer's media type names a compressed blob: OCI's `+gzip`/`+zstd` (and their
+/// non-distributable forms) and Docker's `.tar.gzip`. Plain `tar` layers are not.
+pub(crate) fn is_compressed_layer(media_type: &str) -> bool {
+    let media_type = media_type.to_ascii_lowercase();
+    ["gzip", "zstd"].iter().any(|c| media_type.ends_with(c))
+}
+
 /// Every file of the layout for `images`, sorted by path, each blob once.
 pub fn plan(images: &[Image], opts: &SaveOptions) -> Result<Vec<PlannedFile>> {
     plan_named(&render_all(images, opts)?, opts, opts.tag.as_deref())
@@ -227,6 +240,7 @@ pub(crate) fn plan_named(
                     path,
                     digest: layer.digest.clone(),
                     size: layer.size,
+                    compressed: is_compressed_layer(&layer.media_type),
                 },
             );
         }

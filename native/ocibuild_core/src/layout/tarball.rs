@@ -1,29 +1,58 @@
-//! The OCI image layout as a gzip-compressed tarball (`ocibuild:save/2,3`), which `podman
-//! load`, `skopeo copy oci-archive:` and (with the Docker `manifest.json`) `docker load` read.
+//! The OCI image layout as a tarball (`ocibuild:save/2,3`), which `podman load`, `skopeo copy
+//! oci-archive:` and (with the Docker `manifest.json`) `docker load` read.
+//!
+//! A path ending in `.tar` gets a plain tar; any other (`.tar.gz`, `.tgz`, ocibuild 0.10's
+//! default `<name>-<tag>.tar.gz`) one gzip file in which compressed layer blobs are *stored*
+//! ([`stored_gzip`]): the layers are gzip or zstd already, so deflating them again would cost
+//! about a second per 100 MB and save nothing. Tar headers and JSON files are deflated.
 //!
 //! The tar is built by the same deterministic writer as layers (sorted entries, uid/gid 0, one
-//! mtime) and compressed with the fixed-block gzip writer, so two saves of the same input are
-//! byte-identical files. It is written to a temp file beside the target (a name unique to the
-//! call) and renamed into place; every blob goes through the verifying copy on the way, so a
-//! blob changed in the blob store fails the save and the temp file is removed.
-
+//! mtime) and framed deterministically, so two saves of the same input are byte-identical
+//! files. It is written to a temp file beside the target (a name unique to the call) and
+//! renamed into place; every blob goes through the verifying copy on the way, so a blob
+//! changed in the blob store fails the save and the temp file is removed.
+//!
+//! [`stored_gzip`]: super::stored_gzip
 use std::collections::HashMap;
 use std::fs;
-use std::io::{BufWriter, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
+use super::stored_gzip::{Region, StoredGzipWriter};
 use super::{
     copy_source, output_permissions, parent_dir, plan_named, render_all, SaveOptions, Source,
     Wanted,
 };
 use crate::image::{Image, ImageSource};
-use crate::layer::{default_threads, tar_builder, Compression, Content, FileEntry};
+use crate::layer::{tar_builder, Content, FileEntry};
 use crate::{Error, Result};
 
 const FILE_MODE: u32 = 0o644;
 
 /// The ref name a tarball saved without a tag gets, as ocibuild 0.10 gives it.
 pub const DEFAULT_TAG: &str = "latest";
+
+/// How the tar is written to the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TarballFraming {
+    /// The tar as it is.
+    Plain,
+    /// One gzip file: compressed layer blobs in stored blocks, the rest deflated.
+    Gzip,
+}
+
+impl TarballFraming {
+    /// `Plain` for a path ending in `.tar` (any case), `Gzip` for every other, as ocibuild 0.10
+    /// wrote gzip whatever the name.
+    pub fn for_path(path: &Path) -> TarballFraming {
+        let name = path.to_string_lossy().to_ascii_lowercase();
+        if name.ends_with(".tar") {
+            TarballFraming::Plain
+        } else {
+            TarballFraming::Gzip
+        }
+    }
+}
 
 /// Write `images` (one, or several for a multi-platform index) as a tarball at `path`.
 pub fn save_tarball(images: &[Image], path: &Path, opts: &SaveOptions) -> Result<()> {
@@ -73,28 +102,90 @@ pub fn save_sources_while(
         .tempfile_in(&dir)
         .map_err(|e| Error::io(format!("creating a temp file in {}", dir.display()), e))?;
     {
+        let write_error = |e| Error::io(format!("writing {}", path.display()), e);
         let out = BufWriter::with_capacity(256 * 1024, tmp.as_file());
-        let mut gz = Compression::Gzip.writer(out, default_threads())?;
+        let mut sink = FramedSink::new(out, TarballFraming::for_path(path));
         for member in &members {
             let name = String::from_utf8_lossy(member.path());
             if member.is_dir() {
-                tar_builder::write_dir_header(&mut gz, member.path(), member.mode(), opts.created)
-                    .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+                sink.region(Region::Deflated);
+                tar_builder::write_dir_header(
+                    &mut sink,
+                    member.path(),
+                    member.mode(),
+                    opts.created,
+                )
+                .map_err(write_error)?;
                 continue;
             }
             let source = &files[name.as_ref()];
-            write_member(&mut gz, member.path(), source, opts.created, path, wanted)?;
+            // The whole entry (header, bytes, padding) in one region: one boundary per run
+            // of layer entries, not three per layer.
+            let region = match source {
+                Source::Blob {
+                    compressed: true, ..
+                } => Region::Stored,
+                _ => Region::Deflated,
+            };
+            sink.region(region);
+            write_member(&mut sink, member.path(), source, opts.created, path, wanted)?;
         }
-        tar_builder::write_end(&mut gz)
-            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-        let mut out = gz.finish()?;
-        out.flush()
-            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        sink.region(Region::Deflated);
+        tar_builder::write_end(&mut sink).map_err(write_error)?;
+        sink.finish()
+            .and_then(|mut out| out.flush())
+            .map_err(write_error)?;
     }
     wanted.check("saving the image")?;
     tmp.persist(path)
         .map_err(|e| Error::io(format!("writing {}", path.display()), e.error))?;
     Ok(())
+}
+
+/// The tar's destination: the file as it is, or gzip framed by region.
+enum FramedSink<W: Write> {
+    Plain(W),
+    /// Boxed: the compressor's state is large, and there is one sink per save.
+    Gzip(Box<StoredGzipWriter<W>>),
+}
+
+impl<W: Write> FramedSink<W> {
+    fn new(out: W, framing: TarballFraming) -> Self {
+        match framing {
+            TarballFraming::Plain => FramedSink::Plain(out),
+            TarballFraming::Gzip => FramedSink::Gzip(Box::new(StoredGzipWriter::new(out))),
+        }
+    }
+
+    /// How the bytes written next are framed (a plain tar has no framing).
+    fn region(&mut self, region: Region) {
+        if let FramedSink::Gzip(gz) = self {
+            gz.region(region)
+        }
+    }
+
+    fn finish(self) -> io::Result<W> {
+        match self {
+            FramedSink::Plain(out) => Ok(out),
+            FramedSink::Gzip(gz) => gz.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for FramedSink<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            FramedSink::Plain(out) => out.write(buf),
+            FramedSink::Gzip(gz) => gz.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            FramedSink::Plain(out) => out.flush(),
+            FramedSink::Gzip(gz) => gz.flush(),
+        }
+    }
 }
 
 /// The rename would replace whatever `path` names: a FIFO, a socket, or (for root) a device
@@ -205,10 +296,15 @@ mod tests {
         assert_eq!(mode(&out), mode(&plain));
     }
 
-    /// A file of `tar_gz` by its path inside the tarball.
+    /// A file of `tar_gz` by its path inside the tarball (gzip of any members, or plain).
     fn member(tar_gz: &Path, name: &str) -> Vec<u8> {
-        let gz = flate2::read::GzDecoder::new(fs::File::open(tar_gz).unwrap());
-        let mut archive = tar::Archive::new(gz);
+        let bytes = fs::read(tar_gz).unwrap();
+        let tar: Box<dyn std::io::Read> = if bytes.starts_with(&[0x1f, 0x8b]) {
+            Box::new(flate2::read::MultiGzDecoder::new(&bytes[..]))
+        } else {
+            Box::new(&bytes[..])
+        };
+        let mut archive = tar::Archive::new(tar);
         for entry in archive.entries().unwrap() {
             let mut entry = entry.unwrap();
             if entry.path().unwrap().to_string_lossy() == name {
@@ -296,6 +392,126 @@ mod tests {
         assert_eq!(docker[0]["RepoTags"], serde_json::json!([]));
     }
 
+    /// `image_with_blob` with a layer of `size` incompressible bytes and the given media type.
+    fn image_with_big_blob(dir: &Path, size: u32, media_type: &str) -> (Image, Vec<u8>) {
+        let mut image = image_with_blob(dir, None);
+        let bytes: Vec<u8> = (0..size)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        let layer = &mut image.layers[0].layer;
+        layer.media_type = media_type.into();
+        layer.digest = crate::digest::Digest::of(&bytes);
+        layer.size = bytes.len() as u64;
+        let blob = dir.join(layer.digest.hex());
+        fs::write(&blob, &bytes).unwrap();
+        layer.blob = Some(blob);
+        (image, bytes)
+    }
+
+    /// The tar inside a saved `.tar.gz`, read as ONE gzip member (as `erl_tar` reads it).
+    fn gunzip_one_member(path: &Path) -> Vec<u8> {
+        let bytes = fs::read(path).unwrap();
+        let mut decoder = flate2::bufread::GzDecoder::new(&bytes[..]);
+        let mut tar = Vec::new();
+        std::io::Read::read_to_end(&mut decoder, &mut tar).unwrap();
+        assert!(decoder.into_inner().is_empty(), "one gzip member");
+        tar
+    }
+
+    #[test]
+    fn a_tar_gz_stores_compressed_layers_and_deflates_the_json() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (image, blob) =
+            image_with_big_blob(tmp.path(), 300_000, crate::media_types::OCI_LAYER_GZIP);
+        let digest = image.layers[0].layer.digest.clone();
+        let out = tmp.path().join("image.tar.gz");
+        save_tarball(&[image], &out, &SaveOptions::default()).unwrap();
+        let bytes = fs::read(&out).unwrap();
+        // Stored: the layer's bytes are in the file as they are (its first block also holds
+        // the entry's 512-byte tar header).
+        let block = &blob[..60_000];
+        assert!(bytes.windows(block.len()).any(|w| w == block));
+        // Deflated: the tar headers, padding and JSON around it shrink well below their size.
+        let tar = gunzip_one_member(&out);
+        let around_the_blob = tar.len() - blob.len();
+        assert!(
+            bytes.len() < blob.len() + around_the_blob / 4,
+            "{} bytes for {around_the_blob} bytes around a {}-byte blob",
+            bytes.len(),
+            blob.len()
+        );
+        assert_eq!(
+            member(&out, &format!("blobs/sha256/{}", digest.hex())),
+            blob
+        );
+    }
+
+    #[test]
+    fn an_uncompressed_layer_is_deflated_in_a_tar_gz() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut image = image_with_blob(tmp.path(), None);
+        let bytes = vec![b'a'; 200_000];
+        let layer = &mut image.layers[0].layer;
+        layer.media_type = crate::media_types::OCI_LAYER_TAR.into();
+        layer.digest = crate::digest::Digest::of(&bytes);
+        layer.size = bytes.len() as u64;
+        let blob = tmp.path().join(layer.digest.hex());
+        fs::write(&blob, &bytes).unwrap();
+        layer.blob = Some(blob);
+        let out = tmp.path().join("image.tgz");
+        save_tarball(&[image], &out, &SaveOptions::default()).unwrap();
+        let saved = fs::read(&out).unwrap();
+        assert!(saved.len() < 20_000, "{} bytes", saved.len());
+        assert_eq!(gunzip_one_member(&out).len() % 512, 0);
+    }
+
+    #[test]
+    fn a_dot_tar_path_gets_a_plain_tar_with_the_same_entries() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (image, blob) =
+            image_with_big_blob(tmp.path(), 100_000, crate::media_types::OCI_LAYER_ZSTD);
+        let digest = image.layers[0].layer.digest.clone();
+        let opts = SaveOptions {
+            tag: Some("app:1".into()),
+            created: 1_700_000_000,
+            ..Default::default()
+        };
+        let plain = tmp.path().join("image.TAR");
+        let gz = tmp.path().join("image.tar.gz");
+        save_tarball(std::slice::from_ref(&image), &plain, &opts).unwrap();
+        save_tarball(std::slice::from_ref(&image), &gz, &opts).unwrap();
+        let tar = fs::read(&plain).unwrap();
+        assert_eq!(&tar[257..262], b"ustar", "a tar header, not gzip");
+        assert_eq!(tar.len() % 512, 0);
+        assert!(
+            gunzip_one_member(&gz) == tar,
+            "the .tar.gz holds the same tar"
+        );
+        assert_eq!(
+            member(&plain, &format!("blobs/sha256/{}", digest.hex())),
+            blob
+        );
+        // And it reads back for a push like any saved tarball.
+        let staging = tempfile::tempdir().unwrap();
+        let loaded = super::super::load_tarball(&plain, staging.path()).unwrap();
+        assert_eq!(loaded.images[0].layers[0].digest, digest);
+    }
+
+    #[test]
+    fn framing_follows_the_file_name() {
+        for (name, framing) in [
+            ("a.tar", TarballFraming::Plain),
+            ("dir.tar.d/A.Tar", TarballFraming::Plain),
+            ("a.tar.gz", TarballFraming::Gzip),
+            ("a.tgz", TarballFraming::Gzip),
+            ("a.tar.zst", TarballFraming::Gzip),
+            ("image", TarballFraming::Gzip),
+            ("atar", TarballFraming::Gzip),
+        ] {
+            assert_eq!(TarballFraming::for_path(Path::new(name)), framing, "{name}");
+        }
+    }
+
     #[test]
     fn two_saves_are_byte_identical_and_nothing_is_left_on_failure() {
         let tmp = tempfile::tempdir().unwrap();
@@ -312,6 +528,10 @@ mod tests {
         let bytes = fs::read(&a).unwrap();
         assert_eq!(&bytes[..2], &[0x1f, 0x8b]);
         assert_eq!(bytes, fs::read(&b).unwrap());
+        let (plain_a, plain_b) = (tmp.path().join("a.tar"), tmp.path().join("b.tar"));
+        save_tarball(std::slice::from_ref(&image), &plain_a, &opts).unwrap();
+        save_tarball(std::slice::from_ref(&image), &plain_b, &opts).unwrap();
+        assert_eq!(fs::read(&plain_a).unwrap(), fs::read(&plain_b).unwrap());
 
         fs::remove_file(image.layers[0].layer.blob.as_ref().unwrap()).unwrap();
         let c = tmp.path().join("c.tar.gz");
