@@ -75,8 +75,11 @@ export_directory(ImageOrImages, Dir) ->
 save_tarball(ImageOrImages, Path) ->
     save_tarball(ImageOrImages, Path, #{}).
 
-%% @doc Write the image (or a list of platform images) as a gzip-compressed tarball that
-%% `podman load', `docker load' and `skopeo' read.
+%% @doc Write the image (or a list of platform images) as a tarball that `podman load',
+%% `docker load' and `skopeo' read. A `Path' ending in `.tar' gets a plain tar; any other
+%% (`.tar.gz', `.tgz', ...) one gzip file in which the layer blobs, compressed already, are
+%% stored as they are (deflate stored blocks) and only the tar headers and JSON files are
+%% deflated, so saving costs no compression time. Every blob's digest is checked on the way.
 %%
 %% Options: `tag' (e.g. `<<"myapp:1.0">>', written as the ref.name annotation and, for docker
 %% format, as `RepoTags'; `[registry/]repository[:tag]' with a lower-case repository, else

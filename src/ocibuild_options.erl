@@ -43,7 +43,8 @@ options() ->
             "unless pushing a saved tarball"),
         opt(output, $o, "output", string, false, "PATH",
             "the tarball to write. Default: <name>-<tag>.tar.gz in the current directory; with "
-            "--push the image is pushed and also saved there"),
+            "--push the image is pushed and also saved there. A PATH ending in .tar is a plain "
+            "tar; any other is gzip with the (already compressed) layers stored, not recompressed"),
         opt(push, $p, "push", string, false, "REGISTRY[/NAMESPACE]",
             "push the image to a registry instead of writing a tarball, e.g. ghcr.io/myorg or "
             "localhost:5000; each tag names a repository under it"),

@@ -6,6 +6,7 @@
 %%
 %%   OCIBUILD_EBIN=_build/default/lib/ocibuild/ebin escript build_images.escript all SRC OUT
 %%   OCIBUILD_EBIN=... escript build_images.escript repro SRC OUT
+%%   OCIBUILD_EBIN=... escript build_images.escript readers SRC OUT
 %%
 %% SRC holds host files made by run.sh (streamed into layers as {file, Path}); OUT receives the
 %% tarballs and layout directories. Any failure halts with status 1 and the reason.
@@ -25,7 +26,7 @@ main([Scenario, Src, Out]) ->
             halt(1)
     end;
 main(_) ->
-    io:format(standard_error, "usage: build_images.escript all|repro SRC OUT~n", []),
+    io:format(standard_error, "usage: build_images.escript all|repro|readers SRC OUT~n", []),
     halt(2).
 
 build("all", Src, Out) ->
@@ -45,7 +46,19 @@ build("all", Src, Out) ->
     ok = ocibuild:save(Multi, Out ++ "/multi-oci.tar.gz", #{tag => <<"e2e-multi:1.0">>, format => oci}),
     ok = ocibuild:export(Multi, Out ++ "/multi-layout");
 build("repro", Src, Out) ->
-    ok = ocibuild:save(app(Src), Out ++ "/app.tar.gz", #{tag => <<"e2e-app:1.0">>}).
+    ok = ocibuild:save(app(Src), Out ++ "/app.tar.gz", #{tag => <<"e2e-app:1.0">>});
+%% The same images as a plain tar and as gzip with stored layers, for readers.sh.
+build("readers", Src, Out) ->
+    App = app(Src),
+    Saves = [
+        {App, "app", #{tag => <<"e2e-readers:1.0">>}},
+        {App, "app-oci", #{tag => <<"e2e-readers:1.0">>, format => oci}},
+        {busybox(), "busybox", #{tag => <<"e2e-readers-busybox:1.0">>}},
+        {zstd(), "zstd", #{tag => <<"e2e-readers-zstd:1.0">>}}
+    ],
+    [ok = ocibuild:save(Image, Out ++ "/" ++ Name ++ Ext, Opts) || {Image, Name, Opts} <- Saves,
+        Ext <- [".tar", ".tar.gz"]],
+    ok = ocibuild:save(App, Out ++ "/app.tgz", #{tag => <<"e2e-readers:1.0">>}).
 
 %% Every feature whose result umoci can show: file modes, a long path that still fits ustar's
 %% prefix+name split, a file name only PAX can hold, and the whole runtime config.

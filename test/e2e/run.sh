@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end tests: images built through the Erlang API are read by tools we did not write.
 #
-#   bash test/e2e/run.sh        (as root; needs skopeo, umoci, podman, runc, jq, zstd, busybox-static)
+#   bash test/e2e/run.sh        (as root; needs skopeo, umoci, podman, runc, jq, zstd, busybox-static,
+#                                docker.io for dockerd, python3)
 #
 # build_images.escript writes tarballs and layout directories into a temp dir; each check
 # below is one assertion against what skopeo, umoci, podman, tar, gzip, zstd and sha256sum
@@ -223,5 +224,8 @@ check_eq "without SOURCE_DATE_EPOCH layer digests are identical" \
     "$(jq -c '.[0].Layers' "$work/x/plain1/manifest.json")" "$(jq -c '.[0].Layers' "$work/x/plain2/manifest.json")"
 check_eq "without SOURCE_DATE_EPOCH the layer matches the first build's" \
     "$(jq -c '.[0].Layers' "$work/x/plain1/manifest.json")" "$(jq -c '.[0].Layers' "$work/x/app-docker/manifest.json")"
+
+# .tar and .tar.gz (stored layers) read by gzip, tar, Python, erl_tar, skopeo, podman and docker.
+source "$here/readers.sh"
 
 summary e2e
