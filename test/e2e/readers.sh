@@ -111,34 +111,43 @@ section "e2e: save as .tar and .tar.gz: docker load"
 docker_dir=$work/docker
 docker_() { DOCKER_HOST=unix://$docker_dir/docker.sock docker "$@"; }
 # A daemon of our own: vfs (no overlay mounts), no bridge or iptables changes, nothing of the
-# machine's docker (if any) seen or touched. Stopped by pid, with a bound on the wait.
+# machine's docker (if any) seen or touched. Started outside `check` (a subshell there would
+# lose its pid); stopped by that pid with a bound on the wait, then the mounts it leaves under
+# its directory (dockerd bind-mounts its data root onto itself) are undone so $work can go.
+docker_pid=''
 docker_start() {
     mkdir -p "$docker_dir"
     dockerd --data-root "$docker_dir/root" --exec-root "$docker_dir/exec" \
         --pidfile "$docker_dir/dockerd.pid" -H "unix://$docker_dir/docker.sock" \
         --storage-driver vfs --iptables=false --ip6tables=false --bridge=none \
-        >"$docker_dir/dockerd.log" 2>&1 &
+        </dev/null >"$docker_dir/dockerd.log" 2>&1 &
     docker_pid=$!
     for _ in $(seq 1 300); do
         docker_ version >/dev/null 2>&1 && return 0
         kill -0 "$docker_pid" 2>/dev/null || break
         sleep 0.2
     done
-    tail -n 30 "$docker_dir/dockerd.log"
     return 1
 }
 docker_stop() {
-    [ -n "${docker_pid:-}" ] || return 0
-    kill "$docker_pid" 2>/dev/null || true
-    for _ in $(seq 1 150); do
-        kill -0 "$docker_pid" 2>/dev/null || break
-        sleep 0.2
-    done
-    kill -9 "$docker_pid" 2>/dev/null || true
-    docker_pid=''
+    local mount
+    if [ -n "$docker_pid" ]; then
+        kill "$docker_pid" 2>/dev/null || true
+        for _ in $(seq 1 150); do
+            kill -0 "$docker_pid" 2>/dev/null || break
+            sleep 0.2
+        done
+        kill -9 "$docker_pid" 2>/dev/null || true
+        wait "$docker_pid" 2>/dev/null || true
+        docker_pid=''
+    fi
+    # Deepest first.
+    awk -v d="$docker_dir" '$2 == d || index($2, d "/") == 1 { print $2 }' /proc/mounts | sort -r |
+        while read -r mount; do umount "$mount" 2>/dev/null || umount -l "$mount" 2>/dev/null || true; done
 }
 trap 'docker_stop; cleanup' EXIT
-if check "dockerd starts (vfs, own socket)" docker_start; then
+if docker_start; then
+    pass "dockerd starts (vfs, own socket)"
     for f in app.tar app.tar.gz; do
         check "docker load -i $f" docker_ load -q -i "$readers/$f"
         check_eq "docker image inspect ($f): tag and entrypoint" '["e2e-readers:1.0"] ["/app/bin/run.sh"]' \
@@ -148,8 +157,14 @@ if check "dockerd starts (vfs, own socket)" docker_start; then
     check "docker load -i busybox.tar.gz" docker_ load -q -i "$readers/busybox.tar.gz"
     check_eq "docker image inspect (busybox.tar.gz): cmd" '["cat","/etc/greeting"]' \
         "$(docker_ image inspect e2e-readers-busybox:1.0 2>&1 | jq -c '.[0].Config.Cmd' 2>&1)"
+    check_eq "docker run: the image loaded from busybox.tar.gz runs" "hello from ocibuild" \
+        "$(timeout 60 env DOCKER_HOST="unix://$docker_dir/docker.sock" docker run --rm --network none e2e-readers-busybox:1.0 2>&1)"
+else
+    fail "dockerd starts (vfs, own socket)" "$(tail -n 30 "$docker_dir/dockerd.log" 2>&1)"
 fi
 docker_stop
+check_eq "dockerd stopped and left no mount" "" \
+    "$(awk -v d="$docker_dir" 'index($2, d) == 1 { print $2 }' /proc/mounts)$(pgrep -f -- "--data-root $docker_dir/root" || true)"
 trap cleanup EXIT
 
 section "e2e: save as .tar and .tar.gz: reproducibility"
