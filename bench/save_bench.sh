@@ -36,8 +36,8 @@ if [ -n "$before" ]; then
         die "$before is not an ebin directory with a priv/ beside it"
     fi
     mkdir -p "$work/before/ocibuild"
-    cp -R "$before" "$work/before/ocibuild/ebin"
-    cp -R "$before/../priv" "$work/before/ocibuild/priv"
+    cp -RL "$before" "$work/before/ocibuild/ebin"
+    cp -RL "$before/../priv" "$work/before/ocibuild/priv"
     before_ebin=$work/before/ocibuild/ebin
 fi
 mkdir -p "$work/src"

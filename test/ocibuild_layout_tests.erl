@@ -8,6 +8,8 @@ layout_test_() ->
             {"export_directory writes a valid layout", ?_test(export_directory(Ctx))},
             {"save then load a single image", ?_test(roundtrip_single(Ctx))},
             {"save then load a multi-platform image", ?_test(roundtrip_multi(Ctx))},
+            {".tar is a plain tar, .tar.gz the same tar gzipped, both load",
+                ?_test(plain_and_gzip_tarballs(Ctx))},
             {"load an oci-format tarball without a tag", ?_test(roundtrip_oci_untagged(Ctx))},
             {"load errors", ?_test(load_errors(Ctx))},
             {"0.10's error terms for hostile tarballs", ?_test(hostile_tarballs(Ctx))},
@@ -47,6 +49,36 @@ export_directory({Root, _}) ->
     ],
     {ok, Top} = file:list_dir(Dir),
     ?assertEqual(["blobs", "index.json", "oci-layout"], lists:sort(Top)).
+
+%% The file name picks the framing: `.tar' plain, anything else gzip (layers stored, which
+%% erl_tar's `compressed', a single-member reader, must still read through to the end).
+plain_and_gzip_tarballs({Root, _}) ->
+    Image = image(binary:copy(<<"plain or gzip ">>, 20000)),
+    Opts = #{tag => <<"framing:1">>},
+    [Tar, Gz, Tgz] = [filename:join(Root, "framing" ++ Ext) || Ext <- [".tar", ".tar.gz", ".tgz"]],
+    [ok = ocibuild_layout:save_tarball(Image, P, Opts) || P <- [Tar, Gz, Tgz]],
+    {ok, TarBytes} = file:read_file(Tar),
+    {ok, GzBytes} = file:read_file(Gz),
+    ?assertMatch(<<_:257/binary, "ustar", _/binary>>, TarBytes),
+    ?assertMatch(<<16#1f, 16#8b, _/binary>>, GzBytes),
+    ?assertEqual({ok, GzBytes}, file:read_file(Tgz)),
+    ?assertEqual(TarBytes, zlib:gunzip(GzBytes)),
+    {ok, FromTar} = erl_tar:extract(Tar, [memory]),
+    {ok, FromGz} = erl_tar:extract(Gz, [compressed, memory]),
+    ?assertEqual(lists:sort(FromTar), lists:sort(FromGz)),
+    Blobs = [Name || {Name, _} <- FromTar, lists:prefix("blobs/sha256/", Name)],
+    %% two layers, the config and the manifest
+    ?assertEqual(4, length(Blobs)),
+    [
+        begin
+            {ok, #{images := [L], tag := Tag, cleanup := Cleanup}} =
+                ocibuild_layout:load_tarball_for_push(P),
+            ?assertEqual(<<"framing:1">>, Tag),
+            check_loaded(L, Image),
+            ok = Cleanup()
+        end
+     || P <- [Tar, Gz]
+    ].
 
 roundtrip_single({Root, _}) ->
     Path = filename:join(Root, "single.tar.gz"),
