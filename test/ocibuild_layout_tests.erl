@@ -10,6 +10,8 @@ layout_test_() ->
             {"save then load a multi-platform image", ?_test(roundtrip_multi(Ctx))},
             {".tar is a plain tar, .tar.gz the same tar gzipped, both load",
                 ?_test(plain_and_gzip_tarballs(Ctx))},
+            {"the release pipeline's output (-o) follows the same rule",
+                ?_test(release_output_framing(Ctx))},
             {"load an oci-format tarball without a tag", ?_test(roundtrip_oci_untagged(Ctx))},
             {"load errors", ?_test(load_errors(Ctx))},
             {"0.10's error terms for hostile tarballs", ?_test(hostile_tarballs(Ctx))},
@@ -79,6 +81,29 @@ plain_and_gzip_tarballs({Root, _}) ->
         end
      || P <- [Tar, Gz]
     ].
+
+%% `-o x.tar' / `-o x.tar.gz' of both tasks go through ocibuild_release:run/3.
+release_output_framing({Root, _}) ->
+    Rel = ocibuild_test_util:small_release(Root, "framing-release"),
+    Heads = [
+        begin
+            Out = filename:join(Root, "framing-release" ++ Ext),
+            {ok, Config} = ocibuild_release:resolve_config(
+                #{output => Out, tag => ["framing:1"]}, #{base_image => "scratch"}
+            ),
+            State = #{config => Config, release => {<<"myapp">>, Rel}},
+            {ok, State} = ocibuild_release:run(ocibuild_test_adapter, State, #{}),
+            _ = ocibuild_test_adapter:messages(),
+            {ok, #{images := [_], tag := <<"framing:1">>, cleanup := Cleanup}} =
+                ocibuild_layout:load_tarball_for_push(Out),
+            ok = Cleanup(),
+            {ok, Bytes} = file:read_file(Out),
+            binary:part(Bytes, 0, 2)
+        end
+     || Ext <- [".tar", ".tar.gz"]
+    ],
+    ?assertNotEqual(<<16#1f, 16#8b>>, hd(Heads)),
+    ?assertEqual(<<16#1f, 16#8b>>, lists:last(Heads)).
 
 roundtrip_single({Root, _}) ->
     Path = filename:join(Root, "single.tar.gz"),
