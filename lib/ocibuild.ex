@@ -142,7 +142,8 @@ defmodule Ocibuild do
   Save the image (or a list of platform images) as a tarball for `podman load`,
   `docker load` or `skopeo`. Options: `:tag` (e.g. `"myapp:1.0"`: an image reference with a
   lower-case repository, else `{:error, {:invalid_tag, tag, rule}}`), `:format` (`:docker`,
-  the default, or `:oci`).
+  the default, or `:oci`). A path ending in `.tar` is a plain tar, any other gzip with the
+  layers stored, not recompressed.
   """
   @spec save(built() | [built()], Path.t(), map()) :: :ok | {:error, term()}
   defdelegate save(image, path, opts \\ %{}), to: :ocibuild

@@ -388,7 +388,8 @@ save(Image, Path) ->
 %% @doc Save the image, or a list of platform images, as a tarball for `podman load',
 %% `docker load' or `skopeo'. Options: `tag' (e.g. `<<"myapp:1.0">>'; an image reference
 %% `[registry/]repository[:tag]' with a lower-case repository, else
-%% `{error, {invalid_tag, Tag, Rule}}'), `format' (`docker', the default, or `oci').
+%% `{error, {invalid_tag, Tag, Rule}}'), `format' (`docker', the default, or `oci'). A `Path'
+%% ending in `.tar' is a plain tar, any other gzip with the layers stored, not recompressed.
 -spec save(built() | [built()], file:filename_all(), ocibuild_layout:save_options()) ->
     ok | {error, term()}.
 save(Image, Path, Opts) when is_map(Opts) ->
