@@ -111,8 +111,11 @@ start() ->
         true ->
             case whereis(?COORDINATOR) of
                 undefined ->
+                    %% The first report is drawn at once. (Monotonic time can be negative:
+                    %% `last => 0' would hold every redraw back until `stop/0'.)
+                    Never = erlang:monotonic_time(millisecond) - ?REDRAW_MS,
                     Pid = spawn(fun() -> coordinator(#{order => [], lines => #{}, drawn => 0,
-                                                       last => 0}) end),
+                                                       last => Never}) end),
                     try register(?COORDINATOR, Pid) of
                         true -> Pid
                     catch

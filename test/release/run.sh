@@ -464,6 +464,8 @@ check_eq "terminal: a line for each blob (base, ERTS, deps, app, SBOM, config, r
 check_eq "terminal: a live line for each layer built" \
     "$(grep -ac '^Building [a-z]* layer' "$work/tty.typescript" || true)" \
     "$(grep -aoE '  build    [a-z]+ ' "$work/tty.typescript" | sort -u | wc -l)"
+check "terminal: the app layer's line is drawn as it starts (0%)" \
+    grep -aqE '  build    app +\[> +\]   0% ' "$work/tty.typescript"
 check "terminal: the app layer's line ends at 100%" \
     grep -aqE '  build    app +\[=+\] 100% ' "$work/tty.typescript"
 check "not a terminal: plain lines, no escape codes" run "$work/plain.log" \
