@@ -284,7 +284,7 @@ add_layer(Image, Files) ->
 
 %% @doc Add a layer built from `[{Path, Content, Mode}]'; Content is a binary, an iolist or
 %% `{file, HostPath}' (a regular file: FIFOs, sockets and devices are refused). Options as
-%% `ocibuild_layer:create/2' (`compression', `layer_type', `mtime'). Returns
+%% `ocibuild_layer:create/2' (`compression', `layer_type', `mtime', `progress'). Returns
 %% `{error, Reason}' if the layer cannot be built.
 -spec add_layer(built(), [ocibuild_layer:file_entry()], ocibuild_layer:options()) ->
     built().

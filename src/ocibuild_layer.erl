@@ -51,7 +51,8 @@
 -type options() :: #{
     mtime => non_neg_integer(),
     layer_type => atom(),
-    compression => compression()
+    compression => compression(),
+    progress => fun((ocibuild_layer_progress:info()) -> term()) | undefined
 }.
 
 %% @equiv create(Files, #{})
@@ -63,7 +64,9 @@ create(Files) ->
 %%
 %% Options: `mtime' (default `SOURCE_DATE_EPOCH', else 0), `layer_type' (an atom such as `app',
 %% kept in the layer map and shown in the image history), `compression' (`gzip', `zstd' or
-%% `auto'; default `auto'). Unknown keys are ignored.
+%% `auto'; default `auto'), `progress' (a fun called, in this process, with
+%% `#{phase => build, layer => Type, bytes_read => N, total_bytes => T}' while the files are
+%% read; see `ocibuild_layer_progress'). Unknown keys are ignored.
 %%
 %% A `{file, HostPath}' must be a regular file (symlinks are followed): a FIFO, socket or
 %% device is refused before it is opened for reading, as it could block or never end. Paths
@@ -79,7 +82,7 @@ create(Files, Opts) when is_map(Opts) ->
     case nif_options(Opts) of
         {ok, NifOpts} ->
             case ocibuild_input:files(Files) of
-                {ok, Entries} -> build(Entries, NifOpts, maps:find(layer_type, Opts));
+                {ok, Entries} -> build(Entries, NifOpts, Opts);
                 {error, _} = Error -> Error
             end;
         {error, _} = Error ->
@@ -88,8 +91,10 @@ create(Files, Opts) when is_map(Opts) ->
 create(_Files, Opts) ->
     {error, {invalid_option, options, Opts}}.
 
-build(Entries, NifOpts, LayerType) ->
-    case ocibuild_nif:layer_create(Entries, NifOpts) of
+build(Entries, NifOpts, Opts) ->
+    LayerType = maps:find(layer_type, Opts),
+    Progress = maps:get(progress, Opts, undefined),
+    case ocibuild_layer_progress:create(Entries, NifOpts, Progress, maps:get(layer_type, Opts, undefined)) of
         {ok, Layer} ->
             {ok, with_layer_type(Layer, LayerType)};
         {error, _} = Error ->
@@ -125,6 +130,7 @@ check_options(Opts) ->
     Checks = [
         {compression, fun(C) -> lists:member(C, [gzip, zstd, auto]) end},
         {layer_type, fun erlang:is_atom/1},
+        {progress, fun(P) -> P =:= undefined orelse is_function(P, 1) end},
         {mtime, fun(M) -> is_integer(M) andalso M >= 0 andalso M < 1 bsl 64 end}
     ],
     ocibuild_input:check_options(Checks, Opts).

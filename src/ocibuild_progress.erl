@@ -1,8 +1,11 @@
-%% @doc Progress of pulls and pushes on the terminal.
+%% @doc Progress of pulls, pushes and layer builds on the terminal.
 %%
 %% On a terminal, one live line per blob: a coordinator process owns the screen, keeps a line
-%% for every blob in flight (uploads run in parallel) and redraws them in place. Elsewhere (CI
-%% logs, pipes) it prints one plain line when a blob is done, so logs stay short and readable.
+%% for every blob in flight (uploads run in parallel) and redraws them in place. A layer being
+%% built (`ocibuild_layer:create/2''s `progress', phase `build') gets a line too, keyed by its
+%% layer type: bytes of its files read, of the total. Elsewhere (CI logs, pipes) it prints one
+%% plain line when a blob is done and nothing for builds (the release pipeline prints its own
+%% two lines per layer), so logs stay short and readable.
 %%
 %% ```
 %% Progress = ocibuild_progress:callback(),
@@ -55,7 +58,10 @@ callback(Print) ->
             end
     end.
 
-%% Not a terminal: one line when a blob is finished, found or mounted; nothing per chunk.
+%% Not a terminal: one line when a blob is finished, found or mounted; nothing per chunk,
+%% nothing for a layer build.
+plain_line(#{phase := build}) ->
+    none;
 plain_line(#{phase := manifest_put, digest := Digest}) when Digest =/= undefined ->
     io_lib:format("  manifest ~ts", [short(Digest)]);
 plain_line(#{phase := Phase, digest := Digest} = Info) when Digest =/= undefined ->
@@ -105,8 +111,11 @@ start() ->
         true ->
             case whereis(?COORDINATOR) of
                 undefined ->
+                    %% The first report is drawn at once. (Monotonic time can be negative:
+                    %% `last => 0' would hold every redraw back until `stop/0'.)
+                    Never = erlang:monotonic_time(millisecond) - ?REDRAW_MS,
                     Pid = spawn(fun() -> coordinator(#{order => [], lines => #{}, drawn => 0,
-                                                       last => 0}) end),
+                                                       last => Never}) end),
                     try register(?COORDINATOR, Pid) of
                         true -> Pid
                     catch
@@ -146,6 +155,8 @@ clear_line() ->
 
 coordinator(State) ->
     receive
+        {progress, #{phase := build, layer := Layer} = Info} ->
+            coordinator(maybe_redraw(track({build, Layer}, Info, State)));
         {progress, #{digest := Digest} = Info} when Digest =/= undefined ->
             coordinator(maybe_redraw(track(Digest, Info, State)));
         {progress, _} ->
@@ -179,6 +190,13 @@ redraw(#{order := Order, lines := Lines, drawn := Drawn} = State) ->
     io:put_chars([Up, Text]),
     State#{drawn := length(Order)}.
 
+live_line(#{phase := build, layer := Layer, bytes_read := Read, total_bytes := Total}) ->
+    Bar =
+        case Total of
+            0 -> "no content";
+            _ -> format_progress(Read, Total)
+        end,
+    io_lib:format("  ~-8s ~-12ts ~ts", ["build", layer_name(Layer), Bar]);
 live_line(#{phase := Phase, digest := Digest} = Info) ->
     Total = maps:get(total_bytes, Info, undefined),
     Bar =
@@ -188,6 +206,10 @@ live_line(#{phase := Phase, digest := Digest} = Info) ->
             _ -> format_progress(transferred(Info), unknown_if_undefined(Total))
         end,
     io_lib:format("  ~-8s ~ts ~ts", [atom_to_list(Phase), short(Digest), Bar]).
+
+layer_name(undefined) -> "layer";
+layer_name(Layer) when is_atom(Layer) -> atom_to_list(Layer);
+layer_name(Layer) -> io_lib:format("~tp", [Layer]).
 
 unknown_if_undefined(undefined) -> unknown;
 unknown_if_undefined(N) -> N.

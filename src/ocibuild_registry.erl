@@ -37,6 +37,7 @@
     sink_options/0,
     push/5,
     push_loaded/5,
+    check_push/3,
     check_auth/1,
     progress_option/1,
     platforms/1
@@ -164,6 +165,27 @@ push_loaded_checked(#{images := Loaded} = Tarball, Registry, RepoTag0, Auth, Opt
                 end,
                 Opts
             )
+    end.
+
+%% @doc Before building anything to push: does `Registry' answer, and do the credentials let
+%% us push to `RepoTag''s repository? `GET /v2/', then an upload session opened with the push
+%% scope (`repository:<repo>:pull,push') and cancelled at once, through the same client,
+%% credential lookup, retries and timeouts as `push/5'. Returns `ok', or the error `push/5'
+%% would have returned: `{http_error, Registry, Why}' (unreachable), `{unauthorized, #{registry,
+%% scope, status}}' (credentials refused, or a token without push), `{auth_error, Registry,
+%% Why}', `{timeout, ...}', `{registry_error, ...}' (e.g. not a registry), ...
+-spec check_push(binary() | string(), binary() | string(), auth()) -> ok | {error, term()}.
+check_push(Registry, RepoTag, Auth) ->
+    Checked = maybe_job(
+        [fun() -> target(Registry, RepoTag, Auth, #{}) end],
+        fun([Target]) ->
+            ocibuild_nif:registry_check_push(Target, #{env => env_vars()})
+        end,
+        #{}
+    ),
+    case Checked of
+        {ok, #{registry := _, repository := _}} -> ok;
+        {error, _} = Error -> Error
     end.
 
 %% Only what the native library reads: the `get_data' funs stay here.

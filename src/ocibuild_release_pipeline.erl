@@ -82,6 +82,7 @@ build_and_publish(Adapter, State, Config0, RunOpts) ->
     [Adapter:error("~ts", [ocibuild_release_messages:format_warning(W)]) || W <- Warnings],
     %% The base first: a wrong reference or missing credentials fail before any layer work.
     Bases = check(base_images(Adapter, Config)),
+    check_push_access(Config, Tags),
     Deps = dependencies(Adapter, State),
     Layers = release_layers(Adapter, Files, Deps, #{
         app_name => app_name(Config, Name),
@@ -102,6 +103,21 @@ build_and_publish(Adapter, State, Config0, RunOpts) ->
                                    || I <- Configured]),
     write_sbom(Adapter, Config, Sboms),
     ocibuild_release_publish:publish(Adapter, State, Config, Images, Tags, #{sboms => Sboms, sign => SignKey}).
+
+%% A push fails here, before any layer is built, when its registry does not answer or does
+%% not let these credentials push (each repository the tags name), with the error the push
+%% itself would have returned.
+check_push_access(#{push := undefined}, _Tags) ->
+    ok;
+check_push_access(#{push := Registry}, Tags) ->
+    #{groups := Groups} = check(ocibuild_nif:reference_tags(Tags)),
+    Auth = ocibuild_release_publish:push_auth(),
+    [check_ok(ocibuild_registry:check_push(Registry, First, Auth))
+     || #{tags := [First | _]} <- Groups],
+    ok.
+
+check_ok(ok) -> ok;
+check_ok({error, Reason}) -> throw({ocibuild_release, Reason}).
 
 %% The automatic annotations (source, revision, version, created). The base's name and
 %% digest are not among them: the native core writes those for each platform image from the
@@ -221,13 +237,18 @@ dependencies(Adapter, State) ->
 app_name(#{app_name := AppName}, _Release) when is_binary(AppName) -> AppName;
 app_name(_Config, Release) -> Release.
 
-%% Layers are built once and shared by every platform image.
+%% Layers are built once and shared by every platform image. On a terminal each gets a live
+%% line (bytes read of the total) while it is built; elsewhere the two lines as before. A
+%% live display is ended before any other line is printed, or it would draw over it.
 release_layers(Adapter, Files, Deps, Opts) ->
     Groups = layer_groups(Files, Deps, Opts),
     [
         begin
+            ocibuild_progress:stop(),
             Adapter:info("Building ~s layer (~b files)", [Type, length(Group)]),
-            Layer = create_layer(Type, Group, Opts),
+            Progress = ocibuild_release_publish:progress(Adapter),
+            Layer = create_layer(Type, Group, Opts#{release_progress => Progress}),
+            ocibuild_progress:stop(),
             #{digest := Digest, size := Size} = Layer,
             Adapter:info("  ~s layer ~ts (~ts)", [Type, Digest, ocibuild_progress:format_bytes(Size)]),
             Layer
@@ -237,7 +258,9 @@ release_layers(Adapter, Files, Deps, Opts) ->
 
 create_layer(Type, Files, Opts) ->
     check(ocibuild_layer:create(Files, #{
-        layer_type => Type, compression => maps:get(compression, Opts, auto)
+        layer_type => Type, compression => maps:get(compression, Opts, auto),
+        %% Set by `release_layers/4' only; the 0.10 entry points' maps are the caller's.
+        progress => maps:get(release_progress, Opts, undefined)
     })).
 
 %% With a lock file: ERTS (and OTP libraries, when ERTS is bundled), dependencies, the

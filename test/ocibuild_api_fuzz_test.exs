@@ -56,6 +56,7 @@ defmodule OcibuildApiFuzzTest do
       {[:image_list, :registry, :repo_tag, :auth, :push_opts], :ok_tuple},
     {Ocibuild.Registry, :push_loaded} =>
       {[:loaded, :registry, :repo_tag_or_undefined, :auth, :push_opts], :ok_tuple},
+    {Ocibuild.Registry, :check_push} => {[:registry, :repo_tag, :auth], :ok_atom},
     {Ocibuild.MixRelease, :build_image} => {[:mix_release], :release}
   }
 

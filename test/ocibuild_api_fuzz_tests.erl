@@ -90,6 +90,7 @@ specs() ->
         {ocibuild_registry, push_loaded, [loaded, registry, repo_tag_or_undefined, auth, push_opts],
          ok_tuple},
         {ocibuild_registry, check_auth, [auth], ok_tuple},
+        {ocibuild_registry, check_push, [registry, repo_tag, auth], ok_atom},
         {ocibuild_registry, progress_option, [from_opts], ok_tuple},
         {ocibuild_registry, platforms, [from_opts], ok_tuple},
         %% ocibuild_release (the 0.10 API and ours)
@@ -398,7 +399,7 @@ junk_map(Keys, Pool) ->
 %% The options each map kind reads (`[]': not an option map).
 option_keys(from_opts) -> [platform, platforms, progress];
 option_keys(push_opts) -> [tags, chunk_size, max_concurrency, index, sboms, sign, progress];
-option_keys(layer_opts) -> [compression, layer_type, mtime];
+option_keys(layer_opts) -> [compression, layer_type, mtime, progress];
 option_keys(save_opts) -> [tag, format];
 option_keys(load_opts) -> [memory_threshold];
 option_keys(run_opts) -> [cmd, release];

@@ -10,7 +10,8 @@ defmodule Ocibuild.Layer do
 
   @doc """
   Create a layer from `[{path, content, mode}]`. Options: `:mtime`, `:layer_type`,
-  `:compression` (`:gzip`, `:zstd`, `:auto`).
+  `:compression` (`:gzip`, `:zstd`, `:auto`), `:progress` (a fun called with
+  `%{phase: :build, layer: layer_type, bytes_read: n, total_bytes: t}` while the files are read).
   """
   @spec create([Ocibuild.file_entry()], map()) :: {:ok, Ocibuild.layer()} | {:error, term()}
   defdelegate create(files, opts \\ %{}), to: :ocibuild_layer

@@ -28,4 +28,12 @@ defmodule Ocibuild.Registry do
           {:ok, push_report()} | {:error, term()}
   defdelegate push_loaded(loaded, registry, repo_tag, auth \\ %{}, opts \\ %{}),
     to: :ocibuild_registry
+
+  @doc """
+  Before building anything to push: does `registry` answer, and do the credentials let us push
+  to `repo_tag`'s repository? `:ok`, or the error `push/5` would have returned (e.g.
+  `{:http_error, registry, why}`, `{:unauthorized, %{registry: _, scope: _, status: _}}`).
+  """
+  @spec check_push(Ocibuild.text(), Ocibuild.text(), Ocibuild.auth()) :: :ok | {:error, term()}
+  defdelegate check_push(registry, repo_tag, auth \\ %{}), to: :ocibuild_registry
 end

@@ -375,6 +375,12 @@ one_line_error "mix: a saved tarball that does not exist" "missing.tar.gz" \
 one_line_error "rebar3: an unknown flag" "--bogus" at "$erl_ex" rebar3 ocibuild --bogus
 one_line_error "rebar3: an unknown --compression" "lzma" at "$erl_ex" rebar3 ocibuild -t x:1 --compression lzma
 one_line_error "rebar3: no tag" "--tag" at "$erl_ex" rebar3 ocibuild
+# Fail fast: the registry is checked (GET /v2/, a push-scoped upload start) before any layer.
+closed_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+one_line_error "mix: a push to a closed port" "cannot reach 127.0.0.1:$closed_port" \
+    mix_ocibuild --base "tar://$work/base.tar.gz" --push "127.0.0.1:$closed_port/e2e" -t hello_elixir:closed
+check "mix: a push to a closed port fails before any layer is built" \
+    bash -c "! grep -q 'Building' '$work/err.out' '$work/err.err'"
 
 section "release: --compression gzip and zstd; the default tag and file name"
 # gzip with the defaults: tag <release>:<version>, file <name>-<tag>.tar.gz in the project.
@@ -454,9 +460,19 @@ check_contains "terminal: a progress bar per blob" "] 100% " "$tty_out"
 # and its SPDX document.
 check_eq "terminal: a line for each blob (base, ERTS, deps, app, SBOM, config, referrer's two)" 8 \
     "$(grep -aoE '  upload   [0-9a-f]{12} ' "$work/tty.typescript" | sort -u | wc -l)"
+# Each layer built gets a live line too (bytes of its files read), ending full.
+check_eq "terminal: a live line for each layer built" \
+    "$(grep -ac '^Building [a-z]* layer' "$work/tty.typescript" || true)" \
+    "$(grep -aoE '  build    [a-z]+ ' "$work/tty.typescript" | sort -u | wc -l)"
+check "terminal: the app layer's line is drawn as it starts (0%)" \
+    grep -aqE '  build    app +\[> +\]   0% ' "$work/tty.typescript"
+check "terminal: the app layer's line ends at 100%" \
+    grep -aqE '  build    app +\[=+\] 100% ' "$work/tty.typescript"
 check "not a terminal: plain lines, no escape codes" run "$work/plain.log" \
     mix_ocibuild --base "tar://$work/base.tar.gz" --push "$REG_ADDR/plain" -t hello_elixir:plain
 check "not a terminal: no escape codes" bash -c "! grep -q $'\e' '$work/plain.log'"
+check "not a terminal: the two lines per layer, no build progress" \
+    holds "$(cat "$work/plain.log")" '^Building app layer \([0-9]+ files\)$' '^  app layer sha256:' '!^  build '
 check_eq "not a terminal: one 'pushed' line per uploaded blob" 8 "$(grep -cE '^  pushed  [0-9a-f]{12} ' "$work/plain.log")"
 
 summary release

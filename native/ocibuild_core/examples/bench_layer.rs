@@ -53,6 +53,7 @@ fn main() {
             compression,
             mtime: 0,
             threads,
+            ..LayerOptions::default()
         };
         let mut best = f64::INFINITY;
         let mut size = 0;

@@ -137,4 +137,6 @@ rustler::atoms! {
     public_key_error,
     // a loaded tarball layer's blob (0.10's key)
     path,
+    // layer build progress (layer_create's `progress` pid)
+    ocibuild_layer_progress, bytes_read,
 }

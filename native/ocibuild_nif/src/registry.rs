@@ -7,6 +7,10 @@
 //!   `#{registry, repo_tag, tags => [binary()], auth}`; Opts `#{created, chunk_size,
 //!   max_concurrency, cache_dir, index => boolean()}`. Result: a report map with `digest`.
 //!   Base layers are mounted, found in the cache or fetched by the push itself.
+//! - `registry_check_push(Target, Opts)`: before a push builds anything, `GET /v2/` and a
+//!   push-scoped upload start (cancelled) on the target (see `registry::preflight`). Target
+//!   as for a push; Opts `#{env}`. Result: `#{registry, repository}`, or the error the push
+//!   would have met.
 //!
 //! Auth: `#{username, password}` (both empty: anonymous), `#{token}` (a ready bearer token),
 //! or `undefined` / `#{}`: look the registry up in docker/podman config files.
@@ -17,6 +21,7 @@ use std::os::unix::ffi::OsStrExt;
 use ocibuild_core::blob_store::BlobStore;
 use ocibuild_core::image::{self, ImageSource, RenderOptions};
 use ocibuild_core::registry::attach::Attachments;
+use ocibuild_core::registry::preflight;
 use ocibuild_core::registry::pull::{self, PlatformChoice, PulledImage};
 use ocibuild_core::registry::push::{self, PushImage, PushOptions, PushReport, PushTarget};
 use ocibuild_core::registry::{credentials, Credentials, Environment, Reference};
@@ -90,6 +95,34 @@ fn registry_push<'a>(env: Env<'a>, images: Term<'a>, target: Term<'a>, opts: Ter
         Ok((push_images, decode_target(target)?, job_opts))
     })();
     start_push(env, args)
+}
+
+/// `registry_check_push(Target, Opts)`: may we push to Target? Credentials are resolved as
+/// the push resolves them, in the job.
+#[rustler::nif]
+fn registry_check_push<'a>(env: Env<'a>, target: Term<'a>, opts: Term<'a>) -> Term<'a> {
+    let args = (|| Ok((decode_target(target)?, decode_vars(opts)?)))();
+    let ((mut target, auth), vars) = match args {
+        Ok(a) => a,
+        Err(e) => return reply::error(env, &e),
+    };
+    jobs::start(
+        env,
+        move |_progress| async move {
+            target.credentials = credentials::resolve(auth, &target.registry, &vars).await?;
+            preflight::check_push(registries(), &vars, &target).await?;
+            Ok((target.registry, target.repository))
+        },
+        |env, (registry, repository): (String, String)| {
+            map(
+                env,
+                &[
+                    (atoms::registry(), registry.encode(env)),
+                    (atoms::repository(), repository.encode(env)),
+                ],
+            )
+        },
+    )
 }
 
 /// Built images and loaded tarball images alike, as sources.

@@ -8,12 +8,16 @@
 //!   sends it down a short bounded channel (backpressure keeps memory flat);
 //! - the calling thread feeds the chunks to the compressor, whose output goes through the
 //!   digest hasher into the temp file.
+//!
+//! With `LayerOptions::progress` set, the producer also reports the bytes of file contents it
+//! has read (see `progress`), from its own thread.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 
 use super::compress::classify_error;
+use super::progress::{self, Reporter};
 use super::tar_builder::{self, TarEntry};
 use super::{FileEntry, Layer, LayerOptions};
 use crate::blob_store::BlobStore;
@@ -32,10 +36,19 @@ const OUTPUT_BUFFER: usize = 256 * 1024;
 /// store when a host file cannot be read halfway through.
 pub fn build_layer(entries: &[FileEntry], opts: &LayerOptions, store: &BlobStore) -> Result<Layer> {
     let plan = tar_builder::plan(entries)?;
+    // Only a build someone watches pays for a stat of every host file up front.
+    let total = match opts.progress {
+        Some(_) => progress::planned_bytes(entries),
+        None => 0,
+    };
     let tmp = store.temp_file()?;
     let file: &File = tmp.as_file();
-    let (diff_id, digest, size) =
-        stream(&plan, opts, BufWriter::with_capacity(OUTPUT_BUFFER, file))?;
+    let (diff_id, digest, size) = stream(
+        &plan,
+        total,
+        opts,
+        BufWriter::with_capacity(OUTPUT_BUFFER, file),
+    )?;
     let blob = store.commit(tmp, &digest)?;
     Ok(Layer {
         media_type: opts.compression.media_type().to_string(),
@@ -46,9 +59,11 @@ pub fn build_layer(entries: &[FileEntry], opts: &LayerOptions, store: &BlobStore
     })
 }
 
-/// Run the pipeline into `out`; returns (diff_id, digest, compressed size).
+/// Run the pipeline into `out`; returns (diff_id, digest, compressed size). `total` is the
+/// planned content bytes, for progress reports.
 fn stream<W: Write>(
     plan: &[TarEntry],
+    total: u64,
     opts: &LayerOptions,
     out: W,
 ) -> Result<(Digest, Digest, u64)> {
@@ -57,10 +72,22 @@ fn stream<W: Write>(
     std::thread::scope(|s| {
         let producer = s.spawn(move || -> Result<Digest> {
             let mut sender = ChunkSender::new(chunks_tx, spare_rx);
-            tar_builder::write_tar(plan, opts.mtime, &mut sender)?;
-            sender
+            let mut reporter = opts
+                .progress
+                .clone()
+                .map(|sink| Reporter::start(sink, total, progress::REPORT_INTERVAL));
+            tar_builder::write_tar_counting(plan, opts.mtime, &mut sender, &mut |n| {
+                if let Some(r) = reporter.as_mut() {
+                    r.read(n);
+                }
+            })?;
+            let diff_id = sender
                 .finish()
-                .map_err(|e| Error::io("writing layer tar", e))
+                .map_err(|e| Error::io("writing layer tar", e))?;
+            if let Some(r) = reporter {
+                r.finish();
+            }
+            Ok(diff_id)
         });
         let compressed = compress(chunks_rx, spare_tx, opts, out);
         let produced = producer
@@ -207,6 +234,7 @@ mod tests {
             compression,
             mtime,
             threads,
+            progress: None,
         }
     }
 
@@ -277,6 +305,90 @@ mod tests {
                 );
             }
         }
+    }
+
+    // Progress: from 0 to exactly the content bytes, never backwards, reported from the
+    // producer thread (the NIF may only send messages from threads the VM does not manage);
+    // and it changes nothing in the layer.
+    #[test]
+    fn progress_counts_the_content_bytes_up_to_the_total_off_the_calling_thread() {
+        use crate::layer::progress::{BuildProgress, BuildProgressFn};
+        use std::sync::{Arc, Mutex};
+
+        let dir = tempfile::tempdir().unwrap();
+        let files = fixture(dir.path());
+        let content: u64 = 19 + 3_500_000 + 10;
+        let caller = std::thread::current().id();
+        for compression in [Compression::Gzip, Compression::Zstd] {
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let sink = seen.clone();
+            let progress = BuildProgressFn::new(move |p: BuildProgress| {
+                sink.lock().unwrap().push((p, std::thread::current().id()));
+            });
+            let watched = LayerOptions {
+                progress: Some(progress),
+                ..opts(compression, 0, 2)
+            };
+            let store = BlobStore::open(dir.path().join("watched")).unwrap();
+            let layer = build_layer(&files, &watched, &store).unwrap();
+            let plain_store = BlobStore::open(dir.path().join("plain")).unwrap();
+            let plain = build_layer(&files, &opts(compression, 0, 2), &plain_store).unwrap();
+            assert_eq!((layer.digest, layer.size), (plain.digest, plain.size));
+
+            let seen = seen.lock().unwrap();
+            assert!(seen.iter().all(|(_, thread)| *thread != caller));
+            let reports: Vec<BuildProgress> = seen.iter().map(|(p, _)| *p).collect();
+            assert_eq!(
+                reports.first(),
+                Some(&BuildProgress {
+                    bytes_read: 0,
+                    total_bytes: content
+                })
+            );
+            assert_eq!(
+                reports.last(),
+                Some(&BuildProgress {
+                    bytes_read: content,
+                    total_bytes: content
+                })
+            );
+            assert!(reports
+                .windows(2)
+                .all(|w| w[0].bytes_read < w[1].bytes_read));
+            assert!(reports.iter().all(|p| p.bytes_read <= p.total_bytes));
+        }
+    }
+
+    // A build that fails part way never claims to have read everything.
+    #[test]
+    fn a_failed_build_sends_no_final_report() {
+        use crate::layer::progress::{BuildProgress, BuildProgressFn};
+        use std::sync::{Arc, Mutex};
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = fixture(dir.path());
+        // First in tar order, so nothing else has been read when it fails.
+        files.push(FileEntry::new(
+            "/a/missing",
+            Content::File(dir.path().join("missing")),
+            0o644,
+        ));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let watched = LayerOptions {
+            progress: Some(BuildProgressFn::new(move |p: BuildProgress| {
+                sink.lock().unwrap().push(p)
+            })),
+            ..opts(Compression::Zstd, 0, 2)
+        };
+        let store = BlobStore::open(dir.path().join("store")).unwrap();
+        build_layer(&files, &watched, &store).unwrap_err();
+        let seen = seen.lock().unwrap();
+        assert!(!seen.is_empty());
+        assert!(
+            seen.iter().all(|p| p.bytes_read < p.total_bytes),
+            "{seen:?}"
+        );
     }
 
     #[test]

@@ -4,9 +4,11 @@
 //! - `tar_builder`: validation, normalisation, ordering and the tar bytes themselves.
 //! - `compress`: gzip (fixed-size blocks, compressed in parallel) and zstd (multithreaded).
 //! - `build`: the pipeline that ties them to the digests and the blob store.
+//! - `progress`: the bytes read so far, reported while a layer is built.
 
 mod build;
 pub mod compress;
+pub mod progress;
 pub mod tar_builder;
 
 use std::path::PathBuf;
@@ -51,6 +53,8 @@ pub struct LayerOptions {
     pub mtime: u64,
     /// Compression worker threads; the output bytes never depend on this number.
     pub threads: usize,
+    /// Told how many bytes of the files have been read (see `progress`); `None`: nobody asks.
+    pub progress: Option<progress::BuildProgressFn>,
 }
 
 impl Default for LayerOptions {
@@ -59,6 +63,7 @@ impl Default for LayerOptions {
             compression: Compression::Zstd,
             mtime: 0,
             threads: default_threads(),
+            progress: None,
         }
     }
 }

@@ -171,6 +171,17 @@ pub fn plan(entries: &[FileEntry]) -> Result<Vec<TarEntry<'_>>> {
 /// Write the tar for planned entries to `out`, every header stamped with `mtime`. File contents
 /// are streamed: `Content::File` is read from disk in chunks while being written.
 pub fn write_tar<W: Write>(entries: &[TarEntry], mtime: u64, out: &mut W) -> Result<()> {
+    write_tar_counting(entries, mtime, out, &mut |_| {})
+}
+
+/// [`write_tar`], telling `on_read` how many bytes of file contents went into the tar after each
+/// piece (a build's progress).
+pub fn write_tar_counting<W: Write>(
+    entries: &[TarEntry],
+    mtime: u64,
+    out: &mut W,
+    on_read: &mut dyn FnMut(u64),
+) -> Result<()> {
     let write_err = |e| Error::io("writing layer tar", e);
     let mut buf = vec![0u8; 256 * 1024];
     for entry in entries {
@@ -185,10 +196,11 @@ pub fn write_tar<W: Write>(entries: &[TarEntry], mtime: u64, out: &mut W) -> Res
                 write_header(out, entry.path(), b'0', entry.mode, size, mtime)
                     .map_err(write_err)?;
                 out.write_all(bytes).map_err(write_err)?;
+                on_read(size);
                 write_padding(out, size).map_err(write_err)?;
             }
             EntryKind::File(Content::File(host_path)) => {
-                write_file(out, entry, host_path, mtime, &mut buf)?;
+                write_file(out, entry, host_path, mtime, &mut buf, on_read)?;
             }
         }
     }
@@ -204,6 +216,7 @@ fn write_file<W: Write>(
     host_path: &Path,
     mtime: u64,
     buf: &mut [u8],
+    on_read: &mut dyn FnMut(u64),
 ) -> Result<()> {
     let read_err = |source| Error::FileRead {
         path: host_path.to_path_buf(),
@@ -222,6 +235,7 @@ fn write_file<W: Write>(
             Err(e) => return Err(read_err(e)),
         };
         out.write_all(&buf[..n]).map_err(write_err)?;
+        on_read(n as u64);
         left -= n as u64;
     }
     loop {

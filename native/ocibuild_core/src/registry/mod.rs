@@ -21,6 +21,7 @@
 //! - `pull`: platform choice, configs, and base layers into the verified cache.
 //! - `push`: images and indexes: blobs in parallel, then manifests, then extra tags.
 //! - `attach`: what a push adds after its tags: SBOM referrers and cosign signatures.
+//! - `preflight`: before a push builds anything, the registry answers and takes our push.
 //! - `progress`: the events long jobs report.
 //! - `reference`: the old path of [`crate::reference`], kept for callers.
 //!
@@ -36,6 +37,7 @@ pub mod errors;
 pub mod local_data;
 pub mod manifest;
 pub mod origin;
+pub mod preflight;
 pub mod progress;
 pub mod pull;
 pub mod push;

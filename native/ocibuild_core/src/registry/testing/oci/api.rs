@@ -99,6 +99,13 @@ pub(super) fn answer(state: &Mutex<State>, config: &Config, req: &Seen) -> Reply
                 .header("Range", range(upload.data.len())),
             _ => error("404 Not Found", "BLOB_UPLOAD_UNKNOWN", "no such upload"),
         },
+        ("DELETE", Route::Upload(repo, id)) => match state.uploads.get(&id) {
+            Some(upload) if upload.repo == repo => {
+                state.uploads.remove(&id);
+                Reply::status("204 No Content")
+            }
+            _ => error("404 Not Found", "BLOB_UPLOAD_UNKNOWN", "no such upload"),
+        },
         ("PUT", Route::Manifest(repo, reference)) => {
             put_manifest(&mut state, req, &repo, &reference)
         }

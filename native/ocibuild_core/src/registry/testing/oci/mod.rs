@@ -3,7 +3,8 @@
 //!
 //! - blobs: `HEAD`/`GET` (with `Range: bytes=N-` for a resumed download), uploads opened by
 //!   `POST` (or a cross-repository mount), fed by `PATCH` (a `Content-Range` that does not
-//!   start where the session stands is answered 416), finished by `PUT ?digest=` (checked);
+//!   start where the session stands is answered 416), finished by `PUT ?digest=` (checked),
+//!   cancelled by `DELETE`;
 //!   `GET` on a session says how far it got (`Range: 0-N`, `0-0` when empty, as
 //!   distribution does);
 //! - manifests: `PUT` (every blob it names must be in the repository), `GET`/`HEAD` by tag or
@@ -165,6 +166,11 @@ impl Registry {
             );
         }
         digest
+    }
+
+    /// Upload sessions opened and neither finished nor cancelled.
+    pub fn open_uploads(&self) -> usize {
+        self.state.lock().unwrap().uploads.len()
     }
 
     /// How many tokens `/token` has handed out.
