@@ -137,4 +137,7 @@ rustler::atoms! {
     public_key_error,
     // a loaded tarball layer's blob (0.10's key)
     path,
+    // SLSA provenance (push option `provenance`, report `attached.provenance`)
+    provenance, base_image, tool_version, internal_parameters, started_on, source_date_epoch,
+    sha256, ci, statement, referrer, attestation_tag,
 }
