@@ -29,7 +29,7 @@ use ocibuild_core::supply::referrers::Artifact;
 use ocibuild_core::supply::sbom::{BaseImage, Dependency, Sbom, SbomInput};
 use ocibuild_core::supply::signing::SigningKey;
 use ocibuild_core::supply::vcs_url;
-use ocibuild_core::Result;
+use ocibuild_core::{Error, Result};
 use rustler::{Encoder, Env, NifMap, NifTuple, ResourceArc, Term};
 
 use crate::terms::{self, field, invalid, map, required};
@@ -255,6 +255,21 @@ pub fn decode_provenance(opts: Term, images: usize) -> Result<Option<Arc<Provena
     let Some(term) = field(opts, atoms::provenance()) else {
         return Ok(None);
     };
+    // Every refusal is `{invalid_option, provenance, <<"FIELD: why">>}`.
+    decode_provenance_input(term, images)
+        .map(|input| Some(Arc::new(input)))
+        .map_err(|e| match e {
+            Error::InvalidOption { name, why } if name.starts_with("provenance ") => {
+                Error::InvalidOption {
+                    name: "provenance",
+                    why: format!("{}: {why}", &name["provenance ".len()..]),
+                }
+            }
+            other => other,
+        })
+}
+
+fn decode_provenance_input(term: Term, images: usize) -> Result<ProvenanceInput> {
     if !term.is_map() {
         return Err(invalid(
             "provenance",
@@ -305,6 +320,12 @@ pub fn decode_provenance(opts: Term, images: usize) -> Result<Option<Arc<Provena
     )?
     .into_iter()
     .map(|i| {
+        if !i.is_map() {
+            return Err(invalid(
+                "provenance images",
+                "expected #{platform, base} maps",
+            ));
+        }
         let base = match field(i, atoms::base()) {
             Some(b) => {
                 let BaseTerm { reference, digest } = b.decode().map_err(|_| {
@@ -327,7 +348,7 @@ pub fn decode_provenance(opts: Term, images: usize) -> Result<Option<Arc<Provena
         return Err(invalid("provenance images", "expected one entry per image"));
     }
     let ci = text_map(atoms::ci(), "provenance ci")?;
-    Ok(Some(Arc::new(ProvenanceInput {
+    Ok(ProvenanceInput {
         release_name: text(atoms::name(), "provenance name")?,
         release_version: text(atoms::version(), "provenance version")?,
         tags: texts(atoms::tags(), "provenance tags")?,
@@ -358,7 +379,7 @@ pub fn decode_provenance(opts: Term, images: usize) -> Result<Option<Arc<Provena
             .transpose()?,
         // The VM's view of the CI variables (os:putenv/2 is not seen by native code).
         run: RunEnvironment::detect(|name| ci.get(name).cloned()),
-    })))
+    })
 }
 
 // ----- push report --------------------------------------------------------------------------
