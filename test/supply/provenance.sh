@@ -78,11 +78,33 @@ check_eq "the git dependency at its commit" '{"gitCommit":"0123456789abcdef01234
 check_eq "ERTS" "\"pkg:otp/erts@$erts_vsn\"" "$(jq -c '.[] | select(.name == "erts") | .uri' <<<"$deps" 2>&1)"
 check_eq "runDetails: the local builder, both times SOURCE_DATE_EPOCH" \
     "{\"builder\":\"https://github.com/ocibuild/ocibuild/blob/main/docs/buildtype/v1.md#local-builder\",\"finishedOn\":\"$sde_time\",\"invocationId\":null,\"startedOn\":\"$sde_time\"}" \
-    "$(jq -c '.predicate.runDetails | {builder: .builder.id, startedOn: .metadata.startedOn, finishedOn: .metadata.finishedOn, invocationId: .metadata.invocationId}' <<<"$stmt" 2>&1)"
+    "$(jq -S -c '.predicate.runDetails | {builder: .builder.id, startedOn: .metadata.startedOn, finishedOn: .metadata.finishedOn, invocationId: .metadata.invocationId}' <<<"$stmt" 2>&1)"
 
 check "the .att tag: one envelope; in-toto and openssl verify it; its statement is valid" \
     attestation "$REG_ADDR" prov/hello "$pd" 0 "$work/att0"
 check "the signed statement is the --provenance file" cmp "$work/att0/payload.json" "$work/provenance.json"
+# The checks can fail: another subject digest, an unknown field, a changed payload, another key.
+check "the checker refuses another subject digest" bash -c \
+    '! "$0" "$1" statement "$2" "$3" "sha256:$(printf %064d 0)" 2>/dev/null' "$prov_py" "$root/test/supply/provenance_check.py" \
+    "$work/provenance.json" "$REG_ADDR/prov/hello"
+jq -c '.predicate.buildDefinition.extra = 1' "$work/provenance.json" >"$work/prov-unknown.json" 2>/dev/null || true
+check "the checker refuses a field the SLSA proto does not have" bash -c \
+    '! "$0" "$1" statement "$2" "$3" "$4" 2>/dev/null' "$prov_py" "$root/test/supply/provenance_check.py" \
+    "$work/prov-unknown.json" "$REG_ADDR/prov/hello" "$pd"
+mkdir -p "$work/tampered"
+jq -c --arg p "$(jq -c '.predicate.buildDefinition.externalParameters.tags = ["evil:1"]' "$work/provenance.json" | base64 -w0)" \
+    '.payload = $p' "$work/att0/envelope.json" >"$work/tampered/envelope.json" 2>/dev/null || true
+check "in-toto refuses a changed payload" bash -c '! "$0" "$1" envelope "$2" "$3" "$4" 2>/dev/null' \
+    "$prov_py" "$root/test/supply/provenance_check.py" "$work/tampered/envelope.json" "$keys/sec1.pub" "$work/tampered"
+pae_tampered() {
+    local payload
+    payload=$(jq -r .payload "$work/tampered/envelope.json" | base64 -d)
+    printf 'DSSEv1 28 application/vnd.in-toto+json %d %s' "${#payload}" "$payload" >"$work/tampered/pae.bin"
+    ! openssl dgst -sha256 -verify "$keys/sec1.pub" -signature "$work/att0/sig.der" "$work/tampered/pae.bin" >/dev/null 2>&1
+}
+check "openssl refuses the signature over a changed payload's PAE" pae_tampered
+check "in-toto refuses another key" bash -c '! "$0" "$1" envelope "$2" "$3" "$4" 2>/dev/null' \
+    "$prov_py" "$root/test/supply/provenance_check.py" "$work/att0/envelope.json" "$keys/pkcs8.pub" "$work/tampered"
 index=$(manifest "$REG_ADDR" prov/hello "$(fallback_tag "$pd")" 2>/dev/null || echo '{}')
 check_eq "the fallback index lists the SBOM and the provenance" \
     '["application/spdx+json","application/vnd.in-toto+json"]' \
