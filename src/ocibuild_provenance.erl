@@ -44,7 +44,9 @@ input(#{images := [_ | _], tags := _, config := _, started_on := _} = Context) -
     case ocibuild_reproducible:source_date_epoch() of
         {ok, Epoch} -> {ok, input(Context, Epoch)};
         {error, _} = Error -> Error
-    end.
+    end;
+input(Other) ->
+    {error, {invalid_option, provenance, Other}}.
 
 input(#{images := Images, tags := Tags, config := Config, started_on := Started} = Context,
       SourceDateEpoch) ->
