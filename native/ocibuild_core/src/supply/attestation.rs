@@ -135,6 +135,44 @@ mod tests {
         assert_eq!(l[1]["digest"], Digest::of(b"ours").as_str());
     }
 
+    proptest::proptest! {
+        // The `.att` manifest comes from the registry: any bytes are an error or an image
+        // that ends with our envelope, never a panic.
+        #[test]
+        fn prop_any_existing_manifest_is_refused_or_extended(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+        ) {
+            if let Ok(image) = add_attestation(Some(&bytes), b"ours", SLSA) {
+                let all = layers(&image.manifest);
+                let last = all.last().unwrap();
+                let ours = Digest::of(b"ours");
+                proptest::prop_assert_eq!(&last["digest"], ours.as_str());
+            }
+        }
+
+        // Appending envelopes one push at a time keeps every earlier one, in order, once.
+        #[test]
+        fn prop_appends_keep_order_and_never_repeat(
+            picks in proptest::collection::vec(0u8..6, 1..12),
+        ) {
+            let mut manifest: Option<Vec<u8>> = None;
+            let mut expected: Vec<String> = Vec::new();
+            for pick in picks {
+                let envelope = [pick];
+                let digest = Digest::of(&envelope).as_str().to_string();
+                if !expected.contains(&digest) {
+                    expected.push(digest);
+                }
+                manifest = Some(add_attestation(manifest.as_deref(), &envelope, SLSA).unwrap().manifest);
+            }
+            let got: Vec<String> = layers(manifest.as_deref().unwrap())
+                .iter()
+                .map(|l| l["digest"].as_str().unwrap().to_string())
+                .collect();
+            proptest::prop_assert_eq!(got, expected);
+        }
+    }
+
     #[test]
     fn what_is_not_an_attestation_image_is_refused() {
         let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
