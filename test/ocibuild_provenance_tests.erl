@@ -166,3 +166,11 @@ rebar_lock_gives_package_hashes_test() ->
     after
         file:del_dir_r(Dir)
     end.
+
+%% `{provenance_write, Path, Why}' gets its one line, as `sbom_write' does.
+provenance_write_message_test() ->
+    Line = unicode:characters_to_binary(
+             ocibuild_release_messages:format_error({provenance_write, <<"out/p.json">>,
+                                                      {not_regular_file, directory}})),
+    ?assertMatch(<<"cannot write the provenance statement to out/p.json: ", _/binary>>, Line),
+    ?assertEqual(nomatch, binary:match(Line, <<"\n">>)).
