@@ -66,5 +66,18 @@ else
     "$tools/venv/bin/pip" install --quiet "spdx-tools==$spdx_version" >"$tools/pip-install.log" 2>&1 ||
         { tail -n 30 "$tools/pip-install.log" >&2; die "pip install spdx-tools failed (log: $tools/pip-install.log)"; }
 fi
+# in-toto-attestation (Statement v1 and SLSA Provenance v1 protos) and in-toto (DSSE envelope
+# verification), into the same venv: test/supply/provenance.sh checks our provenance with them.
+in_toto_attestation_version=0.9.3
+in_toto_version=3.1.0
+if "$tools/venv/bin/pip" show in-toto-attestation 2>/dev/null | grep -x "Version: $in_toto_attestation_version" >/dev/null &&
+    "$tools/venv/bin/pip" show in-toto 2>/dev/null | grep -x "Version: $in_toto_version" >/dev/null; then
+    echo "install-deps: in-toto $in_toto_version, in-toto-attestation $in_toto_attestation_version present in $tools/venv"
+else
+    echo "install-deps: installing in-toto $in_toto_version, in-toto-attestation $in_toto_attestation_version into $tools/venv (pip, once)"
+    "$tools/venv/bin/pip" install --quiet "in-toto==$in_toto_version" \
+        "in-toto-attestation==$in_toto_attestation_version" >"$tools/pip-in-toto.log" 2>&1 ||
+        { tail -n 30 "$tools/pip-in-toto.log" >&2; die "pip install in-toto failed (log: $tools/pip-in-toto.log)"; }
+fi
 
 echo "install-deps: $(erl -noshell -eval 'io:format("OTP ~s", [erlang:system_info(otp_release)]), halt().'), $(elixir --version | tail -n 1), $(rebar3 version)"

@@ -79,6 +79,10 @@ options() ->
             "also write the image's SPDX 2.2 SBOM (carried at /sbom.spdx.json and attached to "
             "a push as an OCI 1.1 referrer) to PATH; a multi-platform build writes the first "
             "platform's"),
+        opt(provenance, undefined, "provenance", string, false, "PATH",
+            "also write the push's SLSA provenance statement (in-toto, attached signed with "
+            "--sign-key as a referrer and at tag sha256-<digest>.att) to PATH; needs --push; "
+            "a multi-platform build writes the first platform's"),
         opt(no_vcs_annotations, undefined, "no-vcs-annotations", flag, false, "",
             "do not add the org.opencontainers.image.source and .revision annotations (read "
             "from CI variables, else git)"),

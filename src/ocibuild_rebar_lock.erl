@@ -17,7 +17,8 @@
 %% @doc The dependencies a `rebar.lock' lists: `undefined' when the file does not exist.
 %% Reads both the versioned format (`{"1.2.0", Deps}.' followed by the package hashes) and
 %% the old bare list. Packages give `source => <<"hex">>' and their version; git (and hg)
-%% dependencies give their URL as the source and the locked ref as the version. An error is
+%% dependencies give their URL as the source and the locked ref as the version; a package
+%% whose sha256 the lock records (`pkg_hash_ext') gives it as `sha256'. An error is
 %% `{error, {Path, Why}}' (`ocibuild_release' reports it as `{lock_file, {Path, Why}}'), the
 %% shape `Ocibuild.Mix.Lock' gives for a `mix.lock'.
 -spec read(file:filename()) ->
@@ -38,9 +39,34 @@ read(Path) ->
 
 lock_deps(Path, Terms) ->
     case lock_entries(Terms) of
-        {ok, Entries} -> {ok, [D || E <- Entries, D <- lock_dep(E)]};
-        error -> {error, {Path, unknown_format}}
+        {ok, Entries} ->
+            Hashes = package_hashes(Terms),
+            {ok, [with_hash(D, Hashes) || E <- Entries, D <- lock_dep(E)]};
+        error ->
+            {error, {Path, unknown_format}}
     end.
+
+%% The versioned format's `pkg_hash_ext': each package's sha256 (the hash of the tarball
+%% hex.pm serves, Hex's outer checksum), kept for the provenance (`ocibuild_provenance').
+package_hashes([{Vsn, _Deps}, Attrs | _]) when is_list(Vsn), is_list(Attrs) ->
+    case lists:keyfind(pkg_hash_ext, 1, Attrs) of
+        {pkg_hash_ext, List} when is_list(List) ->
+            maps:from_list([{N, string:lowercase(H)} || {N, H} <- List, is_binary(N), is_sha256(H)]);
+        _ ->
+            #{}
+    end;
+package_hashes(_Terms) ->
+    #{}.
+
+with_hash(#{name := Name, source := <<"hex">>} = Dep, Hashes) when is_map_key(Name, Hashes) ->
+    Dep#{sha256 => map_get(Name, Hashes)};
+with_hash(Dep, _Hashes) ->
+    Dep.
+
+is_sha256(H) when is_binary(H), byte_size(H) =:= 64 ->
+    lists:all(fun(C) -> lists:member(C, "0123456789abcdefABCDEF") end, binary_to_list(H));
+is_sha256(_) ->
+    false.
 
 %% `file:consult/1' on bytes already read (it opens the path itself, and would block on a
 %% FIFO). Errors are `{Line, Module, Term}' as `file:consult/1' gives them.

@@ -69,7 +69,10 @@
     mounted := non_neg_integer(),
     attached := #{
         referrers := [#{subject := binary(), digest := binary(), api := boolean()}],
-        signature_tag := binary() | undefined
+        signature_tag := binary() | undefined,
+        provenance := [#{subject := binary(), statement := binary(),
+                         referrer := #{subject := binary(), digest := binary(), api := boolean()} | undefined,
+                         attestation_tag := binary() | undefined}]
     }
 }.
 
@@ -103,9 +106,12 @@ sink_options() ->
 %% blob uploads, default 4), `progress', `sboms' (one SBOM from `ocibuild_sbom:build/1', an
 %% SPDX document or `undefined' per image, attached to its manifest as an OCI 1.1 referrer),
 %% `sign' (an `ocibuild_signing:key()':
-%% a cosign signature of what the tags point at, at tag `sha256-<hex>.sig'). Returns a report
-%% whose `digest' is the manifest's (or the index's) and whose `attached' says what was
-%% attached (`referrers': `[#{subject, digest, api}]', `signature_tag').
+%% a cosign signature of what the tags point at, at tag `sha256-<hex>.sig'), `provenance'
+%% (from `ocibuild_provenance:input/1': a SLSA provenance statement per image, signed with
+%% `sign' as a DSSE envelope and attached as a referrer and at tag `sha256-<hex>.att'). Returns
+%% a report whose `digest' is the manifest's (or the index's) and whose `attached' says what
+%% was attached (`referrers': `[#{subject, digest, api}]', `signature_tag', `provenance':
+%% `[#{subject, statement, referrer, attestation_tag}]').
 -spec push([ocibuild:image()], binary() | string(), binary() | string(), auth(), map()) ->
     {ok, push_report()} | {error, term()}.
 push(Images, Registry, RepoTag, Auth, Opts) ->
@@ -371,13 +377,16 @@ push_options(Opts) ->
         {index, fun erlang:is_boolean/1},
         {sboms, fun(L) -> ocibuild_input:is_proper_list(L) andalso lists:all(fun is_sbom/1, L) end},
         %% A key from `ocibuild_signing:load/1,2', or none.
-        {sign, fun(K) -> K =:= undefined orelse ocibuild_signing:is_key(K) end}
+        {sign, fun(K) -> K =:= undefined orelse ocibuild_signing:is_key(K) end},
+        %% From `ocibuild_provenance:input/1' (the native library checks its fields).
+        {provenance, fun(P) -> P =:= undefined orelse is_map(P) end}
     ],
     case ocibuild_input:check_options(Checks, Opts) of
         ok ->
             Attach = maps:from_list(
                 [{sboms, S} || S <- [maps:get(sboms, Opts, [])], S =/= []] ++
-                [{sign, ocibuild_signing:handle(K)} || K <- [maps:get(sign, Opts, undefined)], K =/= undefined]
+                [{sign, ocibuild_signing:handle(K)} || K <- [maps:get(sign, Opts, undefined)], K =/= undefined] ++
+                [{provenance, P} || P <- [maps:get(provenance, Opts, undefined)], P =/= undefined]
             ),
             %% Unset sizes take the native library's defaults, defined there only.
             Sizes = maps:with([chunk_size, max_concurrency], Opts),

@@ -31,6 +31,7 @@
     uid := non_neg_integer(),
     chunk_size := pos_integer(),
     sbom := binary() | undefined,
+    provenance => binary() | undefined,
     vcs_annotations := boolean(),
     sign_key := binary() | undefined,
     compression := gzip | zstd | auto,
@@ -126,6 +127,7 @@ resolve_checked(Cli, Project) ->
         chunk_size => chunk_size(first([maps:get(chunk_size, Cli, undefined),
                                         get(chunk_size, Project), core(chunk_size) div ?MIB])),
         sbom => optional_text(sbom, maps:get(sbom, Cli, undefined)),
+        provenance => optional_text(provenance, maps:get(provenance, Cli, undefined)),
         vcs_annotations => vcs_annotations(Cli, Project),
         sign_key => optional_text(sign_key, first([maps:get(sign_key, Cli, undefined),
                                                    get(sign_key, Project),
@@ -151,7 +153,7 @@ resolve_checked(Cli, Project) ->
 %% <li>`base_image', `workdir', `env', `expose', `labels', `annotations', `uid', `cmd',
 %% `description', `output', `push', `platform' (`<<"linux/amd64,linux/arm64">>'),
 %% `vcs_annotations', `sign_key', `compression', `app_name' as in the project file;
-%% `tags' (a list) or `tag'; `sbom' and `release' as on the command line;</li>
+%% `tags' (a list) or `tag'; `sbom', `provenance' and `release' as on the command line;</li>
 %% <li>`chunk_size' in bytes (0.10's unit), 1 MB to 4096 MB;</li>
 %% <li>`app_version', the release version for tags and the version annotation;</li>
 %% <li>other keys (an adapter's own state) are ignored, as 0.10 did;</li>
@@ -169,7 +171,7 @@ from_adapter(Other) ->
 from_loose(Loose) ->
     Project = maps:with(?LOOSE_PROJECT_KEYS, Loose),
     Tags = maps:get(tags, Loose, maps:get(tag, Loose, undefined)),
-    Cli = maps:with([sbom, release], Loose),
+    Cli = maps:with([sbom, provenance, release], Loose),
     try
         Config = ok(resolve(Cli, with_tag(Project, Tags))),
         ChunkSize = ok(loose_chunk_size(maps:get(chunk_size, Loose, undefined))),

@@ -39,6 +39,8 @@ format_error(Reason) ->
 
 format_reason(missing_tag) ->
     "no image tag: give one with --tag NAME:VERSION (or `tag' in the ocibuild config)";
+format_reason({provenance_write, Path, Why}) ->
+    io_lib:format("cannot write the provenance statement to ~ts: ~ts", [Path, ocibuild_host_file:format_error(Why)]);
 format_reason({sbom_write, Path, Why}) ->
     io_lib:format("cannot write the SBOM to ~ts: ~ts", [Path, ocibuild_host_file:format_error(Why)]);
 format_reason({output_write, Path, Why}) ->

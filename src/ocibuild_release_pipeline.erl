@@ -68,6 +68,7 @@ builder_error(Reason, Stack) ->
     erlang:raise(error, Reason, Stack).
 
 build_and_publish(Adapter, State, Config0, RunOpts) ->
+    StartedOn = erlang:system_time(second),
     #{workdir := Workdir, platforms := Platforms} = Config0,
     %% The user's annotations and the signing key are checked before any work.
     Config = Config0#{annotations := check(ocibuild_annotations:validate(maps:get(annotations, Config0)))},
@@ -102,7 +103,20 @@ build_and_publish(Adapter, State, Config0, RunOpts) ->
     {Images, Sboms} = lists:unzip([with_sbom(Adapter, add_auto_annotations(I, Auto), Context, Config)
                                    || I <- Configured]),
     write_sbom(Adapter, Config, Sboms),
-    ocibuild_release_publish:publish(Adapter, State, Config, Images, Tags, #{sboms => Sboms, sign => SignKey}).
+    Provenance = provenance(Config, SignKey, Context#{images => Images, tags => Tags,
+                                                      config => Config, started_on => StartedOn}),
+    ocibuild_release_publish:publish(Adapter, State, Config, Images, Tags,
+                                     #{sboms => Sboms, sign => SignKey, provenance => Provenance}).
+
+%% A push with a signing key attaches signed provenance; `--provenance PATH' makes it for the
+%% file even without a key. (Without a push there is none: `check_output_paths/1'.)
+provenance(Config, SignKey, Context) ->
+    Pushed = maps:get(push, Config, undefined) =/= undefined,
+    Wanted = SignKey =/= undefined orelse is_binary(maps:get(provenance, Config, undefined)),
+    case Pushed andalso Wanted of
+        true -> check(ocibuild_provenance:input(Context));
+        false -> undefined
+    end.
 
 %% A push fails here, before any layer is built, when its registry does not answer or does
 %% not let these credentials push (each repository the tags name), with the error the push
@@ -157,6 +171,8 @@ write_sbom(Adapter, #{sbom := Path}, [Sbom | _]) ->
 %% A FIFO or device given as `--sbom' or `-o' would block the write or swallow the image:
 %% refused before any layer is built. (The default output path is checked by the save.)
 check_output_paths(Config) ->
+    check_provenance_needs_push(Config),
+    check_writable(provenance_write, maps:get(provenance, Config, undefined)),
     check_writable(sbom_write, maps:get(sbom, Config, undefined)),
     check_writable(output_write, maps:get(output, Config, undefined)).
 
@@ -166,6 +182,13 @@ check_writable(Reason, Path) when is_binary(Path) ->
         {error, Why} -> throw({ocibuild_release, {Reason, Path, Why}})
     end;
 check_writable(_Reason, _NoPath) ->
+    ok.
+
+%% The statement names the pushed manifests: a save alone has none to name.
+check_provenance_needs_push(#{provenance := Path, push := undefined}) when is_binary(Path) ->
+    throw({ocibuild_release, {invalid_option, provenance,
+                              <<"--provenance needs --push: the statement names the pushed image">>}});
+check_provenance_needs_push(_Config) ->
     ok.
 
 %% The signing key, loaded and checked up front; only a push signs (a saved tarball carries

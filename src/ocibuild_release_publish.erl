@@ -31,9 +31,12 @@ publish(Adapter, State, #{push := Registry} = Config, Images, Tags, Attach) ->
     end,
     Auth = push_auth(),
     %% One image or an index is the core's decision (several platforms make an index).
+    %% `--provenance PATH' is the first repository's statement.
+    [FirstGroup | OtherGroups] = tag_groups(Tags),
     Digests = [
-        push_repo(Adapter, Images, Registry, RepoTags, Auth, Config#{attach => Attach})
-     || RepoTags <- tag_groups(Tags)
+        push_repo(Adapter, Images, Registry, RepoTags, Auth, C#{attach => Attach})
+     || {RepoTags, C} <- [{FirstGroup, Config} |
+                          [{G, Config#{provenance => undefined}} || G <- OtherGroups]]
     ],
     [Adapter:info("Digest: ~ts", [D]) || D <- lists:usort(Digests)],
     {ok, State}.
@@ -60,9 +63,11 @@ tag_groups(Tags) ->
     Groups.
 
 push_repo(Adapter, Images, Registry, Group, Auth, Config) ->
-    Attach = maps:with([sboms, sign], maps:get(attach, Config, #{})),
+    Attach = maps:with([sboms, sign, provenance], maps:get(attach, Config, #{})),
     Push = fun(First, Opts) ->
-        ocibuild_registry:push(Images, Registry, First, Auth, maps:merge(Opts, Attach))
+        Pushed = ocibuild_registry:push(Images, Registry, First, Auth, maps:merge(Opts, Attach)),
+        write_provenance(Adapter, maps:get(provenance, Config, undefined), Pushed),
+        Pushed
     end,
     check(push_tags(Adapter, Registry, Group, maps:get(chunk_size, Config), Push)).
 
@@ -91,10 +96,28 @@ push_tags(Adapter, Registry, #{name := Repo, tags := [First | _] = RepoTags,
 report_attached(Adapter, Registry, Repo, Attached) ->
     [Adapter:info("SBOM attached to ~ts/~ts@~ts, ~ts", [Registry, Repo, Subject, referrers_where(Api, Subject)])
      || #{subject := Subject, api := Api} <- maps:get(referrers, Attached, [])],
+    [Adapter:info("Provenance attached to ~ts/~ts@~ts, ~ts and in tag ~ts",
+                  [Registry, Repo, Subject, referrers_where(Api, Subject), AttTag])
+     || #{subject := Subject, referrer := #{api := Api}, attestation_tag := AttTag}
+            <- maps:get(provenance, Attached, [])],
     case maps:get(signature_tag, Attached, undefined) of
         undefined -> ok;
         SigTag -> Adapter:info("Signed: ~ts/~ts:~ts", [Registry, Repo, SigTag])
     end.
+
+%% `--provenance PATH': the statement of the push's first (platform) image.
+write_provenance(Adapter, Path, {ok, Report}) when is_binary(Path) ->
+    case ocibuild_provenance:first_statement(Report) of
+        {ok, Statement} ->
+            case ocibuild_provenance:write(Statement, Path) of
+                ok -> Adapter:info("Provenance written to ~ts", [Path]);
+                {error, Why} -> throw({ocibuild_release, {provenance_write, Path, Why}})
+            end;
+        none ->
+            ok
+    end;
+write_provenance(_Adapter, _Path, _Pushed) ->
+    ok.
 
 referrers_where(true, _Subject) ->
     "listed by the registry's referrers API";

@@ -386,7 +386,12 @@ defmodule Mix.Tasks.OcibuildTest do
       assert Adapter.get_dependencies(state(lockfile: lockfile)) ==
                {:ok,
                 [
-                  %{name: "jason", version: "1.4.1", source: "hex"},
+                  %{
+                    name: "jason",
+                    version: "1.4.1",
+                    source: "hex",
+                    sha256: "fbb01ecdfd565b56261302f7e1fcc27c4fb8f32d56eab74db621fc154604a7a1"
+                  },
                   %{
                     name: "my_fork",
                     version: "0123456789abcdef0123456789abcdef01234567",

@@ -320,7 +320,7 @@ check_contains "podman run: the Erlang release stops with status 0" "exit status
 
 # Both manuals document every flag.
 flags=(--tag --output --push --annotation --label --platform --base --release --cmd --uid
-    --chunk-size --sbom --no-vcs-annotations --sign-key --compression)
+    --chunk-size --sbom --no-vcs-annotations --sign-key --provenance --compression)
 check "rebar3 help ocibuild" run "$work/rebar3-help.log" at "$erl_ex" rebar3 help ocibuild
 check "mix help ocibuild" run "$work/mix-help.log" at "$ex" env MIX_ENV=prod mix help ocibuild
 for f in "${flags[@]}"; do

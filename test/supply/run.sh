@@ -335,14 +335,18 @@ multi=$(raw "$REG_ADDR/multi/hello:1" 2>/dev/null || echo '{}')
 check_eq "an index of two platforms" 2 "$(jq '.manifests | length' <<<"$multi" 2>&1)"
 for d in $(jq -r '.manifests[].digest' <<<"$multi" 2>/dev/null); do
     idx=$(manifest "$REG_ADDR" multi/hello "$(fallback_tag "$d")" 2>/dev/null || echo '{}')
-    check_eq "platform manifest ${d:7:12}: an SPDX referrer" application/spdx+json \
-        "$(jq -r '.manifests[].artifactType' <<<"$idx" 2>&1)"
-    art=$(manifest "$REG_ADDR" multi/hello "$(jq -r '.manifests[0].digest' <<<"$idx" 2>/dev/null)" 2>/dev/null || echo '{}')
+    # Signed: the SBOM and the provenance (test/supply/provenance.sh checks the latter).
+    check_eq "platform manifest ${d:7:12}: an SPDX referrer and an in-toto one" \
+        '["application/spdx+json","application/vnd.in-toto+json"]' \
+        "$(jq -c '[.manifests[].artifactType] | sort' <<<"$idx" 2>&1)"
+    art=$(manifest "$REG_ADDR" multi/hello "$(jq -r '.manifests[] | select(.artifactType == "application/spdx+json") | .digest' <<<"$idx" 2>/dev/null)" 2>/dev/null || echo '{}')
     blob "$REG_ADDR" multi/hello "$(jq -r '.layers[0].digest' <<<"$art")" >"$work/multi-${d:7:12}.spdx.json" 2>/dev/null || true
     check "platform manifest ${d:7:12}: its SBOM is valid SPDX" run "$work/pyspdxtools-${d:7:12}.log" \
         "$pyspdxtools" -i "$work/multi-${d:7:12}.spdx.json"
 done
 index_digest=$(digest_of "$REG_ADDR/multi/hello:1" 2>/dev/null || echo none)
 check "the index's signature verifies" verify_signatures "$REG_ADDR" multi/hello "$index_digest" "$keys/sec1.pub"
+
+source "$here/provenance.sh"
 
 summary supply

@@ -8,7 +8,8 @@ defmodule Ocibuild.Mix.Lock do
 
   @doc """
   The dependencies in a mix.lock: name (the app's name, the lock's key), version (a git
-  dependency's revision) and source (`"hex"`, the git URL, or the SCM's name). An error is
+  dependency's revision) and source (`"hex"`, the git URL, or the SCM's name); a Hex
+  package also gives `sha256`, the lock's outer checksum, when it has one. An error is
   `{path, why}` with `why` a sentence, the shape rebar3's lock reader gives, so that
   `ocibuild_release` reports `{:lock_file, {path, why}}` with one line for both tools.
   """
@@ -60,8 +61,8 @@ defmodule Ocibuild.Mix.Lock do
 
   defp lock_entry(name, entry) when is_tuple(entry) do
     case Tuple.to_list(entry) do
-      [:hex, _package, version | _] when is_binary(version) ->
-        %{name: to_string(name), version: version, source: "hex"}
+      [:hex, _package, version | rest] when is_binary(version) ->
+        with_sha256(%{name: to_string(name), version: version, source: "hex"}, rest)
 
       [:git, url, rev | _] when is_binary(url) and is_binary(rev) ->
         %{name: to_string(name), version: rev, source: url}
@@ -75,4 +76,14 @@ defmodule Ocibuild.Mix.Lock do
   end
 
   defp lock_entry(_name, _entry), do: nil
+
+  # `{:hex, pkg, version, inner, managers, deps, repo, outer}`: the outer checksum is the
+  # sha256 of the tarball hex.pm serves, what the provenance states (`ocibuild_provenance`).
+  defp with_sha256(dep, [_inner, _managers, _deps, _repo, outer | _]) when is_binary(outer) do
+    if outer =~ ~r/\A[0-9a-fA-F]{64}\z/,
+      do: Map.put(dep, :sha256, String.downcase(outer)),
+      else: dep
+  end
+
+  defp with_sha256(dep, _rest), do: dep
 end

@@ -139,4 +139,7 @@ rustler::atoms! {
     path,
     // layer build progress (layer_create's `progress` pid)
     ocibuild_layer_progress, bytes_read,
+    // SLSA provenance (push option `provenance`, report `attached.provenance`)
+    provenance, base_image, tool_version, internal_parameters, started_on, source_date_epoch,
+    sha256, ci, statement, referrer, attestation_tag,
 }

@@ -88,6 +88,7 @@ fn registry_push<'a>(env: Env<'a>, images: Term<'a>, target: Term<'a>, opts: Ter
         {
             return Err(invalid("sboms", "expected one entry per image"));
         }
+        job_opts.push.attach.provenance = supply::decode_provenance(opts, sources.len())?;
         let push_images = sources
             .iter()
             .map(PushImage::from_source)

@@ -14,17 +14,22 @@
 //!   shares).
 //!
 //! Push options (read by `registry`): `sboms => [Sbom | Json | undefined]`, one per image,
-//! and `sign => Key`.
+//! `sign => Key`, and `provenance => Input` (`ocibuild_provenance:input/1`'s map: the facts
+//! of the build, one `images` entry per image; see `decode_provenance`).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ocibuild_core::digest::Digest;
-use ocibuild_core::registry::attach::Attached;
+use ocibuild_core::registry::attach::{Attached, AttachedProvenance, AttachedReferrer};
+use ocibuild_core::supply::provenance::{
+    ImageFacts, LockedDependency, ProvenanceInput, RunEnvironment,
+};
 use ocibuild_core::supply::referrers::Artifact;
 use ocibuild_core::supply::sbom::{BaseImage, Dependency, Sbom, SbomInput};
 use ocibuild_core::supply::signing::SigningKey;
 use ocibuild_core::supply::vcs_url;
-use ocibuild_core::Result;
+use ocibuild_core::{Error, Result};
 use rustler::{Encoder, Env, NifMap, NifTuple, ResourceArc, Term};
 
 use crate::terms::{self, field, invalid, map, required};
@@ -239,6 +244,144 @@ fn vcs_url_normalize<'a>(env: Env<'a>, url: Term<'a>) -> Term<'a> {
     }
 }
 
+// ----- provenance ---------------------------------------------------------------------------
+
+/// `provenance => #{name, version, tags, platforms, base_image, compression, tool_version,
+/// internal_parameters => #{Key => Value}, dependencies => [#{name, version, source, sha256}],
+/// erts_version, otp_version, source, revision, images => [#{platform, base => #{reference,
+/// digest}}], started_on, source_date_epoch, ci => #{Var => Value}}` from the push options:
+/// one `images` entry per pushed image. Optional keys may be missing or `undefined`.
+pub fn decode_provenance(opts: Term, images: usize) -> Result<Option<Arc<ProvenanceInput>>> {
+    let Some(term) = field(opts, atoms::provenance()) else {
+        return Ok(None);
+    };
+    // Every refusal is `{invalid_option, provenance, <<"FIELD: why">>}`.
+    decode_provenance_input(term, images)
+        .map(|input| Some(Arc::new(input)))
+        .map_err(|e| match e {
+            Error::InvalidOption { name, why } if name.starts_with("provenance ") => {
+                Error::InvalidOption {
+                    name: "provenance",
+                    why: format!("{}: {why}", &name["provenance ".len()..]),
+                }
+            }
+            other => other,
+        })
+}
+
+fn decode_provenance_input(term: Term, images: usize) -> Result<ProvenanceInput> {
+    if !term.is_map() {
+        return Err(invalid(
+            "provenance",
+            "expected a map from ocibuild_provenance:input/1",
+        ));
+    }
+    let text = |key, name| -> Result<String> { terms::string(required(term, key, name)?, name) };
+    let optional = |t: Term, key, name| -> Result<Option<String>> {
+        field(t, key).map(|v| terms::string(v, name)).transpose()
+    };
+    let texts = |key, name| -> Result<Vec<String>> {
+        match field(term, key) {
+            Some(list) => terms::list(list, name)?
+                .into_iter()
+                .map(|t| terms::string(t, name))
+                .collect(),
+            None => Ok(Vec::new()),
+        }
+    };
+    let text_map = |key, name| -> Result<BTreeMap<String, String>> {
+        let Some(m) = field(term, key) else {
+            return Ok(BTreeMap::new());
+        };
+        let iter = rustler::types::map::MapIterator::new(m)
+            .ok_or_else(|| invalid(name, "expected a map of UTF-8 binaries"))?;
+        iter.map(|(k, v)| Ok((terms::string(k, name)?, terms::string(v, name)?)))
+            .collect()
+    };
+    let dependencies = match field(term, atoms::dependencies()) {
+        Some(list) => terms::list(list, "provenance dependencies")?
+            .into_iter()
+            .map(|d| {
+                let name = "provenance dependencies";
+                let get = |key| -> Result<String> { terms::string(required(d, key, name)?, name) };
+                Ok(LockedDependency {
+                    name: get(atoms::name())?,
+                    version: get(atoms::version())?,
+                    source: get(atoms::source())?,
+                    sha256: optional(d, atoms::sha256(), name)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?,
+        None => Vec::new(),
+    };
+    let facts = terms::list(
+        required(term, atoms::images(), "provenance images")?,
+        "provenance images",
+    )?
+    .into_iter()
+    .map(|i| {
+        if !i.is_map() {
+            return Err(invalid(
+                "provenance images",
+                "expected #{platform, base} maps",
+            ));
+        }
+        let base = match field(i, atoms::base()) {
+            Some(b) => {
+                let BaseTerm { reference, digest } = b.decode().map_err(|_| {
+                    invalid("provenance images", "expected base => #{reference, digest}")
+                })?;
+                Some(BaseImage {
+                    reference,
+                    digest: Digest::parse(&digest)?,
+                })
+            }
+            None => None,
+        };
+        Ok(ImageFacts {
+            platform: optional(i, atoms::platform(), "provenance images")?,
+            base,
+        })
+    })
+    .collect::<Result<Vec<_>>>()?;
+    if facts.len() != images {
+        return Err(invalid("provenance images", "expected one entry per image"));
+    }
+    let ci = text_map(atoms::ci(), "provenance ci")?;
+    Ok(ProvenanceInput {
+        release_name: text(atoms::name(), "provenance name")?,
+        release_version: text(atoms::version(), "provenance version")?,
+        tags: texts(atoms::tags(), "provenance tags")?,
+        platforms: texts(atoms::platforms(), "provenance platforms")?,
+        base: text(atoms::base_image(), "provenance base_image")?,
+        compression: terms::word(
+            required(term, atoms::compression(), "provenance compression")?,
+            "provenance compression",
+        )?,
+        builder_version: optional(term, atoms::tool_version(), "provenance tool_version")?
+            .unwrap_or_default(),
+        internal: text_map(
+            atoms::internal_parameters(),
+            "provenance internal_parameters",
+        )?,
+        dependencies,
+        erts_version: optional(term, atoms::erts_version(), "provenance erts_version")?,
+        otp_version: optional(term, atoms::otp_version(), "provenance otp_version")?,
+        source: optional(term, atoms::source(), "provenance source")?,
+        revision: optional(term, atoms::revision(), "provenance revision")?,
+        images: facts,
+        started_on: terms::u64_field(
+            required(term, atoms::started_on(), "provenance started_on")?,
+            "provenance started_on",
+        )?,
+        source_date_epoch: field(term, atoms::source_date_epoch())
+            .map(|t| terms::u64_field(t, "provenance source_date_epoch"))
+            .transpose()?,
+        // The VM's view of the CI variables (os:putenv/2 is not seen by native code).
+        run: RunEnvironment::detect(|name| ci.get(name).cloned()),
+    })
+}
+
 // ----- push report --------------------------------------------------------------------------
 
 /// One referrer a push recorded, as the report lists it.
@@ -249,16 +392,48 @@ struct ReferrerTerm {
     api: bool,
 }
 
-/// `attached => #{referrers => [#{subject, digest, api}], signature_tag}` of a push report.
+fn referrer_term(r: &AttachedReferrer) -> ReferrerTerm {
+    ReferrerTerm {
+        subject: r.subject.as_str().to_string(),
+        digest: r.digest.as_str().to_string(),
+        api: r.api,
+    }
+}
+
+/// `#{subject, statement, referrer => #{subject, digest, api} | undefined, attestation_tag =>
+/// Tag | undefined}`: one image's provenance in the push report.
+fn encode_provenance<'a>(env: Env<'a>, p: &AttachedProvenance) -> Term<'a> {
+    let undefined = || atoms::undefined().encode(env);
+    map(
+        env,
+        &[
+            (atoms::subject(), p.subject.as_str().encode(env)),
+            (atoms::statement(), terms::binary(env, &p.statement)),
+            (
+                atoms::referrer(),
+                p.referrer
+                    .as_ref()
+                    .map_or_else(undefined, |r| referrer_term(r).encode(env)),
+            ),
+            (
+                atoms::attestation_tag(),
+                p.attestation_tag
+                    .as_ref()
+                    .map_or_else(undefined, |t| t.encode(env)),
+            ),
+        ],
+    )
+}
+
+/// `attached => #{referrers => [#{subject, digest, api}], signature_tag, provenance =>
+/// [...]}` of a push report (`provenance` as `encode_provenance`, one per image, empty
+/// without the option).
 pub fn encode_attached<'a>(env: Env<'a>, attached: &Attached) -> Term<'a> {
-    let referrers: Vec<ReferrerTerm> = attached
-        .referrers
+    let referrers: Vec<ReferrerTerm> = attached.referrers.iter().map(referrer_term).collect();
+    let provenance: Vec<Term> = attached
+        .provenance
         .iter()
-        .map(|r| ReferrerTerm {
-            subject: r.subject.as_str().to_string(),
-            digest: r.digest.as_str().to_string(),
-            api: r.api,
-        })
+        .map(|p| encode_provenance(env, p))
         .collect();
     let signature = match &attached.signature_tag {
         Some(tag) => tag.encode(env),
@@ -269,6 +444,7 @@ pub fn encode_attached<'a>(env: Env<'a>, attached: &Attached) -> Term<'a> {
         &[
             (atoms::referrers(), referrers.encode(env)),
             (atoms::signature_tag(), signature),
+            (atoms::provenance(), provenance.encode(env)),
         ],
     )
 }

@@ -59,6 +59,13 @@ pub fn add_signature(
             "annotations": {SIGNATURE_ANNOTATION: signature},
         }));
     }
+    Ok(signature_image(&layers, payload_digest))
+}
+
+/// The image of `layers` (payloads stored as they are): its config and manifest, as
+/// go-containerregistry writes them for cosign. The `.att` image (`supply::attestation`) is
+/// the same image with envelope layers.
+pub(crate) fn signature_image(layers: &[Value], payload_digest: Digest) -> SignatureManifest {
     // Payload layers are not compressed: each diff_id is the layer's digest.
     let diff_ids: Vec<Value> = layers.iter().map(|l| l["digest"].clone()).collect();
     let history: Vec<Value> = layers
@@ -80,15 +87,15 @@ pub fn add_signature(
         "config": {"mediaType": OCI_CONFIG, "digest": config_digest.as_str(), "size": config.len()},
         "layers": layers,
     }));
-    Ok(SignatureManifest {
+    SignatureManifest {
         manifest,
         config,
         config_digest,
         payload_digest,
-    })
+    }
 }
 
-fn existing_layers(bytes: &[u8]) -> Result<Vec<Value>> {
+pub(crate) fn existing_layers(bytes: &[u8]) -> Result<Vec<Value>> {
     let manifest = parse_object(bytes, "signature manifest")?;
     match manifest.get("mediaType").and_then(Value::as_str) {
         None

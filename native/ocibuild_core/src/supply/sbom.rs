@@ -320,6 +320,21 @@ fn dependency(dep: &Dependency) -> Result<Package> {
     ))
 }
 
+/// The purls this SBOM gives a lock-file dependency, the base image, ERTS and OTP: the
+/// provenance (`supply::provenance`) names the same things the same way.
+pub(crate) fn dependency_purl(dep: &Dependency) -> Result<String> {
+    dependency(dep).map(|p| p.purl)
+}
+pub(crate) fn base_image_purl(base: &BaseImage, platform: Option<&str>) -> String {
+    base_image(base, platform).purl
+}
+pub(crate) fn erts_purl(version: &str) -> String {
+    erts_package(version).purl
+}
+pub(crate) fn otp_purl(version: &str) -> String {
+    otp_package(version).purl
+}
+
 fn erts_package(version: &str) -> Package {
     Package {
         kind: Kind::Runtime,

@@ -188,6 +188,8 @@ pub struct Push {
     pub progress: ProgressSink,
     /// `PushOptions::index`: an index even for one image.
     pub index: bool,
+    /// `PushOptions::attach`: what to attach after the push.
+    pub attach: Attachments,
     _cache_dir: tempfile::TempDir,
     cache: BlobStore,
 }
@@ -201,6 +203,7 @@ impl Push {
             registries: registries(),
             progress: progress::ignore(),
             index: false,
+            attach: Attachments::default(),
             _cache_dir: dir,
             cache,
         }
@@ -214,6 +217,11 @@ impl Push {
     /// Ask for an index whatever the number of images (0.10's `push_multi`).
     pub fn index(mut self) -> Push {
         self.index = true;
+        self
+    }
+
+    pub fn attach(mut self, attach: Attachments) -> Push {
+        self.attach = attach;
         self
     }
 
@@ -239,7 +247,7 @@ impl Push {
             max_concurrency: 4,
             cache: self.cache.clone(),
             index: self.index,
-            attach: Attachments::default(),
+            attach: self.attach.clone(),
         };
         push::push(
             &self.registries,

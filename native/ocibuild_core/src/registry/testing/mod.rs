@@ -8,12 +8,14 @@
 //!   downloads, a missing `Location`, corrupt bytes).
 //! - `fixtures`: images of known bytes and the push/pull plumbing the tests share.
 //! - `*_tests`: the registry protocol through the public entry points (`push::push`,
-//!   `pull::pull`, `pull::fetch_blob`): auth flows, uploads, mounts, retries, downloads.
+//!   `pull::pull`, `pull::fetch_blob`): auth flows, uploads, mounts, retries, downloads,
+//!   what a push attaches (`attach_tests`).
 
 pub mod fixtures;
 pub mod oci;
 pub mod server;
 
+mod attach_tests;
 mod auth_tests;
 mod download_tests;
 mod upload_tests;
