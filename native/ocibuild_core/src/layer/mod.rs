@@ -4,14 +4,17 @@
 //! - `tar_builder`: validation, normalisation, ordering and the tar bytes themselves.
 //! - `compress`: gzip (fixed-size blocks, compressed in parallel) and zstd (multithreaded).
 //! - `build`: the pipeline that ties them to the digests and the blob store.
+//! - `cache`: the layer cache, so unchanged inputs are not built again.
 
 mod build;
+pub mod cache;
 pub mod compress;
 pub mod tar_builder;
 
 use std::path::PathBuf;
 
 pub use build::build_layer;
+pub use cache::CacheMode;
 pub use compress::Compression;
 
 use crate::digest::Digest;
