@@ -13,6 +13,7 @@
 -export([reproducible_epoch/1]).
 -export([job_cancel/1, job_count/0]).
 -export([tarball_load_temp/2, tarball_cleanup/1]).
+-export([blob_store_gc/2]).
 
 -on_load(init/0).
 
@@ -166,3 +167,5 @@ job_count() -> not_loaded().
 tarball_load_temp(_Path, _ParentDir) -> not_loaded().
 
 tarball_cleanup(_Handle) -> not_loaded().
+
+blob_store_gc(_Root, _Opts) -> not_loaded().

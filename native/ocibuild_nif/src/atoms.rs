@@ -137,4 +137,7 @@ rustler::atoms! {
     public_key_error,
     // a loaded tarball layer's blob (0.10's key)
     path,
+    // the layer cache and the blob store's GC (layer_create options, blob_store_gc)
+    layer_cache, max_age, max_size, grace, interval, removed, freed_bytes, kept, kept_bytes,
+    not_due,
 }
