@@ -8,14 +8,18 @@
 //! - the **stat key**: size, mtime, ctime (both to the nanosecond), device and inode. Rewriting
 //!   a file changes its ctime, which no user tool can set back (`touch -d` restores the mtime
 //!   only), so changed content behind a restored mtime is never reused;
-//! - the **content key**: size and the sha256 of the bytes. `mix release` rewrites every file
-//!   of `lib/` on each run (new inode, mtime and ctime), so a stat key alone would miss on every
-//!   rebuild of a release; the content key finds the layer without compressing anything.
+//! - the **content key**: the sha256 of the layer's uncompressed tar (its diff_id). `mix
+//!   release` rewrites every file of `lib/` on each run (new inode, mtime and ctime), so a stat
+//!   key alone would miss on every rebuild of a release; hashing the tar finds the layer
+//!   without compressing anything.
 //!
-//! In mode `On` a stat hit is taken at once; a stat miss hashes the files and looks the content
-//! key up, and a content hit records the new stat key, so the next run is a stat hit again.
-//! Mode `Content` never trusts timestamps (for filesystems whose clocks cannot be trusted) and
-//! always hashes. `Off` always builds.
+//! In mode `On` a stat hit is taken at once. On a stat miss, if this file list (the **shape
+//! key**: paths and modes only) was built before, the tar is hashed and the content key looked
+//! up, and a content hit records the new stat key, so the next run is a stat hit again. A file
+//! list never built before goes straight to building (no extra read of its files), which yields
+//! the diff_id and so the content key to record. Mode `Content` never trusts timestamps (for
+//! filesystems whose clocks cannot be trusted) and always hashes a known file list. `Off`
+//! always builds.
 //!
 //! A record, `<root>/layers/<keyhex>`, is a small JSON object naming the blob: `digest`,
 //! `diff_id`, `size`, `media_type`. It is written to a temp file and renamed into place, read
@@ -37,7 +41,7 @@ use super::compress::{GZIP_BLOCK_SIZE, GZIP_LEVEL, ZSTD_JOB_SIZE, ZSTD_LEVEL};
 use super::tar_builder::{self, TarEntry};
 use super::{Content, Layer, LayerOptions};
 use crate::blob_store::BlobStore;
-use crate::digest::{Digest, Hasher};
+use crate::digest::{Digest, Hasher, HashingWriter};
 use crate::{Error, Result};
 
 /// Bumped whenever what a key covers or how a record reads changes: old records then miss.
@@ -108,20 +112,28 @@ pub fn build_cached(
     let Some(before) = stat_key(plan, opts) else {
         return build();
     };
+    if !has_host_files(plan) {
+        // Paths, modes and bytes: the stat key is already a content key.
+        if let Some(hit) = lookup(store, &before, opts) {
+            return Ok(hit);
+        }
+        let built = build()?;
+        record(store, &before, &built);
+        return Ok(built);
+    }
     if mode == CacheMode::On {
         if let Some(hit) = lookup(store, &before, opts) {
             return Ok(hit);
         }
     }
-    // A plan without host files has a stat key that is already a content key.
-    let content = if has_host_files(plan) {
-        content_key(plan, opts)
-    } else {
-        Some(before.clone())
-    };
-    if let Some(content) = &content {
-        if let Some(hit) = lookup(store, content, opts) {
-            if mode == CacheMode::On && unchanged(plan, opts, &before) {
+    // Hashing the files costs a read of all of them, worth it only when this file list was
+    // built before: a first build goes straight to building and learns its content key (the
+    // diff_id) from that.
+    let shape = shape_key(plan, opts);
+    if marked(store, &shape) {
+        let hit = tar_diff_id(plan, opts).and_then(|d| lookup(store, &content_key(opts, &d), opts));
+        if let Some(hit) = hit.filter(|_| unchanged(plan, opts, &before)) {
+            if mode == CacheMode::On {
                 record(store, &before, &hit);
             }
             return Ok(hit);
@@ -129,9 +141,8 @@ pub fn build_cached(
     }
     let built = build()?;
     if unchanged(plan, opts, &before) {
-        if let Some(content) = &content {
-            record(store, content, &built);
-        }
+        record(store, &content_key(opts, &built.diff_id), &built);
+        record(store, &shape, &built);
         if mode == CacheMode::On {
             record(store, &before, &built);
         }
@@ -170,28 +181,41 @@ pub fn stat_key(plan: &[TarEntry], opts: &LayerOptions) -> Option<Key> {
     })
 }
 
-/// The content key (every host file read and hashed), or `None` when one cannot be read.
-pub fn content_key(plan: &[TarEntry], opts: &LayerOptions) -> Option<Key> {
-    let mut buf = vec![0u8; 256 * 1024];
-    key(plan, opts, "content", |path, h| {
-        let (mut file, size) = tar_builder::open_regular_file(path).ok()?;
-        let mut content = Hasher::new();
-        loop {
-            match file.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => content.update(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => return None,
-            }
-        }
-        // A file that grew or shrank between the stat and the read cannot be keyed.
-        if content.len() != size {
-            return None;
-        }
-        h.update(&size.to_le_bytes());
-        h.update(content.finish().hex().as_bytes());
-        Some(())
-    })
+/// The shape key: the entries without what the host files hold. Its record says "this file
+/// list was built before", the only case where hashing the files may find a layer.
+pub fn shape_key(plan: &[TarEntry], opts: &LayerOptions) -> Key {
+    key(plan, opts, "shape", |_, _| Some(())).expect("a shape key needs no file")
+}
+
+/// The content key: the settings and the sha256 of the uncompressed tar (the layer's diff_id),
+/// which with the settings decides the compressed bytes.
+pub fn content_key(opts: &LayerOptions, diff_id: &Digest) -> Key {
+    key(&[], opts, "content", |_, _| Some(()))
+        .map(|k| {
+            let mut h = Hasher::new();
+            put(&mut h, k.hex().as_bytes());
+            put(&mut h, diff_id.as_str().as_bytes());
+            Key(h.finish())
+        })
+        .expect("a content key needs no file")
+}
+
+/// The diff_id the plan's tar would have, read from the files now; `None` if one cannot be
+/// read.
+fn tar_diff_id(plan: &[TarEntry], opts: &LayerOptions) -> Option<Digest> {
+    let mut sink = HashingWriter::new(std::io::sink());
+    tar_builder::write_tar(plan, opts.mtime, &mut sink).ok()?;
+    Some(sink.finish().1)
+}
+
+/// Whether a record exists for `key` (and mark it used).
+fn marked(store: &BlobStore, key: &Key) -> bool {
+    let path = record_path(store, key);
+    let exists = fs::symlink_metadata(&path).is_ok_and(|m| m.is_file());
+    if exists {
+        touch(&path);
+    }
+    exists
 }
 
 /// Hash the settings and the entries; `host_file` adds what identifies one `{file, Path}`.
@@ -512,6 +536,33 @@ mod tests {
     }
 
     #[test]
+    fn a_first_build_records_its_stat_content_and_shape_keys() {
+        let f = fixture();
+        let o = opts(Compression::Zstd, 0);
+        let layer = build(&f.entries, &o, &f.store, &Cell::new(0));
+        let plan = tar_builder::plan(&f.entries).unwrap();
+        let stat = stat_key(&plan, &o).unwrap();
+        let content = content_key(&o, &layer.diff_id);
+        assert_eq!(lookup(&f.store, &stat, &o).as_ref(), Some(&layer));
+        assert_eq!(lookup(&f.store, &content, &o).as_ref(), Some(&layer));
+        assert!(marked(&f.store, &shape_key(&plan, &o)));
+        assert_eq!(records(&f.store), 3);
+        // The content key is the tar's: hashing the files again finds it.
+        assert_eq!(tar_diff_id(&plan, &o), Some(layer.diff_id));
+    }
+
+    #[test]
+    fn binaries_only_need_one_key() {
+        let f = fixture();
+        let o = opts(Compression::Gzip, 0);
+        let builds = Cell::new(0);
+        let entries = &f.entries[2..];
+        let first = build(entries, &o, &f.store, &builds);
+        assert_eq!(build(entries, &o, &f.store, &builds), first);
+        assert_eq!((builds.get(), records(&f.store)), (1, 1));
+    }
+
+    #[test]
     fn off_always_builds_and_records_nothing() {
         let f = fixture();
         let store = f.store.clone().with_layer_cache(CacheMode::Off);
@@ -533,7 +584,7 @@ mod tests {
         set_mtime(&host(&f, 0), SystemTime::UNIX_EPOCH);
         build(&f.entries, &o, &store, &builds);
         assert_eq!(builds.get(), 1);
-        assert_eq!(records(&store), 1, "content keys only");
+        assert_eq!(records(&store), 2, "content and shape keys, no stat key");
     }
 
     #[test]
