@@ -2,7 +2,9 @@
 //!
 //! A key names everything that decides a layer's bytes: the planned entries (image path,
 //! directory or file, mode; a binary's sha256), the compression and its parameters, the mtime
-//! stamped on every entry, and this cache's format and the crate's version. Two kinds of key
+//! stamped on every entry, what the compressor makes of a fixed sample (so another codec
+//! library never reuses an older one's bytes), and this cache's format and the crate's
+//! version. Two kinds of key
 //! describe a host file (`{file, Path}`):
 //!
 //! - the **stat key**: size, mtime, ctime (both to the nanosecond), device and inode. Rewriting
@@ -33,13 +35,14 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
 use super::compress::{GZIP_BLOCK_SIZE, GZIP_LEVEL, ZSTD_JOB_SIZE, ZSTD_LEVEL};
 use super::tar_builder::{self, TarEntry};
-use super::{Content, Layer, LayerOptions};
+use super::{Compression, Content, Layer, LayerOptions};
 use crate::blob_store::BlobStore;
 use crate::digest::{Digest, Hasher, HashingWriter};
 use crate::{Error, Result};
@@ -229,9 +232,10 @@ fn key(
     let mut h = Hasher::new();
     let settings = format!(
         "ocibuild-layer-cache/{FORMAT_VERSION}/{}/{kind}/{}/gzip-{GZIP_LEVEL}-{GZIP_BLOCK_SIZE}/\
-         zstd-{ZSTD_LEVEL}-{ZSTD_JOB_SIZE}/mtime-{}",
+         zstd-{ZSTD_LEVEL}-{ZSTD_JOB_SIZE}/codec-{}/mtime-{}",
         env!("CARGO_PKG_VERSION"),
         opts.compression.media_type(),
+        codec_fingerprint(opts.compression),
         opts.mtime,
     );
     put(&mut h, settings.as_bytes());
@@ -253,6 +257,33 @@ fn key(
         }
     }
     Some(Key(h.finish()))
+}
+
+/// What this build's compressor makes of a fixed sample. Levels and block sizes are in the key
+/// already; this catches what they do not name (another codec library or version, say), so a
+/// layer compressed by an older encoder is not reused where a fresh build would give other
+/// bytes. Computed once per process and codec (a few milliseconds).
+fn codec_fingerprint(compression: Compression) -> &'static str {
+    static FINGERPRINTS: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];
+    let slot = match compression {
+        Compression::Gzip => &FINGERPRINTS[0],
+        Compression::Zstd => &FINGERPRINTS[1],
+    };
+    slot.get_or_init(|| {
+        // Compressible but not trivial: text-like runs with a changing counter.
+        let sample: Vec<u8> = (0u32..40_000)
+            .flat_map(|i| format!("beam {i:x} {} ", i % 97).into_bytes())
+            .collect();
+        let compressed = compression.writer(Vec::new(), 1).and_then(|mut w| {
+            w.write_all(&sample)
+                .map_err(|e| Error::io("fingerprinting the compressor", e))?;
+            w.finish()
+        });
+        match compressed {
+            Ok(bytes) => Digest::of(&bytes).hex()[..16].to_string(),
+            Err(_) => "unknown".to_string(),
+        }
+    })
 }
 
 fn put(h: &mut Hasher, bytes: &[u8]) {
@@ -349,7 +380,7 @@ mod tests {
 
     use super::*;
     use crate::layer::build::build_uncached;
-    use crate::layer::{Compression, FileEntry};
+    use crate::layer::FileEntry;
 
     /// A store, two host files and a binary.
     struct Fixture {
