@@ -68,6 +68,11 @@ create(Files) ->
 %% `#{phase => build, layer => Type, bytes_read => N, total_bytes => T}' while the files are
 %% read; see `ocibuild_layer_progress'). Unknown keys are ignored.
 %%
+%% A layer whose inputs are unchanged since it was last built is not built again: the same map
+%% comes back from the layer cache (see the README, "Layer cache"; `OCIBUILD_LAYER_CACHE' is
+%% `on', `content' or `off'). Each build also bounds the blob store now and then
+%% (`ocibuild_blob_store:gc/1').
+%%
 %% A `{file, HostPath}' must be a regular file (symlinks are followed): a FIFO, socket or
 %% device is refused before it is opened for reading, as it could block or never end. Paths
 %% longer than Linux can hold (4095 bytes, 255 per component) are refused before any work.
@@ -75,8 +80,8 @@ create(Files) ->
 %% Errors: `{invalid_path, Path, empty | nul_byte | parent_component | path_too_long |
 %% component_too_long}', `{duplicate_path, Path}', `{invalid_mode, Path, Mode}',
 %% `{file_read, HostPath, Posix}', `{special_file, HostPath, fifo | socket | character_device |
-%% block_device | unknown}', `{invalid_option, Name, Value}', `{invalid_source_date_epoch, Value}',
-%% `{io_error, Context, Message}'.
+%% block_device | unknown}', `{invalid_option, Name, Value}' (also `OCIBUILD_LAYER_CACHE'),
+%% `{invalid_source_date_epoch, Value}', `{io_error, Context, Message}'.
 -spec create([file_entry()], options()) -> {ok, layer()} | {error, term()}.
 create(Files, Opts) when is_map(Opts) ->
     case nif_options(Opts) of
@@ -96,6 +101,7 @@ build(Entries, NifOpts, Opts) ->
     Progress = maps:get(progress, Opts, undefined),
     case ocibuild_layer_progress:create(Entries, NifOpts, Progress, maps:get(layer_type, Opts, undefined)) of
         {ok, Layer} ->
+            ok = ocibuild_blob_store:auto_gc(),
             {ok, with_layer_type(Layer, LayerType)};
         {error, _} = Error ->
             Error
@@ -112,14 +118,17 @@ nif_options(Opts) when not is_map(Opts) ->
 nif_options(Opts) ->
     case check_options(Opts) of
         ok ->
-            case mtime(Opts) of
-                {ok, Mtime} ->
+            case {mtime(Opts), ocibuild_blob_store:layer_cache()} of
+                {{ok, Mtime}, {ok, Cache}} ->
                     {ok, #{
                         compression => maps:get(compression, Opts, auto),
                         mtime => Mtime,
-                        store => ocibuild_blob_store:root()
+                        store => ocibuild_blob_store:root(),
+                        layer_cache => Cache
                     }};
-                {error, _} = Error ->
+                {{error, _} = Error, _} ->
+                    Error;
+                {_, {error, _} = Error} ->
                     Error
             end;
         {error, _} = Error ->

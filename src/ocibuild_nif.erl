@@ -14,6 +14,7 @@
 -export([job_cancel/1, job_count/0]).
 -export([tarball_load_temp/2, tarball_cleanup/1]).
 -export([registry_check_push/2]).
+-export([blob_store_gc/2]).
 
 -on_load(init/0).
 
@@ -169,3 +170,4 @@ tarball_load_temp(_Path, _ParentDir) -> not_loaded().
 tarball_cleanup(_Handle) -> not_loaded().
 
 registry_check_push(_Target, _Opts) -> not_loaded().
+blob_store_gc(_Root, _Opts) -> not_loaded().

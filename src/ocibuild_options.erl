@@ -91,7 +91,11 @@ options() ->
             "ECDSA P-256 key: PEM from openssl, or a cosign key whose password is in "
             "COSIGN_PASSWORD. Default: $OCIBUILD_SIGN_KEY. Saving a tarball does not sign"),
         (opt(compression, undefined, "compression", string, false, "gzip|zstd|auto",
-             "layer compression; auto is zstd"))#{default => compression}
+             "layer compression; auto is zstd"))#{default => compression},
+        opt(gc_cache, undefined, "gc-cache", flag, false, "",
+            "collect the blob store and layer cache (OCIBUILD_CACHE_DIR): remove what is "
+            "unused for longer than OCIBUILD_CACHE_MAX_AGE, then the least recently used "
+            "beyond OCIBUILD_CACHE_MAX_SIZE; print what was freed and exit without building")
     ].
 
 opt(Key, Short, Long, Type, Repeat, Arg, Help) ->
@@ -138,6 +142,12 @@ environment() ->
         {"COSIGN_PASSWORD", "the password of an encrypted cosign signing key"},
         {"OCIBUILD_GIT_TIMEOUT", "milliseconds each git command may take (default 5000)"},
         {"OCIBUILD_CACHE_DIR", "where built layers are kept (default _build/ocibuild_cache)"},
+        {"OCIBUILD_LAYER_CACHE", "on (default: unchanged layers are reused), content (decide "
+                                 "by file contents only, ignoring timestamps) or off"},
+        {"OCIBUILD_CACHE_MAX_AGE", "cached blobs unused this long are removed: days, or a "
+                                   "number ending in s, m, h or d (default 30)"},
+        {"OCIBUILD_CACHE_MAX_SIZE", "the cache's size bound, least recently used first: bytes, "
+                                    "or a number ending in K, M, G or T (default 10G)"},
         {"SOURCE_DATE_EPOCH", "the timestamp of every file and of the image, for reproducible "
                               "images (default 0 for files)"}
     ].

@@ -41,7 +41,8 @@
     app_name := binary() | undefined,
     description := binary() | undefined,
     tag_required := boolean(),
-    app_version => binary()
+    app_version => binary(),
+    gc_cache => boolean()
 }.
 %% `cmd' `undefined' means: the release script's own foreground command (`foreground' for
 %% relx, `start' for Mix), chosen by `ocibuild_release:run/3' once it has found the release.
@@ -139,6 +140,7 @@ resolve_checked(Cli, Project) ->
         expose => expose(first([get(expose, Project), []])),
         app_name => optional_text(app_name, get(app_name, Project)),
         description => optional_text(description, get(description, Project)),
+        gc_cache => maps:get(gc_cache, Cli, false) =:= true,
         tag_required => false
     }.
 

@@ -86,6 +86,14 @@ format_reason({invalid_uid, Value, _Why}) ->
     io_lib:format("invalid uid ~ts: give an integer from 0 to 4294967295", [show(Value)]);
 format_reason({invalid_option, workdir, Value}) ->
     io_lib:format("invalid workdir ~ts: give an absolute path without . or ..", [show(Value)]);
+format_reason({invalid_option, 'OCIBUILD_LAYER_CACHE', Value}) ->
+    io_lib:format("invalid OCIBUILD_LAYER_CACHE ~ts: use on, content or off", [show(Value)]);
+format_reason({invalid_option, 'OCIBUILD_CACHE_MAX_AGE', Value}) ->
+    io_lib:format("invalid OCIBUILD_CACHE_MAX_AGE ~ts: give days, or a number ending in s, m, h "
+                  "or d", [show(Value)]);
+format_reason({invalid_option, 'OCIBUILD_CACHE_MAX_SIZE', Value}) ->
+    io_lib:format("invalid OCIBUILD_CACHE_MAX_SIZE ~ts: give bytes, or a number ending in K, M, "
+                  "G or T", [show(Value)]);
 format_reason({invalid_option, Name, Value}) ->
     io_lib:format("invalid ~s: ~ts", [Name, show(Value)]);
 format_reason({invalid_value, Field, Key, Why}) ->

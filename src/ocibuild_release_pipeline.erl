@@ -24,6 +24,8 @@ run(Adapter, State, Opts) ->
         Loaded = check(ocibuild_release_config:from_adapter(Adapter:get_config(State))),
         Config = maps:merge(Loaded, cmd_override(Opts)),
         case maps:get(tarball, Config, undefined) of
+            _ when map_get(gc_cache, Config) =:= true ->
+                ocibuild_release_gc:run(Adapter, State);
             undefined ->
                 build_and_publish(Adapter, State, Config, Opts);
             Tarball ->

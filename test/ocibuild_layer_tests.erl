@@ -1,6 +1,7 @@
 -module(ocibuild_layer_tests).
 
 -include_lib("eunit/include/eunit.hrl").
+-include_lib("kernel/include/file.hrl").
 
 -define(GZIP, <<"application/vnd.oci.image.layer.v1.tar+gzip">>).
 -define(ZSTD, <<"application/vnd.oci.image.layer.v1.tar+zstd">>).
@@ -24,9 +25,91 @@ layer_test_() ->
             {"the deepest path Linux holds builds", fun deepest_path/0},
             {"improper lists and odd shapes are errors", fun improper_inputs/0},
             {"bad options", fun bad_options/0},
-            {"bad SOURCE_DATE_EPOCH", fun bad_source_date_epoch/0}
+            {"bad SOURCE_DATE_EPOCH", fun bad_source_date_epoch/0},
+            {"a second create with nothing changed is a cache hit", ?_test(cache_hit(Ctx))},
+            {"OCIBUILD_LAYER_CACHE=off builds again", ?_test(cache_off(Ctx))},
+            {"content changed behind a restored mtime is rebuilt",
+             ?_test(cache_restored_mtime(Ctx))},
+            {"a file rewritten with the same bytes (mix release) is a hit",
+             ?_test(cache_rewritten_file(Ctx))},
+            {"a bad OCIBUILD_LAYER_CACHE is an error", fun cache_bad_mode/0}
         ]
     end}.
+
+%% The layer cache. A hit touches the blob it returns; a build does not (the store keeps a
+%% blob already present), so a blob whose mtime was set back and is now fresh was reused
+%% without building.
+-define(LONG_AGO, 978307200).  % 2001-01-01
+
+cache_files({Root, _}, Name) ->
+    Path = filename:join([Root, "cache-tests", Name]),
+    ocibuild_test_util:write_file(Path, binary:copy(<<"beam code ">>, 5000), 8#644),
+    [{<<"/app/lib/", (list_to_binary(Name))/binary>>, {file, Path}, 8#644},
+     {<<"/app/VERSION">>, <<"1.0\n">>, 8#644}].
+
+host_path([{_, {file, Path}, _} | _]) -> Path.
+
+set_mtime(Path, Posix) ->
+    ok = file:write_file_info(Path, #file_info{mtime = Posix}, [{time, posix}]).
+
+mtime(Path) ->
+    {ok, #file_info{mtime = M}} = file:read_file_info(Path, [{time, posix}]),
+    M.
+
+cache_hit(Ctx) ->
+    Files = cache_files(Ctx, "hit.beam"),
+    {ok, First} = ocibuild_layer:create(Files, #{compression => gzip, layer_type => app}),
+    #{blob := Blob} = First,
+    set_mtime(Blob, ?LONG_AGO),
+    ?assertEqual({ok, First}, ocibuild_layer:create(Files, #{compression => gzip,
+                                                              layer_type => app})),
+    ?assert(mtime(Blob) > ?LONG_AGO, "the second create reused the blob"),
+    %% Another compression is another layer.
+    {ok, Zstd} = ocibuild_layer:create(Files, #{compression => zstd}),
+    ?assertNotEqual(maps:get(digest, First), maps:get(digest, Zstd)).
+
+cache_off(Ctx) ->
+    Files = cache_files(Ctx, "off.beam"),
+    {ok, First} = ocibuild_layer:create(Files, #{compression => gzip}),
+    #{blob := Blob} = First,
+    set_mtime(Blob, ?LONG_AGO),
+    ocibuild_test_util:with_env("OCIBUILD_LAYER_CACHE", "off", fun() ->
+        ?assertEqual({ok, First}, ocibuild_layer:create(Files, #{compression => gzip}))
+    end),
+    ?assertEqual(?LONG_AGO, mtime(Blob), "built again, not reused").
+
+cache_restored_mtime(Ctx) ->
+    Files = cache_files(Ctx, "restored.beam"),
+    {ok, First} = ocibuild_layer:create(Files, #{compression => zstd}),
+    Path = host_path(Files),
+    Mtime = mtime(Path),
+    {ok, Bytes} = file:read_file(Path),
+    ok = file:write_file(Path, binary:copy(<<"X">>, byte_size(Bytes))),
+    set_mtime(Path, Mtime),
+    {ok, Second} = ocibuild_layer:create(Files, #{compression => zstd}),
+    ?assertNotEqual(maps:get(digest, First), maps:get(digest, Second)),
+    ocibuild_test_util:with_env("OCIBUILD_LAYER_CACHE", "off", fun() ->
+        ?assertEqual({ok, Second}, ocibuild_layer:create(Files, #{compression => zstd}))
+    end).
+
+cache_rewritten_file(Ctx) ->
+    Files = cache_files(Ctx, "rewritten.beam"),
+    {ok, First} = ocibuild_layer:create(Files, #{compression => zstd}),
+    #{blob := Blob} = First,
+    Path = host_path(Files),
+    {ok, Bytes} = file:read_file(Path),
+    ok = file:delete(Path),
+    ok = file:write_file(Path, Bytes),
+    set_mtime(Path, mtime(Path) + 10),
+    set_mtime(Blob, ?LONG_AGO),
+    ?assertEqual({ok, First}, ocibuild_layer:create(Files, #{compression => zstd})),
+    ?assert(mtime(Blob) > ?LONG_AGO, "found by content, not built again").
+
+cache_bad_mode() ->
+    ocibuild_test_util:with_env("OCIBUILD_LAYER_CACHE", "sometimes", fun() ->
+        ?assertEqual({error, {invalid_option, 'OCIBUILD_LAYER_CACHE', <<"sometimes">>}},
+                     ocibuild_layer:create([{<<"/a">>, <<"a">>, 8#644}]))
+    end).
 
 gzip_layer(Files) ->
     {ok, Layer} = ocibuild_layer:create(Files, #{compression => gzip}),

@@ -186,6 +186,39 @@ defmodule OcibuildTest do
 
   defp fun_add(image), do: &Ocibuild.add_layer(image, &1)
 
+  test "Ocibuild.BlobStore.gc collects a store and reuse keeps a layer", %{tmp_dir: tmp} do
+    store = Path.join(tmp, "store")
+    files = [{"/app/x", "x", 0o644}]
+
+    layer =
+      with_env("OCIBUILD_CACHE_DIR", store, fn ->
+        {:ok, layer} = Ocibuild.Layer.create(files)
+        # Built again from the cache: the same map.
+        assert {:ok, ^layer} = Ocibuild.Layer.create(files)
+        layer
+      end)
+
+    assert {:ok, %{removed: 0, kept: 2}} = Ocibuild.BlobStore.gc(%{root: store})
+
+    assert {:ok, %{removed: 2, kept: 0, freed_bytes: freed}} =
+             Ocibuild.BlobStore.gc(%{root: store, max_size: 0, grace: 0})
+
+    assert freed > layer.size
+    refute File.exists?(layer.blob)
+    assert {:error, {:invalid_option, :options, :nope}} = Ocibuild.BlobStore.gc(:nope)
+  end
+
+  defp with_env(name, value, fun) do
+    old = System.get_env(name)
+    System.put_env(name, value)
+
+    try do
+      fun.()
+    after
+      if old, do: System.put_env(name, old), else: System.delete_env(name)
+    end
+  end
+
   test "bad SOURCE_DATE_EPOCH is reported" do
     System.put_env("SOURCE_DATE_EPOCH", "not-a-number")
 

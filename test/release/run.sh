@@ -275,6 +275,17 @@ check_contains "podman run: the release stops with status 0" "exit status: 0" "$
 section "release: change only the app, rebuild, push: only the app layer is uploaded"
 sed -i 's/Hello from hello_elixir/Hi again from hello_elixir/' "$ex/lib/hello_elixir.ex"
 check "the greeting changed in the source" grep -q 'Hi again from' "$ex/lib/hello_elixir.ex"
+# Every blob of the store set back to 2001: a layer the cache reuses is touched again, one
+# built again is not (the store keeps a blob already present), so a fresh mtime means reused.
+age_blobs() { find "$OCIBUILD_CACHE_DIR/blobs/sha256" -type f -exec touch -d @978307200 {} +; }
+# reused DIGEST...: every blob was used since age_blobs.
+reused() {
+    local d
+    for d in "$@"; do
+        [ "$(stat -c %Y "$OCIBUILD_CACHE_DIR/blobs/sha256/${d#sha256:}")" -gt 978307200 ] || return 1
+    done
+}
+age_blobs
 check "MIX_ENV=prod mix release (again)" run "$work/mix-release2.log" \
     at "$ex" env MIX_ENV=prod mix release --overwrite hello_elixir
 before=$(wc -l <"$PROXY_LOG")
@@ -287,6 +298,9 @@ mapfile -t l2 < <(layers "$ref2" 2>/dev/null)
 check_eq "same number of layers" "${#l1[@]}" "${#l2[@]}"
 check_eq "base and ERTS layers unchanged" "${l1[*]:0:2}" "${l2[*]:0:2}"
 check_eq "deps layer unchanged" "${l1[2]:-none}" "${l2[2]:-}"
+# mix release wrote every file again (new inodes and times): found by content, not rebuilt.
+check "layer cache: the ERTS, deps and SBOM layers were reused after mix release" \
+    reused "${l2[1]:-none}" "${l2[2]:-none}" "${l2[4]:-none}"
 if [ "${l1[3]:-x}" != "${l2[3]:-x}" ]; then pass "app layer changed"; else fail "app layer changed" "${l2[3]:-}"; fi
 manifest2=$(raw "$ref2" 2>&1) || true
 app_size=$(jq '.layers[3].size' <<<"$manifest2" 2>/dev/null || echo 0)
@@ -393,6 +407,15 @@ check_eq "tagged hello_elixir:0.1.0" '["hello_elixir:0.1.0"]' \
 mv "$ex/hello_elixir-0.1.0.tar.gz" "$work/gzip.tar.gz" 2>/dev/null || true
 check "mix ocibuild --compression zstd -t -o (base from tar://)" run "$work/save-zstd.log" \
     mix_ocibuild --compression zstd --base "tar://$work/base.tar.gz" -t hello_elixir:zstd -o "$work/zstd.tar.gz"
+# With nothing changed, a second save reuses every release layer (the SBOM's differs: its
+# creation time is now, without SOURCE_DATE_EPOCH).
+age_blobs
+check "mix ocibuild (again, nothing changed)" run "$work/save-zstd-again.log" \
+    mix_ocibuild --compression zstd --base "tar://$work/base.tar.gz" -t hello_elixir:zstd -o "$work/zstd-again.tar.gz"
+mapfile -t again < <(skopeo_ inspect --raw "oci-archive:$work/zstd-again.tar.gz" 2>/dev/null |
+    jq -r '.layers[1:-1][].digest')
+check_eq "layer cache: the second save has the release's three layers" 3 "${#again[@]}"
+check "layer cache: the second save reused every release layer" reused "${again[@]}"
 for c in gzip zstd; do
     check_eq "$c: the release's layer media types" "[\"application/vnd.oci.image.layer.v1.tar+$c\"]" \
         "$(skopeo_ inspect --raw "oci-archive:$work/$c.tar.gz" 2>&1 | jq -c '[.layers[1:][].mediaType] | unique' 2>&1)"

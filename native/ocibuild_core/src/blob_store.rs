@@ -1,28 +1,61 @@
 //! A content-addressed blob store on disk: `<root>/blobs/sha256/<hex>`.
 //!
-//! Built layers and (later) pulled base layers live here, so large blobs never sit in BEAM
-//! memory. Writes go to a temp file in the same directory and are renamed into place once their
+//! Built layers and pulled base layers live here, so large blobs never sit in BEAM memory.
+//! Writes go to a temp file in the same directory and are renamed into place once their
 //! digest is known, so a reader never sees a half-written blob. Reads can be verified.
+//! The layer cache keeps its records next to the blobs (`<root>/layers/`, see
+//! `layer::cache`), and [`gc`] bounds the whole store by age and size.
+
+pub mod gc;
 
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use crate::digest::{Digest, HashingReader};
+use crate::layer::CacheMode;
 use crate::{Error, Result};
 
 #[derive(Clone, Debug)]
 pub struct BlobStore {
+    root: PathBuf,
     dir: PathBuf,
+    layer_cache: CacheMode,
 }
 
 impl BlobStore {
     /// Open (creating if needed) a store rooted at `root`; blobs go in `root/blobs/sha256`.
+    /// Its layer cache is on ([`CacheMode::On`]).
     pub fn open(root: impl AsRef<Path>) -> Result<BlobStore> {
-        let dir = root.as_ref().join("blobs").join("sha256");
+        let root = root.as_ref().to_path_buf();
+        let dir = root.join("blobs").join("sha256");
         fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating blob store {}", dir.display()), e))?;
-        Ok(BlobStore { dir })
+        Ok(BlobStore {
+            root,
+            dir,
+            layer_cache: CacheMode::default(),
+        })
+    }
+
+    /// The same store, its layer cache used as `mode` says.
+    pub fn with_layer_cache(mut self, mode: CacheMode) -> BlobStore {
+        self.layer_cache = mode;
+        self
+    }
+
+    pub fn layer_cache(&self) -> CacheMode {
+        self.layer_cache
+    }
+
+    /// The directory the store was opened at.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory holding the blobs, `<root>/blobs/sha256`.
+    pub fn blobs_dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Where the blob with this digest lives (whether or not it is there yet).
@@ -43,10 +76,13 @@ impl BlobStore {
     }
 
     /// Move a finished temp file into place under its digest. If the blob is already present
-    /// (same content built twice) the temp file is simply dropped.
+    /// with the same size (same content built twice) the temp file is simply dropped; one of
+    /// another size (truncated on disk) is replaced, so a rebuild repairs it.
     pub fn commit(&self, tmp: tempfile::NamedTempFile, digest: &Digest) -> Result<PathBuf> {
         let dest = self.path(digest);
-        if dest.is_file() {
+        let present = fs::symlink_metadata(&dest).ok().filter(|m| m.is_file());
+        let size = tmp.as_file().metadata().map(|m| m.len()).ok();
+        if present.is_some_and(|m| Some(m.len()) == size) {
             return Ok(dest);
         }
         tmp.persist(&dest)

@@ -142,4 +142,7 @@ rustler::atoms! {
     // SLSA provenance (push option `provenance`, report `attached.provenance`)
     provenance, base_image, tool_version, internal_parameters, started_on, source_date_epoch,
     sha256, ci, statement, referrer, attestation_tag,
+    // the layer cache and the blob store's GC (layer_create options, blob_store_gc)
+    layer_cache, max_age, max_size, grace, interval, removed, freed_bytes, kept, kept_bytes,
+    not_due,
 }

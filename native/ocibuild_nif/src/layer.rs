@@ -1,8 +1,9 @@
 //! `layer_create(Files, Opts)`: build one layer into the blob store. Compression and hashing
 //! take seconds for a release, so this runs on a dirty CPU scheduler.
 //!
-//! Opts: `#{compression := gzip | zstd | auto, mtime := non_neg_integer(), store := binary()}`;
-//! the Erlang wrapper fills in defaults (`SOURCE_DATE_EPOCH`, the blob store root).
+//! Opts: `#{compression := gzip | zstd | auto, mtime := non_neg_integer(), store := binary(),
+//! layer_cache => on | content | off}`; the Erlang wrapper fills in defaults
+//! (`SOURCE_DATE_EPOCH`, the blob store root, `OCIBUILD_LAYER_CACHE`).
 //!
 //! With `progress => Pid`, `Pid` gets `{ocibuild_layer_progress, Builder, #{bytes_read,
 //! total_bytes}}` while the files are read (`Builder`: the process running this NIF, so the
@@ -11,7 +12,7 @@
 
 use ocibuild_core::blob_store::BlobStore;
 use ocibuild_core::layer::progress::{BuildProgress, BuildProgressFn};
-use ocibuild_core::layer::{self, Compression, LayerOptions};
+use ocibuild_core::layer::{self, CacheMode, Compression, LayerOptions};
 use ocibuild_core::Result;
 use rustler::{Encoder, Env, LocalPid, NifMap, OwnedEnv, Term};
 
@@ -67,18 +68,23 @@ fn progress_messages(opts: Term, builder: LocalPid) -> Result<Option<BuildProgre
     })))
 }
 
-/// `#{compression, mtime, store}`: how to build a layer and where it goes (also read by
-/// `supply::sbom_layer`).
+/// `#{compression, mtime, store, layer_cache}`: how to build a layer and where it goes (also
+/// read by `supply::sbom_layer`). Without `layer_cache` the cache is on.
 pub fn decode_options(opts: Term) -> Result<(LayerOptions, BlobStore)> {
     let compression = Compression::parse(&terms::word(
         required(opts, atoms::compression(), "compression")?,
         "compression",
     )?)?;
     let mtime = terms::u64_field(required(opts, atoms::mtime(), "mtime")?, "mtime")?;
+    let layer_cache = match field(opts, atoms::layer_cache()) {
+        Some(mode) => CacheMode::parse(&terms::word(mode, "layer_cache")?)?,
+        None => CacheMode::default(),
+    };
     let store = BlobStore::open(terms::path(
         required(opts, atoms::store(), "store")?,
         "store",
-    )?)?;
+    )?)?
+    .with_layer_cache(layer_cache);
     let options = LayerOptions {
         compression,
         mtime,

@@ -6,6 +6,7 @@
 
 mod atoms;
 mod base;
+mod blob_store;
 mod errors;
 mod image;
 mod jobs;

@@ -16,6 +16,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 
+use super::cache;
 use super::compress::classify_error;
 use super::progress::{self, Reporter};
 use super::tar_builder::{self, TarEntry};
@@ -30,7 +31,8 @@ const CHUNK_SIZE: usize = 1 << 20;
 const CHANNEL_DEPTH: usize = 4;
 const OUTPUT_BUFFER: usize = 256 * 1024;
 
-/// Build one layer from `entries` and store its compressed bytes in `store`.
+/// Build one layer from `entries` and store its compressed bytes in `store`, or take it from
+/// the store's layer cache when its inputs are unchanged (see `cache`).
 ///
 /// Fails before writing anything on an invalid path or mode, and leaves nothing behind in the
 /// store when a host file cannot be read halfway through.
@@ -41,10 +43,22 @@ pub fn build_layer(entries: &[FileEntry], opts: &LayerOptions, store: &BlobStore
         Some(_) => progress::planned_bytes(entries),
         None => 0,
     };
+    cache::build_cached(&plan, opts, store, || {
+        build_uncached(&plan, total, opts, store)
+    })
+}
+
+/// The pipeline itself, every time. `total` is the planned content bytes, for progress reports.
+pub(super) fn build_uncached(
+    plan: &[TarEntry],
+    total: u64,
+    opts: &LayerOptions,
+    store: &BlobStore,
+) -> Result<Layer> {
     let tmp = store.temp_file()?;
     let file: &File = tmp.as_file();
     let (diff_id, digest, size) = stream(
-        &plan,
+        plan,
         total,
         opts,
         BufWriter::with_capacity(OUTPUT_BUFFER, file),

@@ -5,8 +5,10 @@
 //! - `compress`: gzip (fixed-size blocks, compressed in parallel) and zstd (multithreaded).
 //! - `build`: the pipeline that ties them to the digests and the blob store.
 //! - `progress`: the bytes read so far, reported while a layer is built.
+//! - `cache`: the layer cache, so unchanged inputs are not built again.
 
 mod build;
+pub mod cache;
 pub mod compress;
 pub mod progress;
 pub mod tar_builder;
@@ -14,6 +16,7 @@ pub mod tar_builder;
 use std::path::PathBuf;
 
 pub use build::build_layer;
+pub use cache::CacheMode;
 pub use compress::Compression;
 
 use crate::digest::Digest;

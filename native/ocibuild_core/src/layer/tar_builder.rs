@@ -73,6 +73,14 @@ impl TarEntry<'_> {
     pub fn mode(&self) -> u32 {
         self.mode
     }
+
+    /// What a file holds; `None` for a directory (the layer cache keys on it).
+    pub fn content(&self) -> Option<&Content> {
+        match self.kind {
+            EntryKind::Dir => None,
+            EntryKind::File(content) => Some(content),
+        }
+    }
 }
 
 /// Normalise a path inside the image: strip leading `/`, fold `//` and `.` components.
