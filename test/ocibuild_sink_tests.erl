@@ -133,22 +133,7 @@ one_path_saves({Root, _}) ->
 
 %% Wait, up to ?WAIT_MS, for `Check()' to be true.
 wait_until(What, Check) ->
-    wait_until(What, Check, erlang:monotonic_time(millisecond) + ?WAIT_MS).
-
-wait_until(What, Check, Deadline) ->
-    case Check() of
-        true ->
-            ok;
-        false ->
-            case erlang:monotonic_time(millisecond) > Deadline of
-                true ->
-                    error({timeout, What});
-                false ->
-                    receive
-                    after 10 -> wait_until(What, Check, Deadline)
-                    end
-            end
-    end.
+    ocibuild_test_util:wait_until(What, Check, ?WAIT_MS).
 
 %% Bytes that do not compress, so writing them takes a while.
 big_bytes(MiB) ->

@@ -24,8 +24,27 @@
     extract_tarball/2,
     host_platform/0,
     write_file/3,
-    small_release/2
+    small_release/2,
+    wait_until/3
 ]).
+
+%% Wait, up to `TimeoutMs', for `Check()' to be true; fails with `{timeout, What}'. For
+%% conditions another thread settles a moment after the reply the test saw (a NIF job
+%% deregisters after it sends its result): never sleep a fixed time instead.
+-spec wait_until(term(), fun(() -> boolean()), non_neg_integer()) -> ok.
+wait_until(What, Check, TimeoutMs) ->
+    wait_until_deadline(What, Check, erlang:monotonic_time(millisecond) + TimeoutMs).
+
+wait_until_deadline(What, Check, Deadline) ->
+    case Check() of
+        true ->
+            ok;
+        false ->
+            case erlang:monotonic_time(millisecond) > Deadline of
+                true -> error({timeout, What});
+                false -> receive after 10 -> wait_until_deadline(What, Check, Deadline) end
+            end
+    end.
 
 %% Write `Data' to `Path' (parents created) with `Mode'.
 write_file(Path, Data, Mode) ->
