@@ -8,3 +8,4 @@ pub mod referrers;
 pub mod sbom;
 pub mod signing;
 pub mod vcs_url;
+pub mod verify;
