@@ -19,6 +19,7 @@
 
 pub mod embedded;
 pub mod spdx;
+pub mod tarball;
 
 use std::collections::BTreeMap;
 
