@@ -13,6 +13,7 @@
 -export([reproducible_epoch/1]).
 -export([job_cancel/1, job_count/0]).
 -export([tarball_load_temp/2, tarball_cleanup/1]).
+-export([verify_image/3, verify_tarball/2]).
 
 -on_load(init/0).
 
@@ -166,3 +167,7 @@ job_count() -> not_loaded().
 tarball_load_temp(_Path, _ParentDir) -> not_loaded().
 
 tarball_cleanup(_Handle) -> not_loaded().
+
+verify_image(_Ref, _Auth, _Opts) -> not_loaded().
+
+verify_tarball(_Path, _Opts) -> not_loaded().

@@ -19,5 +19,6 @@ mod reproducible;
 mod supply;
 mod tarball;
 mod terms;
+mod verify;
 
 rustler::init!("ocibuild_nif");
