@@ -71,8 +71,11 @@ defmodule Mix.Tasks.Ocibuild.Verify do
 
   defp start_ocibuild do
     case Application.ensure_all_started(:ocibuild) do
-      {:ok, _} -> :ok
-      {:error, reason} -> Mix.raise("could not start the ocibuild application: #{inspect(reason)}")
+      {:ok, _} ->
+        :ok
+
+      {:error, reason} ->
+        Mix.raise("could not start the ocibuild application: #{inspect(reason)}")
     end
   end
 
