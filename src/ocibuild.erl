@@ -435,7 +435,7 @@ parse_each([Spec | Rest], Acc) ->
 %% `tar://PATH' or a `.tar'/`.tar.gz' path) with the public key at `maps:get(key, Opts)':
 %% signatures, attestations and the SBOM, one check each. `{ok, Checks}' or
 %% `{error, {verification_failed, Checks}}'; see `ocibuild_verify' for what is checked.
--spec verify(binary() | string(), auth(), #{key := file:filename_all()}) ->
+-spec verify(binary() | string(), auth(), map()) ->
     {ok, [ocibuild_verify:check()]} | {error, term()}.
 verify(Ref, Auth, Opts) ->
     ocibuild_verify:verify(Ref, Auth, Opts).

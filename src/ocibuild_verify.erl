@@ -53,7 +53,7 @@
 %% @doc Verify `Ref' with the public key at `maps:get(key, Opts)' (PEM `PUBLIC KEY', what
 %% `cosign generate-key-pair' writes as `cosign.pub'). `Auth' as `ocibuild:push/5''s (`#{}':
 %% the docker/podman config files, else anonymous); unused for a tarball.
--spec verify(binary() | string(), ocibuild_registry:auth(), #{key := file:filename_all()}) ->
+-spec verify(binary() | string(), ocibuild_registry:auth(), map()) ->
     {ok, [check()]} | {error, {verification_failed, [check()]}} | {error, term()}.
 verify(Ref, Auth, #{key := KeyPath} = Opts) ->
     case read_key(KeyPath) of
