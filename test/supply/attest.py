@@ -28,7 +28,8 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 def request(method, url, data=None, headers=None):
     req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     with urllib.request.urlopen(req, timeout=30) as resp:
-        return resp.status, dict(resp.headers), resp.read()
+        # The headers as they came: lookups ignore case (ferro-oci-server's are lowercase).
+        return resp.status, resp.headers, resp.read()
 
 
 def digest(data):
@@ -116,8 +117,8 @@ def main():
                     "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": size},
                     "annotations": {"in-toto.io/predicate-type": "https://slsa.dev/provenance/v1"}}
         body = json.dumps(manifest, separators=(",", ":")).encode()
-        _, headers, _ = put_manifest(base, repo, digest(body), manifest, OCI_MANIFEST)
-        if "oci-subject" not in {k.lower() for k in headers}:
+        _, headers = put_manifest(base, repo, digest(body), manifest, OCI_MANIFEST)
+        if headers.get("OCI-Subject") is None:
             index = get_manifest(base, repo, tag) or {"schemaVersion": 2, "mediaType": OCI_INDEX,
                                                        "manifests": []}
             index["manifests"].append({"mediaType": OCI_MANIFEST, "digest": digest(body),

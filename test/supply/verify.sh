@@ -18,6 +18,19 @@ mix_verify() { (cd "$ex" && MIX_ENV=prod mix ocibuild.verify "$@"); }
 # rebar_verify ARG...: `rebar3 ocibuild --verify` in the Erlang project.
 rebar_verify() { (cd "$erl_verify" && rebar3 ocibuild --verify "$@"); }
 
+# rebar_one_line_error NAME WORD ARG...: `rebar3 ocibuild --verify ARG...` exits 1 and its last
+# line (rebar3 reports errors on stdout, as `===> ...`) names WORD; nothing on stderr.
+rebar_one_line_error() {
+    local name=$1 word=$2 status=0 last
+    shift 2
+    rebar_verify "$@" >"$work/err.out" 2>"$work/err.err" || status=$?
+    check_eq "$name: exit status 1" 1 "$status"
+    last=$(sed 's/\x1b\[[0-9;]*m//g' "$work/err.out" | grep -v '^[[:space:]]*$' | tail -n 1 || true)
+    check_contains "$name: the last line is rebar3's error" "===> verification failed: " "$last"
+    check_contains "$name: the line names the problem" "$word" "$last"
+    check_eq "$name: nothing on stderr" "" "$(cat "$work/err.err")"
+}
+
 # upload ADDR REPO FILE: put FILE as a blob, print its digest.
 upload() {
     local digest location
@@ -101,8 +114,8 @@ for registry in distribution ferro; do
 
     one_line_error "mix: another key" "signature does not verify with pkcs8.pub" \
         mix_verify "$addr/verify/hello:1" --key "$keys/pkcs8.pub"
-    one_line_error "rebar3: another key" "signature does not verify with pkcs8.pub" \
-        rebar_verify "$addr/verify/hello:1" --key "$keys/pkcs8.pub"
+    rebar_one_line_error "rebar3: another key" "signature does not verify with pkcs8.pub" \
+        "$addr/verify/hello:1" --key "$keys/pkcs8.pub"
     one_line_error "mix: no --key" "--key" mix_verify "$addr/verify/hello:1"
 
     att_tag=$(fallback_tag "$image").att
@@ -110,19 +123,19 @@ for registry in distribution ferro; do
     check "a tampered .att payload (curl)" tamper "$addr" verify/hello "$att_tag" att
     one_line_error "mix: a tampered attestation" "attestation $image (.att layer 1): signature does not verify with sec1.pub" \
         mix_verify "$addr/verify/hello:1" --key "$keys/sec1.pub"
-    one_line_error "rebar3: a tampered attestation" "attestation $image (.att layer 1): signature does not verify" \
-        rebar_verify "$addr/verify/hello:1" --key "$keys/sec1.pub"
+    rebar_one_line_error "rebar3: a tampered attestation" "attestation $image (.att layer 1): signature does not verify" \
+        "$addr/verify/hello:1" --key "$keys/sec1.pub"
     check "the .att put back" put_manifest "$addr" verify/hello "$att_tag" "$work/att.orig"
     check "a tampered .sig payload (curl)" tamper "$addr" verify/hello "$(fallback_tag "$image").sig" sig
     one_line_error "mix: a tampered signature" "signature $image (.sig layer 1): signature does not verify with sec1.pub" \
         mix_verify "$addr/verify/hello:1" --key "$keys/sec1.pub"
-    one_line_error "rebar3: a tampered signature" "signature does not verify with sec1.pub" \
-        rebar_verify "$addr/verify/hello:1" --key "$keys/sec1.pub"
+    rebar_one_line_error "rebar3: a tampered signature" "signature does not verify with sec1.pub" \
+        "$addr/verify/hello:1" --key "$keys/sec1.pub"
 
     check "mix ocibuild --push, not signed (unsigned/hello:1)" run "$work/verify-unsigned-$registry.log" \
         ocibuild --push "$addr/unsigned" -t hello:1
     one_line_error "mix: no signature" "no signature" mix_verify "$addr/unsigned/hello:1" --key "$keys/sec1.pub"
-    one_line_error "rebar3: no signature" "no signature" rebar_verify "$addr/unsigned/hello:1" --key "$keys/sec1.pub"
+    rebar_one_line_error "rebar3: no signature" "no signature" "$addr/unsigned/hello:1" --key "$keys/sec1.pub"
 done
 
 section "verify: a saved tarball (only what it holds)"
