@@ -22,8 +22,9 @@ use crate::digest::Digest;
 use crate::error::shown;
 use crate::media_types::{DOCKER_MANIFEST_LIST, OCI_INDEX};
 use crate::supply::cosign::signature_tag;
-use crate::supply::dsse::MAX_ENVELOPE_BYTES;
+use crate::supply::dsse::{IN_TOTO_PAYLOAD_TYPE, MAX_ENVELOPE_BYTES};
 use crate::supply::referrers::referrers_tag;
+use crate::supply::sbom::SPDX_MEDIA_TYPE;
 use crate::supply::verify::embedded::{sbom_in_layer, MAX_SBOM_LAYER_BYTES};
 use crate::supply::verify::spdx::MAX_SPDX_BYTES;
 use crate::supply::verify::{Evidence, Fetched, Origin, Subject};
@@ -33,6 +34,9 @@ use crate::{Error, Result};
 pub const MAX_REFERRERS: usize = 64;
 /// Platform manifests looked at in an index.
 pub const MAX_PLATFORMS: usize = 64;
+/// Referrer blobs held at once, per image: a registry listing many large ones must not make
+/// the verifier hold gigabytes. Past it, a referrer's check fails saying so.
+pub const MAX_REFERRER_BYTES: usize = 64 << 20;
 /// Layers of a `.sig` or `.att` image fetched.
 pub const MAX_SIGNED_LAYERS: usize = 64;
 
@@ -267,7 +271,12 @@ impl Repo<'_> {
             descriptors.truncate(MAX_REFERRERS);
         }
         let mut out = Vec::new();
-        for (digest, _artifact_type) in descriptors {
+        let mut budget = MAX_REFERRER_BYTES;
+        for (digest, listed_type) in descriptors {
+            // Only what a check reads; a listing without a type is told by its manifest.
+            if !listed_type.is_empty() && blob_cap(&listed_type).is_none() {
+                continue;
+            }
             let Some(m) = self.manifest_if_any(digest.as_str()).await? else {
                 continue;
             };
@@ -277,10 +286,29 @@ impl Repo<'_> {
                     actual: m.digest.to_string(),
                 });
             }
-            // The one blob of an in-toto or SPDX referrer; others (a cosign signature
-            // referrer, ...) are fetched too, which is bounded and harmless.
-            let cap = MAX_SPDX_BYTES.max(MAX_ENVELOPE_BYTES);
-            out.push(self.with_blobs(m.bytes, cap, 1).await);
+            let Some(cap) = blob_cap(&artifact_type(&m.bytes)) else {
+                continue;
+            };
+            let fetched = if budget == 0 {
+                let blobs = first_layer(&m.bytes)
+                    .map(|d| (d, Err(format!("not fetched: the referrers of {subject} exceed {MAX_REFERRER_BYTES} bytes"))))
+                    .into_iter()
+                    .collect();
+                Fetched {
+                    manifest: m.bytes,
+                    blobs,
+                }
+            } else {
+                self.with_blobs(m.bytes, cap.min(budget), 1).await
+            };
+            let used: usize = fetched
+                .blobs
+                .values()
+                .filter_map(|b| b.as_ref().ok())
+                .map(Vec::len)
+                .sum();
+            budget = budget.saturating_sub(used);
+            out.push(fetched);
         }
         Ok(out)
     }
@@ -327,6 +355,39 @@ impl Repo<'_> {
             Err(why) => Some(Err(why)),
         }
     }
+}
+
+/// The largest blob a referrer of `artifact_type` may have; `None` for types no check reads.
+fn blob_cap(artifact_type: &str) -> Option<usize> {
+    match artifact_type {
+        IN_TOTO_PAYLOAD_TYPE => Some(MAX_ENVELOPE_BYTES),
+        SPDX_MEDIA_TYPE => Some(MAX_SPDX_BYTES),
+        _ => None,
+    }
+}
+
+/// A referrer manifest's type: its artifactType, else its config's media type (the OCI 1.1
+/// rule for artifacts without artifactType).
+fn artifact_type(manifest: &[u8]) -> String {
+    let Ok(m) = serde_json::from_slice::<Value>(manifest) else {
+        return String::new();
+    };
+    m.get("artifactType")
+        .and_then(Value::as_str)
+        .or_else(|| m.get("config")?.get("mediaType")?.as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
+fn first_layer(manifest: &[u8]) -> Option<String> {
+    let m = serde_json::from_slice::<Value>(manifest).ok()?;
+    Some(
+        m.get("layers")?
+            .get(0)?
+            .get("digest")?
+            .as_str()?
+            .to_string(),
+    )
 }
 
 /// The `(digest, artifactType)` entries of a referrers list; malformed entries are ignored

@@ -611,3 +611,47 @@ async fn a_pinned_digest_that_does_not_match_is_an_error() {
         "{result:?}"
     );
 }
+
+#[tokio::test]
+async fn referrers_of_types_no_check_reads_are_not_fetched() {
+    let registry = Registry::start(Config::default()).await;
+    let key = key(7);
+    let (_image, _digest) = fully_attached(&registry, &key).await;
+    let other = Artifact {
+        artifact_type: "application/vnd.example.other".into(),
+        media_type: "application/octet-stream".into(),
+        data: noise(5000, 9),
+        annotations: BTreeMap::new(),
+    };
+    let blob = Digest::of(&other.data);
+    let (_dir, blobs) = store();
+    let image = build(
+        1,
+        &sbom_document(&[("jason", "1.4.1")]),
+        Platform::host(),
+        &blobs,
+    );
+    push_with(
+        &registry,
+        &[&image],
+        Attachments {
+            referrers: vec![Some(other)],
+            signature: None,
+        },
+    )
+    .await;
+    let checks = verify(
+        &evidence(&registry, ":v1").await,
+        &key.public_key(),
+        "cosign.pub",
+    );
+    assert!(passed(&checks), "{checks:#?}");
+    assert_eq!(
+        checks.len(),
+        4,
+        "the other referrer is no check: {checks:#?}"
+    );
+    assert!(registry
+        .requests("GET", &format!("/blobs/{blob}"))
+        .is_empty());
+}
