@@ -96,6 +96,13 @@ for registry in distribution ferro; do
             /usr/bin/python3 "$here/attest.py" referrer "$addr" verify/hello "$image" "$keys/sec1.pem"
     fi
 
+    case $registry in
+    distribution) listing=$(manifest "$addr" verify/hello "$(fallback_tag "$image")" 2>&1) ;;
+    ferro) listing=$(curl -sf "http://$addr/v2/verify/hello/referrers/$image" 2>&1) ;;
+    esac
+    check_eq "$registry lists an SBOM and an in-toto referrer (fallback tag / referrers API)" \
+        '["application/spdx+json","application/vnd.in-toto+json"]' \
+        "$(jq -c '[.manifests[].artifactType] | sort' <<<"$listing" 2>&1)"
     check "mix ocibuild.verify: every check passes" run "$work/verify-mix-$registry.log" \
         mix_verify "$addr/verify/hello:1" --key "$keys/sec1.pub"
     out=$(cat "$work/verify-mix-$registry.log" 2>/dev/null)
