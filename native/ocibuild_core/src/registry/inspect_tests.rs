@@ -655,3 +655,39 @@ async fn referrers_of_types_no_check_reads_are_not_fetched() {
         .requests("GET", &format!("/blobs/{blob}"))
         .is_empty());
 }
+
+/// The fallback index is writable by anyone who can push: a referrer listed there whose own
+/// subject is another image counts for nothing here, and says so.
+#[tokio::test]
+async fn a_listed_referrer_about_another_image_fails() {
+    use crate::supply::referrers::{add_referrer, artifact_manifest};
+    let registry = Registry::start(Config::default()).await;
+    let key = key(7);
+    let (_image, digest) = fully_attached(&registry, &key).await;
+    let elsewhere =
+        crate::image::manifest::Descriptor::new(OCI_MANIFEST, Digest::of(b"elsewhere"), 9);
+    let artifact = in_toto_referrer(statement(&digest), &key);
+    let built = artifact_manifest(&artifact, &elsewhere);
+    registry.put_blob(REPO, &artifact.data);
+    registry.put_blob(REPO, b"{}");
+    registry.put_manifest(REPO, built.digest.as_str(), OCI_MANIFEST, &built.manifest);
+    let tag = referrers_tag(&digest);
+    let (_, index) = registry.manifest(REPO, &tag).unwrap();
+    let index = add_referrer(Some(&index), &built.descriptor)
+        .unwrap()
+        .unwrap();
+    registry.put_manifest(REPO, &tag, crate::media_types::OCI_INDEX, &index);
+    let checks = verify(
+        &evidence(&registry, ":v1").await,
+        &key.public_key(),
+        "cosign.pub",
+    );
+    assert_eq!(
+        failure(&checks, Kind::Attestation),
+        format!(
+            "FAIL attestation {digest} (referrer {}): its subject is {}, not this image",
+            built.digest,
+            Digest::of(b"elsewhere")
+        )
+    );
+}

@@ -541,3 +541,95 @@ fn referrer_blob<'a>(referrer: &'a Fetched, subject: &Digest) -> Result<&'a [u8]
     let first = list.first().ok_or("the referrer has no layer")?;
     referrer.blob(text(first, "digest"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::collection::vec;
+    use proptest::num::u8::ANY;
+
+    fn key() -> PublicKey {
+        use p256::pkcs8::{EncodePrivateKey, LineEnding};
+        let pem = p256::SecretKey::from_slice(&[5; 32])
+            .unwrap()
+            .to_pkcs8_pem(LineEnding::LF)
+            .unwrap();
+        crate::supply::signing::SigningKey::from_pem(pem.as_bytes(), None)
+            .unwrap()
+            .public_key()
+    }
+
+    fn fetched(manifest: Vec<u8>, blob: Vec<u8>) -> Fetched {
+        // Whatever digest the manifest names, the junk blob is served under it.
+        let digests: Vec<String> = serde_json::from_slice::<Value>(&manifest)
+            .ok()
+            .and_then(|m| m.get("layers").and_then(Value::as_array).cloned())
+            .unwrap_or_default()
+            .iter()
+            .map(|l| text(l, "digest").to_string())
+            .collect();
+        let blobs = digests.into_iter().map(|d| (d, Ok(blob.clone()))).collect();
+        Fetched { manifest, blobs }
+    }
+
+    #[test]
+    fn nothing_checked_is_not_a_pass() {
+        assert!(!passed(&[]));
+        let skip = check(
+            Outcome::Skip,
+            Kind::Sbom,
+            &Digest::of(b"x"),
+            "",
+            "none".into(),
+        );
+        assert!(!passed(std::slice::from_ref(&skip)));
+        let ok = Check {
+            outcome: Outcome::Ok,
+            ..skip.clone()
+        };
+        assert!(passed(&[skip.clone(), ok.clone()]));
+        let fail = Check {
+            outcome: Outcome::Fail,
+            ..skip
+        };
+        assert!(!passed(&[ok, fail]));
+    }
+
+    proptest::proptest! {
+        /// Manifests and blobs from a hostile registry: every check reports, none panics,
+        /// nothing junk passes.
+        #[test]
+        fn prop_verify_never_panics(
+            manifest in vec(ANY, 0..256),
+            blob in vec(ANY, 0..256),
+            layer_json in "[ -~]{0,64}",
+        ) {
+            let shaped = format!(
+                r#"{{"layers":[{{"mediaType":"{ENVELOPE_MEDIA_TYPE}","digest":"sha256:{}","annotations":{{"{SIGNATURE_ANNOTATION}":"{}"}}}}],"subject":{{"digest":"x"}},"artifactType":"{IN_TOTO_PAYLOAD_TYPE}"}}"#,
+                "0".repeat(64),
+                layer_json.replace('"', ""),
+            );
+            let image = Digest::of(b"image");
+            for m in [manifest.clone(), shaped.into_bytes()] {
+                let evidence = Evidence {
+                    origin: Origin::Registry,
+                    image: image.clone(),
+                    signatures: Some(fetched(m.clone(), blob.clone())),
+                    subjects: vec![Subject {
+                        digest: image.clone(),
+                        platform: None,
+                        attestations: Some(fetched(m.clone(), blob.clone())),
+                        referrers: vec![fetched(m.clone(), blob.clone())],
+                        embedded_sbom: Some(Ok(blob.clone())),
+                    }],
+                    notes: Vec::new(),
+                };
+                let checks = verify(&evidence, &key(), "k.pub");
+                // Junk never passes: no junk verifies with the key, and the image's own SBOM
+                // is junk too. Every check says why.
+                proptest::prop_assert!(!passed(&checks), "{checks:#?}");
+                proptest::prop_assert!(checks.iter().all(|c| !c.detail.is_empty()));
+            }
+        }
+    }
+}
