@@ -145,6 +145,15 @@ for registry in distribution ferro; do
     rebar_one_line_error "rebar3: no signature" "no signature" "$addr/unsigned/hello:1" --key "$keys/sec1.pub"
 done
 
+section "verify: the signed multi-platform push (multi/hello:1 on distribution)"
+check "mix ocibuild.verify: the index's signature, each platform's SBOM" run "$work/verify-multi.log" \
+    mix_verify "$REG_ADDR/multi/hello:1" --key "$keys/sec1.pub"
+out=$(cat "$work/verify-multi.log" 2>/dev/null)
+check_contains "the signature is the index's" "ok   signature $index_digest (.sig layer 1)" "$out"
+for d in $(jq -r '.manifests[].digest' <<<"$multi" 2>/dev/null); do
+    check_contains "platform manifest ${d:7:12}: its SBOM referrer" "ok   sbom $d (referrer" "$out"
+done
+
 section "verify: a saved tarball (only what it holds)"
 check "mix ocibuild.verify on a saved tarball" run "$work/verify-tarball.log" \
     mix_verify "$work/sde1.tar.gz" --key "$keys/sec1.pub"
