@@ -66,7 +66,8 @@
     save/2,
     save/3,
     parse_platform/1,
-    parse_platforms/1
+    parse_platforms/1,
+    verify/3
 ]).
 
 %% rebar3 plugin entry point.
@@ -430,3 +431,12 @@ parse_each([Spec | Rest], Acc) ->
         {ok, Platform} -> parse_each(Rest, [Platform | Acc]);
         {error, _} = Error -> Error
     end.
+
+%% @doc Verify what a push attached to `Ref' (a registry reference, or a saved tarball as
+%% `tar://PATH' or a `.tar'/`.tar.gz' path) with the public key at `maps:get(key, Opts)':
+%% signatures, attestations and the SBOM, one check each. `{ok, Checks}' or
+%% `{error, {verification_failed, Checks}}'; see `ocibuild_verify' for what is checked.
+-spec verify(binary() | string(), auth(), map()) ->
+    {ok, [ocibuild_verify:check()]} | {error, term()}.
+verify(Ref, Auth, Opts) ->
+    ocibuild_verify:verify(Ref, Auth, Opts).

@@ -15,6 +15,7 @@
 -export([tarball_load_temp/2, tarball_cleanup/1]).
 -export([registry_check_push/2]).
 -export([blob_store_gc/2]).
+-export([verify_image/3, verify_tarball/2]).
 
 -on_load(init/0).
 
@@ -171,3 +172,7 @@ tarball_cleanup(_Handle) -> not_loaded().
 
 registry_check_push(_Target, _Opts) -> not_loaded().
 blob_store_gc(_Root, _Opts) -> not_loaded().
+
+verify_image(_Ref, _Auth, _Opts) -> not_loaded().
+
+verify_tarball(_Path, _Opts) -> not_loaded().

@@ -71,6 +71,12 @@ init(State) ->
 -spec do(State) -> {ok, State} | {error, {?MODULE, term()}} when State :: term().
 do(State) ->
     {Args, Rest} = rebar_state:command_parsed_args(State),
+    case proplists:get_value(verify, Args) of
+        undefined -> build(State, Args, Rest);
+        Image -> verify(State, Image, proplists:get_value(key, Args), Rest)
+    end.
+
+build(State, Args, Rest) ->
     Cli = cli(Args),
     Project = project(rebar_state:get(State, ocibuild, [])),
     %% rebar3's global options end with a positional `task' (for `rebar3 help TASK'): a
@@ -86,6 +92,18 @@ do(State) ->
         Unexpected ->
             {error, {?MODULE, {unexpected_arguments, Unexpected}}}
     end.
+
+%% `--verify IMAGE --key cosign.pub': check what a push attached (`ocibuild_verify'), one
+%% line per check; any failure, or nothing to check, fails the command.
+verify(_State, _Image, undefined, _Rest) ->
+    {error, {?MODULE, {invalid_option, key, missing}}};
+verify(State, Image, Key, []) ->
+    case ocibuild_verify:cli(Image, Key, fun(Line) -> io:format("~ts~n", [Line]) end) of
+        ok -> {ok, State};
+        {error, Reason} -> {error, {?MODULE, Reason}}
+    end;
+verify(_State, _Image, _Key, Unexpected) ->
+    {error, {?MODULE, {unexpected_arguments, Unexpected}}}.
 
 run(State, Config) ->
     case ocibuild_release:run(?MODULE, #{rebar_state => State, config => Config}, #{}) of
@@ -105,7 +123,17 @@ format_error(Reason) ->
 
 %% getopt specs from the option table both tools read: `rebar3 help ocibuild' prints them.
 opts() ->
-    ocibuild_options:getopt_specs().
+    ocibuild_options:getopt_specs() ++ verify_specs().
+
+%% `--verify' and `--key' are rebar3's own: `mix ocibuild.verify' is a task of its own.
+verify_specs() ->
+    [{verify, undefined, "verify", string,
+      "verify IMAGE instead of building: a registry reference (tag or digest) or a saved "
+      "tarball (tar://PATH, *.tar, *.tar.gz); checks its cosign signature, attestations and "
+      "SBOM with --key, one line per check, and fails if any check fails or nothing could be "
+      "checked. Credentials as for --push"},
+     {key, undefined, "key", string,
+      "with --verify, the public key (PEM PUBLIC KEY, e.g. cosign.pub)"}].
 
 %% @doc The provider's description as `rebar3 help ocibuild' takes it: an io:format/2
 %% format, so a `~' in it (`~/.docker') is written `~~'.
@@ -121,6 +149,7 @@ desc() ->
     "  rebar3 ocibuild -t myapp:1.0.0                        writes myapp-1.0.0.tar.gz\n"
     "  rebar3 ocibuild -t myapp:1.0.0 --push ghcr.io/myorg   pushes ghcr.io/myorg/myapp:1.0.0\n"
     "  rebar3 ocibuild --push ghcr.io/myorg myapp-1.0.0.tar.gz   pushes a saved tarball\n"
+    "  rebar3 ocibuild --verify ghcr.io/myorg/myapp:1.0.0 --key cosign.pub   verifies a push\n"
     "\n"
     "Configuration in rebar.config, {ocibuild, [{Key, Value}, ...]} (the command line wins):\n"
     ++ ocibuild_options:text_project_keys() ++

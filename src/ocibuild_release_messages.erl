@@ -94,6 +94,8 @@ format_reason({invalid_option, 'OCIBUILD_CACHE_MAX_AGE', Value}) ->
 format_reason({invalid_option, 'OCIBUILD_CACHE_MAX_SIZE', Value}) ->
     io_lib:format("invalid OCIBUILD_CACHE_MAX_SIZE ~ts: give bytes, or a number ending in K, M, "
                   "G or T", [show(Value)]);
+format_reason({invalid_option, key, missing}) ->
+    "verifying needs --key PATH: the public key (PEM PUBLIC KEY, e.g. cosign.pub)";
 format_reason({invalid_option, Name, Value}) ->
     io_lib:format("invalid ~s: ~ts", [Name, show(Value)]);
 format_reason({invalid_value, Field, Key, Why}) ->
@@ -186,6 +188,12 @@ format_reason({io_error, Context, Message}) ->
     io_lib:format("~ts: ~ts", [Context, Message]);
 format_reason({bad_adapter_reply, Adapter, Callback, Reply}) ->
     io_lib:format("~s:~s/2 returned ~0tp", [Adapter, Callback, Reply]);
+format_reason({verification_failed, Checks}) ->
+    verification_failed(Checks);
+format_reason({key_read, Path, Why}) ->
+    io_lib:format("cannot read the public key ~ts: ~ts", [Path, ocibuild_host_file:format_error(Why)]);
+format_reason({public_key_error, Why}) ->
+    io_lib:format("public key: ~ts", [Why]);
 format_reason(Reason) when is_binary(Reason) ->
     Reason;
 format_reason(Reason) ->
@@ -215,4 +223,22 @@ text_or_term(V) ->
     case io_lib:printable_unicode_list(V) of
         true -> V;
         false -> io_lib:format("~0tp", [V])
+    end.
+
+%% `ocibuild_verify': the first failed check's line (every line was printed before), or
+%% that nothing could be checked.
+verification_failed(Checks) ->
+    case [C || #{outcome := fail} = C <- Checks] of
+        [] ->
+            "verification failed: nothing to check (every check was skipped)";
+        [#{line := Line} | More] ->
+            Rest = case length(More) of
+                       0 -> "";
+                       N -> io_lib:format(" (and ~b more failed check(s))", [N])
+                   end,
+            Check = case string:prefix(Line, "FAIL ") of
+                        nomatch -> Line;
+                        AfterWord -> AfterWord
+                    end,
+            ["verification failed: ", Check, Rest]
     end.

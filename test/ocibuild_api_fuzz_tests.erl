@@ -71,6 +71,7 @@ specs() ->
         {ocibuild, save, [images, out_file, save_opts], ok_atom},
         {ocibuild, parse_platform, [text_platform], ok_tuple},
         {ocibuild, parse_platforms, [text_platforms], ok_tuple},
+        {ocibuild, verify, [registry_ref, auth, verify_opts], ok_tuple},
         %% ocibuild_layer
         {ocibuild_layer, create, [files], ok_tuple},
         {ocibuild_layer, create, [files, layer_opts], ok_tuple},
@@ -218,6 +219,7 @@ valid(repo_tag, _Ctx) -> <<"fuzz/app:1">>;
 valid(repo_tag_or_undefined, _Ctx) -> <<"fuzz/app:1">>;
 valid(auth, _Ctx) -> #{username => <<"u">>, password => <<"p">>};
 valid(from_opts, _Ctx) -> #{};
+valid(verify_opts, _Ctx) -> #{key => public_key_fixture()};
 valid(push_opts, _Ctx) -> #{chunk_size => 1024};
 valid(layer_opts, _Ctx) -> #{compression => gzip};
 valid(files, _Ctx) -> [{<<"/app/a.txt">>, <<"hi\n">>, 8#644}];
@@ -703,6 +705,13 @@ read_head(Socket, Acc) ->
         _ ->
             Acc
     end.
+
+%% A P-256 public key (the core's signing fixtures), for `ocibuild:verify/3'.
+public_key_fixture() ->
+    Source = proplists:get_value(source, ocibuild:module_info(compile)),
+    Root = filename:dirname(filename:dirname(Source)),
+    unicode:characters_to_binary(
+        filename:join([Root, "native", "ocibuild_core", "tests", "fixtures", "signing", "pkcs8.pub"])).
 
 image() ->
     {ok, Image} = ocibuild:scratch(),

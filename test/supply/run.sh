@@ -347,6 +347,9 @@ done
 index_digest=$(digest_of "$REG_ADDR/multi/hello:1" 2>/dev/null || echo none)
 check "the index's signature verifies" verify_signatures "$REG_ADDR" multi/hello "$index_digest" "$keys/sec1.pub"
 
+# shellcheck source=test/supply/provenance.sh
 source "$here/provenance.sh"
+# shellcheck source=test/supply/verify.sh
+source "$here/verify.sh"
 
 summary supply

@@ -20,5 +20,6 @@ mod reproducible;
 mod supply;
 mod tarball;
 mod terms;
+mod verify;
 
 rustler::init!("ocibuild_nif");

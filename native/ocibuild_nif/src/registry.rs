@@ -188,7 +188,7 @@ pub(crate) fn decode_vars(opts: Term) -> Result<Environment> {
     Ok(Environment::from_pairs(pairs))
 }
 
-fn decode_reference(term: Term) -> Result<Reference> {
+pub(crate) fn decode_reference(term: Term) -> Result<Reference> {
     if let Ok(elems) = get_tuple(term) {
         if elems.len() == 3 {
             let part = |t: Term| terms::string(t, "reference").map_err(|_| bad_reference(term));

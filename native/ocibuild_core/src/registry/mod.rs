@@ -22,6 +22,7 @@
 //! - `push`: images and indexes: blobs in parallel, then manifests, then extra tags.
 //! - `attach`: what a push adds after its tags: SBOM referrers and cosign signatures.
 //! - `preflight`: before a push builds anything, the registry answers and takes our push.
+//! - `inspect`: what the verifier reads: an image, its `.sig`/`.att` images and referrers.
 //! - `progress`: the events long jobs report.
 //! - `reference`: the old path of [`crate::reference`], kept for callers.
 //!
@@ -34,6 +35,7 @@ pub mod client;
 pub mod credentials;
 pub mod environment;
 pub mod errors;
+pub mod inspect;
 pub mod local_data;
 pub mod manifest;
 pub mod origin;
@@ -51,6 +53,8 @@ pub mod writer;
 
 #[cfg(test)]
 mod hostile_tests;
+#[cfg(test)]
+mod inspect_tests;
 #[cfg(test)]
 pub(crate) mod testing;
 

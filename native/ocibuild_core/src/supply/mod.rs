@@ -11,3 +11,4 @@ pub mod referrers;
 pub mod sbom;
 pub mod signing;
 pub mod vcs_url;
+pub mod verify;
