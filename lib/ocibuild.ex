@@ -155,4 +155,14 @@ defmodule Ocibuild do
   @doc ~S'Parse a comma-separated list such as `"linux/amd64,linux/arm64"`.'
   @spec parse_platforms(text()) :: {:ok, [platform()]} | {:error, {:invalid_platform, term()}}
   defdelegate parse_platforms(specs), to: :ocibuild
+
+  @doc """
+  Verify what a signed push attached to `ref` (a registry reference, or a saved tarball as
+  `"tar://PATH"` or a `.tar`/`.tar.gz` path) with the public key at `opts.key` (PEM
+  `PUBLIC KEY`, e.g. `cosign.pub`): the cosign signatures, the in-toto attestations and the
+  SBOM referrer, one check each. Returns `{:ok, checks}` or
+  `{:error, {:verification_failed, checks}}`; see `mix help ocibuild.verify`.
+  """
+  @spec verify(text(), map(), map()) :: {:ok, [map()]} | {:error, term()}
+  defdelegate verify(ref, auth, opts), to: :ocibuild
 end

@@ -48,6 +48,7 @@ defmodule OcibuildApiFuzzTest do
     {Ocibuild, :save} => {[:images, :out_file, :save_opts], :ok_atom},
     {Ocibuild, :parse_platform} => {[:text_platform], :ok_tuple},
     {Ocibuild, :parse_platforms} => {[:text_platforms], :ok_tuple},
+    {Ocibuild, :verify} => {[:registry_ref, :auth, :verify_opts], :ok_tuple},
     {Ocibuild.Layer, :create} => {[:files, :layer_opts], :ok_tuple},
     {Ocibuild.Layout, :export_directory} => {[:images, :out_dir], :ok_atom},
     {Ocibuild.Layout, :save_tarball} => {[:images, :out_file, :save_opts], :ok_atom},
@@ -297,6 +298,8 @@ defmodule OcibuildApiFuzzTest do
 
   defp valid(:base_ref, ctx), do: "tar://" <> ctx.base
   defp valid(:registry, ctx), do: ctx.registry
+  defp valid(:registry_ref, ctx), do: ctx.registry <> "/fuzz/x:1"
+  defp valid(:verify_opts, _ctx), do: %{key: public_key_fixture()}
   defp valid(:repo_tag, _ctx), do: "fuzz/app:1"
   defp valid(:repo_tag_or_undefined, _ctx), do: "fuzz/app:1"
   defp valid(:auth, _ctx), do: %{username: "u", password: "p"}
@@ -352,7 +355,22 @@ defmodule OcibuildApiFuzzTest do
   defp deep_name?([h | t]) when is_list(h), do: deep_name?(h) and deep_name?(t)
   defp deep_name?(_), do: false
 
-  defp network_kind?(kind), do: kind in [:base_ref, :registry]
+  defp network_kind?(kind), do: kind in [:base_ref, :registry, :registry_ref]
+
+  # A P-256 public key (the core's signing fixtures), for `Ocibuild.verify/3`.
+  defp public_key_fixture do
+    Path.join([
+      __DIR__,
+      "..",
+      "native",
+      "ocibuild_core",
+      "tests",
+      "fixtures",
+      "signing",
+      "pkcs8.pub"
+    ])
+    |> Path.expand()
+  end
 
   ## Junk
 
