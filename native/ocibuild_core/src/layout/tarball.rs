@@ -207,7 +207,7 @@ mod tests {
 
     /// A file of `tar_gz` by its path inside the tarball.
     fn member(tar_gz: &Path, name: &str) -> Vec<u8> {
-        let gz = flate2::read::GzDecoder::new(fs::File::open(tar_gz).unwrap());
+        let gz = flate2::read::MultiGzDecoder::new(fs::File::open(tar_gz).unwrap());
         let mut archive = tar::Archive::new(gz);
         for entry in archive.entries().unwrap() {
             let mut entry = entry.unwrap();
