@@ -32,7 +32,10 @@ fn main() {
             "absent"
         }
     );
-    println!("{:<8} {:>10} {:>9} {:>9}", "impl", "write KiB", "seconds", "MB/s");
+    println!(
+        "{:<8} {:>10} {:>9} {:>9}",
+        "impl", "write KiB", "seconds", "MB/s"
+    );
     for chunk in [8 << 10, 64 << 10, 1 << 20] {
         let ring = best_of(runs, || {
             let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);

@@ -612,6 +612,22 @@ pub(crate) mod tests {
         }
     }
 
+    #[test]
+    fn gzip_keeps_a_fixed_number_of_blocks_in_flight() {
+        let data = sample(40 * GZIP_BLOCK_SIZE);
+        let mut w = GzipWriter::new(Vec::new(), 2).unwrap();
+        assert_eq!(w.max_pending, 5);
+        for piece in data.chunks(64 * 1024) {
+            w.write_all(piece).unwrap();
+            // Every block buffer is pending, being filled, or spare: a fixed few, whatever
+            // the input size.
+            assert!(w.pending.len() <= w.max_pending);
+            assert!(w.pending.len() + w.spare_inputs.len() <= w.max_pending + 1);
+            assert!(w.pending.len() + w.spare_outputs.len() <= w.max_pending + 1);
+        }
+        assert_eq!(gunzip(&w.finish().unwrap()), data);
+    }
+
     /// gzip(1) is an independent reader of our gzip streams. It is part of every Debian system
     /// (and of scripts/install-deps.sh), so a missing gzip fails the test rather than skip it.
     pub(crate) fn assert_passes_gzip_t(path: &std::path::Path) {
