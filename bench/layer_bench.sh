@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Benchmark: build one layer from every regular file under a directory (default
 # /usr/lib/erlang, about 98 MB in 3.6k files: what a large release weighs), with gzip and with
-# zstd, through the public Erlang API (ocibuild_layer:create/2 with {file, Path} contents).
-# Not a test: it prints a table and asserts nothing.
+# zstd, through the public Erlang API (ocibuild_layer:create/2 with {file, Path} contents),
+# next to `tar -c | gzip -6` of the same files in the same run; each row shows its speed and
+# compressed size relative to that. Not a test: it prints a table and asserts nothing.
 #
 #   bash bench/layer_bench.sh [DIR] [RUNS]     RUNS timed builds per codec, best shown (default 3)
 set -euo pipefail

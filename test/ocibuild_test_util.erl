@@ -167,14 +167,16 @@ read_blob(LayoutDir, Digest) ->
 read_json_blob(LayoutDir, Digest) ->
     json(read_blob(LayoutDir, Digest)).
 
-%% [{Name, Bytes}] of the regular files in a gzip-compressed tar held in memory.
+%% [{Name, Bytes}] of the regular files in a gzip-compressed tar held in memory. zlib:gunzip/1
+%% reads every member of a multi-member gzip stream (ocibuild's gzip is one member per 1 MiB);
+%% erl_tar's `compressed` option stops after the first.
 untar_gz(Bin) ->
-    {ok, Files} = erl_tar:extract({binary, Bin}, [compressed, memory]),
+    {ok, Files} = erl_tar:extract({binary, zlib:gunzip(Bin)}, [memory]),
     [{name(Name), Data} || {Name, Data} <- Files].
 
 %% [{Name, Type, Size, Mtime, Mode, Uid, Gid}] for every entry, in archive order.
 untar_gz_table(Bin) ->
-    {ok, Rows} = erl_tar:table({binary, Bin}, [compressed, verbose]),
+    {ok, Rows} = erl_tar:table({binary, zlib:gunzip(Bin)}, [verbose]),
     [
         {name(Name), Type, Size, Mtime, Mode, Uid, Gid}
      || {Name, Type, Size, Mtime, Mode, Uid, Gid} <- Rows
@@ -297,15 +299,16 @@ checked_blob(Dir, #{<<"digest">> := Digest, <<"size">> := Size}) ->
     Size = byte_size(Bin),
     Bin.
 
-%% Extract a (gzip or plain) tarball into Dir, refusing nothing: the tarballs are ours.
+%% Extract a (gzip or plain) tarball into Dir, refusing nothing: the tarballs are ours. A gzip
+%% one is inflated with zlib:gunzip/1, which reads every member (see untar_gz/1).
 extract_tarball(Path, Dir) ->
-    {ok, Head} = file:read_file(Path),
-    Opts =
-        case Head of
-            <<16#1f, 16#8b, _/binary>> -> [compressed, {cwd, Dir}];
-            _ -> [{cwd, Dir}]
+    {ok, Bytes} = file:read_file(Path),
+    Tar =
+        case Bytes of
+            <<16#1f, 16#8b, _/binary>> -> zlib:gunzip(Bytes);
+            _ -> Bytes
         end,
-    ok = erl_tar:extract(Path, Opts),
+    ok = erl_tar:extract({binary, Tar}, [{cwd, Dir}]),
     Dir.
 
 %% The fixtures themselves: everything is set inside and put back after.

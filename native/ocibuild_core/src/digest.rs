@@ -51,6 +51,10 @@ impl fmt::Display for Digest {
 }
 
 /// Incremental sha256 that also counts bytes.
+///
+/// ring, because it is the fastest sha256 we have: it picks SHA-NI at run time like openssl
+/// does, and RustCrypto's sha2 (SHA-NI through cpufeatures) measured no faster on the same
+/// buffers (`cargo run --release -p ocibuild_core --example bench_sha256` prints both).
 #[derive(Clone)]
 pub struct Hasher {
     ctx: ring::digest::Context,

@@ -212,7 +212,7 @@ mod tests {
         let mut out = Vec::new();
         match c {
             Compression::Gzip => {
-                flate2::read::GzDecoder::new(bytes)
+                flate2::read::MultiGzDecoder::new(bytes)
                     .read_to_end(&mut out)
                     .unwrap();
             }

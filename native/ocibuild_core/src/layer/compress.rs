@@ -1,10 +1,14 @@
 //! Layer compression: gzip and zstd, both multithreaded, both with output bytes that do not
 //! depend on the number of threads (a layer digest must be the same on a laptop and in CI).
 //!
-//! Gzip is compressed pigz-style: the input is cut into fixed 1 MiB blocks; each block is
-//! deflated on its own (primed with the previous block's last 32 KiB as dictionary, so the
-//! ratio stays close to a single stream) and ends in a sync flush, which byte-aligns it. The
-//! blocks are concatenated into one ordinary gzip member, so any gzip reader can read it.
+//! Gzip is a multi-member stream: the input is cut into fixed 1 MiB blocks and each block is
+//! compressed whole by libdeflate (about twice zlib's speed at the same level, and a slightly
+//! better ratio) into a gzip member of its own, on a pool of worker threads. Members are
+//! concatenated in input order. RFC 1952 defines such a stream as one gzip file, and every
+//! reader a layer meets reads it: Go's compress/gzip (containerd, docker, podman, skopeo,
+//! umoci), gzip(1), Python's gzip, Erlang's zlib:gunzip, flate2's `MultiGzDecoder`.
+//! libdeflate compresses a whole buffer at a time (no streaming, no preset dictionary), which
+//! is why blocks are members rather than fragments of one deflate stream.
 //! Zstd uses libzstd's own multithreaded mode, whose output is the same for any number of
 //! workers as long as there is at least one (0 workers is a different, single-threaded format).
 //!
@@ -25,7 +29,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use flate2::{Compress, FlushCompress, Status};
+use libdeflater::{CompressionLvl, Compressor as Deflater};
 
 use crate::media_types::{OCI_LAYER_GZIP, OCI_LAYER_ZSTD};
 use crate::{Error, Result};
@@ -36,10 +40,12 @@ pub const GZIP_LEVEL: u32 = 6;
 pub const ZSTD_LEVEL: i32 = 3;
 /// Input bytes per zstd worker job. Part of the output format: changing it changes digests.
 pub const ZSTD_JOB_SIZE: u32 = 2 << 20;
-/// Input block size for parallel gzip. Part of the output format: changing it changes digests.
+/// Input bytes per gzip member. Part of the output format: changing it changes digests.
+/// On /usr/lib/erlang as a tar (60 MB), 1 MiB members come out 1.7% smaller than `gzip -6`
+/// and only 0.05% larger than 8 MiB members (the 32 KiB window lost at each boundary costs
+/// little), while a layer of a few MiB still spreads over both cores and the blocks in flight
+/// stay a few MiB.
 pub const GZIP_BLOCK_SIZE: usize = 1 << 20;
-/// Deflate's window: the most history a block can use from its predecessor.
-const DICT_SIZE: usize = 32 * 1024;
 
 /// The layer compression formats we write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -183,47 +189,53 @@ impl<W: Write> Write for Sink<W> {
     }
 }
 
-/// Parallel gzip: one gzip member whose deflate stream is made of independently compressed,
-/// byte-aligned blocks. Blocks are compressed by a pool of worker threads and written to `out`
-/// in order from the thread that calls `write`, so `out` need not be `Send`.
+/// Parallel gzip: one gzip member per `GZIP_BLOCK_SIZE` block of input. Blocks are compressed
+/// by a pool of worker threads and written to `out` in order from the thread that calls
+/// `write`, so `out` need not be `Send`. At most `max_pending` blocks are in flight, which
+/// bounds memory whatever the input size.
 pub struct GzipWriter<W: Write> {
     /// `None` only after `finish` has handed it back.
     out: Option<W>,
     /// The block being filled; always `GZIP_BLOCK_SIZE` of capacity.
     block: Vec<u8>,
-    /// The last `DICT_SIZE` bytes of the previous block.
-    dict: Vec<u8>,
-    crc: crc32fast::Hasher,
-    /// Input bytes written so far (the trailer's ISIZE).
-    total_in: u64,
-    /// Blocks handed to workers, oldest first; their results are written in this order.
-    pending: VecDeque<Receiver<Result<Deflated, String>>>,
+    /// Whether the next member's header is already written (the first one is written by
+    /// `new`, so a destination that cannot be written fails before any work starts).
+    header_written: bool,
+    /// Blocks handed to workers, oldest first; their members are written in this order.
+    pending: VecDeque<Receiver<Result<Member, String>>>,
     max_pending: usize,
     jobs: Option<SyncSender<Job>>,
     workers: Vec<JoinHandle<()>>,
-    /// Input buffers returned by workers, reused to avoid reallocating 1 MiB per block.
-    spare: Vec<Vec<u8>>,
+    /// Buffers returned by workers, reused to avoid reallocating a block's worth per block.
+    spare_inputs: Vec<Vec<u8>>,
+    spare_outputs: Vec<Vec<u8>>,
 }
 
 struct Job {
     input: Vec<u8>,
-    dict: Vec<u8>,
-    last: bool,
-    reply: SyncSender<Result<Deflated, String>>,
+    /// An empty buffer for the member, recycled from an earlier block.
+    output: Vec<u8>,
+    reply: SyncSender<Result<Member, String>>,
 }
 
-struct Deflated {
-    output: Vec<u8>,
+/// One compressed block: a gzip member without its header (raw deflate and trailer), and its
+/// input handed back for reuse.
+struct Member {
+    bytes: Vec<u8>,
     input: Vec<u8>,
-    crc: crc32fast::Hasher,
 }
 
 /// gzip header: magic, deflate, no flags, mtime 0, no extra flags, OS "unknown" (255), so the
-/// bytes do not depend on when or where they were made.
+/// bytes do not depend on when or where they were made. Written by us rather than by
+/// libdeflate's gzip wrapper so that they do not depend on the libdeflate version either.
 const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+/// The member trailer: CRC-32 and ISIZE of the block's input.
+const GZIP_TRAILER_LEN: usize = 8;
 
 impl<W: Write> GzipWriter<W> {
-    /// Start a gzip member on `out`, compressing on `threads` worker threads (0 counts as 1).
+    /// A gzip writer on `out`, compressing on `threads` worker threads (0 counts as 1).
+    /// The first member's header is written at once: a destination that cannot be written
+    /// fails here, before any input is compressed.
     pub fn new(mut out: W, threads: usize) -> io::Result<Self> {
         let threads = threads.max(1);
         out.write_all(&GZIP_HEADER)?;
@@ -238,67 +250,59 @@ impl<W: Write> GzipWriter<W> {
         Ok(GzipWriter {
             out: Some(out),
             block: Vec::with_capacity(GZIP_BLOCK_SIZE),
-            dict: Vec::new(),
-            crc: crc32fast::Hasher::new(),
-            total_in: 0,
+            header_written: true,
             pending: VecDeque::new(),
             // Enough blocks in flight to keep every worker busy while the oldest is written.
             max_pending: 2 * threads + 1,
             jobs: Some(jobs),
             workers,
-            spare: Vec::new(),
+            spare_inputs: Vec::new(),
+            spare_outputs: Vec::new(),
         })
     }
 
-    /// Compress the last (possibly empty) block, write the trailer, and return `out`.
+    /// Compress the last block and return `out`. The last block is empty only when the whole
+    /// input was: an empty input still makes one (empty) member, so the output is a gzip file.
     pub fn finish(mut self) -> io::Result<W> {
-        self.submit(true)?;
+        self.submit()?;
         while !self.pending.is_empty() {
             self.write_oldest()?;
         }
-        let total = self.total_in;
-        let crc = std::mem::take(&mut self.crc).finalize();
         let out = self.out.as_mut().expect("present until finish returns");
-        out.write_all(&crc.to_le_bytes())?;
-        // ISIZE is the input length modulo 2^32, as RFC 1952 says.
-        out.write_all(&(total as u32).to_le_bytes())?;
         out.flush()?;
         self.stop_workers();
         Ok(self.out.take().expect("present until finish returns"))
     }
 
-    /// Hand the current block to the workers; `last` makes it end the deflate stream.
-    fn submit(&mut self, last: bool) -> io::Result<()> {
+    /// Hand the current block to the workers.
+    fn submit(&mut self) -> io::Result<()> {
         while self.pending.len() >= self.max_pending {
             self.write_oldest()?;
         }
         let next = self
-            .spare
+            .spare_inputs
             .pop()
             .unwrap_or_else(|| Vec::with_capacity(GZIP_BLOCK_SIZE));
         let input = std::mem::replace(&mut self.block, next);
-        let tail = input[input.len().saturating_sub(DICT_SIZE)..].to_vec();
-        let prev_dict = std::mem::replace(&mut self.dict, tail);
+        let output = self.spare_outputs.pop().unwrap_or_default();
         let (reply, result) = mpsc::sync_channel(1);
-        let job = Job {
-            input,
-            dict: prev_dict,
-            last,
-            reply,
-        };
         let jobs = self
             .jobs
             .as_ref()
             .ok_or_else(|| codec_error("gzip writer already finished"))?;
-        jobs.send(job)
-            .map_err(|_| codec_error("gzip workers stopped"))?;
+        jobs.send(Job {
+            input,
+            output,
+            reply,
+        })
+        .map_err(|_| codec_error("gzip workers stopped"))?;
         self.pending.push_back(result);
         // Write whatever is already done, so output (and its hashing) keeps pace with input.
         while let Some(front) = self.pending.front() {
             match front.try_recv() {
                 Ok(done) => {
                     self.pending.pop_front();
-                    self.write_block(done)?;
+                    self.write_member(done)?;
                 }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => return Err(codec_error("gzip worker stopped")),
@@ -315,19 +319,21 @@ impl<W: Write> GzipWriter<W> {
         let done = front
             .recv()
             .map_err(|_| codec_error("gzip worker stopped"))?;
-        self.write_block(done)
+        self.write_member(done)
     }
 
-    fn write_block(&mut self, done: Result<Deflated, String>) -> io::Result<()> {
+    fn write_member(&mut self, done: Result<Member, String>) -> io::Result<()> {
         let mut done = done.map_err(codec_error)?;
-        self.out
-            .as_mut()
-            .expect("present until finish returns")
-            .write_all(&done.output)?;
-        self.crc.combine(&done.crc);
-        self.total_in += done.input.len() as u64;
+        let out = self.out.as_mut().expect("present until finish returns");
+        if !self.header_written {
+            out.write_all(&GZIP_HEADER)?;
+        }
+        out.write_all(&done.bytes)?;
+        self.header_written = false;
         done.input.clear();
-        self.spare.push(done.input);
+        done.bytes.clear();
+        self.spare_inputs.push(done.input);
+        self.spare_outputs.push(done.bytes);
         Ok(())
     }
 
@@ -350,17 +356,17 @@ impl<W: Write> Write for GzipWriter<W> {
             let n = room.min(rest.len());
             self.block.extend_from_slice(&rest[..n]);
             rest = &rest[n..];
-            // Submit only when more input arrives, so the last block is always the one
-            // `finish` marks final (a full block followed by nothing stays here until then).
+            // Submit only when more input arrives, so `finish` always has a block to submit
+            // and only an empty input ends in an empty member.
             if self.block.len() == GZIP_BLOCK_SIZE && !rest.is_empty() {
-                self.submit(false)?;
+                self.submit()?;
             }
         }
         Ok(buf.len())
     }
 
-    /// Blocks are independent of flush calls (that would make output depend on write
-    /// patterns), so this only flushes `out`.
+    /// Member boundaries are independent of flush calls (that would make output depend on
+    /// write patterns), so this only flushes `out`.
     fn flush(&mut self) -> io::Result<()> {
         self.out.as_mut().map_or(Ok(()), Write::flush)
     }
@@ -377,69 +383,45 @@ fn codec_error(msg: impl Into<String>) -> io::Error {
 }
 
 fn worker(queue: &Mutex<Receiver<Job>>) {
-    let mut deflate = Compress::new(flate2::Compression::new(GZIP_LEVEL), false);
+    let level = CompressionLvl::new(GZIP_LEVEL as i32).expect("level 6 is in libdeflate's range");
+    let mut deflater = Deflater::new(level);
     loop {
         // Only one idle worker waits on the queue at a time; the rest wait for the lock.
         let job = match queue.lock() {
             Ok(q) => q.recv(),
             Err(_) => return,
         };
-        let Ok(job) = job else { return };
-        let mut output = Vec::new();
-        let result =
-            deflate_block(&mut deflate, &job.dict, &job.input, job.last, &mut output).map(|()| {
-                let mut crc = crc32fast::Hasher::new();
-                crc.update(&job.input);
-                Deflated {
-                    output,
-                    input: job.input,
-                    crc,
-                }
-            });
+        let Ok(mut job) = job else { return };
+        let result = gzip_member(&mut deflater, &job.input, &mut job.output).map(|()| Member {
+            bytes: job.output,
+            input: job.input,
+        });
         // The writer may have gone away after an error elsewhere; nothing left to do then.
         let _ = job.reply.send(result);
     }
 }
 
-/// Deflate one block as a raw deflate fragment: primed with `dict`, ending in a sync flush
-/// (byte-aligned, so fragments concatenate) or, for the last block, in the final block.
-fn deflate_block(
-    deflate: &mut Compress,
-    dict: &[u8],
+/// Compress `input` into `member` as a gzip member without its header: raw deflate, then the
+/// trailer.
+fn gzip_member(
+    deflater: &mut Deflater,
     input: &[u8],
-    last: bool,
-    output: &mut Vec<u8>,
+    member: &mut Vec<u8>,
 ) -> std::result::Result<(), String> {
-    deflate.reset();
-    if !dict.is_empty() {
-        deflate
-            .set_dictionary(dict)
-            .map_err(|e| format!("deflate dictionary: {e}"))?;
-    }
-    let flush = if last {
-        FlushCompress::Finish
-    } else {
-        FlushCompress::Sync
-    };
-    output.reserve(input.len() / 2 + 1024);
-    let mut consumed = 0;
-    loop {
-        let before = deflate.total_in();
-        let status = deflate
-            .compress_vec(&input[consumed..], output, flush)
-            .map_err(|e| format!("deflate: {e}"))?;
-        consumed += (deflate.total_in() - before) as usize;
-        // A sync flush is complete once all input is in and the codec left output space
-        // unused; a finish is complete when the codec says the stream ended.
-        let done = match flush {
-            FlushCompress::Finish => status == Status::StreamEnd,
-            _ => consumed == input.len() && output.len() < output.capacity(),
-        };
-        if done {
-            return Ok(());
-        }
-        output.reserve(output.capacity().max(64 * 1024));
-    }
+    let bound = deflater.deflate_compress_bound(input.len());
+    member.clear();
+    member.resize(bound, 0);
+    // The bound is libdeflate's own worst case for this length, so running out of room
+    // would be a libdeflate bug; it is still reported as a codec error, not a panic.
+    let n = deflater
+        .deflate_compress(input, member)
+        .map_err(|e| format!("deflate: {e:?}"))?;
+    member.truncate(n);
+    member.reserve(GZIP_TRAILER_LEN);
+    member.extend_from_slice(&crc32fast::hash(input).to_le_bytes());
+    // ISIZE is the input length modulo 2^32, as RFC 1952 says (a block is far below 4 GiB).
+    member.extend_from_slice(&(input.len() as u32).to_le_bytes());
+    Ok(())
 }
 
 #[cfg(test)]
@@ -482,9 +464,10 @@ pub(crate) mod tests {
         w.finish().unwrap()
     }
 
+    /// Every member, as layer readers do (a single-member decoder would stop after 1 MiB).
     fn gunzip(gz: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(gz)
+        flate2::read::MultiGzDecoder::new(gz)
             .read_to_end(&mut out)
             .unwrap();
         out
@@ -513,22 +496,95 @@ pub(crate) mod tests {
         assert_eq!(Compression::Zstd.to_string(), "zstd");
     }
 
+    /// Split a multi-member gzip stream into its members, checking each one as we go: our fixed
+    /// header, a complete raw deflate stream, and a trailer whose CRC-32 and ISIZE match what
+    /// that deflate stream decodes to. Returns each member's decoded bytes.
+    fn members(gz: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut rest = gz;
+        while !rest.is_empty() {
+            assert_eq!(&rest[..10], &GZIP_HEADER, "member {} header", out.len());
+            rest = &rest[10..];
+            let mut inflate = flate2::Decompress::new(false);
+            let mut block = Vec::with_capacity(2 * GZIP_BLOCK_SIZE);
+            let status = inflate
+                .decompress_vec(rest, &mut block, flate2::FlushDecompress::Finish)
+                .unwrap();
+            assert_eq!(status, flate2::Status::StreamEnd, "member {}", out.len());
+            rest = &rest[inflate.total_in() as usize..];
+            assert_eq!(rest[..4], crc32fast::hash(&block).to_le_bytes());
+            assert_eq!(rest[4..8], (block.len() as u32).to_le_bytes());
+            rest = &rest[8..];
+            out.push(block);
+        }
+        out
+    }
+
     #[test]
-    fn gzip_roundtrips_as_one_member_with_fixed_header() {
+    fn gzip_is_one_member_per_block_each_with_fixed_header_and_trailer() {
         let data = sample(5 * GZIP_BLOCK_SIZE + 12_345);
         let gz = compress(Compression::Gzip, &data, 2, 100_000);
-        assert_eq!(&gz[..10], &GZIP_HEADER);
-        // A single member: a decoder that stops after the first member still sees everything.
+        let blocks = members(&gz);
+        assert_eq!(blocks.len(), 6);
+        assert!(blocks[..5].iter().all(|b| b.len() == GZIP_BLOCK_SIZE));
+        assert_eq!(blocks.concat(), data);
         assert_eq!(gunzip(&gz), data);
-        let trailer = &gz[gz.len() - 8..];
-        assert_eq!(trailer[..4], crc32fast::hash(&data).to_le_bytes());
-        assert_eq!(trailer[4..], (data.len() as u32).to_le_bytes());
         assert!(
             gz.len() < data.len() / 3,
             "ratio should stay sane: {} -> {}",
             data.len(),
             gz.len()
         );
+    }
+
+    #[test]
+    fn gzip_of_empty_input_is_one_empty_member() {
+        let gz = compress(Compression::Gzip, &[], 2, 1);
+        assert_eq!(members(&gz), vec![Vec::<u8>::new()]);
+        assert_eq!(gunzip(&gz), b"");
+        // Nothing written at all is not a gzip file; a header, an empty final block and a
+        // zero trailer is.
+        assert!(gz.len() <= 10 + 5 + 8, "{} bytes", gz.len());
+    }
+
+    #[test]
+    fn gzip_output_does_not_depend_on_threads_at_block_boundaries() {
+        let incompressible: Vec<u8> = {
+            let mut state = 0x9e37_79b9_7f4a_7c15u64;
+            (0..3 * GZIP_BLOCK_SIZE + 1)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    (state >> 24) as u8
+                })
+                .collect()
+        };
+        let inputs = [
+            sample(1),
+            sample(GZIP_BLOCK_SIZE - 1),
+            sample(GZIP_BLOCK_SIZE),
+            sample(GZIP_BLOCK_SIZE + 1),
+            sample(3 * GZIP_BLOCK_SIZE),
+            vec![0u8; 2 * GZIP_BLOCK_SIZE + 17],
+            incompressible,
+        ];
+        for data in &inputs {
+            let one = compress(Compression::Gzip, data, 1, data.len());
+            assert_eq!(
+                one,
+                compress(Compression::Gzip, data, 2, 8191),
+                "length {}",
+                data.len()
+            );
+            assert_eq!(gunzip(&one), *data, "length {}", data.len());
+            assert_eq!(
+                members(&one).len(),
+                data.len().div_ceil(GZIP_BLOCK_SIZE),
+                "length {}",
+                data.len()
+            );
+        }
     }
 
     #[test]
@@ -554,6 +610,22 @@ pub(crate) mod tests {
             let gz = compress(Compression::Gzip, &data, 2, 300_000);
             assert_eq!(gunzip(&gz), data, "length {len}");
         }
+    }
+
+    #[test]
+    fn gzip_keeps_a_fixed_number_of_blocks_in_flight() {
+        let data = sample(40 * GZIP_BLOCK_SIZE);
+        let mut w = GzipWriter::new(Vec::new(), 2).unwrap();
+        assert_eq!(w.max_pending, 5);
+        for piece in data.chunks(64 * 1024) {
+            w.write_all(piece).unwrap();
+            // Every block buffer is pending, being filled, or spare: a fixed few, whatever
+            // the input size.
+            assert!(w.pending.len() <= w.max_pending);
+            assert!(w.pending.len() + w.spare_inputs.len() <= w.max_pending + 1);
+            assert!(w.pending.len() + w.spare_outputs.len() <= w.max_pending + 1);
+        }
+        assert_eq!(gunzip(&w.finish().unwrap()), data);
     }
 
     /// gzip(1) is an independent reader of our gzip streams. It is part of every Debian system
@@ -586,6 +658,36 @@ pub(crate) mod tests {
         )
         .unwrap();
         assert_passes_gzip_t(&path);
+    }
+
+    /// Python's gzip module is another independent reader (python3 is in
+    /// scripts/install-deps.sh for the registry suite); it must read every member.
+    #[test]
+    fn gzip_reads_back_with_python() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.gz");
+        let data = sample(2 * GZIP_BLOCK_SIZE + 3);
+        std::fs::write(&path, compress(Compression::Gzip, &data, 2, 1 << 16)).unwrap();
+        let out = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import gzip, hashlib, sys; d = gzip.open(sys.argv[1]).read(); \
+                 print(len(d), hashlib.sha256(d).hexdigest())",
+            ])
+            .arg(&path)
+            .output()
+            .expect("running python3");
+        assert!(
+            out.status.success(),
+            "python3: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let expected = format!(
+            "{} {}\n",
+            data.len(),
+            crate::digest::Digest::of(&data).hex()
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
     }
 
     #[test]

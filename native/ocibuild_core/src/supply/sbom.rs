@@ -1115,7 +1115,7 @@ mod tests {
         let layer = sbom.layer(&options, &store).unwrap();
         let blob = std::fs::read(layer.blob.as_ref().unwrap()).unwrap();
         assert_eq!(Digest::of(&blob), layer.digest);
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&blob[..]));
+        let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(&blob[..]));
         let mut files = Vec::new();
         for entry in archive.entries().unwrap() {
             let mut entry = entry.unwrap();
