@@ -516,7 +516,7 @@ holds(_Root, {env, Names, Prefixes, Sha}) ->
     Sha =:= env_hash(Names, Prefixes);
 holds(Root, {dir, Path, Names}) ->
     dir_names(full_path(Root, Path)) =:= {ok, Names};
-holds(Root, {file, Path, _, _, _, _} = Fact) ->
+holds(Root, {file, Path, Size, _, _, _} = Fact) when Size >= 0 ->
     file_fact(Root, Path) =:= Fact;
 holds(Root, {absent, Path}) ->
     file:read_link_info(full_path(Root, Path)) =:= {error, enoent};
@@ -586,8 +586,9 @@ file_or_absent(Root, Path) ->
         _ -> {absent, Path}
     end.
 
-%% Anything but a regular file (a FIFO, a device, a broken link) is recorded as a file that
-%% never matches, so the check never opens it and the install always reruns.
+%% Anything but a regular file (a FIFO, a device, a link to a directory) is recorded with
+%% size -1, which never holds (here or in mix.exs): the check never opens it, and the install
+%% always reruns, as it did before the manifest.
 file_fact(Root, Path) ->
     case file:read_file_info(full_path(Root, Path), [{time, posix}]) of
         {ok, #file_info{type = regular, size = Size, mtime = Mtime, ctime = Ctime, inode = Inode}} ->
