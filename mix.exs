@@ -8,7 +8,7 @@ defmodule Mix.Tasks.Compile.OcibuildNif.Manifest do
   # Which facts to record is decided there alone.
 
   def holds?(root) do
-    case :file.consult(String.to_charlist(Path.join([root, "priv", ".ocibuild_nif.manifest"]))) do
+    case :file.consult(String.to_charlist(path(root))) do
       {:ok, [{:ocibuild_nif_manifest, 1} | facts]} -> Enum.all?(facts, &holds?(root, &1))
       _ -> false
     end
