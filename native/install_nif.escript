@@ -24,6 +24,10 @@
 %% checksums of a release are added when its artifacts exist) is built from source, silently,
 %% as before precompiled NIFs existed. A checksum mismatch is an error, never a fallback.
 %% Writes are atomic (a unique temporary name, then a rename); halts 1 after one line on error.
+%%
+%% An install records what it depended on in priv/.ocibuild_nif.manifest (see "the manifest"
+%% below): while every recorded fact still holds, the next run does nothing at all, neither
+%% cargo nor a download. mix.exs re-checks the same file without starting this script.
 -mode(compile).
 
 -include_lib("kernel/include/file.hrl").
@@ -91,6 +95,18 @@ released_checksum(Vsn, Target) ->
     end.
 
 install(Root) ->
+    case manifest_holds(Root) of
+        true ->
+            ok;
+        false ->
+            % Taken before the install, so an edit made while cargo runs is seen next time.
+            Inputs = input_facts(Root),
+            remove_manifest(Root),
+            install_library(Root),
+            write_manifest(Root, Inputs)
+    end.
+
+install_library(Root) ->
     case {env_flag("OCIBUILD_BUILD_NIF"), env("OCIBUILD_NIF_PATH")} of
         {true, _} -> build_from_source(Root, explicit);
         {false, ""} -> install_precompiled(Root);
@@ -128,7 +144,7 @@ install_artifact(Root, Vsn, Name, Sha) ->
                 {ok, Gz} ->
                     verify_checksum(Name, Url, Sha, Gz),
                     Library = gunzip(Name, Gz),
-                    install_library(Root, Library),
+                    write_library(Root, Library),
                     write_marker(Root, Name, Sha, Library);
                 {error, Why} ->
                     build_from_source(Root, {fallback, fmt("could not download ~s (~ts)", [Url, Why])})
@@ -139,9 +155,9 @@ install_artifact(Root, Vsn, Name, Sha) ->
 install_local(Root, Path) ->
     case read_regular(Path, ?MAX_LIBRARY_BYTES) of
         {ok, <<16#1f, 16#8b, _/binary>> = Gz} ->
-            install_library(Root, gunzip(Path, Gz));
+            write_library(Root, gunzip(Path, Gz));
         {ok, Library} ->
-            install_library(Root, Library);
+            write_library(Root, Library);
         {error, Reason} ->
             fail("OCIBUILD_NIF_PATH=~ts cannot be read (~ts)", [Path, read_error(Reason)])
     end,
@@ -409,7 +425,7 @@ gunzip(Name, Gz) ->
 
 %% A unique temporary name next to the library, then a rename: a running VM never sees a
 %% half-written file, and an interrupted install leaves the old library in place.
-install_library(Root, Library) ->
+write_library(Root, Library) ->
     Dest = library_path(Root),
     case file:read_file(Dest) of
         {ok, Library} -> ok;
@@ -453,6 +469,159 @@ up_to_date(Root, Name, Sha) ->
         {{ok, Marker}, {ok, Library}} -> Marker =:= marker(Name, Sha, Library);
         _ -> false
     end.
+
+%% --- the manifest -----------------------------------------------------------------------
+
+%% priv/.ocibuild_nif.manifest: Erlang terms, one fact per line, that held when the library
+%% was installed. The install reruns when any stops holding: a source file added, removed or
+%% changed (size, mtime, ctime or inode: an editor that saves by rename changes the inode, and
+%% ctime cannot be set back), the library changed or missing, another VM (architecture, NIF
+%% version), or a variable that changes what is installed or how cargo builds it. This script
+%% decides which facts to record; checking them needs no knowledge of why, so mix.exs
+%% (Mix.Tasks.Compile.OcibuildNif.Manifest) checks the same file fact by fact without starting
+%% a VM for this script. A new Rust toolchain alone does not rebuild: the library it built
+%% still loads.
+%%
+%%   {ocibuild_nif_manifest, 1}.                          the format
+%%   {system, Architecture, NifVersion}.                  erlang:system_info/1 of the VM
+%%   {env, Names, Prefixes, Sha256}.                      of the sorted NAME=VALUE lines whose
+%%                                                        name is in Names or has a Prefix
+%%   {dir, Path, Names}.                                  every entry of the directory, sorted
+%%   {file, Path, Size, Mtime, Ctime, Inode}.             a regular file (posix seconds)
+%%   {absent, Path}.                                      nothing at Path
+%%   {library, Path, Sha256}.                             priv/ocibuild_nif.so's content
+%%
+%% Paths are binaries, relative to the checkout unless absolute; hashes are lowercase hex.
+manifest_path(Root) -> filename:join([Root, "priv", ".ocibuild_nif.manifest"]).
+
+-define(MANIFEST_VERSION, {ocibuild_nif_manifest, 1}).
+%% What decides how the library is installed (OCIBUILD_NIF_*) or what cargo builds. Not
+%% CARGO_TARGET_DIR: it says where cargo keeps its work, not what it builds, and a new one
+%% would cost a build from scratch for the same library.
+-define(ENV_NAMES, [<<"OCIBUILD_BUILD_NIF">>, <<"RUSTFLAGS">>, <<"RUSTC">>, <<"CC">>, <<"CFLAGS">>, <<"AR">>]).
+-define(ENV_PREFIXES, [<<"OCIBUILD_NIF_">>, <<"CARGO_ENCODED_">>, <<"CARGO_PROFILE_">>, <<"CARGO_BUILD_">>]).
+%% Files outside native/ that cargo or this script read; those that may be absent are absent.
+-define(ROOT_FILES, ["Cargo.toml", "Cargo.lock", "src/ocibuild.app.src"]).
+-define(OPTIONAL_FILES, [".cargo/config.toml", ".cargo/config", "rust-toolchain", "rust-toolchain.toml"]).
+
+manifest_holds(Root) ->
+    case file:consult(manifest_path(Root)) of
+        {ok, [?MANIFEST_VERSION | Facts]} -> lists:all(fun(Fact) -> holds(Root, Fact) end, Facts);
+        _ -> false
+    end.
+
+holds(_Root, {system, Arch, Nif}) ->
+    {Arch, Nif} =:= system();
+holds(_Root, {env, Names, Prefixes, Sha}) ->
+    Sha =:= env_hash(Names, Prefixes);
+holds(Root, {dir, Path, Names}) ->
+    dir_names(full_path(Root, Path)) =:= {ok, Names};
+holds(Root, {file, Path, Size, _, _, _} = Fact) when Size >= 0 ->
+    file_fact(Root, Path) =:= Fact;
+holds(Root, {absent, Path}) ->
+    file:read_link_info(full_path(Root, Path)) =:= {error, enoent};
+holds(Root, {library, Path, Sha}) ->
+    case file:read_file(full_path(Root, Path)) of
+        {ok, Bytes} -> Sha =:= sha256_hex(Bytes);
+        {error, _} -> false
+    end;
+holds(_Root, _Unknown) ->
+    false.
+
+%% The facts about the inputs, or `racy' when a file changed in this very second: its mtime
+%% (seconds) could not show a second edit within that second, so no manifest is written then
+%% and the next run installs again (a cargo no-op) and records it.
+input_facts(Root) ->
+    Now = os:system_time(second),
+    Native = walk(Root, <<"native">>),
+    Local =
+        case env("OCIBUILD_NIF_PATH") of
+            "" -> [];
+            Path -> [file_or_absent(Root, unicode:characters_to_binary(filename:absname(Path)))]
+        end,
+    Files =
+        [file_or_absent(Root, list_to_binary(F)) || F <- ?ROOT_FILES ++ ?OPTIONAL_FILES] ++ Native ++ Local,
+    Racy = [F || {file, _, _, Mtime, Ctime, _} = F <- Files, max(Mtime, Ctime) >= Now],
+    {Arch, Nif} = system(),
+    case Racy of
+        [] -> [{system, Arch, Nif}, {env, ?ENV_NAMES, ?ENV_PREFIXES, env_hash(?ENV_NAMES, ?ENV_PREFIXES)} | Files];
+        _ -> racy
+    end.
+
+%% A {dir, ...} fact for Dir and every directory below it, a file fact for every other entry.
+walk(Root, Dir) ->
+    case dir_names(full_path(Root, Dir)) of
+        {ok, Names} ->
+            [{dir, Dir, Names} | lists:append([walk_entry(Root, <<Dir/binary, "/", N/binary>>) || N <- Names])];
+        {error, _} ->
+            [{absent, Dir}]
+    end.
+
+walk_entry(Root, Path) ->
+    case file:read_link_info(full_path(Root, Path)) of
+        {ok, #file_info{type = directory}} -> walk(Root, Path);
+        _ -> [file_or_absent(Root, Path)]
+    end.
+
+write_manifest(_Root, racy) ->
+    ok;
+write_manifest(Root, Inputs) ->
+    Library = {library, <<"priv/ocibuild_nif.so">>, sha256_hex(read_library(Root))},
+    Text = [io_lib:format("~0tp.~n", [Fact]) || Fact <- [?MANIFEST_VERSION | Inputs] ++ [Library]],
+    write_atomically(manifest_path(Root), unicode:characters_to_binary(Text), 8#644).
+
+read_library(Root) ->
+    case file:read_file(library_path(Root)) of
+        {ok, Bytes} -> Bytes;
+        {error, Reason} -> fail("the NIF was installed but ~ts cannot be read (~ts)", [library_path(Root), read_error(Reason)])
+    end.
+
+remove_manifest(Root) ->
+    _ = file:delete(manifest_path(Root)),
+    ok.
+
+file_or_absent(Root, Path) ->
+    case file_fact(Root, Path) of
+        {file, _, _, _, _, _} = Fact -> Fact;
+        _ -> {absent, Path}
+    end.
+
+%% Anything but a regular file (a FIFO, a device, a link to a directory) is recorded with
+%% size -1, which never holds (here or in mix.exs): the check never opens it, and the install
+%% always reruns, as it did before the manifest.
+file_fact(Root, Path) ->
+    case file:read_file_info(full_path(Root, Path), [{time, posix}]) of
+        {ok, #file_info{type = regular, size = Size, mtime = Mtime, ctime = Ctime, inode = Inode}} ->
+            {file, Path, Size, Mtime, Ctime, Inode};
+        {ok, _} ->
+            {file, Path, -1, -1, -1, -1};
+        {error, _} = Error ->
+            Error
+    end.
+
+dir_names(Dir) ->
+    case file:list_dir(Dir) of
+        {ok, Names} -> {ok, lists:sort([unicode:characters_to_binary(N) || N <- Names])};
+        {error, _} = Error -> Error
+    end.
+
+full_path(Root, Path) -> filename:join(Root, Path).
+
+system() ->
+    {list_to_binary(erlang:system_info(system_architecture)), list_to_binary(erlang:system_info(nif_version))}.
+
+%% sha256 of the sorted `NAME=VALUE' lines, newline-joined: the values themselves (a URL may
+%% hold a password) never reach the file.
+env_hash(Names, Prefixes) ->
+    Lines = lists:sort([
+        Var
+     || Var <- [unicode:characters_to_binary(V) || V <- os:getenv()],
+        [Name | _] <- [binary:split(Var, <<"=">>)],
+        lists:member(Name, Names) orelse lists:any(fun(P) -> string:prefix(Name, P) =/= nomatch end, Prefixes)
+    ]),
+    sha256_hex(lists:join(<<"\n">>, Lines)).
+
+sha256_hex(Bytes) -> list_to_binary(hex(crypto:hash(sha256, Bytes))).
 
 %% --- helpers ----------------------------------------------------------------------------
 

@@ -6,6 +6,10 @@
 #   mix      {:ocibuild, path: REPO}; `mix run -e` builds with the Elixir API.
 #   rebar3   ocibuild as a git dependency (file:// URL) and as a project_plugin; `rebar3 compile`
 #            must run cargo and install the NIF in the dependency's priv/, then `erl` builds.
+#   no-op    a compile with nothing changed runs neither native/install_nif.escript nor cargo
+#            (mix, rebar3); a touched .rs file or a deleted library installs again. escript
+#            and cargo are shims on PATH that record each call (cargo's "builds" this
+#            checkout's library, into a target directory of its own).
 #
 # The git URL points at a temporary commit of the current working tree (tracked files plus
 # untracked ones that are not ignored), so the test sees uncommitted work and never touches the
@@ -121,5 +125,61 @@ check "the NIF is in the plugin's priv/" test -f "$pluginapp/_build/default/plug
 check "erl builds and saves an image with the plugin's code" run "$work/plugin-run.log" \
     erl_build "$pluginapp" "$pluginapp/plugin_app.tar.gz" "deps-plugin:1.0"
 image_ok "plugin" "$pluginapp/plugin_app.tar.gz" "deps-plugin:1.0" '["/app/hello"]'
+
+section "deps: nothing changed, nothing runs (escript and cargo shims)"
+shims=$work/shims
+mkdir -p "$shims"
+real_escript=$(command -v escript)
+cat >"$shims/escript" <<EOF
+#!/bin/sh
+echo "\$*" >>"$work/escript-calls.log"
+exec "$real_escript" "\$@"
+EOF
+cat >"$shims/cargo" <<EOF
+#!/bin/sh
+echo "\$*" >>"$work/cargo-calls.log"
+mkdir -p "\$CARGO_TARGET_DIR/release"
+cp "$root/priv/ocibuild_nif.so" "\$CARGO_TARGET_DIR/release/libocibuild_nif.so"
+EOF
+chmod 755 "$shims/escript" "$shims/cargo"
+# calls NAME: how many times the NAME shim has run so far.
+calls() { if [ -f "$work/$1-calls.log" ]; then wc -l <"$work/$1-calls.log" | tr -d ' '; else echo 0; fi; }
+# settle: wait until the clock has left the current second; the installer trusts no file
+# changed in the second it looks at it (an mtime in seconds could hide a second edit).
+settle() { local t; t=$(date +%s); while [ "$(date +%s)" -le "$t" ]; do sleep 0.05; done; }
+# shimmed CMD...: CMD with the shims first on PATH and a target directory of their own, so
+# the repository's target/ is never written by the fake cargo.
+shimmed() { PATH="$shims:$PATH" CARGO_TARGET_DIR="$work/shim-target" "$@"; }
+
+check "rebar3 compile again (git dependency)" run "$work/rebar-again.log" shimmed bash -c "cd '$rebarapp' && rebar3 compile"
+check "rebar3 compile again (plugin)" run "$work/plugin-again.log" shimmed bash -c "cd '$pluginapp' && rebar3 compile"
+check_eq "rebar3: no cargo on the second compile" 0 "$(calls cargo)"
+
+# A mix project on a copy of the checkout (the snapshot's working tree), so editing its
+# sources leaves this repository alone.
+skipapp=$work/skip_app
+mkdir -p "$skipapp"
+sed -e "s|path: \"$root\"|path: \"$snapshot\"|" -e 's/:mix_app/:skip_app/; s/MixApp/SkipApp/' \
+    "$mixapp/mix.exs" >"$skipapp/mix.exs"
+check "mix compile (the copy installs with the cargo shim)" \
+    run "$work/skip-1.log" shimmed bash -c "cd '$skipapp' && mix compile"
+check_eq "mix: the first compile ran cargo once" 1 "$(calls cargo)"
+check "the installed NIF is what the shim built" cmp "$root/priv/ocibuild_nif.so" "$snapshot/priv/ocibuild_nif.so"
+settle
+escripts=$(calls escript)
+check "mix compile again" run "$work/skip-2.log" shimmed bash -c "cd '$skipapp' && mix compile"
+check "mix run loads the NIF" run "$work/skip-3.log" shimmed bash -c "cd '$skipapp' && mix run -e '{:ok, _} = Ocibuild.scratch()'"
+check_eq "mix: no installer run on the unchanged compiles" "$escripts" "$(calls escript)"
+check_eq "mix: no cargo on the unchanged compiles" 1 "$(calls cargo)"
+touch "$snapshot/native/ocibuild_core/src/lib.rs"
+settle
+check "mix compile after touching lib.rs" run "$work/skip-4.log" shimmed bash -c "cd '$skipapp' && mix compile"
+check_eq "mix: a touched .rs file runs cargo" 2 "$(calls cargo)"
+rm -f "$snapshot/priv/ocibuild_nif.so"
+check "mix compile after deleting the library" run "$work/skip-5.log" shimmed bash -c "cd '$skipapp' && mix compile"
+check_eq "mix: a deleted library runs cargo" 3 "$(calls cargo)"
+check "the library is back" cmp "$root/priv/ocibuild_nif.so" "$snapshot/priv/ocibuild_nif.so"
+check "mix compile once more" run "$work/skip-6.log" shimmed bash -c "cd '$skipapp' && mix compile"
+check_eq "mix: and nothing runs after that" 3 "$(calls cargo)"
 
 summary deps

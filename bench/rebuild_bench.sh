@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# Benchmark: the edit -> image loop of issue 15 ("Fast rebuilds") on a large release, next to
+# the Mix floor measured in the same run. Not a test: it prints a table and asserts nothing.
+#
+#   bash bench/rebuild_bench.sh [RUNS]      RUNS runs of each row, the median shown (default 5)
+#
+# REBUILD_BENCH_MB (default 148) sets the release's size. The release is real:
+# examples/hello_elixir (ocibuild as a path dependency, ERTS bundled) plus a path dependency,
+# big_data, whose priv/ holds generated files (bench/release_data.py: deterministic, about as
+# compressible as BEAM files and shared objects) up to that size, built with
+# `MIX_ENV=prod mix release`. The base is a saved tarball of this machine's libraries
+# (test/support/host_base.sh, `--base tar://...`); pushes go to a distribution registry on
+# loopback. Rows, each a fresh `mix` VM:
+#   floor            `mix run --no-compile --no-start -e ''`: Mix starts and stops in the project
+#   task start       `mix ocibuild --bogus`: the task up to its option parser (dependency checks,
+#                    the NIF install check), then exit 1
+#   ... NIF forced   the same with priv/.ocibuild_nif.manifest removed first, so the installer
+#                    and cargo's no-op check run, as on every run before the manifest existed
+#   cold save        `mix ocibuild -o image.tar.gz`, blob store (and any layer cache) emptied first
+#   unchanged save   the same again, nothing changed
+#   unchanged push   `mix ocibuild --push` of the unchanged release, already pushed once
+#   app-only change  a module edited, then `mix release` (its own row) and `mix ocibuild --push`
+#   app layer build  the app layer alone (lib/hello_elixir-*, bin/, releases/), built by
+#                    ocibuild_layer:create/2 with the default compression into an empty blob
+#                    store, timed inside the VM: the "app layer's own compression" of the goal
+# `mix release --overwrite` copies lib/* (OTP applications and dependencies, big_data too)
+# afresh each time, with new mtimes and inodes and the same bytes (erts-*/ is left alone), so
+# the app-only rows also show how a layer cache treats files copied again unchanged.
+# The forced row removes this checkout's priv/.ocibuild_nif.manifest; the installer it starts
+# writes it again. Peak RSS is the beam.smp's VmHWM (bench/peak_rss.sh), the largest of the
+# runs. Timings on a shared machine are noisy: compare rows of one run, not runs of different
+# days.
+set -euo pipefail
+here=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
+root=$(CDPATH='' cd -- "$here/.." && pwd)
+source "$root/scripts/common.sh"
+source "$root/test/registry/lib.sh"
+source "$root/bench/peak_rss.sh"
+
+runs=${1:-5}
+target_mb=${REBUILD_BENCH_MB:-148}
+work=$(mktemp -d "${TMPDIR:-/tmp}/ocibuild-rebuild-bench.XXXXXX")
+export OCIBUILD_TEST_TMP=$work
+trap 'registry_stop_all; rm -rf "$work"' EXIT
+
+export OCIBUILD_CACHE_DIR=$work/cache
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
+export HEX_CDN=http://127.0.0.1:9 HEX_MIRROR=http://127.0.0.1:9
+export MIX_HOME=$work/mix-home HEX_HOME=$work/hex-home MIX_ENV=prod
+export DOCKER_CONFIG=$work/no-docker-config REGISTRY_AUTH_FILE=$work/no-auth.json
+echo '{}' >"$REGISTRY_AUTH_FILE"
+unset SOURCE_DATE_EPOCH
+
+# quiet LOG CMD...: run CMD with its output in LOG; stop with the log's tail on failure.
+quiet() {
+    local log=$1
+    shift
+    "$@" >"$log" 2>&1 || { tail -n 40 "$log"; die "failed: $*"; }
+}
+
+section "prepare: examples/hello_elixir grown to $target_mb MB, a base image, a registry"
+app=$work/hello_elixir
+cp -R "$root/examples/hello_elixir" "$app"
+rm -rf "$app/_build" "$app/deps" "$app"/*.tar.gz
+big=$work/big_data
+mkdir -p "$big/lib" "$big/priv"
+cat >"$big/mix.exs" <<'EOF'
+defmodule BigData.MixProject do
+  use Mix.Project
+
+  def project, do: [app: :big_data, version: "1.0.0", elixir: "~> 1.14"]
+end
+EOF
+echo 'defmodule BigData do def dir, do: :code.priv_dir(:big_data) end' >"$big/lib/big_data.ex"
+sed -i "s|{:ocibuild, path: \"[^\"]*\", runtime: false}|{:ocibuild, path: \"$root\", runtime: false}, {:big_data, path: \"$big\"}|" "$app/mix.exs"
+grep -q "path: \"$big\"" "$app/mix.exs" || die "could not add the big_data dependency to the example's mix.exs"
+(cd "$app" && quiet "$work/release-0.log" mix release --overwrite --quiet)
+rel=$app/_build/prod/rel/hello_elixir
+filler=$((target_mb - $(du -sm --apparent-size "$rel" | cut -f1)))
+[ "$filler" -gt 0 ] || filler=1
+quiet "$work/data.log" python3 "$here/release_data.py" "$big/priv/data" "$filler"
+(cd "$app" && quiet "$work/release-1.log" mix release --overwrite --quiet)
+release_mb=$(du -sm --apparent-size "$rel" | cut -f1)
+echo "release: $release_mb MB in $(find "$rel" -type f | wc -l) files ($(cat "$work/data.log") generated)"
+export OCIBUILD_EBIN=$app/_build/prod/lib/ocibuild/ebin
+quiet "$work/base.log" bash "$root/test/support/host_base.sh" --release "$rel" -o "$work/base.tar.gz" -t base:1
+registry_start anon REG >"$work/registry.log" 2>&1 || { cat "$work/registry.log"; die "registry did not start"; }
+base=tar://$work/base.tar.gz
+
+# timed NAME CMD...: run CMD in the app's directory; append its wall time (s) to $work/NAME.s
+# and the beam's peak RSS (kB) to $work/NAME.kb. `--bogus' exits 1 by design: that is allowed
+# for the task start row only.
+timed() {
+    local name=$1 pid t0 t1 hwm status=0
+    shift
+    t0=$(date +%s%N)
+    (cd "$app" && exec "$@") >"$work/$name.log" 2>&1 &
+    pid=$!
+    hwm=$(peak_rss "$pid")
+    wait "$pid" || status=$?
+    t1=$(date +%s%N)
+    if [ "$status" -ne 0 ] && ! { [[ "$name" == task_start* ]] && [ "$status" -eq 1 ]; }; then
+        tail -n 40 "$work/$name.log"
+        die "$name failed (exit $status): $*"
+    fi
+    awk -v ns=$((t1 - t0)) 'BEGIN { printf "%.3f\n", ns / 1e9 }' >>"$work/$name.s"
+    echo "$hwm" >>"$work/$name.kb"
+}
+
+save() { timed "$1" mix ocibuild -t bench:1 -o "$work/image.tar.gz" --base "$base"; }
+push() { timed "$1" mix ocibuild -t bench:1 --push "$REG_ADDR/bench" --base "$base"; }
+
+section "measure: $runs runs of each row"
+for i in $(seq 1 "$runs"); do
+    echo "run $i"
+    timed floor mix run --no-compile --no-start -e ''
+    timed task_start mix ocibuild --bogus
+    rm -f "$root/priv/.ocibuild_nif.manifest"
+    timed task_start_forced mix ocibuild --bogus
+    rm -rf "$OCIBUILD_CACHE_DIR"
+    save cold_save
+done
+for i in $(seq 1 "$runs"); do save unchanged_save; done
+push first_push
+for i in $(seq 1 "$runs"); do push unchanged_push; done
+for i in $(seq 1 "$runs"); do
+    # A new function each time: the app's beam changes, nothing else does.
+    printf 'defmodule HelloElixir.BenchEdit do\n  def run, do: %d\nend\n' "$i" >"$app/lib/bench_edit.ex"
+    timed app_release mix release --overwrite --quiet
+    push app_push
+done
+
+# The app layer alone, each run into an empty blob store, timed inside the VM.
+app_layer() {
+    erl -noshell -pa "$OCIBUILD_EBIN" -eval '
+        [Rel, Store] = [list_to_binary(A) || A <- init:get_plain_arguments()],
+        Dirs = filelib:wildcard(binary_to_list(Rel) ++ "/lib/hello_elixir-*") ++
+            [binary_to_list(Rel) ++ "/" ++ D || D <- ["bin", "releases"]],
+        Files = lists:append([filelib:fold_files(D, "", true, fun(F, A) -> [F | A] end, []) || D <- Dirs]),
+        Entries = [{list_to_binary("/app" ++ string:prefix(F, binary_to_list(Rel))), {file, F}, 8#755}
+                   || F <- lists:sort(Files)],
+        os:putenv("OCIBUILD_CACHE_DIR", binary_to_list(Store)),
+        {Us, {ok, Layer}} = timer:tc(fun() -> ocibuild_layer:create(Entries) end),
+        io:format("~.3f ~b ~b~n", [Us / 1.0e6, maps:get(size, Layer), length(Entries)]),
+        halt().' -extra "$rel" "$1"
+}
+for i in $(seq 1 "$runs"); do
+    read -r s size files < <(app_layer "$work/app-layer-$i") || die "the app layer build failed"
+    echo "$s" >>"$work/app_layer.s"
+done
+
+median() { sort -n "$work/$1.s" | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+peak() { if [ -f "$work/$1.kb" ]; then sort -n "$work/$1.kb" | tail -n 1; else echo 0; fi; }
+floor=$(median floor)
+app_layer_s=$(median app_layer)
+# row LABEL NAME [GOAL]: median, min, median - floor, peak RSS and the goal, if any.
+row() {
+    local label=$1 name=$2 goal=${3:-}
+    awk -v l="$label" -v m="$(median "$name")" -v lo="$(sort -n "$work/$name.s" | head -n 1)" \
+        -v f="$floor" -v kb="$(peak "$name")" -v g="$goal" 'BEGIN {
+        printf "  %-31s %8.3f %8.3f %+10.3f %9s %10s\n", l, m, lo, m - f,
+            (kb > 0 ? sprintf("%.0f", kb / 1024) : "-"), (g == "" ? "-" : sprintf("%.3f", g)) }'
+}
+goal() { awk -v f="$floor" -v a="$1" 'BEGIN { printf "%.3f", f + a }'; }
+
+section "rebuild benchmark: $release_mb MB release, $(nproc) cores, median of $runs"
+printf '  %-31s %8s %8s %10s %9s %10s\n' "" median min "vs floor" "RSS MB" "goal"
+row "floor (mix run, nothing)" floor
+row "task start (--bogus)" task_start
+row "task start, NIF check forced" task_start_forced
+row "cold save" cold_save
+row "unchanged save" unchanged_save "$(goal 0.15)"
+row "unchanged push" unchanged_push "$(goal 0.15)"
+row "app-only: mix release" app_release
+row "app-only: mix ocibuild --push" app_push "$(goal "$(awk -v a="$app_layer_s" 'BEGIN { print 0.3 + a }')")"
+# Timed inside a running VM: no floor to subtract.
+printf '  %-31s %8.3f %8.3f %10s %9s %10s\n' "app layer build (in the VM)" "$app_layer_s" \
+    "$(sort -n "$work/app_layer.s" | head -n 1)" - - -
+echo
+echo "  floor: \`mix run --no-compile --no-start -e ''\` in the project, MIX_ENV=prod"
+echo "  goals (issue 15): unchanged save or push <= floor + 0.15 s;"
+echo "                    app-only push <= floor + 0.3 s + the app layer build"
+echo "  first push (everything uploaded): $(median first_push) s;" \
+    "saved tarball: $(($(stat -c %s "$work/image.tar.gz") / 1048576)) MB;" \
+    "app layer: $files files, $((size / 1024)) KiB compressed"
