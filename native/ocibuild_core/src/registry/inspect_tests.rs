@@ -154,6 +154,7 @@ fn signed(images: &[&Built], key: &Arc<SigningKey>) -> Attachments {
             .map(|b| Some(Sbom::from_document(b.sbom.clone()).referrer(0)))
             .collect(),
         signature: Some(Arc::clone(key)),
+        provenance: None,
     }
 }
 
@@ -249,6 +250,7 @@ async fn fully_attached(registry: &Registry, key: &Arc<SigningKey>) -> (Built, D
     let referrer = Attachments {
         referrers: vec![Some(in_toto_referrer(statement(&digest), key))],
         signature: None,
+        provenance: None,
     };
     push_with(registry, &[&image], referrer).await;
     put_att(
@@ -402,6 +404,7 @@ async fn no_signature_is_a_failure_and_no_attestation_a_skip() {
     let attach = Attachments {
         referrers: vec![Some(Sbom::from_document(image.sbom.clone()).referrer(0))],
         signature: None,
+        provenance: None,
     };
     let digest = push_with(&registry, &[&image], attach).await;
     let checks = verify(
@@ -484,6 +487,7 @@ async fn a_broken_or_incomplete_sbom_referrer_fails() {
         Attachments {
             referrers: vec![Some(broken)],
             signature: None,
+            provenance: None,
         },
     )
     .await;
@@ -637,6 +641,7 @@ async fn referrers_of_types_no_check_reads_are_not_fetched() {
         Attachments {
             referrers: vec![Some(other)],
             signature: None,
+            provenance: None,
         },
     )
     .await;
