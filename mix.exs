@@ -1,16 +1,34 @@
 defmodule Mix.Tasks.Compile.OcibuildNif.Manifest do
   @moduledoc false
   # Whether priv/.ocibuild_nif.manifest still holds: native/install_nif.escript records there
-  # the facts an install depended on (source files' size, mtime, ctime and inode, directory
-  # listings, the library's sha256, the VM, the variables that change the build) and
-  # documents the format; this checks them one by one, as the script's holds/2 does, without
-  # starting a VM for the script (about 0.25 s) or cargo (about 0.1 s) on every `mix` run.
+  # the facts an install depended on (source files' and the library's size, mtime, ctime and
+  # inode, directory listings, the VM, the variables that change the build) and documents the
+  # format; this checks them one by one, as the script's holds/2 does, without starting a VM
+  # for the script (about 0.25 s) or cargo (about 0.1 s) on every `mix` run. Every `mix
+  # ocibuild` pays for this check, so it costs one stat per file, one listing per directory
+  # and no file reads beyond the manifest; only a {:library, path, sha} fact (the script's
+  # fallback when it could not trust the library's times) reads and hashes a file.
   # Which facts to record is decided there alone.
 
   def holds?(root) do
-    case :file.consult(String.to_charlist(path(root))) do
-      {:ok, [{:ocibuild_nif_manifest, 1} | facts]} -> Enum.all?(facts, &holds?(root, &1))
+    case read(root) do
+      [{:ocibuild_nif_manifest, 2} | facts] -> Enum.all?(facts, &holds?(root, &1))
       _ -> false
+    end
+  end
+
+  # The facts (term_to_binary/1 of a list), or :none for a missing or damaged file.
+  def read(root) do
+    case File.read(path(root)) do
+      {:ok, bytes} ->
+        try do
+          :erlang.binary_to_term(bytes, [:safe])
+        rescue
+          ArgumentError -> :none
+        end
+
+      {:error, _} ->
+        :none
     end
   end
 
@@ -21,7 +39,7 @@ defmodule Mix.Tasks.Compile.OcibuildNif.Manifest do
       nif == to_string(:erlang.system_info(:nif_version))
   end
 
-  defp holds?(_root, {:env, names, prefixes, sha}) do
+  defp holds?(_root, {:env, names, prefixes, sha}) when is_list(names) and is_list(prefixes) do
     lines =
       for {name, value} <- System.get_env(),
           name in names or Enum.any?(prefixes, &String.starts_with?(name, &1)),
@@ -30,34 +48,41 @@ defmodule Mix.Tasks.Compile.OcibuildNif.Manifest do
     sha == sha256_hex(Enum.join(Enum.sort(lines), "\n"))
   end
 
-  defp holds?(root, {:dir, path, names}) do
+  defp holds?(root, {:dir, path, names}) when is_binary(path) do
     case File.ls(full_path(root, path)) do
       {:ok, entries} -> Enum.sort(entries) == names
       {:error, _} -> false
     end
   end
 
-  defp holds?(root, {:file, path, size, mtime, ctime, inode}) do
+  defp holds?(root, {:file, path, size, mtime, ctime, inode}) when is_binary(path) do
+    # Raw: no round trip through the file server for each of the ~150 files. The tuple is
+    # kernel's #file_info{} (size, type, access, atime, mtime, ctime, mode, links,
+    # major_device, minor_device, inode, uid, gid): File.Stat would go through the server.
     match?(
-      {:ok, %File.Stat{type: :regular, size: ^size, mtime: ^mtime, ctime: ^ctime, inode: ^inode}},
-      File.stat(full_path(root, path), time: :posix)
+      {:ok, {:file_info, ^size, :regular, _, _, ^mtime, ^ctime, _, _, _, _, ^inode, _, _}},
+      :file.read_file_info(full_path(root, path), [:raw, time: :posix])
     )
   end
 
-  defp holds?(root, {:absent, path}) do
-    File.lstat(full_path(root, path)) == {:error, :enoent}
+  defp holds?(root, {:absent, path}) when is_binary(path) do
+    :file.read_link_info(full_path(root, path), [:raw]) == {:error, :enoent}
   end
 
-  defp holds?(root, {:library, path, sha}) do
+  defp holds?(root, {:library, path, sha}) when is_binary(path) do
     case File.read(full_path(root, path)) do
       {:ok, bytes} -> sha == sha256_hex(bytes)
       {:error, _} -> false
     end
   end
 
+  # Anything else, a fact of another format or a damaged one, does not hold: install again.
   defp holds?(_root, _unknown), do: false
 
-  defp full_path(root, path), do: Path.expand(path, root)
+  # Paths are recorded relative to the checkout (or absolute) and never hold `..`: a join,
+  # not Path.expand/2, which costs more than the stat it prepares.
+  defp full_path(_root, "/" <> _ = path), do: path
+  defp full_path(root, path), do: root <> "/" <> path
 
   defp sha256_hex(bytes), do: Base.encode16(:crypto.hash(:sha256, bytes), case: :lower)
 end

@@ -10,6 +10,7 @@
 %%   escript native/install_nif.escript artifact [TARGET] the artifact name (default: this machine's)
 %%   escript native/install_nif.escript checksums         `<sha256>  <artifact>' for every target
 %%                                                       released, fetched from the base URL
+%%   escript native/install_nif.escript manifest          the install's manifest, as text
 %%
 %% The library comes from, in order:
 %%   1. OCIBUILD_BUILD_NIF=1: built from source with cargo (native/build.sh);
@@ -39,6 +40,13 @@
 -define(MAX_DOWNLOAD_BYTES, 64 bsl 20).
 %% A regular file opens at once; only a path swapped for a FIFO after the check can block.
 -define(READ_TIMEOUT_MS, 10000).
+%% File times come from the kernel's coarse clock, which lags the clock os:system_time/1 reads
+%% by up to a tick (1-10 ms): a file written just after a check can still be dated the second
+%% before it. A second is trusted as over only this long after it ended.
+-define(CLOCK_SLACK_MS, 100).
+%% How long an install waits for the library's second to be over before it records the
+%% library by its content instead (a clock that jumps, a file server dating it in the future).
+-define(LIBRARY_SETTLE_MS, 3000).
 
 -define(NIF_VERSION, "2.16").
 -define(DEFAULT_BASE_URL, "https://github.com/ocibuild/ocibuild/releases/download/v~s").
@@ -79,12 +87,17 @@ command(["artifact"], Root) ->
     end;
 command(["artifact", Target], Root) ->
     io:format("~s~n", [artifact_name(version(Root), Target)]);
+command(["manifest"], Root) ->
+    case read_manifest(Root) of
+        Facts when is_list(Facts) -> [io:format("~0tp.~n", [Fact]) || Fact <- Facts], ok;
+        _ -> fail("no manifest at ~ts (the next install writes one)", [manifest_path(Root)])
+    end;
 command(["checksums"], Root) ->
     Vsn = version(Root),
     [io:format("~s  ~s~n", [released_checksum(Vsn, Target), artifact_name(Vsn, Target)]) || Target <- ?TARGETS],
     ok;
 command(Args, _Root) ->
-    fail("unknown arguments ~0p: expected none, version, artifact [TARGET] or checksums", [Args]).
+    fail("unknown arguments ~0p: expected none, version, artifact [TARGET], checksums or manifest", [Args]).
 
 %% For publishing: every target's artifact must be there; a missing one is an error.
 released_checksum(Vsn, Target) ->
@@ -472,29 +485,39 @@ up_to_date(Root, Name, Sha) ->
 
 %% --- the manifest -----------------------------------------------------------------------
 
-%% priv/.ocibuild_nif.manifest: Erlang terms, one fact per line, that held when the library
-%% was installed. The install reruns when any stops holding: a source file added, removed or
+%% priv/.ocibuild_nif.manifest: a list of facts that held when the library was installed, in
+%% the external term format (term_to_binary/1: every `mix' run reads it, and decoding takes
+%% 0.1 ms where parsing the same facts as text took 2 ms; `escript native/install_nif.escript
+%% manifest' prints them as text). The install reruns when any stops holding: a source file added, removed or
 %% changed (size, mtime, ctime or inode: an editor that saves by rename changes the inode, and
-%% ctime cannot be set back), the library changed or missing, another VM (architecture, NIF
+%% ctime cannot be set back), the library changed or missing (the same identity facts: a
+%% check costs one stat, not a hash of its 10 MB), another VM (architecture, NIF
 %% version), or a variable that changes what is installed or how cargo builds it. This script
 %% decides which facts to record; checking them needs no knowledge of why, so mix.exs
 %% (Mix.Tasks.Compile.OcibuildNif.Manifest) checks the same file fact by fact without starting
 %% a VM for this script. A new Rust toolchain alone does not rebuild: the library it built
 %% still loads.
 %%
-%%   {ocibuild_nif_manifest, 1}.                          the format
+%%   {ocibuild_nif_manifest, 2}.                          the format (the list's head)
 %%   {system, Architecture, NifVersion}.                  erlang:system_info/1 of the VM
 %%   {env, Names, Prefixes, Sha256}.                      of the sorted NAME=VALUE lines whose
 %%                                                        name is in Names or has a Prefix
 %%   {dir, Path, Names}.                                  every entry of the directory, sorted
 %%   {file, Path, Size, Mtime, Ctime, Inode}.             a regular file (posix seconds)
 %%   {absent, Path}.                                      nothing at Path
-%%   {library, Path, Sha256}.                             priv/ocibuild_nif.so's content
+%%   {library, Path, Sha256}.                             priv/ocibuild_nif.so's content, only
+%%                                                        when its identity cannot be trusted
 %%
 %% Paths are binaries, relative to the checkout unless absolute; hashes are lowercase hex.
+%% Times are whole seconds (what Erlang and Elixir's stat gives), so a file is recorded by
+%% identity only once the second of its last change is over (plus ?CLOCK_SLACK_MS): a later
+%% change, even to the same size and inode, then dates it in a later second. Sources changed
+%% in the current second write no manifest (the next run installs again); the library, which
+%% an install has usually just written, is waited for (under a second, once per install),
+%% and recorded by its sha256 if that wait fails.
 manifest_path(Root) -> filename:join([Root, "priv", ".ocibuild_nif.manifest"]).
 
--define(MANIFEST_VERSION, {ocibuild_nif_manifest, 1}).
+-define(MANIFEST_VERSION, {ocibuild_nif_manifest, 2}).
 %% What decides how the library is installed (OCIBUILD_NIF_*) or what cargo builds. Not
 %% CARGO_TARGET_DIR: it says where cargo keeps its work, not what it builds, and a new one
 %% would cost a build from scratch for the same library.
@@ -505,9 +528,22 @@ manifest_path(Root) -> filename:join([Root, "priv", ".ocibuild_nif.manifest"]).
 -define(OPTIONAL_FILES, [".cargo/config.toml", ".cargo/config", "rust-toolchain", "rust-toolchain.toml"]).
 
 manifest_holds(Root) ->
-    case file:consult(manifest_path(Root)) of
-        {ok, [?MANIFEST_VERSION | Facts]} -> lists:all(fun(Fact) -> holds(Root, Fact) end, Facts);
+    case read_manifest(Root) of
+        [?MANIFEST_VERSION | Facts] -> lists:all(fun(Fact) -> holds(Root, Fact) end, Facts);
         _ -> false
+    end.
+
+%% The manifest's terms, or `none' if it is missing or not a term this script could write.
+read_manifest(Root) ->
+    case file:read_file(manifest_path(Root)) of
+        {ok, Bytes} ->
+            try
+                binary_to_term(Bytes, [safe])
+            catch
+                error:badarg -> none
+            end;
+        {error, _} ->
+            none
     end.
 
 holds(_Root, {system, Arch, Nif}) ->
@@ -532,7 +568,7 @@ holds(_Root, _Unknown) ->
 %% (seconds) could not show a second edit within that second, so no manifest is written then
 %% and the next run installs again (a cargo no-op) and records it.
 input_facts(Root) ->
-    Now = os:system_time(second),
+    Now = settled_second(),
     Native = walk(Root, <<"native">>),
     Local =
         case env("OCIBUILD_NIF_PATH") of
@@ -566,9 +602,36 @@ walk_entry(Root, Path) ->
 write_manifest(_Root, racy) ->
     ok;
 write_manifest(Root, Inputs) ->
-    Library = {library, <<"priv/ocibuild_nif.so">>, sha256_hex(read_library(Root))},
-    Text = [io_lib:format("~0tp.~n", [Fact]) || Fact <- [?MANIFEST_VERSION | Inputs] ++ [Library]],
-    write_atomically(manifest_path(Root), unicode:characters_to_binary(Text), 8#644).
+    Library = library_fact(Root, erlang:monotonic_time(millisecond) + ?LIBRARY_SETTLE_MS),
+    write_atomically(manifest_path(Root), term_to_binary([?MANIFEST_VERSION | Inputs] ++ [Library]), 8#644).
+
+%% The installed library's identity, once the second it was written in is over; its content
+%% hash if that takes longer than the bound (any doubt: the full check).
+library_fact(Root, Deadline) ->
+    Path = <<"priv/ocibuild_nif.so">>,
+    Settled = settled_second(),
+    case file_fact(Root, Path) of
+        {file, _, Size, Mtime, Ctime, _} = Fact when Size >= 0, Mtime < Settled, Ctime < Settled ->
+            Fact;
+        {file, _, Size, _, _, _} when Size >= 0 ->
+            case erlang:monotonic_time(millisecond) < Deadline of
+                true ->
+                    timer:sleep(ms_to_next_settled_second()),
+                    library_fact(Root, Deadline);
+                false ->
+                    {library, Path, sha256_hex(read_library(Root))}
+            end;
+        _ ->
+            fail("the NIF was installed but ~ts is not a regular file", [library_path(Root)])
+    end.
+
+%% The last second every file change made before now is certainly dated in or before: a file
+%% dated this second or later may still change without its times showing it.
+settled_second() ->
+    (os:system_time(millisecond) - ?CLOCK_SLACK_MS) div 1000.
+
+ms_to_next_settled_second() ->
+    1000 - (os:system_time(millisecond) - ?CLOCK_SLACK_MS) rem 1000 + 1.
 
 read_library(Root) ->
     case file:read_file(library_path(Root)) of

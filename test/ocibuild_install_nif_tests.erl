@@ -11,6 +11,7 @@
 -module(ocibuild_install_nif_tests).
 
 -include_lib("eunit/include/eunit.hrl").
+-include_lib("kernel/include/file.hrl").
 
 -define(BOUND_MS, 60000).
 
@@ -50,6 +51,8 @@ skip_test_() ->
                 fun() -> source_changes(Root) end},
             {"a source dated in the future (or this second) is never trusted", timeout, 60,
                 fun() -> racy(Root) end},
+            {"a library replaced by another of the same size installs again", timeout, 60,
+                fun() -> same_size_library(Root) end},
             {"a verified download is not repeated", timeout, 60, fun() -> precompiled(Root) end}
         ]}
     end}.
@@ -98,6 +101,31 @@ racy(Root) ->
     ?assertNot(filelib:is_file(filename:join([Dir, "priv", ".ocibuild_nif.manifest"]))),
     ?assertEqual(2, install(Dir, [])).
 
+%% The library is recorded by its identity (size, times, inode), not its hash: a replacement
+%% of the same size must still be noticed, written in place right after the install (same
+%% inode, the same second as the install if the clock allows) or renamed over it with its
+%% mtime set back.
+same_size_library(Root) ->
+    Dir = checkout_copy(Root, "same-size"),
+    Library = filename:join([Dir, "priv", "ocibuild_nif.so"]),
+    ?assertEqual(1, install(Dir, [])),
+    ?assertEqual({ok, <<"fake library">>}, file:read_file(Library)),
+    {ok, Before} = file:read_file_info(Library),
+    ok = file:write_file(Library, <<"fake librarX">>),
+    ?assertEqual(2, install(Dir, [])),
+    ?assertEqual({ok, <<"fake library">>}, file:read_file(Library)),
+    ?assertEqual(2, install(Dir, [])),
+    Other = Library ++ ".other",
+    ok = file:write_file(Other, <<"fake librarY">>),
+    {ok, Installed} = file:read_file_info(Library),
+    ok = file:write_file_info(Other, Installed),
+    ok = file:rename(Other, Library),
+    {ok, After} = file:read_file_info(Library),
+    ?assertEqual({Before#file_info.size, Installed#file_info.mtime}, {After#file_info.size, After#file_info.mtime}),
+    ?assertEqual(3, install(Dir, [])),
+    ?assertEqual({ok, <<"fake library">>}, file:read_file(Library)),
+    ?assertEqual(3, install(Dir, [])).
+
 precompiled(Root) ->
     Dir = checkout_copy(Root, "precompiled"),
     Artifacts = filename:join(Dir, "artifacts"),
@@ -145,14 +173,15 @@ copy(From, To) ->
     file:copy(From, To).
 
 %% Writes, then waits until the clock has left the second of the write: the script trusts no
-%% file changed in the current second (an mtime in seconds cannot show a second edit in it).
+%% file changed in the current second (an mtime in seconds cannot show a second edit in it),
+%% nor in the first 100 ms after it (file times lag the clock by up to a tick).
 edit(Path, Bytes) ->
     ok = file:write_file(Path, Bytes),
     settle().
 
 settle() ->
     Now = os:system_time(second),
-    wait_until(fun() -> os:system_time(second) > Now end, 3000).
+    wait_until(fun() -> (os:system_time(millisecond) - 100) div 1000 > Now end, 3000).
 
 wait_until(Done, Left) when Left =< 0 ->
     ?assert(Done());
