@@ -1,6 +1,8 @@
 # shellcheck shell=bash
 # The BEAM's peak memory for the memory benchmarks (bench/release_memory_bench.sh,
-# bench/tarball_memory_bench.sh): sourced, never run.
+# bench/tarball_memory_bench.sh, bench/save_bench.sh): sourced, never run. The poller forks
+# every 20 ms, which costs the run it watches CPU on a small machine: a benchmark whose times
+# matter more than a sample every 20 ms (bench/rebuild_bench.sh) takes GNU time's %M instead.
 #
 # peak_rss PID: wait for PID to exit, sampling every 20 ms the VmHWM of its beam.smp (PID itself,
 # or its first beam.smp descendant: `mix` and `erl` are scripts that start one), and print the

@@ -12,6 +12,9 @@
 # (test/support/host_base.sh, `--base tar://...`); pushes go to a distribution registry on
 # loopback. Rows, each a fresh `mix` VM:
 #   floor            `mix run --no-compile --no-start -e ''`: Mix starts and stops in the project
+#                    and nothing else (no dependency check, no compile, no application
+#                    started): what any `mix` task pays before it does anything, so "vs floor"
+#                    is what ocibuild adds
 #   task start       `mix ocibuild --bogus`: the task up to its option parser (dependency checks,
 #                    the NIF install check), then exit 1
 #   ... NIF forced   the same with priv/.ocibuild_nif.manifest removed first, so the installer
@@ -27,15 +30,23 @@
 # afresh each time, with new mtimes and inodes and the same bytes (erts-*/ is left alone), so
 # the app-only rows also show how a layer cache treats files copied again unchanged.
 # The forced row removes this checkout's priv/.ocibuild_nif.manifest; the installer it starts
-# writes it again. Peak RSS is the beam.smp's VmHWM (bench/peak_rss.sh), the largest of the
-# runs. Timings on a shared machine are noisy: compare rows of one run, not runs of different
-# days.
+# writes it again.
+#
+# Nothing polls while a row runs: a poller forking awk and sleep every 20 ms steals CPU from the
+# run on a 2-core machine and notices its exit late (it made an unchanged push read 0.79 s
+# where the command alone took 0.67 s). Wall time is taken around the command; peak RSS is
+# GNU time's %M (getrusage of the command once reaped, no sampling): `mix` execs elixir, erl
+# and erlexec, which exec beam.smp in the same process, and Linux keeps the largest RSS over
+# those execs and over reaped children, so %M is the beam.smp's VmHWM (checked: 354,748 kB
+# against the VM's own VmHWM of 355,032 kB for a 300 MB binary). The largest of the runs is
+# shown. Timings on a shared machine are noisy: compare rows of one run, not runs of
+# different days.
 set -euo pipefail
 here=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
 root=$(CDPATH='' cd -- "$here/.." && pwd)
 source "$root/scripts/common.sh"
 source "$root/test/registry/lib.sh"
-source "$root/bench/peak_rss.sh"
+command -v /usr/bin/time >/dev/null || die "GNU time (/usr/bin/time) is needed: apt-get install time"
 
 runs=${1:-5}
 target_mb=${REBUILD_BENCH_MB:-148}
@@ -88,23 +99,21 @@ registry_start anon REG >"$work/registry.log" 2>&1 || { cat "$work/registry.log"
 base=tar://$work/base.tar.gz
 
 # timed NAME CMD...: run CMD in the app's directory; append its wall time (s) to $work/NAME.s
-# and the beam's peak RSS (kB) to $work/NAME.kb. `--bogus' exits 1 by design: that is allowed
-# for the task start row only.
+# and the beam's peak RSS (kB, GNU time's %M) to $work/NAME.kb. `--bogus' exits 1 by design:
+# that is allowed for the task start row only.
 timed() {
-    local name=$1 pid t0 t1 hwm status=0
+    local name=$1 t0 t1 status=0
     shift
     t0=$(date +%s%N)
-    (cd "$app" && exec "$@") >"$work/$name.log" 2>&1 &
-    pid=$!
-    hwm=$(peak_rss "$pid")
-    wait "$pid" || status=$?
+    (cd "$app" && exec /usr/bin/time -f '%M' -o "$work/$name.rss" "$@") >"$work/$name.log" 2>&1 || status=$?
     t1=$(date +%s%N)
     if [ "$status" -ne 0 ] && ! { [[ "$name" == task_start* ]] && [ "$status" -eq 1 ]; }; then
         tail -n 40 "$work/$name.log"
         die "$name failed (exit $status): $*"
     fi
     awk -v ns=$((t1 - t0)) 'BEGIN { printf "%.3f\n", ns / 1e9 }' >>"$work/$name.s"
-    echo "$hwm" >>"$work/$name.kb"
+    # time writes "Command exited with non-zero status N" first when the command fails.
+    tail -n 1 "$work/$name.rss" >>"$work/$name.kb"
 }
 
 save() { timed "$1" mix ocibuild -t bench:1 -o "$work/image.tar.gz" --base "$base"; }

@@ -22,6 +22,7 @@ packages=(
     python3-venv python3-nacl     # spdx-tools' venv (test/supply); NaCl secretbox for cosign test keys
     openssl                       # test keys and signature checks (test/supply)
     shellcheck                    # the lint of every shell script (scripts/test-all.sh)
+    time                          # GNU time: peak RSS without polling (bench/rebuild_bench.sh)
     docker.io                     # dockerd for `docker load` of saved tarballs (test/e2e/readers.sh)
 )
 
