@@ -79,8 +79,8 @@ defmodule Mix.Tasks.Compile.OcibuildNif.Manifest do
   # Anything else, a fact of another format or a damaged one, does not hold: install again.
   defp holds?(_root, _unknown), do: false
 
-  # Paths are recorded relative to the checkout (or absolute) and never hold `..`: a join,
-  # not Path.expand/2, which costs more than the stat it prepares.
+  # Paths are recorded relative to the checkout, or absolute: joined as the script's
+  # filename:join/2 does, without Path.expand/2's rewriting, which cost more than the stats.
   defp full_path(_root, "/" <> _ = path), do: path
   defp full_path(root, path), do: root <> "/" <> path
 

@@ -613,8 +613,11 @@ library_fact(Root, Deadline) ->
     case file_fact(Root, Path) of
         {file, _, Size, Mtime, Ctime, _} = Fact when Size >= 0, Mtime < Settled, Ctime < Settled ->
             Fact;
-        {file, _, Size, _, _, _} when Size >= 0 ->
-            case erlang:monotonic_time(millisecond) < Deadline of
+        {file, _, Size, Mtime, Ctime, _} when Size >= 0 ->
+            % Dated beyond the next second (a clock set back, a file server ahead): waiting
+            % would not help.
+            Future = max(Mtime, Ctime) > Settled + 1,
+            case not Future andalso erlang:monotonic_time(millisecond) < Deadline of
                 true ->
                     timer:sleep(ms_to_next_settled_second()),
                     library_fact(Root, Deadline);
