@@ -14,6 +14,7 @@
 
 pub mod directory;
 pub mod load;
+pub mod save_record;
 #[cfg(test)]
 mod sources_tests;
 pub mod stored_gzip;
@@ -27,7 +28,10 @@ use serde_json::{json, Value};
 
 pub use directory::{export_directory, export_directory_while, export_sources_while};
 pub use load::{load_tarball, LoadedImage, LoadedTarball};
-pub use tarball::{save_sources_while, save_tarball, save_tarball_while};
+pub use save_record::SaveRecords;
+pub use tarball::{
+    save_sources_recorded, save_sources_while, save_tarball, save_tarball_while, Saved,
+};
 
 use crate::digest::{from_io, Digest, VerifyingReader};
 use crate::image::manifest::{index_json, Descriptor};
