@@ -378,6 +378,43 @@ mod tests {
     }
 
     #[test]
+    fn a_large_blob_changed_or_truncated_on_disk_fails_the_pipelined_save() {
+        // Several pieces, so the blob is read on its own thread while the save writes.
+        let tmp = tempfile::tempdir().unwrap();
+        let (image, bytes) = image_with_big_blob(
+            tmp.path(),
+            3 * 1024 * 1024 + 17,
+            crate::media_types::OCI_LAYER_GZIP,
+        );
+        let blob = image.layers[0].layer.blob.clone().unwrap();
+        let out = tmp.path().join("image.tar.gz");
+        for at in [0, bytes.len() / 2, bytes.len() - 1] {
+            let mut changed = bytes.clone();
+            changed[at] ^= 0x01;
+            fs::write(&blob, &changed).unwrap();
+            let err = save_tarball(std::slice::from_ref(&image), &out, &SaveOptions::default())
+                .unwrap_err();
+            assert!(
+                matches!(err, Error::DigestMismatch { .. }),
+                "byte {at}: {err:?}"
+            );
+            assert!(!out.exists());
+        }
+        // A blob that ends early: the same mismatch, not a short file.
+        fs::write(&blob, &bytes[..bytes.len() - 1000]).unwrap();
+        let err =
+            save_tarball(std::slice::from_ref(&image), &out, &SaveOptions::default()).unwrap_err();
+        assert!(matches!(err, Error::DigestMismatch { .. }), "{err:?}");
+        assert!(!out.exists());
+        assert!(leftovers(tmp.path()).is_empty());
+
+        fs::write(&blob, &bytes).unwrap();
+        save_tarball(std::slice::from_ref(&image), &out, &SaveOptions::default()).unwrap();
+        let digest = image.layers[0].layer.digest.hex().to_string();
+        assert_eq!(member(&out, &format!("blobs/sha256/{digest}")), bytes);
+    }
+
+    #[test]
     fn a_save_its_caller_gave_up_on_stops_and_leaves_nothing() {
         let tmp = tempfile::tempdir().unwrap();
         let mut image = image_with_blob(tmp.path(), None);
