@@ -80,6 +80,8 @@ save_tarball(ImageOrImages, Path) ->
 %% (`.tar.gz', `.tgz', ...) one gzip file in which the layer blobs, compressed already, are
 %% stored as they are (deflate stored blocks) and only the tar headers and JSON files are
 %% deflated, so saving costs no compression time. Every blob's digest is checked on the way.
+%% A save whose output is already there, written by a save of exactly the same content and
+%% untouched since (same inode, size, mtime and ctime), leaves it as it is.
 %%
 %% Options: `tag' (e.g. `<<"myapp:1.0">>', written as the ref.name annotation and, for docker
 %% format, as `RepoTags'; `[registry/]repository[:tag]' with a lower-case repository, else
@@ -91,7 +93,7 @@ save_tarball(ImageOrImages, Path, Opts) when is_map(Opts) ->
     case save_options(Opts) of
         {ok, NifOpts} ->
             with_target(ImageOrImages, Path, path, fun(Images, PathBin, Sink) ->
-                ocibuild_nif:image_save(Images, PathBin, maps:merge(Sink, NifOpts))
+                ocibuild_nif:image_save(Images, PathBin, maps:merge(Sink, save_records(NifOpts)))
             end);
         {error, _} = Error ->
             Error
@@ -203,6 +205,15 @@ save_options(Opts) ->
             end;
         {error, _} = Error ->
             Error
+    end.
+
+%% A save skips writing an output that is still exactly the file the same plan wrote last
+%% time (its identity recorded in the blob store), unless `OCIBUILD_LAYER_CACHE' turns the
+%% cache off. A value the layer builder would refuse only means no record: the save writes.
+save_records(NifOpts) ->
+    case ocibuild_blob_store:layer_cache() of
+        {ok, Mode} -> NifOpts#{layer_cache => Mode};
+        {error, _} -> NifOpts
     end.
 
 %% The one judge of a save's tag (`ocibuild:save/3' and both tasks come through here): an

@@ -1,6 +1,7 @@
 -module(ocibuild_layout_tests).
 
 -include_lib("eunit/include/eunit.hrl").
+-include_lib("kernel/include/file.hrl").
 
 layout_test_() ->
     {setup, fun ocibuild_test_util:setup/0, fun ocibuild_test_util:cleanup/1, fun(Ctx) ->
@@ -12,6 +13,8 @@ layout_test_() ->
                 ?_test(plain_and_gzip_tarballs(Ctx))},
             {"the release pipeline's output (-o) follows the same rule",
                 ?_test(release_output_framing(Ctx))},
+            {"an unchanged release save leaves its output as it is; an edited one is rewritten",
+                ?_test(unchanged_release_save(Ctx))},
             {"load an oci-format tarball without a tag", ?_test(roundtrip_oci_untagged(Ctx))},
             {"load errors", ?_test(load_errors(Ctx))},
             {"0.10's error terms for hostile tarballs", ?_test(hostile_tarballs(Ctx))},
@@ -104,6 +107,40 @@ release_output_framing({Root, _}) ->
     ],
     ?assertNotEqual(<<16#1f, 16#8b>>, hd(Heads)),
     ?assertEqual(<<16#1f, 16#8b>>, lists:last(Heads)).
+
+%% The same release saved again (a fixed SOURCE_DATE_EPOCH: else the image's `created' time,
+%% and so its bytes, change every second) is not written again: same inode, mtime and ctime.
+%% An output edited in place is written again, and OCIBUILD_LAYER_CACHE=off always writes.
+unchanged_release_save({Root, _}) ->
+    Rel = ocibuild_test_util:small_release(Root, "unchanged-release"),
+    Out = filename:join(Root, "unchanged-release.tar.gz"),
+    Save = fun() ->
+        {ok, Config} = ocibuild_release:resolve_config(
+            #{output => Out, tag => ["unchanged:1"]}, #{base_image => "scratch"}
+        ),
+        State = #{config => Config, release => {<<"myapp">>, Rel}},
+        {ok, State} = ocibuild_release:run(ocibuild_test_adapter, State, #{}),
+        _ = ocibuild_test_adapter:messages(),
+        {ok, Info} = file:read_file_info(Out, [{time, posix}]),
+        {ok, Bytes} = file:read_file(Out),
+        {{Info#file_info.inode, Info#file_info.mtime, Info#file_info.ctime}, Bytes}
+    end,
+    ocibuild_test_util:with_env("SOURCE_DATE_EPOCH", "1700000000", fun() ->
+        {Written, Good} = Save(),
+        ?assertEqual({Written, Good}, Save()),
+        %% The same size, one byte changed: the save writes the image again.
+        {ok, Fd} = file:open(Out, [read, write, raw, binary]),
+        ok = file:pwrite(Fd, byte_size(Good) - 1, <<(binary:last(Good) bxor 16#ff)>>),
+        ok = file:close(Fd),
+        {Rewritten, Again} = Save(),
+        ?assertEqual(Good, Again),
+        ?assertNotEqual(Written, Rewritten),
+        ?assertEqual({Rewritten, Good}, Save()),
+        ocibuild_test_util:with_env("OCIBUILD_LAYER_CACHE", "off", fun() ->
+            {Off, Good} = Save(),
+            ?assertNotEqual(Rewritten, Off)
+        end)
+    end).
 
 roundtrip_single({Root, _}) ->
     Path = filename:join(Root, "single.tar.gz"),

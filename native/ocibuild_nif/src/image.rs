@@ -4,15 +4,17 @@
 //! removing its temp output, when its caller dies: a killed caller leaves nothing behind.
 //!
 //! Opts: `#{tag := binary() | undefined, format := docker | oci, created := non_neg_integer(),
-//! cache_dir := Path, env => #{Name => Value}, max_concurrency => 1..64}` (export always writes
-//! a pure OCI layout). One image writes a single manifest; several write an index.
+//! cache_dir := Path, env => #{Name => Value}, max_concurrency => 1..64, layer_cache => on |
+//! content | off}` (export always writes a pure OCI layout; a save with `layer_cache => on`
+//! skips writing an output that is already there, unchanged: `layout::save_record`). One image writes a single manifest; several write an index.
 //!
 //! Each sink takes its images as sources and fetches the base layers that are not local yet
 //! itself (into the blob cache at `cache_dir`, on the NIF's runtime), so no caller ever does.
 
 use ocibuild_core::blob_store::BlobStore;
 use ocibuild_core::image::{Image, ImageSource};
-use ocibuild_core::layout::{self, SaveFormat, SaveOptions, Wanted};
+use ocibuild_core::layer::CacheMode;
+use ocibuild_core::layout::{self, SaveFormat, SaveOptions, SaveRecords, Wanted};
 use ocibuild_core::registry::{progress, pull};
 use ocibuild_core::Result;
 use rustler::{Env, Term};
@@ -79,9 +81,33 @@ fn image_save<'a>(env: Env<'a>, images: Term<'a>, path: Term<'a>, opts: Term<'a>
         let path = terms::path(path, "path")?;
         let save = save_options(opts)?;
         let sources = local_sources(env, &images, opts, &save)?;
-        layout::save_sources_while(&sources, &path, &save, Wanted::while_(&caller_alive))
+        let store = records_store(opts)?;
+        let records = store.as_ref().map_or(SaveRecords::none(), SaveRecords::of);
+        layout::save_sources_recorded(
+            &sources,
+            &path,
+            &save,
+            records,
+            Wanted::while_(&caller_alive),
+        )
+        .map(|_| ())
     })();
     reply::unit(env, result)
+}
+
+/// The store whose save records a save consults (`layout::save_record`): only with
+/// `cache_dir` and `layer_cache => on`, the cache mode the Erlang side reads from
+/// `OCIBUILD_LAYER_CACHE`.
+fn records_store(opts: Term) -> Result<Option<BlobStore>> {
+    let (Some(dir), Some(mode)) = (
+        field(opts, atoms::cache_dir()),
+        field(opts, atoms::layer_cache()),
+    ) else {
+        return Ok(None);
+    };
+    let mode = CacheMode::parse(&terms::word(mode, "layer_cache")?)?;
+    let store = BlobStore::open(terms::path(dir, "cache_dir")?)?.with_layer_cache(mode);
+    Ok(Some(store))
 }
 
 fn save_options(opts: Term) -> Result<SaveOptions> {

@@ -14,6 +14,7 @@
 
 pub mod directory;
 pub mod load;
+pub mod save_record;
 #[cfg(test)]
 mod sources_tests;
 pub mod stored_gzip;
@@ -27,7 +28,10 @@ use serde_json::{json, Value};
 
 pub use directory::{export_directory, export_directory_while, export_sources_while};
 pub use load::{load_tarball, LoadedImage, LoadedTarball};
-pub use tarball::{save_sources_while, save_tarball, save_tarball_while};
+pub use save_record::SaveRecords;
+pub use tarball::{
+    save_sources_recorded, save_sources_while, save_tarball, save_tarball_while, Saved,
+};
 
 use crate::digest::{from_io, Digest, VerifyingReader};
 use crate::image::manifest::{index_json, Descriptor};
@@ -112,9 +116,17 @@ impl<'a> Wanted<'a> {
 /// check that keeps a changed blob out of the output.
 const COPY_PIECE: usize = 256 * 1024;
 
+/// Pieces a blob's reader may be ahead of its writer: enough to keep both busy, 1 MiB in all.
+const PIPELINE_DEPTH: usize = 4;
+
 /// Write a planned file's bytes to `out` (`dest` names the output in errors). A blob is read
 /// once, through a [`VerifyingReader`]: the bytes written are the bytes hashed, and a blob
 /// whose bytes are not the ones its descriptor names fails before its last piece is written.
+///
+/// A blob larger than one piece is read and hashed on a thread of its own while this one
+/// writes (and, for a gzip tarball, computes the CRC32): the two costs overlap instead of
+/// adding up. The reader is at most [`PIPELINE_DEPTH`] pieces ahead, and stops as soon as
+/// the writer does (an error, or a caller that went away).
 pub(crate) fn copy_source(
     source: &Source,
     out: &mut impl Write,
@@ -134,17 +146,99 @@ pub(crate) fn copy_source(
     };
     // A layer map's blob path may name anything: a FIFO there must not block the save.
     let (file, _) = crate::layer::tar_builder::open_regular_file(path)?;
-    let mut reader = VerifyingReader::new(file, digest, size);
+    let reader = VerifyingReader::new(file, digest, size);
+    if size <= COPY_PIECE as u64 {
+        return copy_in_turn(reader, size, out, wanted)
+            .map_err(|e| e.into_error(read_error, write_error));
+    }
+    copy_pipelined(reader, out, wanted).map_err(|e| e.into_error(read_error, write_error))
+}
+
+/// Why a blob copy stopped.
+enum CopyError {
+    Read(std::io::Error),
+    Write(std::io::Error),
+    Stopped(Error),
+}
+
+impl CopyError {
+    fn into_error(
+        self,
+        read_error: impl FnOnce(std::io::Error) -> Error,
+        write_error: impl FnOnce(std::io::Error) -> Error,
+    ) -> Error {
+        match self {
+            // A digest or size mismatch travels inside the io::Error.
+            CopyError::Read(e) => from_io(e, read_error),
+            CopyError::Write(e) => write_error(e),
+            CopyError::Stopped(e) => e,
+        }
+    }
+}
+
+/// Read, hash and write piece by piece on this thread (a blob of one piece or less).
+fn copy_in_turn(
+    mut reader: impl Read,
+    size: u64,
+    out: &mut impl Write,
+    wanted: Wanted,
+) -> std::result::Result<(), CopyError> {
     let mut buf = vec![0u8; COPY_PIECE.min(usize::try_from(size).unwrap_or(COPY_PIECE))];
     loop {
-        wanted.check("writing the image")?;
+        wanted
+            .check("writing the image")
+            .map_err(CopyError::Stopped)?;
         // An empty buffer (a zero-byte blob) still asks the reader, which checks the digest.
-        let n = reader.read(&mut buf).map_err(|e| from_io(e, read_error))?;
+        let n = reader.read(&mut buf).map_err(CopyError::Read)?;
         if n == 0 {
             return Ok(());
         }
-        out.write_all(&buf[..n]).map_err(write_error)?;
+        out.write_all(&buf[..n]).map_err(CopyError::Write)?;
     }
+}
+
+/// Read and hash on a scoped thread, write here; buffers go back to the reader for reuse.
+fn copy_pipelined(
+    mut reader: impl Read + Send,
+    out: &mut impl Write,
+    wanted: Wanted,
+) -> std::result::Result<(), CopyError> {
+    use std::sync::mpsc::sync_channel;
+    std::thread::scope(|scope| {
+        let (full_tx, full_rx) = sync_channel::<std::io::Result<(Vec<u8>, usize)>>(PIPELINE_DEPTH);
+        let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(PIPELINE_DEPTH + 1);
+        for _ in 0..=PIPELINE_DEPTH {
+            let _ = empty_tx.send(vec![0u8; COPY_PIECE]);
+        }
+        scope.spawn(move || {
+            // Both channels fail once the writer returns: this thread then ends too.
+            while let Ok(mut buf) = empty_rx.recv() {
+                let read = reader.read(&mut buf).map(|n| (buf, n));
+                let last = !matches!(read, Ok((_, n)) if n > 0);
+                if full_tx.send(read).is_err() || last {
+                    return;
+                }
+            }
+        });
+        loop {
+            wanted
+                .check("writing the image")
+                .map_err(CopyError::Stopped)?;
+            let (buf, n) = match full_rx.recv() {
+                Ok(piece) => piece.map_err(CopyError::Read)?,
+                Err(_) => {
+                    return Err(CopyError::Read(std::io::Error::other(
+                        "the blob's reader stopped",
+                    )))
+                }
+            };
+            if n == 0 {
+                return Ok(());
+            }
+            out.write_all(&buf[..n]).map_err(CopyError::Write)?;
+            let _ = empty_tx.send(buf);
+        }
+    })
 }
 
 /// One file of a layout, at a path relative to the layout root.

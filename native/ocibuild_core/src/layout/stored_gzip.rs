@@ -180,6 +180,15 @@ impl<W: Write> Write for StoredGzipWriter<W> {
         if self.pending.len() == BLOCK_MAX {
             self.frame_piece()?;
         }
+        // A whole stored block with more bytes after it in this very write is framed straight
+        // from `buf`: the same block boundaries, one copy of the blob fewer.
+        if self.open == Some(Region::Stored) && self.pending.is_empty() && buf.len() > BLOCK_MAX {
+            let block = &buf[..BLOCK_MAX];
+            write_stored_block(&mut self.out, block, false)?;
+            self.crc.update(block);
+            self.size = self.size.wrapping_add(BLOCK_MAX as u32);
+            return Ok(BLOCK_MAX);
+        }
         let n = buf.len().min(BLOCK_MAX - self.pending.len());
         self.pending.extend_from_slice(&buf[..n]);
         self.crc.update(&buf[..n]);
@@ -323,7 +332,16 @@ mod tests {
             gz.finish().unwrap()
         };
         let reference = write(usize::MAX);
-        for chunk in [1, 7, 512, BLOCK_MAX - 1, BLOCK_MAX, 100_000] {
+        for chunk in [
+            1,
+            7,
+            512,
+            BLOCK_MAX - 1,
+            BLOCK_MAX,
+            BLOCK_MAX + 1,
+            100_000,
+            2 * BLOCK_MAX,
+        ] {
             assert!(write(chunk) == reference, "chunks of {chunk}");
         }
         let expected: Vec<u8> = plan.iter().flat_map(|(_, d)| d.iter().copied()).collect();

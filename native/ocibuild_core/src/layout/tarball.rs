@@ -18,6 +18,7 @@ use std::fs;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
+use super::save_record::{PlanKey, SaveRecords};
 use super::stored_gzip::{Region, StoredGzipWriter};
 use super::{
     copy_source, output_permissions, parent_dir, plan_named, render_all, SaveOptions, Source,
@@ -76,6 +77,28 @@ pub fn save_sources_while(
     opts: &SaveOptions,
     wanted: Wanted,
 ) -> Result<()> {
+    save_sources_recorded(sources, path, opts, SaveRecords::none(), wanted).map(|_| ())
+}
+
+/// What a save did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Saved {
+    Written,
+    /// The file at the path is exactly the one a save of the same plan wrote: left as it is.
+    Unchanged,
+}
+
+/// [`save_sources_while`], skipping the write when `records` show the output is already
+/// there, unchanged ([`save_record`]), and recording what it writes.
+///
+/// [`save_record`]: super::save_record
+pub fn save_sources_recorded(
+    sources: &[ImageSource],
+    path: &Path,
+    opts: &SaveOptions,
+    records: SaveRecords,
+    wanted: Wanted,
+) -> Result<Saved> {
     let tag = opts.tag.as_deref().unwrap_or(DEFAULT_TAG);
     let files: HashMap<String, Source> = plan_named(sources, opts, Some(tag))?
         .into_iter()
@@ -89,6 +112,21 @@ pub fn save_sources_while(
         .map(|p| FileEntry::new(format!("/{p}"), Content::Bytes(Vec::new()), FILE_MODE))
         .collect();
     let members = tar_builder::plan(&placeholders)?;
+    let framing = TarballFraming::for_path(path);
+
+    let mut key = PlanKey::new(framing, opts.created);
+    for member in &members {
+        if member.is_dir() {
+            key.dir(member.path(), member.mode());
+        } else {
+            let name = String::from_utf8_lossy(member.path());
+            key.file(member.path(), FILE_MODE, &files[name.as_ref()]);
+        }
+    }
+    let key = key.finish();
+    if records.unchanged(path, &key) {
+        return Ok(Saved::Unchanged);
+    }
 
     check_target(path)?;
     let dir = parent_dir(path);
@@ -104,7 +142,7 @@ pub fn save_sources_while(
     {
         let write_error = |e| Error::io(format!("writing {}", path.display()), e);
         let out = BufWriter::with_capacity(256 * 1024, tmp.as_file());
-        let mut sink = FramedSink::new(out, TarballFraming::for_path(path));
+        let mut sink = FramedSink::new(out, framing);
         for member in &members {
             let name = String::from_utf8_lossy(member.path());
             if member.is_dir() {
@@ -137,9 +175,11 @@ pub fn save_sources_while(
             .map_err(write_error)?;
     }
     wanted.check("saving the image")?;
-    tmp.persist(path)
+    let written = tmp
+        .persist(path)
         .map_err(|e| Error::io(format!("writing {}", path.display()), e.error))?;
-    Ok(())
+    records.record(path, &key, &written);
+    Ok(Saved::Written)
 }
 
 /// The tar's destination: the file as it is, or gzip framed by region.
@@ -335,6 +375,43 @@ mod tests {
         }
         assert!(!out.exists());
         assert!(leftovers(tmp.path()).is_empty());
+    }
+
+    #[test]
+    fn a_large_blob_changed_or_truncated_on_disk_fails_the_pipelined_save() {
+        // Several pieces, so the blob is read on its own thread while the save writes.
+        let tmp = tempfile::tempdir().unwrap();
+        let (image, bytes) = image_with_big_blob(
+            tmp.path(),
+            3 * 1024 * 1024 + 17,
+            crate::media_types::OCI_LAYER_GZIP,
+        );
+        let blob = image.layers[0].layer.blob.clone().unwrap();
+        let out = tmp.path().join("image.tar.gz");
+        for at in [0, bytes.len() / 2, bytes.len() - 1] {
+            let mut changed = bytes.clone();
+            changed[at] ^= 0x01;
+            fs::write(&blob, &changed).unwrap();
+            let err = save_tarball(std::slice::from_ref(&image), &out, &SaveOptions::default())
+                .unwrap_err();
+            assert!(
+                matches!(err, Error::DigestMismatch { .. }),
+                "byte {at}: {err:?}"
+            );
+            assert!(!out.exists());
+        }
+        // A blob that ends early: the same mismatch, not a short file.
+        fs::write(&blob, &bytes[..bytes.len() - 1000]).unwrap();
+        let err =
+            save_tarball(std::slice::from_ref(&image), &out, &SaveOptions::default()).unwrap_err();
+        assert!(matches!(err, Error::DigestMismatch { .. }), "{err:?}");
+        assert!(!out.exists());
+        assert!(leftovers(tmp.path()).is_empty());
+
+        fs::write(&blob, &bytes).unwrap();
+        save_tarball(std::slice::from_ref(&image), &out, &SaveOptions::default()).unwrap();
+        let digest = image.layers[0].layer.digest.hex().to_string();
+        assert_eq!(member(&out, &format!("blobs/sha256/{digest}")), bytes);
     }
 
     #[test]
