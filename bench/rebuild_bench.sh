@@ -20,8 +20,14 @@
 #   ... NIF forced   the same with priv/.ocibuild_nif.manifest removed first, so the installer
 #                    and cargo's no-op check run, as on every run before the manifest existed
 #   cold save        `mix ocibuild -o image.tar.gz`, blob store (and any layer cache) emptied first
-#   unchanged save   the same again, nothing changed
-#   unchanged push   `mix ocibuild --push` of the unchanged release, already pushed once
+#   unchanged save   the same again, nothing changed but the clock: without SOURCE_DATE_EPOCH
+#                    the image's `created` time (0.10's default: now) is new on every run, so
+#                    its config, manifest and tarball are new bytes that must be written
+#   unchanged push   `mix ocibuild --push` of the unchanged release, already pushed once (a
+#                    new config and manifest each run, for the same reason)
+#   ... with SOURCE_DATE_EPOCH  the same two rows with SOURCE_DATE_EPOCH set, as a reproducible
+#                    CI build sets it: truly nothing changed, so the save finds its output
+#                    already written and the push finds every blob and manifest in place
 #   app-only change  a module edited, then `mix release` (its own row) and `mix ocibuild --push`
 #   app layer build  the app layer alone (lib/hello_elixir-*, bin/, releases/), built by
 #                    ocibuild_layer:create/2 with the default compression into an empty blob
@@ -118,6 +124,10 @@ timed() {
 
 save() { timed "$1" mix ocibuild -t bench:1 -o "$work/image.tar.gz" --base "$base"; }
 push() { timed "$1" mix ocibuild -t bench:1 --push "$REG_ADDR/bench" --base "$base"; }
+# The same with SOURCE_DATE_EPOCH set: a reproducible build, byte for byte the same each run.
+sde=1700000000
+save_sde() { timed "$1" env SOURCE_DATE_EPOCH=$sde mix ocibuild -t bench:1 -o "$work/image-sde.tar.gz" --base "$base"; }
+push_sde() { timed "$1" env SOURCE_DATE_EPOCH=$sde mix ocibuild -t bench:1 --push "$REG_ADDR/bench-sde" --base "$base"; }
 
 section "measure: $runs runs of each row"
 for i in $(seq 1 "$runs"); do
@@ -132,6 +142,10 @@ done
 for i in $(seq 1 "$runs"); do save unchanged_save; done
 push first_push
 for i in $(seq 1 "$runs"); do push unchanged_push; done
+save_sde first_save_sde
+for i in $(seq 1 "$runs"); do save_sde unchanged_save_sde; done
+push_sde first_push_sde
+for i in $(seq 1 "$runs"); do push_sde unchanged_push_sde; done
 for i in $(seq 1 "$runs"); do
     # A new function each time: the app's beam changes, nothing else does.
     printf 'defmodule HelloElixir.BenchEdit do\n  def run, do: %d\nend\n' "$i" >"$app/lib/bench_edit.ex"
@@ -167,23 +181,25 @@ row() {
     local label=$1 name=$2 goal=${3:-}
     awk -v l="$label" -v m="$(median "$name")" -v lo="$(sort -n "$work/$name.s" | head -n 1)" \
         -v f="$floor" -v kb="$(peak "$name")" -v g="$goal" 'BEGIN {
-        printf "  %-31s %8.3f %8.3f %+10.3f %9s %10s\n", l, m, lo, m - f,
+        printf "  %-34s %8.3f %8.3f %+10.3f %9s %10s\n", l, m, lo, m - f,
             (kb > 0 ? sprintf("%.0f", kb / 1024) : "-"), (g == "" ? "-" : sprintf("%.3f", g)) }'
 }
 goal() { awk -v f="$floor" -v a="$1" 'BEGIN { printf "%.3f", f + a }'; }
 
 section "rebuild benchmark: $release_mb MB release, $(nproc) cores, median of $runs"
-printf '  %-31s %8s %8s %10s %9s %10s\n' "" median min "vs floor" "RSS MB" "goal"
+printf '  %-34s %8s %8s %10s %9s %10s\n' "" median min "vs floor" "RSS MB" "goal"
 row "floor (mix run, nothing)" floor
 row "task start (--bogus)" task_start
 row "task start, NIF check forced" task_start_forced
 row "cold save" cold_save
-row "unchanged save" unchanged_save "$(goal 0.15)"
-row "unchanged push" unchanged_push "$(goal 0.15)"
+row "unchanged save (created: now)" unchanged_save "$(goal 0.15)"
+row "unchanged push (created: now)" unchanged_push "$(goal 0.15)"
+row "unchanged save, SOURCE_DATE_EPOCH" unchanged_save_sde "$(goal 0.15)"
+row "unchanged push, SOURCE_DATE_EPOCH" unchanged_push_sde "$(goal 0.15)"
 row "app-only: mix release" app_release
 row "app-only: mix ocibuild --push" app_push "$(goal "$(awk -v a="$app_layer_s" 'BEGIN { print 0.3 + a }')")"
 # Timed inside a running VM: no floor to subtract.
-printf '  %-31s %8.3f %8.3f %10s %9s %10s\n' "app layer build (in the VM)" "$app_layer_s" \
+printf '  %-34s %8.3f %8.3f %10s %9s %10s\n' "app layer build (in the VM)" "$app_layer_s" \
     "$(sort -n "$work/app_layer.s" | head -n 1)" - - -
 echo
 echo "  floor: \`mix run --no-compile --no-start -e ''\` in the project, MIX_ENV=prod"
