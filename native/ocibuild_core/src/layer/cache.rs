@@ -140,11 +140,12 @@ pub fn build_cached(
     // built before: a first build goes straight to building and learns its content key from
     // the files it streams.
     let shape = shape_key(plan, opts);
+    let mut content = None;
     if marked(store, &shape) {
-        let hit = file_digest::hash_files(plan, opts.threads)
+        content = file_digest::hash_files(plan, opts.threads)
             .ok()
-            .and_then(|digests| content_key(plan, opts, &digests))
-            .and_then(|key| lookup(store, &key, opts));
+            .and_then(|digests| content_key(plan, opts, &digests));
+        let hit = content.as_ref().and_then(|key| lookup(store, key, opts));
         if let Some(hit) = hit.filter(|_| unchanged(plan, opts, &before)) {
             if mode == CacheMode::On {
                 record(store, &before, &hit);
@@ -152,10 +153,12 @@ pub fn build_cached(
             return Ok(hit);
         }
     }
+    // A content key just computed stands for what the build reads as long as no file's status
+    // changes meanwhile (checked below), so the build only hashes the files when it is missing.
     let mut digests = Vec::new();
-    let built = build(Some(&mut digests))?;
+    let built = build(content.is_none().then_some(&mut digests))?;
     if unchanged(plan, opts, &before) {
-        if let Some(content) = content_key(plan, opts, &digests) {
+        if let Some(content) = content.or_else(|| content_key(plan, opts, &digests)) {
             record(store, &content, &built);
         }
         record(store, &shape, &built);
@@ -868,6 +871,35 @@ mod tests {
         })
         .unwrap();
         assert_eq!(records(&f.store), 0);
+    }
+
+    #[test]
+    fn a_file_changed_during_a_rebuild_leaves_no_record_either() {
+        // The rebuild reuses the content key of its lookup: the status check must guard it too.
+        let f = fixture();
+        let o = opts(Compression::Zstd, 0);
+        build(&f.entries, &o, &f.store, &Cell::new(0));
+        assert_eq!(records(&f.store), 3);
+        let b = host(&f, 1);
+        fs::write(&b, b"world\n").unwrap();
+        let plan = tar_builder::plan(&f.entries).unwrap();
+        let built = build_cached(&plan, &o, &f.store, |digests| {
+            assert!(digests.is_none(), "the lookup's content key is reused");
+            let built = build_uncached(&plan, 0, &o, &f.store, digests);
+            fs::write(&b, b"later\n").unwrap();
+            built
+        })
+        .unwrap();
+        assert_eq!(records(&f.store), 3);
+        let named: Vec<String> = fs::read_dir(f.store.root().join(RECORDS_DIR))
+            .unwrap()
+            .map(|r| {
+                let record: Record =
+                    serde_json::from_slice(&fs::read(r.unwrap().path()).unwrap()).unwrap();
+                record.digest
+            })
+            .collect();
+        assert!(!named.contains(&built.digest.to_string()), "{named:?}");
     }
 
     #[test]
