@@ -10,7 +10,9 @@
 //!   digest hasher into the temp file.
 //!
 //! With `LayerOptions::progress` set, the producer also reports the bytes of file contents it
-//! has read (see `progress`), from its own thread.
+//! has read (see `progress`), from its own thread. When the layer cache asks for them, the
+//! producer also hashes each host file as it streams it (see `file_digest`), so a build learns
+//! its content key without a second read.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -18,6 +20,7 @@ use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 
 use super::cache;
 use super::compress::classify_error;
+use super::file_digest::FileDigest;
 use super::progress::{self, Reporter};
 use super::tar_builder::{self, TarEntry};
 use super::{FileEntry, Layer, LayerOptions};
@@ -43,17 +46,19 @@ pub fn build_layer(entries: &[FileEntry], opts: &LayerOptions, store: &BlobStore
         Some(_) => progress::planned_bytes(entries),
         None => 0,
     };
-    cache::build_cached(&plan, opts, store, || {
-        build_uncached(&plan, total, opts, store)
+    cache::build_cached(&plan, opts, store, |file_digests| {
+        build_uncached(&plan, total, opts, store, file_digests)
     })
 }
 
-/// The pipeline itself, every time. `total` is the planned content bytes, for progress reports.
+/// The pipeline itself, every time. `total` is the planned content bytes, for progress reports;
+/// `file_digests`, when given, receives each host file's size and sha256 in plan order.
 pub(super) fn build_uncached(
     plan: &[TarEntry],
     total: u64,
     opts: &LayerOptions,
     store: &BlobStore,
+    file_digests: Option<&mut Vec<FileDigest>>,
 ) -> Result<Layer> {
     let tmp = store.temp_file()?;
     let file: &File = tmp.as_file();
@@ -62,6 +67,7 @@ pub(super) fn build_uncached(
         total,
         opts,
         BufWriter::with_capacity(OUTPUT_BUFFER, file),
+        file_digests,
     )?;
     let blob = store.commit(tmp, &digest)?;
     Ok(Layer {
@@ -80,6 +86,7 @@ fn stream<W: Write>(
     total: u64,
     opts: &LayerOptions,
     out: W,
+    file_digests: Option<&mut Vec<FileDigest>>,
 ) -> Result<(Digest, Digest, u64)> {
     let (chunks_tx, chunks_rx) = mpsc::sync_channel::<Vec<u8>>(CHANNEL_DEPTH);
     let (spare_tx, spare_rx) = mpsc::channel::<Vec<u8>>();
@@ -90,11 +97,17 @@ fn stream<W: Write>(
                 .progress
                 .clone()
                 .map(|sink| Reporter::start(sink, total, progress::REPORT_INTERVAL));
-            tar_builder::write_tar_counting(plan, opts.mtime, &mut sender, &mut |n| {
-                if let Some(r) = reporter.as_mut() {
-                    r.read(n);
-                }
-            })?;
+            tar_builder::write_tar_counting(
+                plan,
+                opts.mtime,
+                &mut sender,
+                &mut |n| {
+                    if let Some(r) = reporter.as_mut() {
+                        r.read(n);
+                    }
+                },
+                file_digests,
+            )?;
             let diff_id = sender
                 .finish()
                 .map_err(|e| Error::io("writing layer tar", e))?;

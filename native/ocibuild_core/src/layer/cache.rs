@@ -10,18 +10,21 @@
 //! - the **stat key**: size, mtime, ctime (both to the nanosecond), device and inode. Rewriting
 //!   a file changes its ctime, which no user tool can set back (`touch -d` restores the mtime
 //!   only), so changed content behind a restored mtime is never reused;
-//! - the **content key**: the sha256 of the layer's uncompressed tar (its diff_id). `mix
+//! - the **content key**: each host file's size and sha256 in place of its status. `mix
 //!   release` rewrites every file of `lib/` on each run (new inode, mtime and ctime), so a stat
-//!   key alone would miss on every rebuild of a release; hashing the tar finds the layer
-//!   without compressing anything.
+//!   key alone would miss on every rebuild of a release; hashing the files finds the layer
+//!   without compressing anything. The files are hashed on `LayerOptions::threads` threads
+//!   (see `file_digest`), not as one sequential sha256 of the tar: the key, with the settings
+//!   and the entries, decides the tar as surely as its diff_id does.
 //!
 //! In mode `On` a stat hit is taken at once. On a stat miss, if this file list (the **shape
-//! key**: paths and modes only) was built before, the tar is hashed and the content key looked
-//! up, and a content hit records the new stat key, so the next run is a stat hit again. A file
-//! list never built before goes straight to building (no extra read of its files), which yields
-//! the diff_id and so the content key to record. Mode `Content` never trusts timestamps (for
-//! filesystems whose clocks cannot be trusted) and always hashes a known file list. `Off`
-//! always builds.
+//! key**: paths and modes only) was built before, the files are hashed and the content key
+//! looked up, and a content hit records the new stat key, so the next run is a stat hit again.
+//! A file list never built before goes straight to building (no extra read of its files); the
+//! build hashes each file as it streams it into the tar and so records the same content key
+//! the next lookup computes. Mode `Content` never trusts timestamps (for filesystems whose
+//! clocks cannot be trusted) and always hashes a known file list. `Off` always builds, and
+//! hashes nothing.
 //!
 //! A record, `<root>/layers/<keyhex>`, is a small JSON object naming the blob: `digest`,
 //! `diff_id`, `size`, `media_type`. It is written to a temp file and renamed into place, read
@@ -41,14 +44,15 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use super::compress::{GZIP_BLOCK_SIZE, GZIP_LEVEL, ZSTD_JOB_SIZE, ZSTD_LEVEL};
-use super::tar_builder::{self, TarEntry};
+use super::file_digest::{self, FileDigest};
+use super::tar_builder::TarEntry;
 use super::{Compression, Content, Layer, LayerOptions};
 use crate::blob_store::BlobStore;
-use crate::digest::{Digest, Hasher, HashingWriter};
+use crate::digest::{Digest, Hasher};
 use crate::{Error, Result};
 
 /// Bumped whenever what a key covers or how a record reads changes: old records then miss.
-const FORMAT_VERSION: &str = "1";
+const FORMAT_VERSION: &str = "2";
 /// A record is about 250 bytes; anything larger is not ours.
 pub const MAX_RECORD_BYTES: u64 = 4096;
 /// Where the records live, under the store's root.
@@ -100,27 +104,30 @@ struct Record {
 }
 
 /// Look `plan` up in the cache of `store`; on a miss, `build` it and record the result.
+///
+/// `build` is handed a vector to fill with each host file's size and sha256 (in plan order)
+/// when the cache wants the content key of what it builds, `None` when it does not.
 pub fn build_cached(
     plan: &[TarEntry],
     opts: &LayerOptions,
     store: &BlobStore,
-    build: impl FnOnce() -> Result<Layer>,
+    build: impl FnOnce(Option<&mut Vec<FileDigest>>) -> Result<Layer>,
 ) -> Result<Layer> {
     let mode = store.layer_cache();
     if mode == CacheMode::Off {
-        return build();
+        return build(None);
     }
     // Taken before anything is read: if the files differ afterwards, nothing is recorded.
     // `None` (a file that cannot be stat'ed) builds, and the build reports why.
     let Some(before) = stat_key(plan, opts) else {
-        return build();
+        return build(None);
     };
     if !has_host_files(plan) {
         // Paths, modes and bytes: the stat key is already a content key.
         if let Some(hit) = lookup(store, &before, opts) {
             return Ok(hit);
         }
-        let built = build()?;
+        let built = build(None)?;
         record(store, &before, &built);
         return Ok(built);
     }
@@ -130,11 +137,15 @@ pub fn build_cached(
         }
     }
     // Hashing the files costs a read of all of them, worth it only when this file list was
-    // built before: a first build goes straight to building and learns its content key (the
-    // diff_id) from that.
+    // built before: a first build goes straight to building and learns its content key from
+    // the files it streams.
     let shape = shape_key(plan, opts);
+    let mut content = None;
     if marked(store, &shape) {
-        let hit = tar_diff_id(plan, opts).and_then(|d| lookup(store, &content_key(opts, &d), opts));
+        content = file_digest::hash_files(plan, opts.threads)
+            .ok()
+            .and_then(|digests| content_key(plan, opts, &digests));
+        let hit = content.as_ref().and_then(|key| lookup(store, key, opts));
         if let Some(hit) = hit.filter(|_| unchanged(plan, opts, &before)) {
             if mode == CacheMode::On {
                 record(store, &before, &hit);
@@ -142,9 +153,14 @@ pub fn build_cached(
             return Ok(hit);
         }
     }
-    let built = build()?;
+    // A content key just computed stands for what the build reads as long as no file's status
+    // changes meanwhile (checked below), so the build only hashes the files when it is missing.
+    let mut digests = Vec::new();
+    let built = build(content.is_none().then_some(&mut digests))?;
     if unchanged(plan, opts, &before) {
-        record(store, &content_key(opts, &built.diff_id), &built);
+        if let Some(content) = content.or_else(|| content_key(plan, opts, &digests)) {
+            record(store, &content, &built);
+        }
         record(store, &shape, &built);
         if mode == CacheMode::On {
             record(store, &before, &built);
@@ -190,25 +206,18 @@ pub fn shape_key(plan: &[TarEntry], opts: &LayerOptions) -> Key {
     key(plan, opts, "shape", |_, _| Some(())).expect("a shape key needs no file")
 }
 
-/// The content key: the settings and the sha256 of the uncompressed tar (the layer's diff_id),
-/// which with the settings decides the compressed bytes.
-pub fn content_key(opts: &LayerOptions, diff_id: &Digest) -> Key {
-    key(&[], opts, "content", |_, _| Some(()))
-        .map(|k| {
-            let mut h = Hasher::new();
-            put(&mut h, k.hex().as_bytes());
-            put(&mut h, diff_id.as_str().as_bytes());
-            Key(h.finish())
-        })
-        .expect("a content key needs no file")
-}
-
-/// The diff_id the plan's tar would have, read from the files now; `None` if one cannot be
-/// read.
-fn tar_diff_id(plan: &[TarEntry], opts: &LayerOptions) -> Option<Digest> {
-    let mut sink = HashingWriter::new(std::io::sink());
-    tar_builder::write_tar(plan, opts.mtime, &mut sink).ok()?;
-    Some(sink.finish().1)
+/// The content key: the settings, the entries, and each host file's size and sha256 from
+/// `digests` (one per `{file, Path}` entry, in plan order), which together decide the tar and
+/// so the compressed bytes. `None` when `digests` does not match the plan's host files.
+pub fn content_key(plan: &[TarEntry], opts: &LayerOptions, digests: &[FileDigest]) -> Option<Key> {
+    let mut next = digests.iter();
+    let key = key(plan, opts, "content", |_, h| {
+        let file = next.next()?;
+        h.update(&file.size.to_le_bytes());
+        h.update(file.digest.hex().as_bytes());
+        Some(())
+    })?;
+    next.next().is_none().then_some(key)
 }
 
 /// Whether a record exists for `key` (and mark it used).
@@ -380,6 +389,7 @@ mod tests {
 
     use super::*;
     use crate::layer::build::build_uncached;
+    use crate::layer::tar_builder;
     use crate::layer::FileEntry;
 
     /// A store, two host files and a binary.
@@ -425,9 +435,9 @@ mod tests {
         builds: &Cell<u32>,
     ) -> Layer {
         let plan = tar_builder::plan(entries).unwrap();
-        build_cached(&plan, opts, store, || {
+        build_cached(&plan, opts, store, |digests| {
             builds.set(builds.get() + 1);
-            build_uncached(&plan, 0, opts, store)
+            build_uncached(&plan, 0, opts, store, digests)
         })
         .unwrap()
     }
@@ -574,13 +584,149 @@ mod tests {
         let layer = build(&f.entries, &o, &f.store, &Cell::new(0));
         let plan = tar_builder::plan(&f.entries).unwrap();
         let stat = stat_key(&plan, &o).unwrap();
-        let content = content_key(&o, &layer.diff_id);
+        // The content key the build recorded is the one hashing the files again computes.
+        let digests = file_digest::hash_files(&plan, 2).unwrap();
+        let content = content_key(&plan, &o, &digests).unwrap();
         assert_eq!(lookup(&f.store, &stat, &o).as_ref(), Some(&layer));
         assert_eq!(lookup(&f.store, &content, &o).as_ref(), Some(&layer));
         assert!(marked(&f.store, &shape_key(&plan, &o)));
         assert_eq!(records(&f.store), 3);
-        // The content key is the tar's: hashing the files again finds it.
-        assert_eq!(tar_diff_id(&plan, &o), Some(layer.diff_id));
+    }
+
+    #[test]
+    fn a_content_key_needs_exactly_one_digest_per_host_file() {
+        let f = fixture();
+        let o = opts(Compression::Zstd, 0);
+        let plan = tar_builder::plan(&f.entries).unwrap();
+        let digests = file_digest::hash_files(&plan, 2).unwrap();
+        assert_eq!(digests.len(), 2);
+        assert!(content_key(&plan, &o, &digests).is_some());
+        assert_eq!(content_key(&plan, &o, &digests[..1]), None);
+        let mut extra = digests.clone();
+        extra.push(digests[0].clone());
+        assert_eq!(content_key(&plan, &o, &extra), None);
+        // Size and sha256 are both in it.
+        let mut other = digests.clone();
+        other[1].size += 1;
+        assert_ne!(
+            content_key(&plan, &o, &other),
+            content_key(&plan, &o, &digests)
+        );
+        let mut other = digests.clone();
+        other[1].digest = Digest::of(b"something else");
+        assert_ne!(
+            content_key(&plan, &o, &other),
+            content_key(&plan, &o, &digests)
+        );
+    }
+
+    /// Many host files of many sizes (a few span several read buffers), as a release has.
+    fn many_files(dir: &Path) -> Vec<FileEntry> {
+        (0..60usize)
+            .map(|i| {
+                let len = match i % 6 {
+                    0 => 0,
+                    1 => 3 * tar_builder::READ_BUFFER + i,
+                    _ => i * 997,
+                };
+                let path = dir.join(format!("m{i}"));
+                let bytes: Vec<u8> = (0..len).map(|j| (j * 13 + i) as u8).collect();
+                fs::write(&path, bytes).unwrap();
+                FileEntry::new(
+                    format!("/app/lib/d{}/m{i}", i % 7),
+                    Content::File(path),
+                    0o644,
+                )
+            })
+            .collect()
+    }
+
+    /// Write every file again with the same bytes, as a new file renamed into place (a new
+    /// inode, mtime and ctime: what `mix release` leaves).
+    fn rewrite_all(entries: &[FileEntry]) {
+        for e in entries {
+            if let Content::File(path) = &e.content {
+                let bytes = fs::read(path).unwrap();
+                let tmp = path.with_extension("tmp");
+                fs::write(&tmp, bytes).unwrap();
+                fs::rename(&tmp, path).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn after_a_cold_build_every_file_rewritten_unchanged_is_a_content_hit() {
+        for (compression, mode) in [
+            (Compression::Gzip, CacheMode::On),
+            (Compression::Zstd, CacheMode::On),
+            (Compression::Zstd, CacheMode::Content),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = BlobStore::open(dir.path().join("store"))
+                .unwrap()
+                .with_layer_cache(mode);
+            let entries = many_files(dir.path());
+            let o = opts(compression, 0);
+            let builds = Cell::new(0);
+            let first = build(&entries, &o, &store, &builds);
+            rewrite_all(&entries);
+            let plan = tar_builder::plan(&entries).unwrap();
+            let new_stat = stat_key(&plan, &o).unwrap();
+            assert!(lookup(&store, &new_stat, &o).is_none());
+
+            let second = build(&entries, &o, &store, &builds);
+            assert_eq!(
+                builds.get(),
+                1,
+                "{compression} {mode:?}: no build after the cold one"
+            );
+            assert_eq!(second, first);
+            assert_same_as_fresh(&second, &entries, &o);
+            if mode == CacheMode::On {
+                assert_eq!(lookup(&store, &new_stat, &o), Some(second));
+            }
+        }
+    }
+
+    #[test]
+    fn one_changed_byte_in_one_file_of_many_misses() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path().join("store")).unwrap();
+        let entries = many_files(dir.path());
+        let o = opts(Compression::Zstd, 0);
+        let builds = Cell::new(0);
+        let first = build(&entries, &o, &store, &builds);
+        rewrite_all(&entries);
+        // Same size, one byte flipped in the middle of a file spanning several buffers.
+        let Content::File(victim) = &entries[43].content else {
+            unreachable!()
+        };
+        let mut bytes = fs::read(victim).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 1;
+        fs::write(victim, &bytes).unwrap();
+
+        let second = build(&entries, &o, &store, &builds);
+        assert_eq!(builds.get(), 2, "the changed byte was not seen");
+        assert_ne!(second.diff_id, first.diff_id);
+        assert_same_as_fresh(&second, &entries, &o);
+        // The rebuild recorded its own content key: the same files again are a hit.
+        rewrite_all(&entries);
+        assert_eq!(build(&entries, &o, &store, &builds), second);
+        assert_eq!(builds.get(), 2);
+    }
+
+    #[test]
+    fn off_hands_the_build_nothing_to_hash() {
+        let f = fixture();
+        let store = f.store.clone().with_layer_cache(CacheMode::Off);
+        let plan = tar_builder::plan(&f.entries).unwrap();
+        let o = opts(Compression::Zstd, 0);
+        build_cached(&plan, &o, &store, |digests| {
+            assert!(digests.is_none());
+            build_uncached(&plan, 0, &o, &store, digests)
+        })
+        .unwrap();
     }
 
     #[test]
@@ -718,13 +864,42 @@ mod tests {
         let o = opts(Compression::Zstd, 0);
         let plan = tar_builder::plan(&f.entries).unwrap();
         let b = host(&f, 1);
-        build_cached(&plan, &o, &f.store, || {
-            let built = build_uncached(&plan, 0, &o, &f.store);
+        build_cached(&plan, &o, &f.store, |digests| {
+            let built = build_uncached(&plan, 0, &o, &f.store, digests);
             fs::write(&b, b"later\n").unwrap();
             built
         })
         .unwrap();
         assert_eq!(records(&f.store), 0);
+    }
+
+    #[test]
+    fn a_file_changed_during_a_rebuild_leaves_no_record_either() {
+        // The rebuild reuses the content key of its lookup: the status check must guard it too.
+        let f = fixture();
+        let o = opts(Compression::Zstd, 0);
+        build(&f.entries, &o, &f.store, &Cell::new(0));
+        assert_eq!(records(&f.store), 3);
+        let b = host(&f, 1);
+        fs::write(&b, b"world\n").unwrap();
+        let plan = tar_builder::plan(&f.entries).unwrap();
+        let built = build_cached(&plan, &o, &f.store, |digests| {
+            assert!(digests.is_none(), "the lookup's content key is reused");
+            let built = build_uncached(&plan, 0, &o, &f.store, digests);
+            fs::write(&b, b"later\n").unwrap();
+            built
+        })
+        .unwrap();
+        assert_eq!(records(&f.store), 3);
+        let named: Vec<String> = fs::read_dir(f.store.root().join(RECORDS_DIR))
+            .unwrap()
+            .map(|r| {
+                let record: Record =
+                    serde_json::from_slice(&fs::read(r.unwrap().path()).unwrap()).unwrap();
+                record.digest
+            })
+            .collect();
+        assert!(!named.contains(&built.digest.to_string()), "{named:?}");
     }
 
     #[test]

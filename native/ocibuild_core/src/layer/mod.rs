@@ -6,10 +6,12 @@
 //! - `build`: the pipeline that ties them to the digests and the blob store.
 //! - `progress`: the bytes read so far, reported while a layer is built.
 //! - `cache`: the layer cache, so unchanged inputs are not built again.
+//! - `file_digest`: each host file's sha256, on several threads (the cache's content key).
 
 mod build;
 pub mod cache;
 pub mod compress;
+pub mod file_digest;
 pub mod progress;
 pub mod tar_builder;
 

@@ -24,7 +24,9 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
+use super::file_digest::FileDigest;
 use super::{Content, FileEntry};
+use crate::digest::Hasher;
 use crate::{Error, Result};
 
 /// Mode of the parent directories the builder adds on its own.
@@ -179,19 +181,22 @@ pub fn plan(entries: &[FileEntry]) -> Result<Vec<TarEntry<'_>>> {
 /// Write the tar for planned entries to `out`, every header stamped with `mtime`. File contents
 /// are streamed: `Content::File` is read from disk in chunks while being written.
 pub fn write_tar<W: Write>(entries: &[TarEntry], mtime: u64, out: &mut W) -> Result<()> {
-    write_tar_counting(entries, mtime, out, &mut |_| {})
+    write_tar_counting(entries, mtime, out, &mut |_| {}, None)
 }
 
 /// [`write_tar`], telling `on_read` how many bytes of file contents went into the tar after each
-/// piece (a build's progress).
+/// piece (a build's progress). With `file_digests`, each host file's size and sha256 (of the
+/// bytes that went into the tar) are pushed onto it in plan order: the layer cache's content
+/// key, learnt from the one read the build makes anyway.
 pub fn write_tar_counting<W: Write>(
     entries: &[TarEntry],
     mtime: u64,
     out: &mut W,
     on_read: &mut dyn FnMut(u64),
+    mut file_digests: Option<&mut Vec<FileDigest>>,
 ) -> Result<()> {
     let write_err = |e| Error::io("writing layer tar", e);
-    let mut buf = vec![0u8; 256 * 1024];
+    let mut buf = vec![0u8; READ_BUFFER];
     for entry in entries {
         match entry.kind {
             EntryKind::Dir => {
@@ -208,31 +213,64 @@ pub fn write_tar_counting<W: Write>(
                 write_padding(out, size).map_err(write_err)?;
             }
             EntryKind::File(Content::File(host_path)) => {
-                write_file(out, entry, host_path, mtime, &mut buf, on_read)?;
+                let mut hasher = file_digests.as_ref().map(|_| Hasher::new());
+                let size = write_file(out, entry, host_path, mtime, &mut buf, &mut |piece| {
+                    if let Some(h) = hasher.as_mut() {
+                        h.update(piece);
+                    }
+                    on_read(piece.len() as u64);
+                })?;
+                if let (Some(digests), Some(h)) = (file_digests.as_deref_mut(), hasher) {
+                    digests.push(FileDigest {
+                        size,
+                        digest: h.finish(),
+                    });
+                }
             }
         }
     }
     out.write_all(&[0u8; 2 * BLOCK]).map_err(write_err)
 }
 
-/// Stream one host file into the tar. The size in the header comes from the open file, and
-/// the copy must produce exactly that many bytes: a file that changes while we read it would
-/// otherwise leave a corrupt tar behind.
+/// Bytes read from a host file at a time.
+pub(crate) const READ_BUFFER: usize = 256 * 1024;
+
+/// Stream one host file into the tar; returns its size. The size in the header comes from the
+/// open file, and the copy must produce exactly that many bytes: a file that changes while we
+/// read it would otherwise leave a corrupt tar behind.
 fn write_file<W: Write>(
     out: &mut W,
     entry: &TarEntry,
     host_path: &Path,
     mtime: u64,
     buf: &mut [u8],
-    on_read: &mut dyn FnMut(u64),
-) -> Result<()> {
-    let read_err = |source| Error::FileRead {
-        path: host_path.to_path_buf(),
-        source,
-    };
+    on_piece: &mut dyn FnMut(&[u8]),
+) -> Result<u64> {
     let write_err = |e| Error::io("writing layer tar", e);
     let (mut file, size) = open_regular_file(host_path)?;
     write_header(out, entry.path(), b'0', entry.mode, size, mtime).map_err(write_err)?;
+    read_exactly(&mut file, size, host_path, buf, &mut |piece| {
+        out.write_all(piece).map_err(write_err)?;
+        on_piece(piece);
+        Ok(())
+    })?;
+    write_padding(out, size).map_err(write_err)?;
+    Ok(size)
+}
+
+/// Read exactly `size` bytes of `file` (opened at `path`) through `buf`, handing each piece to
+/// `each`, and fail if the file ends early or holds more: it changed while being read.
+pub(crate) fn read_exactly(
+    file: &mut File,
+    size: u64,
+    path: &Path,
+    buf: &mut [u8],
+    each: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    let read_err = |source| Error::FileRead {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut left = size;
     while left > 0 {
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
@@ -242,19 +280,17 @@ fn write_file<W: Write>(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(read_err(e)),
         };
-        out.write_all(&buf[..n]).map_err(write_err)?;
-        on_read(n as u64);
+        each(&buf[..n])?;
         left -= n as u64;
     }
     loop {
         match file.read(&mut buf[..1]) {
-            Ok(0) => break,
+            Ok(0) => return Ok(()),
             Ok(_) => return Err(read_err(changed("grew"))),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(read_err(e)),
         }
     }
-    write_padding(out, size).map_err(write_err)
 }
 
 /// Open a host file for reading only if it is a regular file, and return it with its size.
