@@ -29,6 +29,8 @@ export OCIBUILD_TEST_TMP=$work
 trap 'registry_stop_all; rm -rf "$work"' EXIT
 
 export OCIBUILD_CACHE_DIR=$work/cache
+# Each measured run builds its layers (the peak includes building), not a layer cache hit.
+export OCIBUILD_LAYER_CACHE=off
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
 export HEX_CDN=http://127.0.0.1:9 HEX_MIRROR=http://127.0.0.1:9
 export MIX_HOME=$work/mix-home HEX_HOME=$work/hex-home MIX_ENV=prod
