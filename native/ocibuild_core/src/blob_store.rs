@@ -7,6 +7,7 @@
 //! `layer::cache`), and [`gc`] bounds the whole store by age and size.
 
 pub mod gc;
+pub mod record_file;
 
 use std::fs::{self, File};
 use std::io::{self, Read};

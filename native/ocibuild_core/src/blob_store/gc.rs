@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::BlobStore;
-use crate::layer::cache::{MAX_RECORD_BYTES, RECORDS_DIR};
+use crate::layer::cache::RECORDS_DIR;
 use crate::{Error, Result};
 
 /// The name of the file whose mtime says when the automatic collection last ran.
@@ -216,9 +216,7 @@ fn blob_gone(store: &BlobStore, record: &Path) -> bool {
     struct Named {
         digest: String,
     }
-    let named = fs::read(record)
-        .ok()
-        .filter(|bytes| bytes.len() as u64 <= MAX_RECORD_BYTES)
+    let named = super::record_file::read(record)
         .and_then(|bytes| serde_json::from_slice::<Named>(&bytes).ok())
         .and_then(|n| crate::digest::Digest::parse(&n.digest).ok());
     match named {

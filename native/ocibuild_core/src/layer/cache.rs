@@ -34,8 +34,8 @@
 //! built again. A hit touches the blob and the record, which is what the store's GC calls
 //! "used". Files that change while they are hashed or built leave no record behind.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::fs::{self, File};
+use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -47,14 +47,13 @@ use super::compress::{GZIP_BLOCK_SIZE, GZIP_LEVEL, ZSTD_JOB_SIZE, ZSTD_LEVEL};
 use super::file_digest::{self, FileDigest};
 use super::tar_builder::TarEntry;
 use super::{Compression, Content, Layer, LayerOptions};
-use crate::blob_store::BlobStore;
+use crate::blob_store::{record_file, BlobStore};
 use crate::digest::{Digest, Hasher};
 use crate::{Error, Result};
 
 /// Bumped whenever what a key covers or how a record reads changes: old records then miss.
 const FORMAT_VERSION: &str = "2";
-/// A record is about 250 bytes; anything larger is not ours.
-pub const MAX_RECORD_BYTES: u64 = 4096;
+pub use crate::blob_store::record_file::MAX_RECORD_BYTES;
 /// Where the records live, under the store's root.
 pub const RECORDS_DIR: &str = "layers";
 
@@ -307,7 +306,7 @@ fn record_path(store: &BlobStore, key: &Key) -> PathBuf {
 /// The layer a record names, if the record and its blob check out; marks both used.
 pub fn lookup(store: &BlobStore, key: &Key, opts: &LayerOptions) -> Option<Layer> {
     let path = record_path(store, key);
-    let record: Record = serde_json::from_slice(&read_record(&path)?).ok()?;
+    let record: Record = serde_json::from_slice(&record_file::read(&path)?).ok()?;
     if record.media_type != opts.compression.media_type() {
         return None;
     }
@@ -329,24 +328,6 @@ pub fn lookup(store: &BlobStore, key: &Key, opts: &LayerOptions) -> Option<Layer
     })
 }
 
-/// A record's bytes: a regular file (not a link), at most `MAX_RECORD_BYTES`.
-fn read_record(path: &Path) -> Option<Vec<u8>> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .ok()?;
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() || meta.len() > MAX_RECORD_BYTES {
-        return None;
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_RECORD_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .ok()?;
-    (bytes.len() as u64 <= MAX_RECORD_BYTES).then_some(bytes)
-}
-
 /// Mark a file used for the GC's least-recently-used order. Best effort: a store we may read
 /// but not touch still serves hits, it only ages sooner.
 fn touch(path: &Path) {
@@ -366,20 +347,13 @@ pub fn record(store: &BlobStore, key: &Key, layer: &Layer) {
 }
 
 fn try_record(store: &BlobStore, key: &Key, layer: &Layer) -> std::io::Result<()> {
-    let dir = store.root().join(RECORDS_DIR);
-    fs::create_dir_all(&dir)?;
     let json = serde_json::to_vec(&Record {
         digest: layer.digest.to_string(),
         diff_id: layer.diff_id.to_string(),
         size: layer.size,
         media_type: layer.media_type.clone(),
     })?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".incoming-")
-        .tempfile_in(&dir)?;
-    tmp.write_all(&json)?;
-    tmp.persist(dir.join(key.hex()))?;
-    Ok(())
+    record_file::write(&record_path(store, key), &json)
 }
 
 #[cfg(test)]

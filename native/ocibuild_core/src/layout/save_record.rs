@@ -24,9 +24,9 @@
 //! Only the cache mode `On` uses records: `off` disables them, and `content` (for file systems
 //! whose timestamps cannot be trusted) does too, as the identity is timestamps.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -34,15 +34,14 @@ use serde::{Deserialize, Serialize};
 
 use super::tarball::TarballFraming;
 use super::{parent_dir, Source};
-use crate::blob_store::BlobStore;
+use crate::blob_store::{record_file, BlobStore};
 use crate::digest::{Digest, Hasher};
 use crate::layer::CacheMode;
 
 /// Bumped whenever what the plan key covers or how a record reads changes: old records then
 /// miss.
 const FORMAT_VERSION: &str = "1";
-/// A record is about 250 bytes; anything larger is not ours.
-pub const MAX_RECORD_BYTES: u64 = 4096;
+pub use crate::blob_store::record_file::MAX_RECORD_BYTES;
 /// Where the records live, under the store's root.
 pub const RECORDS_DIR: &str = "saves";
 
@@ -155,7 +154,7 @@ impl<'a> SaveRecords<'a> {
         let Some(record_path) = self.record_path(output) else {
             return false;
         };
-        let Some(record) = read_record(&record_path)
+        let Some(record) = record_file::read(&record_path)
             .and_then(|bytes| serde_json::from_slice::<Record>(&bytes).ok())
         else {
             return false;
@@ -205,14 +204,7 @@ fn try_record(
         key: key.hex().to_string(),
         identity: Identity::of(&meta),
     })?;
-    let dir = record_path.parent().expect("a record path has a parent");
-    fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".incoming-")
-        .tempfile_in(dir)?;
-    tmp.write_all(&json)?;
-    tmp.persist(record_path)?;
-    Ok(())
+    record_file::write(record_path, &json)
 }
 
 /// How long [`clock_moved_past`] waits for the file system's clock to tick: a few jiffies on
@@ -242,24 +234,6 @@ fn clock_moved_past(dir: &Path, written: &fs::Metadata) -> std::io::Result<bool>
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-}
-
-/// A record's bytes: a regular file (not a link), at most `MAX_RECORD_BYTES`.
-fn read_record(path: &Path) -> Option<Vec<u8>> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .ok()?;
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() || meta.len() > MAX_RECORD_BYTES {
-        return None;
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_RECORD_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .ok()?;
-    (bytes.len() as u64 <= MAX_RECORD_BYTES).then_some(bytes)
 }
 
 #[cfg(test)]
