@@ -31,12 +31,7 @@ use crate::supply::verify::{passed, verify, Check, Evidence, Kind, Outcome};
 const REPO: &str = "acme/hello";
 
 fn key(seed: u8) -> Arc<SigningKey> {
-    use p256::pkcs8::{EncodePrivateKey, LineEnding};
-    let pem = p256::SecretKey::from_slice(&[seed; 32])
-        .unwrap()
-        .to_pkcs8_pem(LineEnding::LF)
-        .unwrap();
-    Arc::new(SigningKey::from_pem(pem.as_bytes(), None).unwrap())
+    Arc::new(crate::supply::signing::test_keys::key(seed))
 }
 
 fn sbom_document(packages: &[(&str, &str)]) -> Vec<u8> {

@@ -188,18 +188,7 @@ impl SigningKey {
 mod tests {
     use super::*;
 
-    fn secret_pem(seed: u8) -> String {
-        use p256::pkcs8::{EncodePrivateKey, LineEnding};
-        p256::SecretKey::from_slice(&[seed; 32])
-            .unwrap()
-            .to_pkcs8_pem(LineEnding::LF)
-            .unwrap()
-            .to_string()
-    }
-
-    fn key_from(seed: u8) -> SigningKey {
-        SigningKey::from_pem(secret_pem(seed).as_bytes(), None).unwrap()
-    }
+    use crate::supply::signing::test_keys::{key as key_from, pem as secret_pem};
 
     fn generated() -> SigningKey {
         key_from(7)

@@ -93,6 +93,26 @@ impl SigningKey {
     }
 }
 
+/// Keys for tests: a fixed P-256 key per seed, as PKCS#8 PEM and parsed, so tests need no
+/// fixture files and two seeds are two different keys.
+#[cfg(test)]
+pub(crate) mod test_keys {
+    use super::SigningKey;
+
+    pub fn pem(seed: u8) -> String {
+        use p256::pkcs8::{EncodePrivateKey, LineEnding};
+        p256::SecretKey::from_slice(&[seed; 32])
+            .expect("a non-zero seed is a valid P-256 scalar")
+            .to_pkcs8_pem(LineEnding::LF)
+            .expect("a P-256 key encodes as PKCS#8")
+            .to_string()
+    }
+
+    pub fn key(seed: u8) -> SigningKey {
+        SigningKey::from_pem(pem(seed).as_bytes(), None).expect("our own PEM parses")
+    }
+}
+
 /// The simple-signing payload for `manifest_digest` in repository `docker_reference`.
 pub fn simple_signing_payload(docker_reference: &str, manifest_digest: &Digest) -> Vec<u8> {
     canonical(&json!({

@@ -17,12 +17,7 @@ use crate::supply::referrers::referrers_tag;
 use crate::supply::signing::SigningKey;
 
 fn key() -> Arc<SigningKey> {
-    use p256::pkcs8::{EncodePrivateKey, LineEnding};
-    let pem = p256::SecretKey::from_slice(&[9; 32])
-        .unwrap()
-        .to_pkcs8_pem(LineEnding::LF)
-        .unwrap();
-    Arc::new(SigningKey::from_pem(pem.as_bytes(), None).unwrap())
+    Arc::new(crate::supply::signing::test_keys::key(9))
 }
 
 fn input(tags: &[&str]) -> Arc<ProvenanceInput> {

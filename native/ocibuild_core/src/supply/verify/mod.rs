@@ -549,14 +549,7 @@ mod tests {
     use proptest::num::u8::ANY;
 
     fn key() -> PublicKey {
-        use p256::pkcs8::{EncodePrivateKey, LineEnding};
-        let pem = p256::SecretKey::from_slice(&[5; 32])
-            .unwrap()
-            .to_pkcs8_pem(LineEnding::LF)
-            .unwrap();
-        crate::supply::signing::SigningKey::from_pem(pem.as_bytes(), None)
-            .unwrap()
-            .public_key()
+        crate::supply::signing::test_keys::key(5).public_key()
     }
 
     fn fetched(manifest: Vec<u8>, blob: Vec<u8>) -> Fetched {

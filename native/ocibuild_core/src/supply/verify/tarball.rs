@@ -61,14 +61,7 @@ mod tests {
     use crate::supply::verify::{passed, verify, Kind, Outcome};
 
     fn any_key() -> PublicKey {
-        use p256::pkcs8::{EncodePrivateKey, LineEnding};
-        let pem = p256::SecretKey::from_slice(&[3; 32])
-            .unwrap()
-            .to_pkcs8_pem(LineEnding::LF)
-            .unwrap();
-        crate::supply::signing::SigningKey::from_pem(pem.as_bytes(), None)
-            .unwrap()
-            .public_key()
+        crate::supply::signing::test_keys::key(3).public_key()
     }
 
     #[test]
