@@ -1,6 +1,8 @@
 defmodule Mix.Tasks.Ocibuild do
   use Mix.Task
 
+  import Ocibuild.Mix.Cli, only: [start_ocibuild: 0, raise_error: 1]
+
   @shortdoc "Builds an OCI image from a Mix release"
 
   @moduledoc """
@@ -138,21 +140,5 @@ defmodule Mix.Tasks.Ocibuild do
 
   defp known_option?("-" <> short) do
     Enum.any?(@aliases, fn {alias, _} -> Atom.to_string(alias) == short end)
-  end
-
-  # The NIF loads with the ocibuild application's modules, from its priv/ directory.
-  defp start_ocibuild do
-    case Application.ensure_all_started(:ocibuild) do
-      {:ok, _} ->
-        :ok
-
-      {:error, reason} ->
-        Mix.raise("could not start the ocibuild application: #{inspect(reason)}")
-    end
-  end
-
-  # One line for every reason, the one `rebar3 ocibuild` prints for it too.
-  defp raise_error(reason) do
-    Mix.raise(IO.chardata_to_string(:ocibuild_release.format_error(reason)))
   end
 end

@@ -1,6 +1,8 @@
 defmodule Mix.Tasks.Ocibuild.Verify do
   use Mix.Task
 
+  import Ocibuild.Mix.Cli, only: [start_ocibuild: 0, raise_error: 1]
+
   @shortdoc "Verifies the signature, attestations and SBOM attached to an image"
 
   @moduledoc """
@@ -67,20 +69,5 @@ defmodule Mix.Tasks.Ocibuild.Verify do
       :ok -> :ok
       {:error, reason} -> raise_error(reason)
     end
-  end
-
-  defp start_ocibuild do
-    case Application.ensure_all_started(:ocibuild) do
-      {:ok, _} ->
-        :ok
-
-      {:error, reason} ->
-        Mix.raise("could not start the ocibuild application: #{inspect(reason)}")
-    end
-  end
-
-  # One line, the one `rebar3 ocibuild --verify` prints for the same reason.
-  defp raise_error(reason) do
-    Mix.raise(IO.chardata_to_string(:ocibuild_release.format_error(reason)))
   end
 end
