@@ -52,6 +52,7 @@ here=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
 root=$(CDPATH='' cd -- "$here/.." && pwd)
 source "$root/scripts/common.sh"
 source "$root/test/registry/lib.sh"
+source "$here/mix_env.sh"
 command -v /usr/bin/time >/dev/null || die "GNU time (/usr/bin/time) is needed: apt-get install time"
 
 runs=${1:-5}
@@ -60,20 +61,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/ocibuild-rebuild-bench.XXXXXX")
 export OCIBUILD_TEST_TMP=$work
 trap 'registry_stop_all; rm -rf "$work"' EXIT
 
-export OCIBUILD_CACHE_DIR=$work/cache
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
-export HEX_CDN=http://127.0.0.1:9 HEX_MIRROR=http://127.0.0.1:9
-export MIX_HOME=$work/mix-home HEX_HOME=$work/hex-home MIX_ENV=prod
-export DOCKER_CONFIG=$work/no-docker-config REGISTRY_AUTH_FILE=$work/no-auth.json
-echo '{}' >"$REGISTRY_AUTH_FILE"
-unset SOURCE_DATE_EPOCH
-
-# quiet LOG CMD...: run CMD with its output in LOG; stop with the log's tail on failure.
-quiet() {
-    local log=$1
-    shift
-    "$@" >"$log" 2>&1 || { tail -n 40 "$log"; die "failed: $*"; }
-}
+isolate_mix "$work"
 
 section "prepare: examples/hello_elixir grown to $target_mb MB, a base image, a registry"
 app=$work/hello_elixir

@@ -22,28 +22,16 @@ root=$(CDPATH='' cd -- "$here/.." && pwd)
 source "$root/scripts/common.sh"
 source "$root/test/registry/lib.sh"
 source "$root/bench/peak_rss.sh"
+source "$here/mix_env.sh"
 
 mb=${1:-500}
 work=$(mktemp -d "${TMPDIR:-/tmp}/ocibuild-memory-bench.XXXXXX")
 export OCIBUILD_TEST_TMP=$work
 trap 'registry_stop_all; rm -rf "$work"' EXIT
 
-export OCIBUILD_CACHE_DIR=$work/cache
+isolate_mix "$work"
 # Each measured run builds its layers (the peak includes building), not a layer cache hit.
 export OCIBUILD_LAYER_CACHE=off
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
-export HEX_CDN=http://127.0.0.1:9 HEX_MIRROR=http://127.0.0.1:9
-export MIX_HOME=$work/mix-home HEX_HOME=$work/hex-home MIX_ENV=prod
-export DOCKER_CONFIG=$work/no-docker-config REGISTRY_AUTH_FILE=$work/no-auth.json
-echo '{}' >"$REGISTRY_AUTH_FILE"
-unset SOURCE_DATE_EPOCH
-
-# quiet LOG CMD...: run CMD with its output in LOG; stop with the log's tail on failure.
-quiet() {
-    local log=$1
-    shift
-    "$@" >"$log" 2>&1 || { tail -n 40 "$log"; die "failed: $*"; }
-}
 
 section "prepare: the release (examples/hello_elixir), $mb MB of random files, a base image"
 app=$work/hello_elixir
