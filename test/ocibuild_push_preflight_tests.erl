@@ -6,16 +6,9 @@
 
 -include_lib("eunit/include/eunit.hrl").
 
-%% A loopback port with nothing behind it: connections are refused at once.
-closed_port() ->
-    {ok, S} = gen_tcp:listen(0, [{ip, {127, 0, 0, 1}}]),
-    {ok, Port} = inet:port(S),
-    ok = gen_tcp:close(S),
-    Port.
-
 check_push_test_() ->
     {setup, fun ocibuild_test_util:setup/0, fun ocibuild_test_util:cleanup/1, fun(_) ->
-        Registry = iolist_to_binary(["127.0.0.1:", integer_to_list(closed_port())]),
+        Registry = iolist_to_binary(["127.0.0.1:", integer_to_list(ocibuild_test_util:closed_port())]),
         [
             %% Both retry a refused connection as any request is retried (about 3 s each).
             {"an unreachable registry is the http_error a push gives", {timeout, 60, fun() ->
@@ -47,7 +40,7 @@ check_push_test_() ->
 release_push_fails_before_building_test_() ->
     {setup, fun ocibuild_test_util:setup/0, fun ocibuild_test_util:cleanup/1, fun({Root, _}) ->
         {timeout, 60, fun() ->
-            Registry = "127.0.0.1:" ++ integer_to_list(closed_port()),
+            Registry = "127.0.0.1:" ++ integer_to_list(ocibuild_test_util:closed_port()),
             Rel = ocibuild_test_util:small_release(Root, "myapp"),
             {ok, Config} = ocibuild_release:resolve_config(
                 #{push => Registry, tag => ["myapp:1"]}, #{base_image => "scratch"}),

@@ -4,13 +4,6 @@
 
 -include_lib("eunit/include/eunit.hrl").
 
-%% A loopback port with nothing behind it: connections are refused at once.
-closed_port() ->
-    {ok, S} = gen_tcp:listen(0, [{ip, {127, 0, 0, 1}}]),
-    {ok, Port} = inet:port(S),
-    ok = gen_tcp:close(S),
-    Port.
-
 image() ->
     {ok, I0} = ocibuild:scratch(),
     ocibuild:add_layer(I0, [{<<"/a.txt">>, <<"a\n">>, 8#644}]).
@@ -41,7 +34,7 @@ invalid_auth_is_named_without_its_value_test() ->
 
 invalid_options_test_() ->
     I = image(),
-    Port = integer_to_binary(closed_port()),
+    Port = integer_to_binary(ocibuild_test_util:closed_port()),
     Reg = <<"127.0.0.1:", Port/binary>>,
     [
         ?_assertMatch({error, {invalid_option, progress, _}},
@@ -65,7 +58,7 @@ invalid_options_test_() ->
 %% Nothing listens: the error names the registry and the failure, after bounded retries.
 unreachable_registry_test_() ->
     {timeout, 60, fun() ->
-        Port = integer_to_binary(closed_port()),
+        Port = integer_to_binary(ocibuild_test_util:closed_port()),
         Reg = <<"127.0.0.1:", Port/binary>>,
         ?assertMatch({error, {http_error, Reg, _}}, ocibuild:from(<<Reg/binary, "/x:y">>)),
         ?assertMatch({error, {http_error, Reg, _}}, ocibuild:push(image(), Reg, <<"x:y">>)),
@@ -76,7 +69,7 @@ unreachable_registry_test_() ->
 %% A progress fun that crashes does not take the call down.
 failing_progress_fun_test_() ->
     {timeout, 60, fun() ->
-        Port = integer_to_binary(closed_port()),
+        Port = integer_to_binary(ocibuild_test_util:closed_port()),
         Reg = <<"127.0.0.1:", Port/binary>>,
         Bad = fun(_) -> error(boom) end,
         ?assertMatch({error, {http_error, _, _}}, ocibuild:push(image(), Reg, <<"x:y">>, #{}, #{progress => Bad}))
@@ -117,7 +110,7 @@ silent_registry_times_out_test_() ->
     end}.
 
 invalid_timeouts_are_invalid_options_test_() ->
-    Reg = <<"127.0.0.1:", (integer_to_binary(closed_port()))/binary>>,
+    Reg = <<"127.0.0.1:", (integer_to_binary(ocibuild_test_util:closed_port()))/binary>>,
     [
         ?_assertMatch({error, {invalid_option, 'OCIBUILD_REGISTRY_TIMEOUT', _}},
                       with_env("OCIBUILD_REGISTRY_TIMEOUT", "soon", fun() -> ocibuild:from(<<Reg/binary, "/x:y">>) end)),

@@ -25,8 +25,18 @@
     host_platform/0,
     write_file/3,
     small_release/2,
-    wait_until/3
+    wait_until/3,
+    closed_port/0
 ]).
+
+%% A loopback port with nothing behind it: connections are refused at once.
+-spec closed_port() -> inet:port_number().
+closed_port() ->
+    {ok, S} = gen_tcp:listen(0, [{ip, {127, 0, 0, 1}}]),
+    {ok, Port} = inet:port(S),
+    ok = gen_tcp:close(S),
+    Port.
+
 
 %% Wait, up to `TimeoutMs', for `Check()' to be true; fails with `{timeout, What}'. For
 %% conditions another thread settles a moment after the reply the test saw (a NIF job

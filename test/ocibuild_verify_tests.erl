@@ -13,12 +13,6 @@ fixture(Name) ->
     unicode:characters_to_binary(
         filename:join([Root, "native", "ocibuild_core", "tests", "fixtures", "signing", Name])).
 
-closed_port() ->
-    {ok, S} = gen_tcp:listen(0, [{ip, {127, 0, 0, 1}}]),
-    {ok, Port} = inet:port(S),
-    ok = gen_tcp:close(S),
-    Port.
-
 verify_test_() ->
     {setup, fun ocibuild_test_util:setup/0, fun ocibuild_test_util:cleanup/1,
      fun({Root, _}) ->
@@ -84,7 +78,7 @@ key_errors(Root) ->
      || R <- [{key_read, Missing, enoent}, {public_key_error, <<"x">>}, {invalid_option, key, missing}]].
 
 unreachable() ->
-    Reg = <<"127.0.0.1:", (integer_to_binary(closed_port()))/binary>>,
+    Reg = <<"127.0.0.1:", (integer_to_binary(ocibuild_test_util:closed_port()))/binary>>,
     ?assertMatch({error, {http_error, Reg, _}},
                  ocibuild:verify(<<Reg/binary, "/x:y">>, #{}, #{key => fixture("pkcs8.pub")})),
     ?assertMatch({error, {invalid_option, auth, _}},
