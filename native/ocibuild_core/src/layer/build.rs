@@ -41,12 +41,13 @@ const OUTPUT_BUFFER: usize = 256 * 1024;
 /// store when a host file cannot be read halfway through.
 pub fn build_layer(entries: &[FileEntry], opts: &LayerOptions, store: &BlobStore) -> Result<Layer> {
     let plan = tar_builder::plan(entries)?;
-    // Only a build someone watches pays for a stat of every host file up front.
-    let total = match opts.progress {
-        Some(_) => progress::planned_bytes(entries),
-        None => 0,
-    };
     cache::build_cached(&plan, opts, store, |file_digests| {
+        // Only a build that really runs, and that someone watches, pays for a stat of every
+        // host file up front (a cache hit reports nothing).
+        let total = match opts.progress {
+            Some(_) => progress::planned_bytes(entries),
+            None => 0,
+        };
         build_uncached(&plan, total, opts, store, file_digests)
     })
 }
